@@ -1,0 +1,1 @@
+"""crmsync's shared library: what more than one service needs."""

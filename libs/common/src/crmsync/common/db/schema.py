@@ -1,0 +1,393 @@
+"""The crmsync schema: every tenant row carries account_id.
+
+Alembic migrations under db/migrations are the source of truth for the
+database; tests check that these models and the migrations agree.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime, time
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Computed,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Numeric,
+    Text,
+    Time,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {
+        dict[str, Any]: JSONB,
+        datetime: DateTime(timezone=True),
+        uuid.UUID: UUID(as_uuid=True),
+    }
+
+
+def _now() -> Any:
+    return mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
+
+
+def _account_fk() -> Any:
+    return mapped_column(Text, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False)
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[datetime] = _now()
+    __table_args__ = (CheckConstraint("id ~ '^[a-z0-9][a-z0-9_-]{0,62}$'", name="id_slug"),)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    account_id: Mapped[str] = _account_fk()
+    name: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    prefix: Mapped[str] = mapped_column(Text, nullable=False)
+    key_hash: Mapped[str] = mapped_column(Text, nullable=False, unique=True)
+    role: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[datetime] = _now()
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+    __table_args__ = (
+        CheckConstraint("role in ('admin', 'reader')", name="role"),
+        Index(None, "account_id"),
+    )
+
+
+class CrmConnection(Base):
+    __tablename__ = "crm_connections"
+    account_id: Mapped[str] = mapped_column(
+        Text, ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    provider: Mapped[str] = mapped_column(Text, nullable=False, server_default="salesforce")
+    instance_url: Mapped[str | None] = mapped_column(Text)
+    login_url: Mapped[str] = mapped_column(Text, nullable=False)
+    auth_method: Mapped[str] = mapped_column(Text, nullable=False)
+    client_id: Mapped[str] = mapped_column(Text, nullable=False)
+    username: Mapped[str | None] = mapped_column(Text)
+    # Fernet token of a JSON object holding client_secret / refresh_token / private_key.
+    secrets_encrypted: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    api_version: Mapped[str] = mapped_column(Text, nullable=False, server_default="60.0")
+    status: Mapped[str] = mapped_column(Text, nullable=False, server_default="untested")
+    status_message: Mapped[str | None] = mapped_column(Text)
+    last_checked_at: Mapped[datetime | None]
+    api_usage: Mapped[int | None] = mapped_column(Integer)
+    api_limit: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+    __table_args__ = (
+        CheckConstraint(
+            "auth_method in ('client_credentials', 'refresh_token', 'jwt_bearer')", name="auth_method"
+        ),
+        CheckConstraint("status in ('untested', 'connected', 'failed')", name="status"),
+    )
+
+
+class MappingVersion(Base):
+    __tablename__ = "mapping_versions"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = _account_fk()
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _now()
+    __table_args__ = (UniqueConstraint("account_id", "version"),)
+
+
+class MappingRowRecord(Base):
+    __tablename__ = "mapping_rows"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = _account_fk()
+    mapping_version_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("mapping_versions.id", ondelete="CASCADE"), nullable=False
+    )
+    position: Mapped[int] = mapped_column(Integer, nullable=False)
+    destination: Mapped[str] = mapped_column(Text, nullable=False)
+    kind: Mapped[str] = mapped_column(Text, nullable=False)
+    lead_source: Mapped[str | None] = mapped_column(Text)
+    contact_source: Mapped[str | None] = mapped_column(Text)
+    data_type: Mapped[str] = mapped_column(Text, nullable=False)
+    # NULL means "use the account's default push policy" (R8).
+    allow_push: Mapped[bool | None] = mapped_column(Boolean)
+    __table_args__ = (
+        UniqueConstraint("mapping_version_id", "destination"),
+        CheckConstraint("kind in ('standard', 'custom')", name="kind"),
+        Index(None, "account_id", "mapping_version_id"),
+    )
+
+
+class PushPolicy(Base):
+    __tablename__ = "push_policies"
+    account_id: Mapped[str] = mapped_column(
+        Text, ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    default_allow_push: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
+    updated_at: Mapped[datetime] = _now()
+
+
+class SyncSchedule(Base):
+    __tablename__ = "sync_schedules"
+    account_id: Mapped[str] = mapped_column(
+        Text, ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    mode: Mapped[str] = mapped_column(Text, nullable=False, server_default="automatic")
+    interval_minutes: Mapped[int | None] = mapped_column(Integer)
+    time_of_day: Mapped[time | None] = mapped_column(Time)
+    weekday: Mapped[int | None] = mapped_column(Integer)
+    timezone: Mapped[str] = mapped_column(Text, nullable=False, server_default="UTC")
+    # Set when the mapping gains a field (R15); cleared by the next successful full sync.
+    full_sync_requested_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = _now()
+    __table_args__ = (
+        CheckConstraint(
+            "mode in ('automatic', 'interval', 'hourly', 'daily', 'weekly', 'manual')", name="mode"
+        ),
+        CheckConstraint("weekday is null or weekday between 0 and 6", name="weekday"),
+    )
+
+
+class Contact(Base):
+    __tablename__ = "contacts"
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    account_id: Mapped[str] = _account_fk()
+    # 'Lead' or 'Contact' for CRM-backed contacts (R5), NULL for local-only ones.
+    crm_object: Mapped[str | None] = mapped_column(Text)
+    external_id: Mapped[str | None] = mapped_column(Text)
+    email: Mapped[str | None] = mapped_column(Text)
+    email_lower: Mapped[str | None] = mapped_column(Text, Computed("lower(email)", persisted=True))
+    fields: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default=text("'{}'::jsonb"))
+    # destination -> {"origin": "crm" | source of the event, "at": ISO time}; R12, R13.
+    field_meta: Mapped[dict[str, Any]] = mapped_column(
+        JSONB, nullable=False, server_default=text("'{}'::jsonb")
+    )
+    crm_modstamp: Mapped[datetime | None]
+    crm_account_external_id: Mapped[str | None] = mapped_column(Text)
+    owner_external_id: Mapped[str | None] = mapped_column(Text)
+    converted_from_lead_id: Mapped[str | None] = mapped_column(Text)
+    last_seen_run_id: Mapped[uuid.UUID | None]
+    # Set when a score or opt-out changed locally; the outbound job sends and clears it (R11).
+    outbound_pending_at: Mapped[datetime | None]
+    search_text: Mapped[str | None] = mapped_column(
+        Text,
+        Computed(
+            "lower(coalesce(email, '') || ' ' || coalesce(fields->>'first_name', '') || ' ' || "
+            "coalesce(fields->>'last_name', '') || ' ' || coalesce(fields->>'company', ''))",
+            persisted=True,
+        ),
+    )
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+    __table_args__ = (
+        UniqueConstraint("account_id", "external_id"),
+        CheckConstraint("crm_object is null or crm_object in ('Lead', 'Contact')", name="crm_object"),
+        Index(None, "account_id", "email_lower"),
+        Index(None, "account_id", "crm_object", "id"),
+        Index(None, "account_id", "id"),
+        Index(
+            "ix_contacts_search_text_trgm",
+            "search_text",
+            postgresql_using="gin",
+            postgresql_ops={"search_text": "gin_trgm_ops"},
+        ),
+        Index(
+            "ix_contacts_outbound_pending",
+            "account_id",
+            postgresql_where=text("outbound_pending_at is not null"),
+        ),
+        Index(
+            "ix_contacts_converted_from_lead",
+            "account_id",
+            "converted_from_lead_id",
+            postgresql_where=text("converted_from_lead_id is not null"),
+        ),
+    )
+
+
+class CrmAccount(Base):
+    __tablename__ = "crm_accounts"
+    account_id: Mapped[str] = mapped_column(
+        Text, ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    external_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    name: Mapped[str | None] = mapped_column(Text)
+    industry: Mapped[str | None] = mapped_column(Text)
+    website: Mapped[str | None] = mapped_column(Text)
+    crm_modstamp: Mapped[datetime | None]
+
+
+class CrmOwner(Base):
+    __tablename__ = "crm_owners"
+    account_id: Mapped[str] = mapped_column(
+        Text, ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    external_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    name: Mapped[str | None] = mapped_column(Text)
+    email: Mapped[str | None] = mapped_column(Text)
+    crm_modstamp: Mapped[datetime | None]
+
+
+class CrmOpportunity(Base):
+    __tablename__ = "crm_opportunities"
+    account_id: Mapped[str] = mapped_column(
+        Text, ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    external_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    name: Mapped[str | None] = mapped_column(Text)
+    stage: Mapped[str | None] = mapped_column(Text)
+    amount: Mapped[Decimal | None] = mapped_column(Numeric(18, 2))
+    close_date: Mapped[date | None] = mapped_column(Date)
+    crm_account_external_id: Mapped[str | None] = mapped_column(Text)
+    contact_external_id: Mapped[str | None] = mapped_column(Text)
+    crm_modstamp: Mapped[datetime | None]
+    __table_args__ = (
+        Index(None, "account_id", "crm_account_external_id"),
+        Index(None, "account_id", "contact_external_id"),
+    )
+
+
+class SyncState(Base):
+    """Per CRM entity: how far incremental syncs have read (R15, R18)."""
+
+    __tablename__ = "sync_state"
+    account_id: Mapped[str] = mapped_column(
+        Text, ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    entity: Mapped[str] = mapped_column(Text, primary_key=True)
+    watermark: Mapped[datetime | None]
+    watermark_id: Mapped[str | None] = mapped_column(Text)
+    deleted_watermark: Mapped[datetime | None]
+    last_full_at: Mapped[datetime | None]
+    last_incremental_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = _now()
+
+
+class SyncRun(Base):
+    __tablename__ = "sync_runs"
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    account_id: Mapped[str] = _account_fk()
+    job_id: Mapped[str] = mapped_column(Text, nullable=False)
+    kind: Mapped[str] = mapped_column(Text, nullable=False)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    status: Mapped[str] = mapped_column(Text, nullable=False, server_default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    pulled: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    created: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    updated: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    deleted: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    skipped: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    errors: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    error: Mapped[str | None] = mapped_column(Text)
+    # Resume point of a paused or interrupted run (entity, cursor, phase).
+    progress: Mapped[dict[str, Any]] = mapped_column(
+        JSONB, nullable=False, server_default=text("'{}'::jsonb")
+    )
+    requested_at: Mapped[datetime] = _now()
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    next_attempt_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = _now()
+    __table_args__ = (
+        UniqueConstraint("account_id", "job_id"),
+        CheckConstraint("kind in ('full', 'incremental', 'scores_optouts')", name="kind"),
+        CheckConstraint("status in ('queued', 'running', 'succeeded', 'failed', 'paused')", name="status"),
+        Index(None, "account_id", "created_at"),
+        Index(None, "account_id", "kind", "status", "finished_at"),
+        Index(
+            "ix_sync_runs_unfinished",
+            "status",
+            "next_attempt_at",
+            postgresql_where=text("status in ('queued', 'running', 'paused')"),
+        ),
+    )
+
+
+class PushLog(Base):
+    __tablename__ = "push_log"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = _account_fk()
+    event_id: Mapped[str] = mapped_column(Text, nullable=False)
+    source: Mapped[str | None] = mapped_column(Text)
+    contact_id: Mapped[uuid.UUID | None]
+    crm_object: Mapped[str | None] = mapped_column(Text)
+    crm_id: Mapped[str | None] = mapped_column(Text)
+    operation: Mapped[str] = mapped_column(Text, nullable=False)
+    status: Mapped[str] = mapped_column(Text, nullable=False)
+    sent_fields: Mapped[dict[str, Any]] = mapped_column(
+        JSONB, nullable=False, server_default=text("'{}'::jsonb")
+    )
+    # Why each changed field was or was not sent (R8, R9, R11, R12, R13).
+    decisions: Mapped[dict[str, Any]] = mapped_column(
+        JSONB, nullable=False, server_default=text("'{}'::jsonb")
+    )
+    error_code: Mapped[str | None] = mapped_column(Text)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    occurred_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+    __table_args__ = (
+        UniqueConstraint("account_id", "event_id"),
+        CheckConstraint("operation in ('create', 'update', 'none', 'outbound')", name="operation"),
+        CheckConstraint("status in ('pending', 'succeeded', 'failed', 'skipped')", name="status"),
+        Index(None, "account_id", "created_at"),
+        Index(None, "account_id", "contact_id"),
+    )
+
+
+class ScheduledJob(Base):
+    """Jobs the scheduler has emitted, by deterministic id (R18)."""
+
+    __tablename__ = "scheduled_jobs"
+    account_id: Mapped[str] = mapped_column(
+        Text, ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    job_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    topic: Mapped[str] = mapped_column(Text, nullable=False)
+    kind: Mapped[str] = mapped_column(Text, nullable=False)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    slot_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    emitted_at: Mapped[datetime] = _now()
+    __table_args__ = (Index(None, "account_id", "kind", "slot_at"),)
+
+
+class OutboxMessage(Base):
+    """Messages that must follow a database change, published after its commit."""
+
+    __tablename__ = "outbox"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = _account_fk()
+    topic: Mapped[str] = mapped_column(Text, nullable=False)
+    key: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    value: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    created_at: Mapped[datetime] = _now()
+    published_at: Mapped[datetime | None]
+    __table_args__ = (Index("ix_outbox_unpublished", "id", postgresql_where=text("published_at is null")),)

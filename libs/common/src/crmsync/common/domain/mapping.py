@@ -1,0 +1,110 @@
+"""Field mappings and the push policy as plain values (pure; R1, R7, R8)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from crmsync.common.domain.fields import STANDARD_FIELDS_BY_KEY, DataType
+
+
+class CrmObject(StrEnum):
+    LEAD = "Lead"
+    CONTACT = "Contact"
+
+
+class FieldKind(StrEnum):
+    STANDARD = "standard"
+    CUSTOM = "custom"
+
+
+@dataclass(frozen=True)
+class MappingRow:
+    """One destination field and where it comes from in the CRM (R1)."""
+
+    destination: str
+    data_type: DataType
+    kind: FieldKind = FieldKind.STANDARD
+    lead_source: str | None = None
+    contact_source: str | None = None
+    allow_push: bool | None = None  # None: the account's default push policy decides (R8)
+
+    def source_for(self, crm_object: CrmObject | str) -> str | None:
+        """Returns the CRM field this row reads from/writes to on that object, if any."""
+        return self.lead_source if crm_object == CrmObject.LEAD else self.contact_source
+
+    @property
+    def local_only(self) -> bool:
+        return self.lead_source is None and self.contact_source is None
+
+    @property
+    def is_score(self) -> bool:
+        return self.data_type == DataType.SCORE
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """A saved version of an account's mapping."""
+
+    version: int
+    rows: tuple[MappingRow, ...]
+
+    def row(self, destination: str) -> MappingRow | None:
+        return next((r for r in self.rows if r.destination == destination), None)
+
+    def source_fields(self, crm_object: CrmObject | str) -> list[str]:
+        """Returns the distinct CRM fields mapped on that object, in row order."""
+        seen: dict[str, None] = {}
+        for row in self.rows:
+            source = row.source_for(crm_object)
+            if source:
+                seen.setdefault(source, None)
+        return list(seen)
+
+
+@dataclass(frozen=True)
+class PushPolicy:
+    default_allow_push: bool = True
+
+
+def effective_allow_push(row: MappingRow, policy: PushPolicy) -> bool:
+    """Returns whether updates of this field may be pushed: scores always, else row over default (R8)."""
+    if row.is_score:
+        return True
+    return policy.default_allow_push if row.allow_push is None else row.allow_push
+
+
+def _std(destination: str, lead: str | None, contact: str | None) -> MappingRow:
+    return MappingRow(
+        destination, STANDARD_FIELDS_BY_KEY[destination].data_type, FieldKind.STANDARD, lead, contact
+    )
+
+
+# The common fields, mapped for a new Salesforce connection (R7). A Contact's
+# company comes from its Account's name (R5), so `company` has no Contact source.
+# `Marketing_Score__c` is the score field the crmsync Salesforce package adds.
+DEFAULT_SALESFORCE_ROWS: tuple[MappingRow, ...] = (
+    _std("email", "Email", "Email"),
+    _std("first_name", "FirstName", "FirstName"),
+    _std("last_name", "LastName", "LastName"),
+    _std("company", "Company", None),
+    _std("job_title", "Title", "Title"),
+    _std("business_phone", "Phone", "Phone"),
+    _std("mobile_phone", "MobilePhone", "MobilePhone"),
+    _std("street", "Street", "MailingStreet"),
+    _std("city", "City", "MailingCity"),
+    _std("state", "State", "MailingState"),
+    _std("postal_code", "PostalCode", "MailingPostalCode"),
+    _std("country", "Country", "MailingCountry"),
+    _std("website", "Website", None),
+    _std("industry", "Industry", None),
+    _std("lead_source", "LeadSource", "LeadSource"),
+    _std("status", "Status", None),
+    _std("opted_out", "HasOptedOutOfEmail", "HasOptedOutOfEmail"),
+    _std("score", "Marketing_Score__c", "Marketing_Score__c"),
+)
+
+
+def default_salesforce_mapping() -> Mapping:
+    """Returns version 1 of a new account's mapping."""
+    return Mapping(version=1, rows=DEFAULT_SALESFORCE_ROWS)

@@ -1,0 +1,184 @@
+"""The consumer loop: decode, hand over, and commit only after the work is stored.
+
+Offsets are committed after the handler returns, so a process killed in the
+middle of a batch gets that batch again after a restart: handlers must make
+redelivery harmless (R18). A message that cannot be decoded or validated goes to
+the topic's dead-letter topic with the reason, and the loop goes on (R22). Any
+other exception from a handler is a bug or an outage: the loop stops without
+committing and the exception propagates, so the process restarts and retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
+
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from pydantic import BaseModel, ValidationError
+
+from crmsync.common.kafka.codec import decode, encode
+from crmsync.common.messages import DeadLetter
+from crmsync.common.observability.metrics import CONSUMER_LAG, MESSAGES_CONSUMED, MESSAGES_DEAD_LETTERED
+from crmsync.common.settings import CommonSettings
+
+log = structlog.get_logger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Delivery(Generic[M]):
+    """One decoded message and where it came from."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    message: M
+    timestamp_ms: int
+
+
+BatchHandler = Callable[[Sequence[Delivery[Any]]], Awaitable[None]]
+
+
+def create_consumer(
+    settings: CommonSettings, *topics: str, group_id: str, **overrides: Any
+) -> AIOKafkaConsumer:
+    """Returns an unstarted consumer of the given short topic names, auto-commit off."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap_servers,
+        "client_id": settings.kafka_client_id,
+        "group_id": group_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "max_poll_records": 500,
+        "session_timeout_ms": 10_000,
+        "heartbeat_interval_ms": 3_000,
+    }
+    options.update(overrides)
+    return AIOKafkaConsumer(*(settings.topic(t) for t in topics), **options)
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """Returns a one-line reason that names each offending field."""
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"]) or "(message)"
+        parts.append(f"{where}: {error['msg']}")
+    return "; ".join(parts)
+
+
+class DeadLetters:
+    """Publishes undecodable or invalid messages to `<topic>.dlq` with the reason."""
+
+    def __init__(self, send: Callable[[str, bytes | None, bytes], Awaitable[None]]) -> None:
+        self._send = send
+
+    @classmethod
+    def via(cls, producer: AIOKafkaProducer) -> DeadLetters:
+        """Returns dead letters sent through `producer`, each acknowledged before the offset moves."""
+
+        async def send(topic: str, key: bytes | None, value: bytes) -> None:
+            await producer.send_and_wait(topic, value=value, key=key)
+
+        return cls(send)
+
+    async def publish(self, record: ConsumerRecord, *, error: str, attempts: int = 1) -> None:
+        raw = record.value or b""
+        try:
+            original, encoding = raw.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            original, encoding = base64.b64encode(raw).decode(), "base64"
+        letter = DeadLetter(
+            original=original,
+            original_encoding=encoding,  # type: ignore[arg-type]
+            error=error,
+            failed_at=datetime.now(UTC),
+            attempts=attempts,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            headers={k: v.decode("utf-8", "replace") for k, v in (record.headers or ())},
+        )
+        await self._send(f"{record.topic}.dlq", record.key, encode(letter))
+        MESSAGES_DEAD_LETTERED.labels(record.topic).inc()
+        log.warning("message_dead_lettered", topic=record.topic, offset=record.offset, error=error)
+
+
+class ConsumerLoop:
+    """Polls batches, validates them against each topic's model, calls the handler, commits."""
+
+    def __init__(
+        self,
+        *,
+        consumer: AIOKafkaConsumer,
+        models: Mapping[str, type[BaseModel]],  # full topic name -> message model
+        handler: BatchHandler,
+        dead_letters: DeadLetters,
+        max_batch: int = 500,
+        poll_timeout_ms: int = 200,
+    ) -> None:
+        self._consumer = consumer
+        self._models = dict(models)
+        self._handler = handler
+        self._dead_letters = dead_letters
+        self._max_batch = max_batch
+        self._poll_timeout_ms = poll_timeout_ms
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Runs until `stop` is set; the batch in hand is finished and committed first."""
+        while not stop.is_set():
+            batches = await self._consumer.getmany(
+                timeout_ms=self._poll_timeout_ms, max_records=self._max_batch
+            )
+            if not batches:
+                continue
+            await self.process(batches)
+            await self._report_lag(batches.keys())
+
+    async def process(self, batches: Mapping[TopicPartition, list[ConsumerRecord]]) -> None:
+        deliveries: list[Delivery[Any]] = []
+        for records in batches.values():
+            for record in records:
+                delivery = await self._decode(record)
+                if delivery is not None:
+                    deliveries.append(delivery)
+        if deliveries:
+            try:
+                await self._handler(deliveries)
+            except BaseException:
+                for d in deliveries:
+                    MESSAGES_CONSUMED.labels(d.topic, "error").inc()
+                raise
+            for d in deliveries:
+                MESSAGES_CONSUMED.labels(d.topic, "ok").inc()
+        await self._consumer.commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
+
+    async def _decode(self, record: ConsumerRecord) -> Delivery[Any] | None:
+        model = self._models.get(record.topic)
+        if model is None:
+            raise LookupError(f"no model registered for topic {record.topic}")
+        try:
+            message = model.model_validate(decode(record.value))
+        except ValidationError as exc:
+            await self._dead_letters.publish(record, error=describe_validation_error(exc))
+            MESSAGES_CONSUMED.labels(record.topic, "invalid").inc()
+            return None
+        except ValueError as exc:
+            await self._dead_letters.publish(record, error=str(exc))
+            MESSAGES_CONSUMED.labels(record.topic, "invalid").inc()
+            return None
+        return Delivery(record.topic, record.partition, record.offset, record.key, message, record.timestamp)
+
+    async def _report_lag(self, partitions: Any) -> None:
+        for tp in partitions:
+            highwater = self._consumer.highwater(tp)
+            if highwater is None:
+                continue
+            position = await self._consumer.position(tp)
+            CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - position))

@@ -1,0 +1,141 @@
+"""What every service process shares: health endpoints, signals, graceful stop.
+
+`run_service` serves /healthz, /readyz and /metrics (or the service's own ASGI
+app), runs the service's main coroutine until SIGTERM or SIGINT, then gives it
+`shutdown_timeout_s` to finish the work in hand before cancelling it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+
+import structlog
+import uvicorn
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp
+
+from crmsync.common.observability.metrics import SERVICE_UP
+from crmsync.common.settings import CommonSettings
+
+log = structlog.get_logger(__name__)
+
+ReadinessCheck = Callable[[], Awaitable[object]]
+Main = Callable[[asyncio.Event], Awaitable[None]]
+
+
+async def check_readiness(
+    checks: Mapping[str, ReadinessCheck], *, timeout_s: float = 2.0
+) -> tuple[bool, dict[str, str]]:
+    """Runs every check; returns (all ok, name -> 'ok' or the error)."""
+
+    async def one(check: ReadinessCheck) -> str:
+        try:
+            await asyncio.wait_for(check(), timeout_s)
+            return "ok"
+        except Exception as exc:
+            return f"{type(exc).__name__}: {exc}"[:300] or type(exc).__name__
+
+    results = await asyncio.gather(*(one(c) for c in checks.values()))
+    report = dict(zip(checks, results, strict=True))
+    return all(r == "ok" for r in results), report
+
+
+def health_routes(*, service: str, checks: Mapping[str, ReadinessCheck]) -> list[Route]:
+    """Returns /healthz (process alive), /readyz (dependencies answer) and /metrics."""
+
+    async def healthz(_: Request) -> Response:
+        return JSONResponse({"status": "ok", "service": service})
+
+    async def readyz(_: Request) -> Response:
+        ok, report = await check_readiness(checks)
+        SERVICE_UP.labels(service).set(1 if ok else 0)
+        return JSONResponse({"ready": ok, "checks": report}, status_code=200 if ok else 503)
+
+    async def metrics(_: Request) -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
+
+
+def health_app(*, service: str, checks: Mapping[str, ReadinessCheck]) -> Starlette:
+    return Starlette(routes=health_routes(service=service, checks=checks))
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: run_service owns the signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def run_service(
+    *,
+    name: str,
+    settings: CommonSettings,
+    main: Main,
+    checks: Mapping[str, ReadinessCheck],
+    app: ASGIApp | None = None,
+    stop: asyncio.Event | None = None,
+) -> int:
+    """Runs `main(stop)` beside the HTTP server until a signal; returns the exit code."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, _request_stop, stop, sig)
+
+    server = _Server(
+        uvicorn.Config(
+            app or health_app(service=name, checks=checks),
+            host=settings.http_host,
+            port=settings.http_port,
+            log_config=None,
+            access_log=False,
+            lifespan="on" if app is not None else "off",
+        )
+    )
+    server_task = asyncio.create_task(server.serve(), name=f"{name}-http")
+    main_task = asyncio.create_task(main(stop), name=f"{name}-main")
+    log.info("service_started", port=settings.http_port)
+    exit_code = 0
+    stop_wait = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({main_task, server_task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+        stop.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(main_task), settings.shutdown_timeout_s)
+        except TimeoutError:
+            log.warning("shutdown_timeout", timeout_s=settings.shutdown_timeout_s)
+            main_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await main_task
+        except Exception:
+            log.exception("service_failed")
+            exit_code = 1
+        if server_task.done() and server_task.exception() is not None:
+            log.error("http_server_failed", error=str(server_task.exception()))
+            exit_code = 1
+    finally:
+        server.should_exit = True
+        stop_wait.cancel()
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await asyncio.wait_for(server_task, 3)
+    log.info("service_stopped", exit_code=exit_code)
+    return exit_code
+
+
+def _request_stop(stop: asyncio.Event, sig: signal.Signals) -> None:
+    log.info("stop_requested", signal=sig.name)
+    stop.set()

@@ -1,0 +1,1 @@
+"""A Salesforce REST API emulator and dataset generator."""

@@ -1,0 +1,28 @@
+"""`python -m crmsync.mapping_api` / `crmsync-mapping-api`: serves the API until SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+
+from crmsync.common.observability.logging import configure_logging
+from crmsync.common.service import run_service
+from crmsync.mapping_api.bootstrap import bootstrap
+
+
+async def _run() -> int:
+    app = bootstrap()
+    settings = app.state.settings
+    configure_logging(service="mapping-api", level=settings.log_level, json=settings.log_json)
+
+    async def main(stop: asyncio.Event) -> None:
+        await stop.wait()
+
+    return await run_service(name="mapping-api", settings=settings, main=main, checks={}, app=app)
+
+
+def main() -> None:
+    raise SystemExit(asyncio.run(_run()))
+
+
+if __name__ == "__main__":
+    main()

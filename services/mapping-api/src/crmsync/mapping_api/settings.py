@@ -1,0 +1,9 @@
+"""Settings of the mapping API (environment, prefix CRMSYNC_)."""
+
+from __future__ import annotations
+
+from crmsync.common.settings import CommonSettings
+
+
+class Settings(CommonSettings):
+    pass

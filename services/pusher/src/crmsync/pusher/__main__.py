@@ -1,0 +1,23 @@
+"""`python -m crmsync.pusher` / `crmsync-pusher`: runs the pusher until SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+
+from crmsync.common.observability.logging import configure_logging
+from crmsync.common.service import run_service
+from crmsync.pusher.bootstrap import bootstrap
+
+
+async def _run() -> int:
+    app = bootstrap()
+    configure_logging(service="pusher", level=app.settings.log_level, json=app.settings.log_json)
+    return await run_service(name="pusher", settings=app.settings, main=app.main, checks=app.checks())
+
+
+def main() -> None:
+    raise SystemExit(asyncio.run(_run()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,297 @@
+"""The foundation against the real broker and database: the consumer loop, the DLQ,
+the migrations, and what a SIGKILL or a SIGTERM does to offsets (R18, R22)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import select, text
+
+from crmsync.common.db.schema import Base, Contact
+from crmsync.common.kafka.consumer import ConsumerLoop, DeadLetters, create_consumer
+from crmsync.common.kafka.producer import Publisher, create_producer
+from crmsync.common.kafka.topics import CONTACT_CHANGES, SYNC_JOBS
+from crmsync.common.messages import ContactChanged, RunSync, SyncKind, SyncReason
+from crmsync.common.settings import CommonSettings
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _job(account_id: str, n: int = 0) -> RunSync:
+    return RunSync(
+        job_id=f"{account_id}:probe:{n}:{uuid.uuid4().hex[:6]}",
+        account_id=account_id,
+        kind=SyncKind.INCREMENTAL,
+        reason=SyncReason.SYNC_NOW,
+        requested_at=datetime.now(UTC),
+    )
+
+
+async def test_migrations_match_the_models(engine) -> None:
+    def diff(connection) -> list[Any]:
+        return compare_metadata(MigrationContext.configure(connection), Base.metadata)
+
+    async with engine.connect() as conn:
+        differences = await conn.run_sync(diff)
+    assert differences == []
+
+
+async def test_rows_store_and_read_back_through_the_migrated_schema(sessions, account_id) -> None:
+    async with sessions.begin() as session:
+        session.add(
+            Contact(
+                account_id=account_id,
+                email="Ada@Example.com",
+                fields={"first_name": "Ada"},
+                field_meta={"first_name": {"origin": "form", "at": "2026-11-28T10:00:00+00:00"}},
+            )
+        )
+    async with sessions() as session:
+        contact = await session.scalar(select(Contact).where(Contact.account_id == account_id))
+    assert contact is not None
+    assert contact.email_lower == "ada@example.com"
+    assert contact.fields == {"first_name": "Ada"}
+    assert "ada" in (contact.search_text or "")
+
+
+async def test_an_event_goes_through_the_broker_and_the_consumer_loop(
+    settings: CommonSettings, account_id
+) -> None:
+    producer = create_producer(settings)
+    await producer.start()
+    consumer = create_consumer(settings, SYNC_JOBS, group_id=f"g-{uuid.uuid4().hex[:8]}")
+    await consumer.start()
+    received: list[RunSync] = []
+    partitions: set[int] = set()
+    stop = asyncio.Event()
+
+    async def handle(batch) -> None:
+        received.extend(d.message for d in batch)
+        partitions.update(d.partition for d in batch)
+        stop.set()
+
+    try:
+        sent = _job(account_id)
+        await Publisher(producer, settings).publish(SYNC_JOBS, key=account_id, message=sent)
+        loop = ConsumerLoop(
+            consumer=consumer,
+            models={settings.topic(SYNC_JOBS): RunSync},
+            handler=handle,
+            dead_letters=DeadLetters.via(producer),
+        )
+        await asyncio.wait_for(loop.run(stop), 30)
+        assert received == [sent]
+        (partition,) = partitions
+        assert await consumer.committed(TopicPartition(settings.topic(SYNC_JOBS), partition)) == 1
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+async def test_r22_an_invalid_event_goes_to_the_dlq_with_its_reason_and_the_loop_goes_on(
+    settings: CommonSettings, account_id
+) -> None:
+    producer = create_producer(settings)
+    await producer.start()
+    consumer = create_consumer(settings, CONTACT_CHANGES, group_id=f"g-{uuid.uuid4().hex[:8]}")
+    await consumer.start()
+    dlq = AIOKafkaConsumer(
+        settings.topic("contact-changes.dlq"),
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        auto_offset_reset="earliest",
+        group_id=f"dlq-{uuid.uuid4().hex[:8]}",
+    )
+    await dlq.start()
+    handled: list[ContactChanged] = []
+    stop = asyncio.Event()
+
+    async def handle(batch) -> None:
+        handled.extend(d.message for d in batch)
+        stop.set()
+
+    good = {
+        "event_id": "e-good",
+        "account_id": account_id,
+        "occurred_at": "2026-11-28T10:00:00Z",
+        "source": "form",
+        "contact": {"email": "ada@example.com"},
+        "changes": {"first_name": "Ada"},
+    }
+    bad_type = dict(good, event_id="e-bad", source="carrier_pigeon")
+    try:
+        topic = settings.topic(CONTACT_CHANGES)
+        key = f"{account_id}:ada@example.com".encode()
+        await producer.send_and_wait(topic, b"\xff not json", key=key)
+        await producer.send_and_wait(topic, orjson.dumps(bad_type), key=key)
+        await producer.send_and_wait(topic, orjson.dumps(good), key=key)
+        loop = ConsumerLoop(
+            consumer=consumer,
+            models={topic: ContactChanged},
+            handler=handle,
+            dead_letters=DeadLetters.via(producer),
+        )
+        await asyncio.wait_for(loop.run(stop), 30)
+        assert [e.event_id for e in handled] == ["e-good"]
+        letters = []
+        while len(letters) < 2:
+            batch = await asyncio.wait_for(dlq.getmany(timeout_ms=1000), 10)
+            letters += [orjson.loads(r.value) for records in batch.values() for r in records]
+        assert letters[0]["original_encoding"] == "base64"
+        assert "JSON" in letters[0]["error"]
+        assert letters[1]["original"] == orjson.dumps(bad_type).decode()
+        assert letters[1]["error"].startswith("source:")
+        assert {letter["attempts"] for letter in letters} == {1}
+    finally:
+        await dlq.stop()
+        await consumer.stop()
+        await producer.stop()
+
+
+# ----------------------------------------------------------------- crash safety
+
+
+def _start_probe(
+    settings: CommonSettings, *, group: str, marker: Path, delay: float
+) -> subprocess.Popen[bytes]:
+    env = dict(
+        os.environ,
+        CRMSYNC_DATABASE_URL=settings.database_url,
+        CRMSYNC_KAFKA_BOOTSTRAP_SERVERS=settings.kafka_bootstrap_servers,
+        CRMSYNC_TOPIC_PREFIX=settings.topic_prefix,
+        CRMSYNC_HTTP_PORT="0",
+        PROBE_GROUP=group,
+        PROBE_MARKER=str(marker),
+        PROBE_DELAY_S=str(delay),
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.support.probe_consumer"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def _wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await predicate():
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def _committed(settings: CommonSettings, group: str) -> dict[int, int | None]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=group)
+    await consumer.start()
+    try:
+        topic = settings.topic(SYNC_JOBS)
+        partitions = consumer.partitions_for_topic(topic) or set()
+        if not partitions:
+            await consumer._client.force_metadata_update()  # first contact with this topic
+            partitions = consumer.partitions_for_topic(topic) or set()
+        return {p: await consumer.committed(TopicPartition(topic, p)) for p in sorted(partitions)}
+    finally:
+        await consumer.stop()
+
+
+@pytest.fixture
+async def probe_table(engine) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(text("create table if not exists probe_deliveries (job_id text not null)"))
+
+
+async def _deliveries(engine, job_id: str) -> int:
+    async with engine.connect() as conn:
+        return (
+            await conn.execute(text("select count(*) from probe_deliveries where job_id = :j"), {"j": job_id})
+        ).scalar_one()
+
+
+async def test_r18_sigkill_mid_message_leaves_the_offset_uncommitted_and_the_restart_processes_it(
+    settings: CommonSettings, engine, probe_table, account_id, tmp_path: Path
+) -> None:
+    group = f"probe-{uuid.uuid4().hex[:8]}"
+    marker = tmp_path / "marker"
+    job = _job(account_id)
+    producer = create_producer(settings)
+    await producer.start()
+    try:
+        await Publisher(producer, settings).publish(SYNC_JOBS, key=account_id, message=job)
+    finally:
+        await producer.stop()
+
+    first = _start_probe(settings, group=group, marker=marker, delay=60)
+    try:
+        await _wait_for(
+            lambda: _async(marker.exists() and "started" in marker.read_text()), 60, "the handler to start"
+        )
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    finally:
+        first.kill()
+    assert await _deliveries(engine, job.job_id) == 0
+    assert all(offset is None for offset in (await _committed(settings, group)).values())
+
+    second = _start_probe(settings, group=group, marker=marker, delay=0)
+    try:
+        await _wait_for(
+            lambda: _gt0(_deliveries(engine, job.job_id)), 60, "the restarted consumer to process"
+        )
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(10) == 0
+    finally:
+        second.kill()
+    assert await _deliveries(engine, job.job_id) == 1
+    assert sum(o or 0 for o in (await _committed(settings, group)).values()) == 1
+
+
+async def test_sigterm_finishes_the_message_in_hand_commits_and_exits_within_10s(
+    settings: CommonSettings, engine, probe_table, account_id, tmp_path: Path
+) -> None:
+    group = f"probe-{uuid.uuid4().hex[:8]}"
+    marker = tmp_path / "marker"
+    job = _job(account_id)
+    producer = create_producer(settings)
+    await producer.start()
+    try:
+        await Publisher(producer, settings).publish(SYNC_JOBS, key=account_id, message=job)
+    finally:
+        await producer.stop()
+
+    probe = _start_probe(settings, group=group, marker=marker, delay=3)
+    try:
+        await _wait_for(
+            lambda: _async(marker.exists() and "started" in marker.read_text()), 60, "the handler to start"
+        )
+        started = time.monotonic()
+        probe.send_signal(signal.SIGTERM)
+        assert probe.wait(10) == 0
+        assert time.monotonic() - started < 10
+    finally:
+        probe.kill()
+    assert await _deliveries(engine, job.job_id) == 1
+    assert sum(o or 0 for o in (await _committed(settings, group)).values()) == 1
+
+
+async def _async(value: bool) -> bool:
+    return value
+
+
+async def _gt0(count) -> bool:
+    return (await count) > 0
