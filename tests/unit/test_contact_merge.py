@@ -1,0 +1,88 @@
+"""Per-field origin and time: no echo (R12), newer wins with CRM on a tie (R13), sticky opt-outs (R23)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from crmsync.common.domain.contacts import (
+    ContactValues,
+    FieldMeta,
+    merge_from_crm,
+    merge_local_changes,
+)
+
+T0 = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
+
+
+def _local(value, at=T0, source="form") -> ContactValues:
+    return ContactValues({"first_name": value}, {"first_name": FieldMeta(source, at)})
+
+
+def test_r12_values_pulled_from_the_crm_are_marked_crm_origin() -> None:
+    merged = merge_from_crm(ContactValues(), {"first_name": "Ada"}, modstamp=T0)
+    assert merged.values.meta["first_name"].from_crm
+    assert merged.changed == ("first_name",)
+
+
+def test_r13_a_newer_local_value_survives_an_older_crm_record() -> None:
+    merged = merge_from_crm(_local("Local", T0 + timedelta(seconds=5)), {"first_name": "Crm"}, modstamp=T0)
+    assert merged.values.fields["first_name"] == "Local"
+    assert merged.kept_local == ("first_name",)
+    assert merged.conflicts[0].winner == "local"
+
+
+def test_r13_a_newer_crm_record_wins_over_an_older_local_value() -> None:
+    merged = merge_from_crm(_local("Local", T0), {"first_name": "Crm"}, modstamp=T0 + timedelta(seconds=1))
+    assert merged.values.fields["first_name"] == "Crm"
+    assert merged.conflicts[0].winner == "crm"
+
+
+def test_r13_on_a_tie_the_crm_wins_both_ways() -> None:
+    assert merge_from_crm(_local("Local"), {"first_name": "Crm"}, modstamp=T0).values.fields["first_name"] == "Crm"
+    crm = ContactValues({"first_name": "Crm"}, {"first_name": FieldMeta("crm", T0)})
+    merged = merge_local_changes(crm, {"first_name": "Local"}, source="form", occurred_at=T0)
+    assert merged.values.fields["first_name"] == "Crm"
+    assert merged.kept_local == ("first_name",)
+
+
+def test_r13_an_event_older_than_the_stored_value_is_dropped() -> None:
+    merged = merge_local_changes(
+        _local("Newer", T0), {"first_name": "Older"}, source="form", occurred_at=T0 - timedelta(minutes=1)
+    )
+    assert merged.values.fields["first_name"] == "Newer"
+    assert merged.changed == ()
+
+
+def test_r23_a_crm_opt_in_never_clears_a_local_opt_out() -> None:
+    opted = ContactValues({"opted_out": True}, {"opted_out": FieldMeta("form", T0)})
+    merged = merge_from_crm(opted, {"opted_out": False}, modstamp=T0 + timedelta(days=1))
+    assert merged.values.fields["opted_out"] is True
+
+
+def test_r23_a_crm_opt_out_sets_the_local_opt_out() -> None:
+    merged = merge_from_crm(ContactValues({"opted_out": False}), {"opted_out": True}, modstamp=T0)
+    assert merged.values.fields["opted_out"] is True
+
+
+times = st.integers(min_value=-100, max_value=100).map(lambda s: T0 + timedelta(seconds=s))
+
+
+@given(local_at=times, crm_at=times, local=st.text(max_size=3), crm=st.text(max_size=3))
+def test_r13_the_newer_side_wins_whatever_the_order_of_arrival(local_at, crm_at, local, crm) -> None:
+    # Local first, then the CRM record; and the CRM record first, then the local event.
+    a = merge_from_crm(
+        merge_local_changes(ContactValues(), {"f": local}, source="form", occurred_at=local_at).values,
+        {"f": crm},
+        modstamp=crm_at,
+    ).values.fields["f"]
+    b = merge_local_changes(
+        merge_from_crm(ContactValues(), {"f": crm}, modstamp=crm_at).values,
+        {"f": local},
+        source="form",
+        occurred_at=local_at,
+    ).values.fields["f"]
+    expected = local if local_at > crm_at else crm
+    assert a == b == expected
