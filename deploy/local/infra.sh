@@ -2,7 +2,7 @@
 # Local infrastructure for development, tests and `make run`: a single-node
 # Apache Kafka (KRaft) and a PostgreSQL cluster, both on loopback only.
 #
-#   deploy/local/infra.sh up|down|status
+#   deploy/local/infra.sh up|down|status   (or kafka-up, postgres-down, … for one server)
 #
 # Idempotent: `up` starts only what is not already answering and says so.
 # State lives under $CRMSYNC_LOCAL_DIR (default: <repo>/.local).
@@ -181,7 +181,11 @@ PROPS
   until port_open "$kafka_host" "$kafka_port"; do
     waited=$((waited + 1))
     if ! kafka_pid >/dev/null; then die "kafka: the broker exited while starting; read $logfile"; fi
-    [ "$waited" -ge "$kafka_timeout" ] && die "kafka: broker did not listen on $kafka_host:$kafka_port within ${kafka_timeout}s; read $logfile"
+    if [ "$waited" -ge "$kafka_timeout" ]; then
+      kill -9 "$(cat "$kafka_home/kafka.pid")" 2>/dev/null || true
+      rm -f "$kafka_home/kafka.pid"
+      die "kafka: broker did not listen on $kafka_host:$kafka_port within ${kafka_timeout}s; read $logfile"
+    fi
     sleep 1
   done
   log "kafka: up at $kafka_host:$kafka_port (Apache Kafka $kafka_version, KRaft, log $logfile)"
@@ -207,5 +211,9 @@ case "${1:-}" in
   up) pg_up; kafka_up ;;
   down) kafka_down; pg_down ;;
   status) status ;;
-  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+  kafka-up) kafka_up ;;
+  kafka-down) kafka_down ;;
+  postgres-up) pg_up ;;
+  postgres-down) pg_down ;;
+  *) echo "usage: $0 up|down|status|kafka-up|kafka-down|postgres-up|postgres-down" >&2; exit 2 ;;
 esac
