@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
 
 from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from crmsync.common.db.session import create_engine, ping
+from crmsync.common.db.session import create_engine, create_sessionmaker, ping
+from crmsync.common.kafka.outbox import OutboxRelay
 from crmsync.common.kafka.producer import Publisher, create_producer
+from crmsync.scheduler.adapters.leader import AdvisoryLockLeader
+from crmsync.scheduler.entrypoints.leader_loop import run_leader_loop, utc_now
 from crmsync.scheduler.settings import Settings
 
 
@@ -18,6 +23,12 @@ class App:
     settings: Settings
     engine: AsyncEngine
     producer: AIOKafkaProducer
+    clock: Callable[[], datetime] = utc_now
+    owns_engine: bool = True
+    leader: AdvisoryLockLeader = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.leader = AdvisoryLockLeader(engine=self.engine, key=self.settings.scheduler_lock_key)
 
     def checks(self) -> dict:
         return {"postgres": lambda: ping(self.engine), "kafka": Publisher(self.producer, self.settings).ping}
@@ -25,10 +36,21 @@ class App:
     async def main(self, stop: asyncio.Event) -> None:
         await self.producer.start()
         try:
-            await stop.wait()
+            await run_leader_loop(
+                stop,
+                sessions=create_sessionmaker(self.engine),
+                leader=self.leader,
+                relay=OutboxRelay(
+                    sessions=create_sessionmaker(self.engine),
+                    publisher=Publisher(self.producer, self.settings),
+                ),
+                tick_s=self.settings.scheduler_tick_s,
+                clock=self.clock,
+            )
         finally:
             await self.producer.stop()
-            await self.engine.dispose()
+            if self.owns_engine:
+                await self.engine.dispose()
 
 
 def bootstrap(
@@ -36,10 +58,13 @@ def bootstrap(
     *,
     engine: AsyncEngine | None = None,
     producer: AIOKafkaProducer | None = None,
+    clock: Callable[[], datetime] = utc_now,
 ) -> App:
     settings = settings or Settings()
     return App(
         settings=settings,
         engine=engine or create_engine(settings),
         producer=producer or create_producer(settings),
+        clock=clock,
+        owns_engine=engine is None,
     )
