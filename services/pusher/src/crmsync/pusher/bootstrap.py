@@ -3,14 +3,47 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import partial
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from crmsync.common.db.session import create_engine, ping
+from crmsync.common.crypto import SecretBox
+from crmsync.common.db.schema import CrmConnection
+from crmsync.common.db.session import create_engine, create_sessionmaker, ping
+from crmsync.common.kafka.consumer import DeadLetters, create_consumer
 from crmsync.common.kafka.producer import Publisher, create_producer
+from crmsync.common.kafka.topics import CONTACT_CHANGES, OUTBOUND_JOBS
+from crmsync.common.messages import ContactChanged, RunOutbound
+from crmsync.pusher.adapters.crm import ConnectorFactory, Connectors, CrmWriter
+from crmsync.pusher.entrypoints.consumer import LingeringLoop
+from crmsync.pusher.handlers.contact_changed import PushContext, handle_contact_changes
+from crmsync.pusher.handlers.run_outbound import handle_outbound_jobs
 from crmsync.pusher.settings import Settings
+
+# Message type -> handler: the one place a topic meets its use case.
+HANDLERS: dict[str, Callable[..., Awaitable[None]]] = {
+    CONTACT_CHANGES: handle_contact_changes,
+    OUTBOUND_JOBS: handle_outbound_jobs,
+}
+MODELS = {CONTACT_CHANGES: ContactChanged, OUTBOUND_JOBS: RunOutbound}
+
+
+def default_crm_factory(settings: Settings) -> ConnectorFactory:
+    """Returns a factory of Salesforce connectors for stored connection rows."""
+    box = SecretBox(settings.secret_key.get_secret_value())
+
+    def build(connection: CrmConnection) -> Any:
+        from crmsync.common.crm.factory import connector_for
+
+        return connector_for(connection, secret_box=box)
+
+    return build
 
 
 @dataclass
@@ -18,15 +51,65 @@ class App:
     settings: Settings
     engine: AsyncEngine
     producer: AIOKafkaProducer
+    crm_factory: ConnectorFactory
+    _connectors: Connectors | None = field(default=None, repr=False)
 
-    def checks(self) -> dict:
+    def checks(self) -> dict[str, Callable[[], Awaitable[object]]]:
         return {"postgres": lambda: ping(self.engine), "kafka": Publisher(self.producer, self.settings).ping}
 
+    def context(self) -> PushContext:
+        s = self.settings
+        self._connectors = self._connectors or Connectors(self.crm_factory)
+        return PushContext(
+            sessions=create_sessionmaker(self.engine),
+            connectors=self._connectors,
+            writer=CrmWriter(
+                max_attempts=s.push_max_attempts,
+                backoff_s=s.push_backoff_s,
+                backoff_max_s=s.push_backoff_max_s,
+                batch_size=s.push_crm_batch,
+            ),
+            dead_letters=DeadLetters.via(self.producer),
+            concurrency=s.push_crm_concurrency,
+            reconcile_margin=timedelta(seconds=s.push_reconcile_margin_s),
+        )
+
     async def main(self, stop: asyncio.Event) -> None:
+        """Consumes contact changes and outbound jobs until `stop`; the batches in hand finish first."""
+        s = self.settings
         await self.producer.start()
+        ctx = self.context()
+        consumers = {
+            CONTACT_CHANGES: create_consumer(
+                s, CONTACT_CHANGES, group_id=s.pusher_group_id, max_poll_records=s.push_max_batch
+            ),
+            OUTBOUND_JOBS: create_consumer(s, OUTBOUND_JOBS, group_id=s.outbound_group_id),
+        }
+        tasks: list[asyncio.Task[None]] = []
         try:
-            await stop.wait()
+            for topic, consumer in consumers.items():
+                await consumer.start()
+                loop = LingeringLoop(
+                    consumer=consumer,
+                    models={s.topic(topic): MODELS[topic]},
+                    handler=partial(HANDLERS[topic], ctx),
+                    dead_letters=ctx.dead_letters,
+                    max_batch=s.push_max_batch if topic == CONTACT_CHANGES else 10,
+                    linger_ms=s.push_linger_ms if topic == CONTACT_CHANGES else 0,
+                )
+                tasks.append(asyncio.create_task(loop.run(stop), name=f"pusher-{topic}"))
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()  # a handler's bug stops the process loudly
+            stop.set()
         finally:
+            stop.set()
+            for task in tasks:
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await task
+            for consumer in consumers.values():
+                await consumer.stop()
+            await ctx.connectors.aclose()
             await self.producer.stop()
             await self.engine.dispose()
 
@@ -35,6 +118,7 @@ def bootstrap(
     settings: Settings | None = None,
     *,
     engine: AsyncEngine | None = None,
+    crm_factory: ConnectorFactory | None = None,
     producer: AIOKafkaProducer | None = None,
 ) -> App:
     settings = settings or Settings()
@@ -42,4 +126,5 @@ def bootstrap(
         settings=settings,
         engine=engine or create_engine(settings),
         producer=producer or create_producer(settings),
+        crm_factory=crm_factory or default_crm_factory(settings),
     )

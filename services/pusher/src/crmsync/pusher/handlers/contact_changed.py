@@ -1,0 +1,461 @@
+"""ContactChanged: apply an event to the contact store, then write what the CRM gets.
+
+A batch goes through three steps, per account:
+
+1. One transaction applies every new event to its contact (merge with
+   per-field origin and time), decides the CRM write (`decide_push`) and logs
+   each event in the push log: `pending` with the intended payload when
+   something is to be sent, `skipped` when nothing is, `failed` when the
+   account has no CRM connection.
+2. The writes go to the CRM, one per contact (its events folded in order),
+   in composite batches per object and operation.
+3. One transaction records each CRM answer on the push log and stores the id
+   of every created record on its contact.
+
+Exactly once: an event whose push log entry is final is skipped on redelivery.
+A `pending` entry means the process stopped between steps 1 and 3; its stored
+payload is reconciled (see `reconcile`), not decided again.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from crmsync.common.db.schema import PushLog
+from crmsync.common.domain.contacts import ContactValues, FieldMeta, merge_local_changes
+from crmsync.common.domain.fields import EMAIL, STANDARD_FIELDS_BY_KEY
+from crmsync.common.domain.push import ContactState, Operation, decide_push
+from crmsync.common.kafka.consumer import DeadLetters, Delivery
+from crmsync.common.messages import ContactChanged
+from crmsync.common.observability.metrics import PUSH_LATENCY
+from crmsync.pusher.adapters import store
+from crmsync.pusher.adapters.crm import Connectors, CrmWriter, Outcome, find_recent_by_email
+from crmsync.pusher.adapters.dead_letters import dead_letter
+from crmsync.pusher.handlers.crm_writes import PlannedWrite, log_results, send_writes
+
+log = structlog.get_logger(__name__)
+
+# The external id of a contact whose record is being created in this batch.
+_BEING_CREATED = "(being created)"
+
+
+@dataclass(frozen=True)
+class PushContext:
+    sessions: async_sessionmaker[AsyncSession]
+    connectors: Connectors
+    writer: CrmWriter
+    dead_letters: DeadLetters
+    concurrency: int
+    reconcile_margin: timedelta
+
+
+async def handle_contact_changes(ctx: PushContext, deliveries: Sequence[Delivery[ContactChanged]]) -> None:
+    """Applies and pushes a batch of events; returns when every one is logged or dead-lettered."""
+    async with ctx.sessions() as session:
+        known = await store.existing_accounts(session, (d.message.account_id for d in deliveries))
+    by_account: dict[str, list[Delivery[ContactChanged]]] = {}
+    for d in deliveries:
+        if d.message.account_id not in known:
+            await dead_letter(ctx.dead_letters, d, error="account_id: unknown account")
+            continue
+        by_account.setdefault(d.message.account_id, []).append(d)
+    for account_id, batch in by_account.items():
+        await _handle_account(ctx, account_id, batch)
+
+
+async def _handle_account(ctx: PushContext, account_id: str, batch: list[Delivery[ContactChanged]]) -> None:
+    unique: dict[str, Delivery[ContactChanged]] = {}
+    for d in batch:
+        unique.setdefault(d.message.event_id, d)
+    async with ctx.sessions() as session:
+        logged = await store.push_log_entries(session, account_id=account_id, event_ids=list(unique))
+    pending = [logged[e] for e in unique if e in logged and logged[e].status == "pending"]
+    fresh = [d for e, d in unique.items() if e not in logged]
+    if pending:
+        await reconcile(ctx, account_id, pending)
+    if fresh:
+        await _apply_and_push(ctx, account_id, fresh)
+
+
+async def _apply_and_push(ctx: PushContext, account_id: str, batch: list[Delivery[ContactChanged]]) -> None:
+    now = datetime.now(UTC)
+    planned: dict[uuid.UUID, PlannedWrite] = {}
+    async with ctx.sessions.begin() as session:
+        config = await store.load_config(session, account_id)
+        known_fields = set(STANDARD_FIELDS_BY_KEY) | {r.destination for r in config.mapping.rows}
+        refs = [d.message.contact for d in batch]
+        contacts = await store.find_contacts(
+            session,
+            account_id=account_id,
+            ids=[r.id for r in refs if r.id is not None],
+            external_ids=[r.external_id for r in refs if r.external_id is not None],
+            emails_lower=[r.email.lower() for r in refs if r.email is not None],
+        )
+        index = _Index(contacts)
+        entries: list[dict[str, Any]] = []
+        for d in batch:
+            event = d.message
+            unknown = sorted(set(event.changes) - known_fields)
+            contact = None if unknown else index.find(event)
+            error = (
+                f"changes.{unknown[0]}: unknown field (neither a standard field nor in the mapping)"
+                if unknown
+                else _unknown_contact(event)
+                if contact is None
+                else None
+            )
+            if error is not None:
+                # Logged as skipped too, so a redelivery does not dead-letter it twice.
+                await dead_letter(ctx.dead_letters, d, error=error)
+                entries.append(
+                    _entry(event, contact_id=None, status="skipped", error=("INVALID_EVENT", error))
+                )
+                continue
+            assert contact is not None
+            being_created = contact.id in planned and planned[contact.id].operation == "create"
+            state = (
+                ContactState(planned[contact.id].crm_object, _BEING_CREATED, contact.values)
+                if being_created
+                else ContactState(contact.crm_object, contact.external_id, contact.values)
+            )
+            merge = merge_local_changes(
+                contact.values, event.changes, source=event.source.value, occurred_at=event.occurred_at
+            )
+            decision = decide_push(
+                mapping=config.mapping,
+                policy=config.policy,
+                contact=state,
+                changes=event.changes,
+                merge=merge,
+                crm_create=event.crm_create.object if event.crm_create else None,
+            )
+            contact.values = merge.values
+            contact.dirty = True
+            new_email = merge.values.fields.get(EMAIL)
+            if EMAIL in merge.changed and isinstance(new_email, str):
+                contact.email = new_email
+            if decision.deferred:
+                contact.outbound_pending = True
+            crm_id = None if decision.crm_id == _BEING_CREATED else decision.crm_id
+            entry = _entry(
+                event,
+                contact_id=contact.id,
+                status="skipped",
+                operation=decision.operation.value,
+                crm_object=decision.crm_object,
+                crm_id=crm_id,
+                sent_fields=decision.values,
+                decisions={k: v.value for k, v in decision.reasons.items()},
+            )
+            if decision.sends and config.connection is None:
+                entry.update(status="failed", error_code="NO_CONNECTION", error_message="no CRM connection")
+            elif decision.sends:
+                entry["status"] = "pending"
+                _plan(
+                    planned, contact, decision.operation, decision.crm_object, crm_id, decision.values, event
+                )
+            entries.append(entry)
+        await store.save_contacts(session, index.all(), now=now)
+        await store.add_push_log(session, entries)
+    if planned:
+        assert config.connection is not None
+        writes = list(planned.values())
+        outcomes = await send_writes(
+            connector=ctx.connectors.for_connection(config.connection),
+            writer=ctx.writer,
+            writes=writes,
+            concurrency=ctx.concurrency,
+            reconcile_margin=ctx.reconcile_margin,
+        )
+        await _record(ctx, account_id, writes, outcomes)
+        _observe_latency(batch)
+
+
+def _plan(
+    planned: dict[uuid.UUID, PlannedWrite],
+    contact: store.StoredContact,
+    operation: Operation,
+    crm_object: str | None,
+    crm_id: str | None,
+    values: dict[str, Any],
+    event: ContactChanged,
+) -> None:
+    existing = planned.get(contact.id)
+    if existing is not None:
+        existing.fold(values, event.event_id)
+        return
+    assert crm_object is not None
+    planned[contact.id] = PlannedWrite(
+        contact_id=contact.id,
+        operation=operation.value,
+        crm_object=crm_object,
+        crm_id=crm_id,
+        values=dict(values),
+        email_lower=contact.email.lower() if contact.email else None,
+        event_ids=[event.event_id],
+    )
+
+
+async def _record(
+    ctx: PushContext, account_id: str, writes: list[PlannedWrite], outcomes: Sequence[Outcome]
+) -> None:
+    at = datetime.now(UTC)
+    results, links = log_results(account_id=account_id, writes=writes, outcomes=outcomes, at=at)
+    async with ctx.sessions.begin() as session:
+        await store.finish_push_log(session, results)
+        await store.link_created(session, links=links, now=at)
+    failed = [r for r in results if r["status"] == "failed"]
+    if failed:
+        log.warning("push_failed", account_id=account_id, count=len(failed), first=failed[0])
+
+
+def _observe_latency(batch: Sequence[Delivery[ContactChanged]]) -> None:
+    now_ms = datetime.now(UTC).timestamp() * 1000
+    for d in batch:
+        PUSH_LATENCY.observe(max(0.0, (now_ms - d.timestamp_ms) / 1000))
+
+
+def _unknown_contact(event: ContactChanged) -> str:
+    ref = event.contact
+    return "contact.id: unknown contact" if ref.id is not None else "contact.external_id: unknown CRM record"
+
+
+def _entry(
+    event: ContactChanged,
+    *,
+    contact_id: uuid.UUID | None,
+    status: str,
+    operation: str = "none",
+    crm_object: str | None = None,
+    crm_id: str | None = None,
+    sent_fields: dict[str, Any] | None = None,
+    decisions: dict[str, Any] | None = None,
+    error: tuple[str, str] | None = None,
+) -> dict[str, Any]:
+    return {
+        "account_id": event.account_id,
+        "event_id": event.event_id,
+        "source": event.source.value,
+        "contact_id": contact_id,
+        "crm_object": crm_object,
+        "crm_id": crm_id,
+        "operation": operation,
+        "status": status,
+        "sent_fields": sent_fields or {},
+        "decisions": decisions or {},
+        "error_code": error[0] if error else None,
+        "error_message": error[1] if error else None,
+        "attempts": 0,
+        "occurred_at": event.occurred_at,
+    }
+
+
+class _Index:
+    """The batch's contacts by id, external id and e-mail; new ones are added as events need them."""
+
+    def __init__(self, contacts: list[store.StoredContact]) -> None:
+        self._all: dict[uuid.UUID, store.StoredContact] = {}
+        self._by_external: dict[str, store.StoredContact] = {}
+        self._by_email: dict[str, store.StoredContact] = {}
+        # Several contacts may share an e-mail (a Lead and a Contact): a CRM Contact
+        # is preferred, then a Lead, then a local one; the oldest among equals.
+        rank = {"Contact": 0, "Lead": 1, None: 2}
+        for c in sorted(contacts, key=lambda c: rank.get(c.crm_object, 2)):
+            self._add(c)
+
+    def _add(self, contact: store.StoredContact) -> None:
+        self._all[contact.id] = contact
+        if contact.external_id:
+            self._by_external.setdefault(contact.external_id, contact)
+        if contact.email:
+            self._by_email.setdefault(contact.email.lower(), contact)
+
+    def all(self) -> list[store.StoredContact]:
+        return list(self._all.values())
+
+    def find(self, event: ContactChanged) -> store.StoredContact | None:
+        """Returns the event's contact; a new local one for an e-mail nobody has yet."""
+        ref = event.contact
+        if ref.id is not None:
+            return self._all.get(ref.id)
+        if ref.external_id is not None:
+            return self._by_external.get(ref.external_id)
+        assert ref.email is not None
+        found = self._by_email.get(ref.email.lower())
+        if found is not None:
+            return found
+        meta = FieldMeta(event.source.value, event.occurred_at)
+        contact = store.StoredContact(
+            id=uuid.uuid4(),
+            account_id=event.account_id,
+            crm_object=None,
+            external_id=None,
+            email=ref.email,
+            values=ContactValues({EMAIL: ref.email}, {EMAIL: meta}),
+            new=True,
+        )
+        self._add(contact)
+        return contact
+
+
+# ------------------------------------------------------------------ reconcile
+
+
+async def reconcile(ctx: PushContext, account_id: str, pending: list[PushLog]) -> None:
+    """Finishes events whose CRM write may or may not have happened before a crash.
+
+    Creates: the CRM is searched for a record with the contact's e-mail
+    changed since the entry was written; if found, that is the created record,
+    else it is created now. Updates: the record is read back; if it already
+    holds the intended values nothing is sent, else the values are sent again
+    (updates are idempotent by value). Either way the CRM sees one effect.
+    """
+    async with ctx.sessions() as session:
+        config = await store.load_config(session, account_id)
+        contacts = {
+            c.id: c
+            for c in await store.find_contacts(
+                session,
+                account_id=account_id,
+                ids=[p.contact_id for p in pending if p.contact_id is not None],
+                external_ids=[],
+                emails_lower=[],
+            )
+        }
+    if config.connection is None:
+        await _record_all_failed(ctx, account_id, pending, "NO_CONNECTION", "no CRM connection")
+        return
+    connector = ctx.connectors.for_connection(config.connection)
+    pending.sort(key=lambda p: p.id)
+    writes: dict[uuid.UUID, PlannedWrite] = {}
+    done: list[tuple[PlannedWrite, Outcome]] = []
+    creates = [p for p in pending if p.operation == "create" and p.contact_id in contacts]
+    by_object: dict[str, list[PushLog]] = {}
+    for p in creates:
+        by_object.setdefault(p.crm_object or "Lead", []).append(p)
+    for crm_object, entries in by_object.items():
+        emails = {
+            (contacts[p.contact_id].email or "").lower() for p in entries if p.contact_id is not None
+        } - {""}
+        found = await find_recent_by_email(
+            connector,
+            crm_object=crm_object,
+            emails_lower=emails,
+            since=min(p.created_at for p in entries),
+            margin=ctx.reconcile_margin,
+        )
+        for p in entries:
+            assert p.contact_id is not None
+            contact = contacts[p.contact_id]
+            write = PlannedWrite(
+                p.contact_id,
+                "create",
+                crm_object,
+                None,
+                dict(p.sent_fields),
+                (contact.email or "").lower() or None,
+                [p.event_id],
+            )
+            crm_id = found.get(write.email_lower or "")
+            if contact.external_id:
+                done.append((write, Outcome(True, contact.external_id, 1)))
+            elif crm_id is not None:
+                done.append((write, Outcome(True, crm_id, 1)))
+            else:
+                writes[p.contact_id] = write
+    for p in pending:
+        if p.operation != "update" or p.contact_id not in contacts:
+            continue
+        contact = contacts[p.contact_id]
+        if p.contact_id in writes:
+            writes[p.contact_id].fold(dict(p.sent_fields), p.event_id)
+            continue
+        crm_id = p.crm_id or contact.external_id or _created_id(done, p.contact_id)
+        write = PlannedWrite(
+            p.contact_id,
+            "update",
+            p.crm_object or contact.crm_object or "Lead",
+            crm_id,
+            dict(p.sent_fields),
+            None,
+            [p.event_id],
+        )
+        if crm_id is None:
+            done.append((write, Outcome(False, None, 1, "NOT_CREATED", "the record was never created")))
+            continue
+        writes[p.contact_id] = write
+    orphans = [p for p in pending if p.contact_id not in contacts]
+    updates = [w for w in writes.values() if w.operation == "update"]
+    for crm_object in {w.crm_object for w in updates}:
+        same = [w for w in updates if w.crm_object == crm_object]
+        current = {
+            r["Id"]: r
+            for r in await connector.get_by_ids(
+                crm_object,
+                [w.crm_id for w in same if w.crm_id],
+                sorted({"Id", *(k for w in same for k in w.values)}),
+            )
+        }
+        for w in same:
+            record = current.get(w.crm_id or "")
+            if record is None:
+                done.append(
+                    (w, Outcome(False, w.crm_id, 1, "ENTITY_IS_DELETED", "the record no longer exists"))
+                )
+                del writes[w.contact_id]
+            elif all(record.get(k) == v for k, v in w.values.items()):
+                done.append((w, Outcome(True, w.crm_id, 1)))
+                del writes[w.contact_id]
+    remaining = list(writes.values())
+    outcomes = (
+        await send_writes(
+            connector=connector,
+            writer=ctx.writer,
+            writes=remaining,
+            concurrency=ctx.concurrency,
+            reconcile_margin=ctx.reconcile_margin,
+        )
+        if remaining
+        else []
+    )
+    all_writes = [w for w, _ in done] + remaining
+    all_outcomes = [o for _, o in done] + list(outcomes)
+    await _record(ctx, account_id, all_writes, all_outcomes)
+    if orphans:
+        await _record_all_failed(ctx, account_id, orphans, "CONTACT_GONE", "the contact no longer exists")
+    log.info("push_reconciled", account_id=account_id, entries=len(pending), resent=len(remaining))
+
+
+def _created_id(done: list[tuple[PlannedWrite, Outcome]], contact_id: uuid.UUID) -> str | None:
+    for write, outcome in done:
+        if write.contact_id == contact_id and write.operation == "create" and outcome.success:
+            return outcome.crm_id
+    return None
+
+
+async def _record_all_failed(
+    ctx: PushContext, account_id: str, entries: list[PushLog], code: str, message: str
+) -> None:
+    at = datetime.now(UTC)
+    results = [
+        {
+            "account": account_id,
+            "event": p.event_id,
+            "status": "failed",
+            "crm_id": p.crm_id,
+            "code": code,
+            "message": message,
+            "attempts": 0,
+            "at": at,
+        }
+        for p in entries
+    ]
+    async with ctx.sessions.begin() as session:
+        await store.finish_push_log(session, results)
