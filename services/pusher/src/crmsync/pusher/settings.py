@@ -16,7 +16,7 @@ class Settings(CommonSettings):
     )
     push_crm_batch: int = Field(200, ge=1, le=200, description="Records per composite CRM request.")
     push_crm_concurrency: int = Field(4, ge=1, le=32, description="Composite requests in flight per batch.")
-    push_max_attempts: int = Field(6, ge=1, le=50, description="Tries of a transient CRM failure.")
+    push_max_attempts: int = Field(3, ge=1, le=50, description="Tries of a transient CRM failure.")
     push_backoff_s: float = Field(0.2, gt=0, description="First retry delay; doubles, with jitter.")
     push_backoff_max_s: float = Field(10.0, gt=0, description="Longest retry delay.")
     push_reconcile_margin_s: float = Field(
