@@ -15,6 +15,7 @@ async def _run() -> int:
     configure_logging(service="mapping-api", level=settings.log_level, json=settings.log_json)
 
     async def main(stop: asyncio.Event) -> None:
+        # The API and its outbox relay live in the app's lifespan; this only waits for the stop signal.
         await stop.wait()
 
     return await run_service(name="mapping-api", settings=settings, main=main, checks={}, app=app)

@@ -1,0 +1,22 @@
+"""Every resource's router, gathered under /v1."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from crmsync.mapping_api.entrypoints.errors import ERROR_RESPONSES
+from crmsync.mapping_api.entrypoints.routes import (
+    account,
+    connection,
+    contacts,
+    mapping,
+    push_log,
+    push_policy,
+    schedule,
+    segments,
+    sync_runs,
+)
+
+api_router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
+for module in (account, mapping, push_policy, schedule, connection, contacts, segments, sync_runs, push_log):
+    api_router.include_router(module.router)

@@ -1,0 +1,64 @@
+"""`crmsync-admin`: create accounts and API keys.
+
+    crmsync-admin account create "Acme Corp" [--id acme]
+    crmsync-admin key create acme --role admin|reader [--name ci]
+
+A key is printed once; only its sha256 hash is stored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from crmsync.common.db.session import create_engine, create_sessionmaker
+from crmsync.mapping_api.handlers.accounts import create_account, create_api_key
+from crmsync.mapping_api.handlers.errors import DomainError
+from crmsync.mapping_api.settings import Settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="crmsync-admin", description="Create crmsync accounts and API keys."
+    )
+    groups = parser.add_subparsers(dest="group", required=True)
+    account = groups.add_parser("account", help="accounts").add_subparsers(dest="action", required=True)
+    create = account.add_parser(
+        "create", help="create an account with the default mapping, policy and schedule"
+    )
+    create.add_argument("name", help="display name, e.g. 'Acme Corp'")
+    create.add_argument("--id", dest="account_id", help="account id (default: derived from the name)")
+    key = groups.add_parser("key", help="API keys").add_subparsers(dest="action", required=True)
+    key_create = key.add_parser("create", help="create an API key and print it once")
+    key_create.add_argument("account", help="account id")
+    key_create.add_argument("--role", choices=("admin", "reader"), required=True)
+    key_create.add_argument("--name", default="", help="a label for the key")
+    return parser
+
+
+async def _run(args: argparse.Namespace, settings: Settings) -> str:
+    engine = create_engine(settings, pool_size=1, max_overflow=0)
+    try:
+        async with create_sessionmaker(engine).begin() as session:
+            if args.group == "account":
+                account = await create_account(session, name=args.name, account_id=args.account_id)
+                return account.id
+            return await create_api_key(session, account_id=args.account, role=args.role, name=args.name)
+    finally:
+        await engine.dispose()
+
+
+def main(argv: list[str] | None = None, settings: Settings | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        out = asyncio.run(_run(args, settings or Settings()))
+    except DomainError as exc:
+        print(f"crmsync-admin: {exc.field + ': ' if exc.field else ''}{exc.message}", file=sys.stderr)
+        return 2
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""The CRM connection (secrets write-only) and the CRM's entities (R20)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Query
+
+from crmsync.common.db.schema import CrmConnection
+from crmsync.common.domain.mapping_rules import compatible_data_types
+from crmsync.mapping_api.entrypoints.deps import (
+    AdminAccount,
+    CrmDep,
+    CurrentAccount,
+    SecretBoxDep,
+    SessionDep,
+)
+from crmsync.mapping_api.handlers import connection as handlers
+from crmsync.mapping_api.schemas import (
+    ApiBudgetOut,
+    ConnectionIn,
+    ConnectionOut,
+    CrmFieldOut,
+    EntityOut,
+    SampleValuesOut,
+)
+
+router = APIRouter(tags=["crm"])
+Entity = Annotated[Literal["Lead", "Contact"], Path(description="A synced CRM entity.")]
+
+
+def connection_out(connection: CrmConnection, secret_box: SecretBoxDep) -> ConnectionOut:
+    budget = None
+    if connection.api_limit is not None and connection.api_usage is not None:
+        budget = ApiBudgetOut(
+            used=connection.api_usage,
+            limit=connection.api_limit,
+            remaining=max(0, connection.api_limit - connection.api_usage),
+        )
+    return ConnectionOut(
+        provider=connection.provider,
+        login_url=connection.login_url,
+        instance_url=connection.instance_url,
+        auth_method=connection.auth_method,  # type: ignore[arg-type]
+        client_id=connection.client_id,
+        username=connection.username,
+        api_version=connection.api_version,
+        secrets_set=handlers.stored_secret_names(connection, secret_box=secret_box),
+        status=connection.status,  # type: ignore[arg-type]
+        status_message=connection.status_message,
+        last_checked_at=connection.last_checked_at,
+        api_budget=budget,
+    )
+
+
+@router.get(
+    "/connection", response_model=ConnectionOut, summary="The CRM connection, its status and API budget"
+)
+async def read_connection(
+    caller: CurrentAccount, session: SessionDep, secret_box: SecretBoxDep
+) -> ConnectionOut:
+    connection = await handlers.get_connection(session, account_id=caller.account_id)
+    return connection_out(connection, secret_box)
+
+
+@router.put(
+    "/connection",
+    response_model=ConnectionOut,
+    summary="Store the CRM credentials",
+    description="Secrets are encrypted at rest and never returned; a secret left out keeps its stored value.",
+)
+async def put_connection(
+    body: ConnectionIn, caller: AdminAccount, session: SessionDep, secret_box: SecretBoxDep
+) -> ConnectionOut:
+    connection = await handlers.put_connection(
+        session,
+        account_id=caller.account_id,
+        login_url=str(body.login_url),
+        auth_method=body.auth_method,
+        client_id=body.client_id,
+        username=body.username,
+        api_version=body.api_version,
+        secrets={
+            "client_secret": body.client_secret,
+            "refresh_token": body.refresh_token,
+            "private_key": body.private_key,
+        },
+        secret_box=secret_box,
+    )
+    await session.commit()
+    return connection_out(connection, secret_box)
+
+
+@router.post(
+    "/connection/test",
+    response_model=ConnectionOut,
+    summary="Try the connection; records its status and the API budget left",
+)
+async def test_connection(
+    caller: AdminAccount, session: SessionDep, crm: CrmDep, secret_box: SecretBoxDep
+) -> ConnectionOut:
+    connection = await handlers.check_connection(
+        session, account_id=caller.account_id, crm=crm, now=datetime.now(UTC)
+    )
+    await session.commit()
+    return connection_out(connection, secret_box)
+
+
+@router.get("/crm/entities", response_model=list[EntityOut], summary="Record count of each CRM entity (R20)")
+async def list_entities(caller: CurrentAccount, session: SessionDep, crm: CrmDep) -> list[EntityOut]:
+    counts = await handlers.entity_counts(session, account_id=caller.account_id, crm=crm)
+    return [EntityOut(name=name, record_count=count) for name, count in counts]  # type: ignore[arg-type]
+
+
+@router.get(
+    "/crm/entities/{entity}/fields",
+    response_model=list[CrmFieldOut],
+    summary="The entity's fields from the CRM's describe, and what each may fill",
+)
+async def list_fields(
+    entity: Entity, caller: CurrentAccount, session: SessionDep, crm: CrmDep
+) -> list[CrmFieldOut]:
+    described = await handlers.entity_describe(session, account_id=caller.account_id, entity=entity, crm=crm)
+    return [
+        CrmFieldOut(
+            name=f.name,
+            label=f.label,
+            type=f.type,
+            updateable=f.updateable,
+            fills=sorted(compatible_data_types(f.type)),
+        )
+        for f in described.fields.values()
+    ]
+
+
+@router.get(
+    "/crm/entities/{entity}/fields/{field}/samples",
+    response_model=SampleValuesOut,
+    summary="Sample values of a field (R20)",
+)
+async def field_samples(
+    entity: Entity,
+    field: Annotated[str, Path(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,79}$", examples=["Industry"])],
+    caller: CurrentAccount,
+    session: SessionDep,
+    crm: CrmDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 10,
+) -> SampleValuesOut:
+    values = await handlers.sample_values(
+        session, account_id=caller.account_id, entity=entity, field=field, limit=limit, crm=crm
+    )
+    return SampleValuesOut(entity=entity, field=field, values=values)

@@ -1,0 +1,135 @@
+"""Contacts: list, search, read with per-field origin, and user edits as events."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+
+from crmsync.common.db.schema import Contact, CrmOwner
+from crmsync.common.kafka.topics import CONTACT_CHANGES
+from crmsync.mapping_api.entrypoints.deps import (
+    AdminAccount,
+    CurrentAccount,
+    RelayDep,
+    SessionDep,
+    SettingsDep,
+)
+from crmsync.mapping_api.handlers import contacts as handlers
+from crmsync.mapping_api.schemas import (
+    ContactEditAccepted,
+    ContactEditIn,
+    ContactOut,
+    ContactPage,
+    ContactSummary,
+    FieldValueOut,
+)
+
+router = APIRouter(prefix="/contacts", tags=["contacts"])
+
+Search = Annotated[
+    str | None,
+    Query(min_length=1, max_length=200, description="Matches name, e-mail or company.", examples=["ada"]),
+]
+Cursor = Annotated[str | None, Query(max_length=200, description="next_cursor of the previous page.")]
+Limit = Annotated[int, Query(ge=1, le=500)]
+
+
+def summary(contact: Contact) -> ContactSummary:
+    f = contact.fields or {}
+    return ContactSummary(
+        id=contact.id,
+        type=contact.crm_object,  # type: ignore[arg-type]
+        external_id=contact.external_id,
+        email=contact.email,
+        first_name=_text(f.get("first_name")),
+        last_name=_text(f.get("last_name")),
+        company=_text(f.get("company")),
+        updated_at=contact.updated_at,
+    )
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _at(raw: object) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(raw)) if raw else None
+    except ValueError:
+        return None
+
+
+def detail(contact: Contact, owner: CrmOwner | None) -> ContactOut:
+    meta = contact.field_meta or {}
+    fields = {
+        name: FieldValueOut(
+            value=value, origin=(meta.get(name) or {}).get("origin"), at=_at((meta.get(name) or {}).get("at"))
+        )
+        for name, value in (contact.fields or {}).items()
+    }
+    return ContactOut(
+        **summary(contact).model_dump(),
+        fields=fields,
+        owner_name=owner.name if owner else None,
+        owner_email=owner.email if owner else None,
+        crm_modstamp=contact.crm_modstamp,
+        created_at=contact.created_at,
+    )
+
+
+def page_out(page: handlers.Page) -> ContactPage:
+    return ContactPage(items=[summary(c) for c in page.items], next_cursor=page.next_cursor)
+
+
+@router.get("", response_model=ContactPage, summary="All Contacts, searchable, with cursor paging")
+async def list_contacts(
+    caller: CurrentAccount, session: SessionDep, q: Search = None, cursor: Cursor = None, limit: Limit = 50
+) -> ContactPage:
+    return page_out(
+        await handlers.list_contacts(session, account_id=caller.account_id, q=q, cursor=cursor, limit=limit)
+    )
+
+
+@router.get(
+    "/{contact_id}", response_model=ContactOut, summary="One contact, each field with origin and time"
+)
+async def read_contact(
+    contact_id: Annotated[uuid.UUID, Path()], caller: CurrentAccount, session: SessionDep
+) -> ContactOut:
+    contact, owner = await handlers.get_contact(session, account_id=caller.account_id, contact_id=contact_id)
+    return detail(contact, owner)
+
+
+@router.patch(
+    "/{contact_id}",
+    response_model=ContactEditAccepted,
+    status_code=202,
+    summary="Edit a contact (published as a user_edit contact-change event)",
+    description=(
+        "The edit is not written directly: it becomes a contact-change event with source user_edit, "
+        "so it takes the same road (and the same push rules) as every other change."
+    ),
+)
+async def edit_contact(
+    contact_id: Annotated[uuid.UUID, Path()],
+    body: ContactEditIn,
+    caller: AdminAccount,
+    session: SessionDep,
+    relay: RelayDep,
+    settings: SettingsDep,
+) -> ContactEditAccepted:
+    event = await handlers.edit_contact(
+        session,
+        account_id=caller.account_id,
+        contact_id=contact_id,
+        changes=dict(body.changes),
+        now=datetime.now(UTC),
+    )
+    await session.commit()
+    relay.notify()
+    return ContactEditAccepted(
+        event_id=event.event_id, contact_id=contact_id, topic=settings.topic(CONTACT_CHANGES)
+    )

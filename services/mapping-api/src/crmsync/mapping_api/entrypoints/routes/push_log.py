@@ -1,0 +1,52 @@
+"""The push log: what was sent to the CRM for each event, and why (R8–R13, R22)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Query
+
+from crmsync.common.db.schema import PushLog
+from crmsync.mapping_api.entrypoints.deps import CurrentAccount, SessionDep
+from crmsync.mapping_api.entrypoints.routes.contacts import Limit
+from crmsync.mapping_api.handlers import contacts as handlers
+from crmsync.mapping_api.schemas import PushLogOut, PushLogPage
+
+router = APIRouter(prefix="/push-log", tags=["push log"])
+MAX_ID = 2**63 - 1
+
+
+def entry_out(entry: PushLog) -> PushLogOut:
+    return PushLogOut.model_validate(entry, from_attributes=True)
+
+
+@router.get("", response_model=PushLogPage, summary="Push log entries, newest first")
+async def list_entries(
+    caller: CurrentAccount,
+    session: SessionDep,
+    contact_id: Annotated[uuid.UUID | None, Query()] = None,
+    status: Annotated[Literal["pending", "succeeded", "failed", "skipped"] | None, Query()] = None,
+    cursor: Annotated[
+        int | None, Query(ge=1, le=MAX_ID, description="next_cursor of the previous page.")
+    ] = None,
+    limit: Limit = 50,
+) -> PushLogPage:
+    page = await handlers.list_push_log(
+        session,
+        account_id=caller.account_id,
+        contact_id=contact_id,
+        status=status,
+        cursor=cursor,
+        limit=limit,
+    )
+    return PushLogPage(items=[entry_out(e) for e in page.items], next_cursor=page.next_cursor)
+
+
+@router.get("/{entry_id}", response_model=PushLogOut, summary="One push log entry")
+async def read_entry(
+    entry_id: Annotated[int, Path(ge=1, le=MAX_ID)], caller: CurrentAccount, session: SessionDep
+) -> PushLogOut:
+    return entry_out(
+        await handlers.get_push_log_entry(session, account_id=caller.account_id, entry_id=entry_id)
+    )
