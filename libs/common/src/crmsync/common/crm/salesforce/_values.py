@@ -123,12 +123,19 @@ class CsvRows:
         if cut == 0:
             return []
         ready, self._buffer = self._buffer[:cut], self._buffer[cut:]
-        return [row for row in csv.reader(io.StringIO(ready)) if row]
+        return _parse(ready)
 
     def close(self) -> list[list[str]]:
         """Returns the last row when the body did not end with a newline."""
         rest, self._buffer = self._buffer, ""
-        return [row for row in csv.reader(io.StringIO(rest)) if row]
+        return _parse(rest)
+
+
+def _parse(text: str) -> list[list[str]]:
+    if '"' not in text and "\r" not in text:
+        # Without quotes a CSV row is exactly its line split at commas, several times faster.
+        return [line.split(",") for line in text.split("\n") if line]
+    return [row for row in csv.reader(io.StringIO(text)) if row]
 
 
 def _last_row_end(buffer: str) -> int:
