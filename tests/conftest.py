@@ -28,6 +28,8 @@ from crmsync.common.db.session import create_engine, create_sessionmaker
 from crmsync.common.kafka.topics import ensure_topics
 from crmsync.common.settings import DEFAULT_DATABASE_URL, CommonSettings
 
+pytest_plugins = ["tests.support.emulator"]
+
 
 def _docker_answers() -> bool:
     try:

@@ -1,0 +1,752 @@
+"""Orgs and their records: columnar tables, SOQL evaluation, validated writes, lead conversion."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from crmsync.emulator import ids, soql
+from crmsync.emulator.dataset import Column, day, generate
+from crmsync.emulator.schema import NUMBER_TYPES, OBJECTS, STRING_TYPES, FieldDef, ObjectDef, find_object
+
+DELETED_REACH_MS = 15 * 86_400_000  # Salesforce keeps deleted records in the recycle bin 15 days
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def format_datetime(ms: int) -> str:
+    """Returns Salesforce's REST date-time form: 2026-11-28T10:00:00.000+0000."""
+    moment = datetime.fromtimestamp(ms / 1000, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}+0000"
+
+
+def parse_datetime(value: str) -> int:
+    """Returns epoch ms of an ISO 8601 date-time as Salesforce accepts it."""
+    return soql.parse_datetime(value.strip())
+
+
+class ApiError(Exception):
+    """A Salesforce error for the whole request: [{"message", "errorCode", "fields"?}]."""
+
+    def __init__(
+        self, status: int, error_code: str, message: str, fields: Iterable[str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_code = error_code
+        self.message = message
+        self.fields = list(fields) if fields is not None else None
+
+    def body(self) -> list[dict[str, Any]]:
+        item: dict[str, Any] = {"message": self.message, "errorCode": self.error_code}
+        if self.fields is not None:
+            item["fields"] = self.fields
+        return [item]
+
+
+@dataclass(frozen=True)
+class RecordError:
+    """One record's error in a write result."""
+
+    status_code: str
+    message: str
+    fields: tuple[str, ...] = ()
+
+    def as_json(self) -> dict[str, Any]:
+        return {"statusCode": self.status_code, "message": self.message, "fields": list(self.fields)}
+
+
+class RecordRejected(Exception):
+    def __init__(self, *errors: RecordError) -> None:
+        super().__init__(errors[0].message)
+        self.errors = errors
+
+
+class Table:
+    """One object's records in one org: columns indexed by row; the row is encoded in the id."""
+
+    def __init__(self, obj: ObjectDef, tag: str, columns: dict[str, Column], n: int) -> None:
+        self.obj = obj
+        self.tag = tag
+        self.n = n
+        self.cols = columns
+        for name, f in obj.fields.items():
+            if name not in columns and not self.computed(f):
+                columns[name] = Column(lambda row: None, n)
+        self.deleted_at: dict[int, int] = {}
+
+    @staticmethod
+    def computed(f: FieldDef) -> bool:
+        return f.name == "Id" or f.type == "address" or (f.name == "Name" and not f.createable)
+
+    def id_of(self, row: int) -> str:
+        return ids.make_id(self.obj.key_prefix, self.tag, row)
+
+    def row_of(self, record_id: str) -> int | None:
+        """Returns the row of one of this table's ids, or None (wrong object, other org, unknown)."""
+        parsed = ids.parse(record_id) if isinstance(record_id, str) else None
+        if parsed is None:
+            return None
+        prefix, tag, row = parsed
+        if prefix != self.obj.key_prefix or tag != self.tag or row >= self.n:
+            return None
+        return row
+
+    def raw(self, row: int, name: str) -> Any:
+        """Returns the stored value: ids and references as rows, date-times as epoch ms."""
+        if name == "Id":
+            return row
+        if name == "Name" and "FirstName" in self.cols and not self.obj.fields["Name"].createable:
+            first, last = self.cols["FirstName"][row], self.cols["LastName"][row]
+            return f"{first} {last}" if first else last
+        if name == "IsDeleted":
+            return row in self.deleted_at
+        return self.cols[name][row]
+
+    def alive(self, row: int) -> bool:
+        return row not in self.deleted_at
+
+
+@dataclass
+class Cursor:
+    """A query's matched rows and how to render them; pages are cut from it on demand."""
+
+    table: Table
+    rows: list[int]
+    render: Callable[[int], dict[str, Any]]
+    columns: list[tuple[str, Callable[[int], Any]]]
+    created: float = field(default_factory=time.monotonic)
+
+
+class Org:
+    """One Salesforce org: its records, credentials, API budget, faults and what clients wrote."""
+
+    def __init__(
+        self,
+        *,
+        org_id: str,
+        number: int,
+        leads: int,
+        contacts: int,
+        seed: int,
+        client_id: str,
+        client_secret: str,
+        api_limit: int,
+        now: int | None = None,
+    ) -> None:
+        self.org_id = org_id
+        self.number = number
+        self.tag = ids.org_tag(number)
+        self.seed = seed
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.refresh_token = f"5Aep{secrets.token_urlsafe(48)}"
+        self.jwt_public_key: str | None = None
+        self.api_limit = api_limit
+        self.api_used = 0
+        self.writes: list[dict[str, Any]] = []
+        self.cursors: dict[str, Cursor] = {}
+        self.bulk_jobs: dict[str, dict[str, Any]] = {}
+        columns = generate(leads=leads, contacts=contacts, seed=seed, now_ms=now or now_ms())
+        self.tables = {
+            name: Table(obj, self.tag, columns[name], columns[name]["SystemModstamp"].n)
+            for name, obj in OBJECTS.items()
+        }
+        self.user_id = self.tables["User"].id_of(0)  # the integration user the API acts as
+
+    # -- lookups -------------------------------------------------------------------------
+    def table(self, name: str) -> Table:
+        obj = find_object(name)
+        if obj is None:
+            raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
+        return self.tables[obj.name]
+
+    def find(self, name: str, record_id: str, *, deleted_ok: bool = False) -> tuple[Table, int]:
+        """Returns (table, row) of a record, or raises Salesforce's 404."""
+        table = self.table(name)
+        if ids.normalize(record_id) is None:
+            raise ApiError(
+                404,
+                "NOT_FOUND",
+                "Provided external ID field does not exist or is not accessible: " + record_id,
+            )
+        row = table.row_of(record_id)
+        if row is None:
+            raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
+        if not deleted_ok and not table.alive(row):
+            raise ApiError(404, "ENTITY_IS_DELETED", "entity is deleted", [])
+        return table, row
+
+    # -- rendering -----------------------------------------------------------------------
+    def getter(self, table: Table, f: FieldDef, *, csv: bool = False) -> Callable[[int], Any]:
+        """Returns a function row → the field's JSON (or CSV) value."""
+        name = f.name
+        if f.type == "address":
+            parts = f.compound_of
+            cols = [(key, table.cols[fname]) for key, fname in parts]
+
+            def address(row: int) -> dict[str, Any] | None:
+                values = {key: col[row] for key, col in cols}
+                if all(v is None for v in values.values()):
+                    return None
+                return {**values, "geocodeAccuracy": None, "latitude": None, "longitude": None}
+
+            return address
+        if f.type in ("id", "reference"):
+            target = table if f.type == "id" else self.tables[f.reference_to[0]]
+            prefix, tag = target.obj.key_prefix, target.tag
+
+            def ref(row: int) -> str | None:
+                value = table.raw(row, name)
+                return None if value is None else ids.make_id(prefix, tag, value)
+
+            return ref
+        if f.type == "datetime":
+            if csv:
+                return lambda row: format_datetime(table.raw(row, name)).replace("+0000", "Z")
+            return lambda row: None if (v := table.raw(row, name)) is None else format_datetime(v)
+        return lambda row: table.raw(row, name)
+
+    def render_fields(self, table: Table, refs: Iterable[soql.FieldRef], *, csv: bool = False):
+        """Returns [(column name, row → value)] for selected fields, parent fields grouped by relationship."""
+        plain: list[tuple[str, Callable[[int], Any]]] = []
+        columns: list[tuple[str, Callable[[int], Any]]] = []
+        parents: dict[str, tuple[FieldDef, Table, list[tuple[str, Callable[[int], Any]]]]] = {}
+        order: list[str] = []
+        for ref in refs:
+            if len(ref.path) == 1:
+                f = self.resolve(table, ref)
+                getter = self.getter(table, f, csv=csv)
+                plain.append((f.name, getter))
+                columns.append((f.name, getter))
+                order.append(f.name)
+                continue
+            link, parent_table, parent_field = self.resolve_parent(table, ref)
+            getter = self.getter(parent_table, parent_field, csv=csv)
+            ref_col = table.cols[link.name]
+            columns.append((f"{link.relationship_name}.{parent_field.name}", _through(ref_col, getter)))
+            if link.relationship_name not in parents:
+                parents[link.relationship_name] = (link, parent_table, [])
+                order.append(link.relationship_name)
+            parents[link.relationship_name][2].append((parent_field.name, getter))
+        return plain, parents, order, columns
+
+    def renderer(
+        self, table: Table, refs: Iterable[soql.FieldRef], version: str
+    ) -> tuple[Callable[[int], dict], list]:
+        plain, parents, order, columns = self.render_fields(table, refs)
+        plain_map = dict(plain)
+        obj_name = table.obj.name
+        url_base = f"/services/data/v{version}/sobjects/"
+
+        def render(row: int) -> dict[str, Any]:
+            record: dict[str, Any] = {
+                "attributes": {"type": obj_name, "url": f"{url_base}{obj_name}/{table.id_of(row)}"}
+            }
+            for key in order:
+                if key in plain_map:
+                    record[key] = plain_map[key](row)
+                    continue
+                link, parent_table, getters = parents[key]
+                parent_row = table.cols[link.name][row]
+                if parent_row is None:
+                    record[key] = None
+                    continue
+                ptype = parent_table.obj.name
+                nested: dict[str, Any] = {
+                    "attributes": {
+                        "type": ptype,
+                        "url": f"{url_base}{ptype}/{parent_table.id_of(parent_row)}",
+                    }
+                }
+                for name, getter in getters:
+                    nested[name] = getter(parent_row)
+                record[key] = nested
+            return record
+
+        return render, columns
+
+    def full_record(
+        self, table: Table, row: int, version: str, fields: Iterable[str] | None = None
+    ) -> dict[str, Any]:
+        names = list(fields) if fields else list(table.obj.fields)
+        render, _ = self.renderer(table, [soql.FieldRef((n,)) for n in names], version)
+        return render(row)
+
+    # -- SOQL ----------------------------------------------------------------------------
+    def resolve(self, table: Table, ref: soql.FieldRef) -> FieldDef:
+        f = table.obj.field(ref.path[0])
+        if f is None:
+            raise ApiError(
+                400,
+                "INVALID_FIELD",
+                f"No such column '{ref.path[0]}' on entity '{table.obj.name}'. If you are attempting to use a custom "
+                "field, be sure to append the '__c' after the custom field name. Please reference your WSDL or the "
+                "describe call for the appropriate names.",
+            )
+        return f
+
+    def resolve_parent(self, table: Table, ref: soql.FieldRef) -> tuple[FieldDef, Table, FieldDef]:
+        link = table.obj.relationship(ref.path[0])
+        if link is None:
+            raise ApiError(
+                400,
+                "INVALID_FIELD",
+                f"Didn't understand relationship '{ref.path[0]}' in field path. If you are attempting to use a custom "
+                "relationship, be sure to append the '__r' after the custom relationship name.",
+            )
+        parent_table = self.tables[link.reference_to[0]]
+        return link, parent_table, self.resolve(parent_table, soql.FieldRef(ref.path[1:]))
+
+    def raw_getter(self, table: Table, ref: soql.FieldRef) -> tuple[FieldDef, Callable[[int], Any]]:
+        if len(ref.path) == 1:
+            f = self.resolve(table, ref)
+            name = f.name
+            if f.type == "address":
+                raise ApiError(400, "INVALID_FIELD", f"field '{f.name}' can not be filtered in a query call")
+            if name in table.cols and name != "IsDeleted":
+                col = table.cols[name]
+                return f, col.__getitem__
+            return f, lambda row: table.raw(row, name)
+        link, parent_table, pf = self.resolve_parent(table, ref)
+        if pf.type == "address":
+            raise ApiError(400, "INVALID_FIELD", f"field '{pf.name}' can not be filtered in a query call")
+        ref_col = table.cols[link.name]
+        pname = pf.name
+        return pf, lambda row: None if (p := ref_col[row]) is None else parent_table.raw(p, pname)
+
+    def literal(self, f: FieldDef, lit: soql.Literal) -> Any:
+        """Returns a literal in the field's stored form, refusing mismatched types as Salesforce does."""
+        if lit.kind == "null":
+            return None
+        kinds = {"datetime": "datetime", "date": "date", "boolean": "boolean"}
+        expected = kinds.get(f.type, "number" if f.type in NUMBER_TYPES else "string")
+        if lit.kind != expected:
+            shape = {"datetime": "dateTime", "string": "string", "number": "double"}.get(expected, expected)
+            quoted = (
+                "should be enclosed in quotes" if expected == "string" else "should not be enclosed in quotes"
+            )
+            raise ApiError(
+                400,
+                "INVALID_FIELD",
+                f"value of filter criterion for field '{f.name}' must be of type {shape} and {quoted}",
+            )
+        if f.type in ("id", "reference"):
+            target = f.reference_to[0] if f.type == "reference" else None
+            table = self.tables[target] if target else None
+            parsed = ids.parse(lit.value)
+            if parsed is None:
+                raise ApiError(400, "INVALID_QUERY_FILTER_OPERATOR", f"invalid ID field: {lit.value}")
+            if table is None:
+                return ("id", parsed)
+            return parsed[2] if parsed[0] == table.obj.key_prefix and parsed[1] == table.tag else -1
+        if expected == "string":
+            return lit.value.lower()
+        return lit.value
+
+    def predicate(self, table: Table, cond: soql.Condition) -> Callable[[int], bool]:
+        if isinstance(cond, soql.BoolOp):
+            parts = [self.predicate(table, c) for c in cond.items]
+            if cond.op == "AND":
+                return lambda row: all(p(row) for p in parts)
+            return lambda row: any(p(row) for p in parts)
+        if isinstance(cond, soql.Not):
+            inner = self.predicate(table, cond.item)
+            return lambda row: not inner(row)
+        f, get = self.raw_getter(table, cond.field)
+        is_string = f.type in STRING_TYPES and f.type not in ("id", "reference")
+        if f.type == "id":
+            get_id = get
+
+            def own(value: Any) -> Any:
+                if isinstance(value, tuple):
+                    _, (prefix, tag, row) = value
+                    return row if prefix == table.obj.key_prefix and tag == table.tag else -1
+                return value
+
+        else:
+            own = None  # type: ignore[assignment]
+        value_of = (lambda row: v.lower() if (v := get(row)) is not None else None) if is_string else get
+        if f.type == "id":
+            value_of = get_id
+        if cond.op in ("IN", "NOTIN"):
+            values = {self.literal(f, lit) for lit in cond.value}  # type: ignore[union-attr]
+            if own:
+                values = {own(v) for v in values}
+            if cond.op == "IN":
+                return lambda row: value_of(row) in values
+            return lambda row: value_of(row) not in values
+        lit = cond.value
+        if cond.op == "LIKE":
+            if not is_string:
+                raise ApiError(
+                    400,
+                    "INVALID_FIELD",
+                    "invalid operator on id field: LIKE"
+                    if f.type in ("id", "reference")
+                    else f"LIKE operator only valid on string fields: {f.name}",
+                )
+            if lit.value is None:  # type: ignore[union-attr]
+                return lambda row: False
+            pattern = soql.like_pattern(lit.value)  # type: ignore[union-attr]
+            return lambda row: (v := get(row)) is not None and pattern.fullmatch(v) is not None
+        target = self.literal(f, lit)  # type: ignore[arg-type]
+        if own:
+            target = own(target)
+        op = cond.op
+        if target is None:
+            if op == "=":
+                return lambda row: get(row) is None
+            if op == "!=":
+                return lambda row: get(row) is not None
+            return lambda row: False
+        if op == "=":
+            return lambda row: value_of(row) == target
+        if op == "!=":
+            return lambda row: value_of(row) != target
+        compare = {
+            "<": lambda a: a < target,
+            "<=": lambda a: a <= target,
+            ">": lambda a: a > target,
+            ">=": lambda a: a >= target,
+        }[op]
+        return lambda row: (v := value_of(row)) is not None and compare(v)
+
+    def run_query(
+        self, text: str, *, include_deleted: bool, version: str, csv: bool = False
+    ) -> tuple[Cursor, int | None]:
+        """Returns the cursor of a query and, for COUNT(), the count."""
+        try:
+            query = soql.parse(text)
+        except soql.SoqlError as exc:
+            raise ApiError(400, exc.error_code, exc.message) from exc
+        obj = find_object(query.sobject)
+        if obj is None:
+            raise ApiError(
+                400,
+                "INVALID_TYPE",
+                f"sObject type '{query.sobject}' is not supported. If you are attempting to use a custom object, be "
+                "sure to append the '__c' after the entity name. Please reference your WSDL or the describe call for "
+                "the appropriate names.",
+            )
+        table = self.tables[obj.name]
+        seen = set()
+        for ref in query.fields:
+            key = ref.text.lower()
+            if key in seen:
+                raise ApiError(400, "MALFORMED_QUERY", f"duplicate field selected: {ref.text}")
+            seen.add(key)
+        if csv:
+            _, _, _, columns = self.render_fields(table, query.fields, csv=True)
+            render = None
+        else:
+            render, columns = self.renderer(table, query.fields, version)
+        pred = self.predicate(table, query.where) if query.where is not None else None
+        deleted = table.deleted_at
+        rows: Iterable[int] = range(table.n)
+        if not include_deleted and deleted:
+            rows = (r for r in rows if r not in deleted)
+        if pred is not None:
+            rows = filter(pred, rows)
+        matched = list(rows)
+        for item in reversed(query.order_by):
+            f, get = self.raw_getter(table, item.field)
+            lower = f.type in STRING_TYPES and f.type not in ("id", "reference")
+            null_low = item.descending == item.nulls_last
+
+            def key(row: int, get=get, lower=lower, null_low=null_low) -> tuple:
+                v = get(row)
+                if v is None:
+                    return (0, 0) if null_low else (2, 0)
+                return (1, v.lower() if lower else v)
+
+            matched.sort(key=key, reverse=item.descending)
+        if query.offset:
+            matched = matched[query.offset :]
+        if query.limit is not None:
+            matched = matched[: query.limit]
+        cursor = Cursor(table, matched, render, columns)  # type: ignore[arg-type]
+        return cursor, (len(matched) if query.count else None)
+
+    def save_cursor(self, cursor: Cursor) -> str:
+        """Returns the locator of a cursor kept for nextRecordsUrl (the oldest go first, as in Salesforce)."""
+        while len(self.cursors) >= 100:
+            self.cursors.pop(next(iter(self.cursors)))
+        locator = ids.make_id("01g", self.tag, secrets.randbelow(62**8))
+        self.cursors[locator] = cursor
+        return locator
+
+    # -- writes --------------------------------------------------------------------------
+    def _coerce(self, f: FieldDef, value: Any) -> Any:
+        label = f.name
+        if value is None:
+            if not f.nillable or f.required:
+                if f.type == "boolean":
+                    return False
+                raise RecordRejected(
+                    RecordError("REQUIRED_FIELD_MISSING", f"Required fields are missing: [{label}]", (label,))
+                )
+            return None
+        if f.type in ("reference",):
+            if not isinstance(value, str) or ids.normalize(value) is None:
+                raise RecordRejected(
+                    RecordError("MALFORMED_ID", f"{label}: id value of incorrect type: {value}", (label,))
+                )
+            target = self.tables[f.reference_to[0]]
+            row = target.row_of(value)
+            if row is None or not target.alive(row):
+                raise RecordRejected(
+                    RecordError(
+                        "INVALID_CROSS_REFERENCE_KEY", f"{label}: invalid cross reference id", (label,)
+                    )
+                )
+            return row
+        if f.type == "boolean":
+            if not isinstance(value, bool):
+                raise RecordRejected(
+                    RecordError(
+                        "INVALID_TYPE_ON_FIELD_IN_RECORD",
+                        f"{label}: value not of required type: {value}",
+                        (label,),
+                    )
+                )
+            return value
+        if f.type in NUMBER_TYPES:
+            if isinstance(value, bool) or not isinstance(value, int | float | str):
+                raise RecordRejected(
+                    RecordError(
+                        "INVALID_TYPE_ON_FIELD_IN_RECORD",
+                        f"{label}: value not of required type: {value}",
+                        (label,),
+                    )
+                )
+            try:
+                number = float(value)
+            except ValueError:
+                raise RecordRejected(
+                    RecordError(
+                        "INVALID_TYPE_ON_FIELD_IN_RECORD",
+                        f"{label}: value not of required type: {value}",
+                        (label,),
+                    )
+                ) from None
+            return int(number) if f.type == "int" else number
+        if f.type == "date":
+            try:
+                datetime.strptime(str(value)[:10], "%Y-%m-%d")
+            except ValueError:
+                raise RecordRejected(
+                    RecordError(
+                        "INVALID_TYPE_ON_FIELD_IN_RECORD",
+                        f"{label}: value not of required type: {value}",
+                        (label,),
+                    )
+                ) from None
+            return str(value)[:10]
+        if f.type == "datetime":
+            try:
+                return parse_datetime(str(value))
+            except soql.SoqlError:
+                raise RecordRejected(
+                    RecordError(
+                        "INVALID_TYPE_ON_FIELD_IN_RECORD",
+                        f"{label}: value not of required type: {value}",
+                        (label,),
+                    )
+                ) from None
+        if not isinstance(value, str):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise RecordRejected(
+                    RecordError(
+                        "INVALID_TYPE_ON_FIELD_IN_RECORD",
+                        f"{label}: value not of required type: {value}",
+                        (label,),
+                    )
+                )
+            value = str(value)
+        if f.length and len(value) > f.length:
+            raise RecordRejected(
+                RecordError(
+                    "STRING_TOO_LONG",
+                    f"{f.label or label}: data value too large: {value[:40]} (max length={f.length})",
+                    (label,),
+                )
+            )
+        if f.type == "email" and value and not _EMAIL.match(value):
+            raise RecordRejected(
+                RecordError("INVALID_EMAIL_ADDRESS", f"Email: invalid email address: {value}", (label,))
+            )
+        return value if value != "" else None
+
+    def _prepare(
+        self, table: Table, fields: dict[str, Any], *, creating: bool, system: bool
+    ) -> dict[str, Any]:
+        """Returns validated stored values, or raises RecordRejected with every problem found."""
+        errors: list[RecordError] = []
+        values: dict[str, Any] = {}
+        for key, value in fields.items():
+            if key == "attributes" or (key == "Id" and not creating):
+                continue
+            f = table.obj.field(key)
+            if f is None:
+                raise ApiError(
+                    400, "INVALID_FIELD", f"No such column '{key}' on sobject of type {table.obj.name}"
+                )
+            allowed = f.createable if creating else f.updateable
+            if not allowed and not (system and not Table.computed(f)):
+                errors.append(
+                    RecordError(
+                        "INVALID_FIELD_FOR_INSERT_UPDATE",
+                        f"Unable to create/update fields: {f.name}. Please check the security settings of this field "
+                        "and verify that it is read/write for your profile or permission set.",
+                        (f.name,),
+                    )
+                )
+                continue
+            try:
+                values[f.name] = self._coerce(f, value)
+            except RecordRejected as exc:
+                errors.extend(exc.errors)
+        if creating:
+            missing = [f.name for f in table.obj.fields.values() if f.required and values.get(f.name) is None]
+            if missing:
+                errors.append(
+                    RecordError(
+                        "REQUIRED_FIELD_MISSING",
+                        f"Required fields are missing: [{', '.join(missing)}]",
+                        tuple(missing),
+                    )
+                )
+        if errors:
+            raise RecordRejected(*errors)
+        return values
+
+    def _stamp(self, table: Table, row: int, stamp: int | None, *, creating: bool) -> None:
+        moment = stamp if stamp is not None else now_ms()
+        if creating:
+            table.cols["CreatedDate"][row] = moment
+        table.cols["LastModifiedDate"][row] = moment
+        table.cols["SystemModstamp"][row] = moment
+
+    def create(
+        self, obj: str, fields: dict[str, Any], *, system: bool = False, stamp: int | None = None
+    ) -> tuple[Table, int]:
+        """Returns (table, row) of a new record; raises RecordRejected or ApiError."""
+        table = self.table(obj)
+        values = self._prepare(table, fields, creating=True, system=system)
+        row = table.n
+        table.n += 1
+        defaults = {"OwnerId": 0, "HasOptedOutOfEmail": False, "IsConverted": False, "IsActive": True}
+        if table.obj.name == "Lead":
+            defaults["Status"] = "Open - Not Contacted"
+        for name, value in {**defaults, **values}.items():
+            if name in table.cols:
+                table.cols[name][row] = value
+        self._stamp(table, row, stamp, creating=True)
+        return table, row
+
+    def update(
+        self,
+        obj: str,
+        record_id: str,
+        fields: dict[str, Any],
+        *,
+        system: bool = False,
+        stamp: int | None = None,
+    ) -> tuple[Table, int]:
+        table, row = self.find(obj, record_id)
+        if table.obj.name == "Lead" and table.raw(row, "IsConverted") and not system:
+            raise RecordRejected(
+                RecordError("CANNOT_UPDATE_CONVERTED_LEAD", "cannot reference converted lead", ())
+            )
+        values = self._prepare(table, fields, creating=False, system=system)
+        for name, value in values.items():
+            table.cols[name][row] = value
+        self._stamp(table, row, stamp, creating=False)
+        return table, row
+
+    def delete(self, obj: str, record_id: str, *, stamp: int | None = None) -> tuple[Table, int]:
+        table, row = self.find(obj, record_id)
+        moment = stamp if stamp is not None else now_ms()
+        table.deleted_at[row] = moment
+        table.cols["SystemModstamp"][row] = moment
+        return table, row
+
+    def undelete(self, obj: str, record_id: str) -> tuple[Table, int]:
+        table, row = self.find(obj, record_id, deleted_ok=True)
+        if table.alive(row):
+            raise RecordRejected(RecordError("UNDELETE_FAILED", "Entity is not in the recycle bin", ()))
+        del table.deleted_at[row]
+        self._stamp(table, row, None, creating=False)
+        return table, row
+
+    def convert_lead(
+        self, lead_id: str, *, account_id: str | None = None, stamp: int | None = None
+    ) -> tuple[str, str]:
+        """Returns (contact id, account id) after converting a lead as a sales user would."""
+        leads, row = self.find("Lead", lead_id)
+        if leads.raw(row, "IsConverted"):
+            raise RecordRejected(
+                RecordError("CANNOT_UPDATE_CONVERTED_LEAD", "This lead was already converted.", ())
+            )
+        get = lambda name: leads.raw(row, name)  # noqa: E731
+        owner = self.tables["User"].id_of(get("OwnerId") or 0)
+        if account_id is None:
+            _, account_row = self.create(
+                "Account", {"Name": get("Company"), "OwnerId": owner}, system=True, stamp=stamp
+            )
+            account_id = self.tables["Account"].id_of(account_row)
+        contact = {
+            "FirstName": get("FirstName"),
+            "LastName": get("LastName"),
+            "Email": get("Email"),
+            "Title": get("Title"),
+            "Phone": get("Phone"),
+            "MobilePhone": get("MobilePhone"),
+            "MailingStreet": get("Street"),
+            "MailingCity": get("City"),
+            "MailingState": get("State"),
+            "MailingPostalCode": get("PostalCode"),
+            "MailingCountry": get("Country"),
+            "LeadSource": get("LeadSource"),
+            "HasOptedOutOfEmail": get("HasOptedOutOfEmail"),
+            "Marketing_Score__c": get("Marketing_Score__c"),
+            "AccountId": account_id,
+            "OwnerId": owner,
+        }
+        contacts, contact_row = self.create("Contact", contact, system=True, stamp=stamp)
+        moment = stamp if stamp is not None else now_ms()
+        leads.cols["IsConverted"][row] = True
+        leads.cols["ConvertedContactId"][row] = contact_row
+        leads.cols["ConvertedAccountId"][row] = self.tables["Account"].row_of(account_id)
+        leads.cols["ConvertedDate"][row] = day(moment)
+        leads.cols["Status"][row] = "Closed - Converted"
+        self._stamp(leads, row, moment, creating=False)
+        return contacts.id_of(contact_row), account_id
+
+    def log_write(
+        self, *, method: str, obj: str, record_id: str | None, fields: dict[str, Any], api: str, success: bool
+    ) -> None:
+        self.writes.append(
+            {
+                "method": method,
+                "object": obj,
+                "id": record_id,
+                "fields": {k: v for k, v in fields.items() if k != "attributes"},
+                "api": api,
+                "success": success,
+                "time": format_datetime(now_ms()),
+            }
+        )
+
+
+def _through(ref_col: Column, getter: Callable[[int], Any]) -> Callable[[int], Any]:
+    return lambda row: None if (p := ref_col[row]) is None else getter(p)
