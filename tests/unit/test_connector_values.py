@@ -19,9 +19,9 @@ cells = st.text(alphabet=st.sampled_from(list("ab ,\"\n'é1")), max_size=8)
 tables = st.lists(st.lists(cells, min_size=3, max_size=3), min_size=1, max_size=20)
 
 
-def _csv(rows: list[list[str]], *, line_end: str) -> str:
+def _csv(rows: list[list[str]], *, line_end: str, quoting: int = csv.QUOTE_MINIMAL) -> str:
     out = io.StringIO()
-    csv.writer(out, lineterminator=line_end).writerows(rows)
+    csv.writer(out, lineterminator=line_end, quoting=quoting).writerows(rows)
     return out.getvalue()
 
 
@@ -30,9 +30,10 @@ def _csv(rows: list[list[str]], *, line_end: str) -> str:
     rows=tables,
     cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=12),
     line_end=st.sampled_from(["\n", "\r\n"]),
+    quoting=st.sampled_from([csv.QUOTE_MINIMAL, csv.QUOTE_ALL]),
 )
-def test_csv_rows_are_the_same_however_the_body_is_cut_into_chunks(rows, cuts, line_end) -> None:
-    body = _csv(rows, line_end=line_end)
+def test_csv_rows_are_the_same_however_the_body_is_cut_into_chunks(rows, cuts, line_end, quoting) -> None:
+    body = _csv(rows, line_end=line_end, quoting=quoting)
     expected = [r for r in csv.reader(io.StringIO(body)) if r]
     parser = CsvRows()
     got: list[list[str]] = []

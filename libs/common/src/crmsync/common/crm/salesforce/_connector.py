@@ -665,16 +665,17 @@ class SalesforceConnector:
         if status < 300:
             return
         code, message, fields = _first_error(response)
+        if status == 429 or status >= 500 or code in TRANSIENT_ERROR_CODES:
+            error = CrmTransientError(message, error_code=code, status=status)
+            error.retry_after = _retry_after(response)  # type: ignore[attr-defined]
+            raise error
         if code == "REQUEST_LIMIT_EXCEEDED":
+            # 403: the org's daily allowance is gone (a 429 with this code is a rate limit, above).
             raise CrmBudgetExhausted(
                 f"Salesforce refused the call: {message}", used=self._used or 0, limit=self._limit or 0
             )
         if code == "INVALID_REPLICATION_DATE":
             raise DeletedFeedWindowExceeded(message, error_code=code, status=status, fields=fields)
-        if status == 429 or status >= 500 or code in TRANSIENT_ERROR_CODES:
-            error = CrmTransientError(message, error_code=code, status=status)
-            error.retry_after = _retry_after(response)  # type: ignore[attr-defined]
-            raise error
         if status == 401:
             raise CrmAuthError(message, error_code=code or "INVALID_SESSION_ID", status=status)
         raise CrmRejected(message, error_code=code, status=status, fields=fields)
