@@ -249,7 +249,7 @@ async def test_the_jwt_bearer_grant_sends_a_signed_assertion() -> None:
     [
         _error(503, "SERVER_UNAVAILABLE"),
         _error(500, "UNKNOWN_EXCEPTION"),
-        _error(429, "REQUEST_LIMIT_EXCEEDED_RATE"),
+        _error(429, "REQUEST_LIMIT_EXCEEDED", "Too many requests"),
         _error(400, "UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access to this record"),
         lambda request: (_ for _ in ()).throw(httpx.ReadTimeout("slow", request=request)),
         lambda request: (_ for _ in ()).throw(httpx.ConnectError("refused", request=request)),
