@@ -3,14 +3,35 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from crmsync.common.db.session import create_engine, ping
+from crmsync.common.crm.factory import connector_for
+from crmsync.common.crypto import SecretBox
+from crmsync.common.db.schema import CrmConnection
+from crmsync.common.db.session import create_engine, create_sessionmaker, ping
+from crmsync.common.kafka.consumer import create_consumer
 from crmsync.common.kafka.producer import Publisher, create_producer
+from crmsync.common.kafka.topics import SYNC_JOBS
+from crmsync.puller.entrypoints.jobs_consumer import run_jobs_consumer
+from crmsync.puller.entrypoints.workers import Workers
+from crmsync.puller.handlers.run_sync import CrmFactory, SyncRunner, utc_now
 from crmsync.puller.settings import Settings
+
+
+def default_crm_factory(settings: Settings) -> CrmFactory:
+    """Returns a factory of Salesforce connectors that open the stored credentials with the secret key."""
+    box = SecretBox(settings.secret_key.get_secret_value())
+
+    def factory(connection: CrmConnection):  # type: ignore[no-untyped-def]
+        return connector_for(connection, secret_box=box)
+
+    return factory
 
 
 @dataclass
@@ -18,28 +39,80 @@ class App:
     settings: Settings
     engine: AsyncEngine
     producer: AIOKafkaProducer
+    crm_factory: CrmFactory
+    consumer: AIOKafkaConsumer | None = None
+    clock: Callable[[], datetime] = utc_now
+    owns_engine: bool = True
 
     def checks(self) -> dict:
         return {"postgres": lambda: ping(self.engine), "kafka": Publisher(self.producer, self.settings).ping}
 
     async def main(self, stop: asyncio.Event) -> None:
+        sessions = create_sessionmaker(self.engine)
+        consumer = self.consumer or create_consumer(
+            self.settings, SYNC_JOBS, group_id=self.settings.puller_group_id
+        )
+        runner = SyncRunner(
+            sessions=sessions,
+            crm_factory=self.crm_factory,
+            settings=self.settings,
+            stop=stop,
+            clock=self.clock,
+        )
+        workers = Workers(
+            engine=self.engine,
+            sessions=sessions,
+            runner=runner,
+            concurrency=self.settings.puller_concurrency,
+            poll_s=self.settings.puller_poll_s,
+        )
         await self.producer.start()
+        await consumer.start()
+        tasks = [
+            asyncio.create_task(
+                run_jobs_consumer(
+                    stop,
+                    settings=self.settings,
+                    consumer=consumer,
+                    producer=self.producer,
+                    sessions=sessions,
+                    on_new_jobs=workers.notify,
+                ),
+                name="puller-consumer",
+            ),
+            asyncio.create_task(workers.run(stop), name="puller-workers"),
+        ]
         try:
-            await stop.wait()
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                if task.exception() is not None:
+                    stop.set()
+                    raise task.exception()  # type: ignore[misc]
         finally:
+            stop.set()
+            for task in tasks:
+                with contextlib.suppress(BaseException):
+                    await task
+            await consumer.stop()
             await self.producer.stop()
-            await self.engine.dispose()
+            if self.owns_engine:
+                await self.engine.dispose()
 
 
 def bootstrap(
     settings: Settings | None = None,
     *,
     engine: AsyncEngine | None = None,
+    crm_factory: CrmFactory | None = None,
     producer: AIOKafkaProducer | None = None,
+    clock: Callable[[], datetime] = utc_now,
 ) -> App:
     settings = settings or Settings()
     return App(
         settings=settings,
         engine=engine or create_engine(settings),
         producer=producer or create_producer(settings),
+        crm_factory=crm_factory or default_crm_factory(settings),
+        clock=clock,
+        owns_engine=engine is None,
     )

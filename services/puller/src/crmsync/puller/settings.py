@@ -2,8 +2,26 @@
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from crmsync.common.settings import CommonSettings
 
 
 class Settings(CommonSettings):
-    pass
+    puller_group_id: str = Field("crmsync-puller", description="Kafka consumer group of the puller.")
+    puller_concurrency: int = Field(4, ge=1, description="Accounts synced at the same time by one process.")
+    puller_batch_size: int = Field(2000, ge=1, description="CRM records merged per transaction.")
+    puller_lookback_s: float = Field(
+        300.0,
+        ge=0,
+        description="Incremental syncs re-read this far before the watermark (late commits, skew).",
+    )
+    puller_poll_s: float = Field(1.0, gt=0, description="How often idle workers look for runs to start.")
+    puller_retry_base_s: float = Field(30.0, gt=0, description="First wait before a failed run is retried.")
+    puller_retry_max_s: float = Field(
+        3600.0, gt=0, description="Longest wait between retries of a failed run."
+    )
+    puller_max_attempts: int = Field(8, ge=1, description="Attempts of a run before it stays failed.")
+    puller_budget_resume_s: float = Field(
+        900.0, gt=0, description="How long a run paused by the CRM's API budget waits before resuming."
+    )

@@ -1,0 +1,473 @@
+"""The contact store as the puller writes it: batch merges over asyncpg (R5, R12, R13, R16, R17, R23).
+
+Every call runs inside the caller's transaction (one per batch) and never
+commits. Rows a batch touches are locked first, merged in Python with the
+shared per-field rules, and written back with one statement per kind of
+change over unnest() arrays, which is the fastest safe road asyncpg offers
+short of COPY.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import orjson
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from crmsync.common.domain.contacts import ContactValues, FieldMeta, merge_from_crm
+from crmsync.common.domain.fields import EMAIL
+from crmsync.puller.handlers.crm_records import CONTACT, MappedRecord
+
+
+async def driver(conn: AsyncConnection) -> asyncpg.Connection:
+    """Returns the asyncpg connection under a SQLAlchemy connection (same transaction)."""
+    raw = await conn.get_raw_connection()
+    return raw.driver_connection  # type: ignore[return-value]
+
+
+@dataclass
+class BatchCounts:
+    created: int = 0
+    updated: int = 0
+    skipped: int = 0
+    deleted: int = 0
+    conflicts: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class _Existing:
+    id: uuid.UUID
+    external_id: str | None
+    email_lower: str | None
+    crm_object: str | None
+    values: ContactValues
+    crm_modstamp: datetime | None
+    account_external_id: str | None
+    owner_external_id: str | None
+    converted_from_lead_id: str | None
+
+
+_SELECT = """
+    select id, external_id, email_lower, crm_object, fields, field_meta, crm_modstamp,
+           crm_account_external_id, owner_external_id, converted_from_lead_id
+    from contacts
+    where account_id = $1
+      and (external_id = any($2::text[]) or (external_id is null and email_lower = any($3::text[])))
+    order by id
+    for update
+"""
+
+_INSERT = """
+    insert into contacts (id, account_id, crm_object, external_id, email, fields, field_meta, crm_modstamp,
+                          crm_account_external_id, owner_external_id, converted_from_lead_id,
+                          last_seen_run_id)
+    select u.id, $1, u.crm_object, u.external_id, u.email, u.fields::jsonb, u.meta::jsonb, u.modstamp,
+           u.account_ext, u.owner_ext, u.converted_from, $2
+    from unnest($3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::timestamptz[],
+                $10::text[], $11::text[], $12::text[])
+         as u(id, crm_object, external_id, email, fields, meta, modstamp, account_ext, owner_ext, converted_from)
+    -- A contact created by another writer between our read and this insert: keep its
+    -- values and lay the CRM's over them rather than fail the batch.
+    on conflict (account_id, external_id) do update set
+        fields = contacts.fields || excluded.fields,
+        field_meta = contacts.field_meta || excluded.field_meta,
+        email = excluded.email,
+        crm_object = excluded.crm_object,
+        crm_modstamp = excluded.crm_modstamp,
+        crm_account_external_id = excluded.crm_account_external_id,
+        owner_external_id = excluded.owner_external_id,
+        last_seen_run_id = excluded.last_seen_run_id,
+        updated_at = now()
+    returning (xmax = 0) as inserted
+"""
+
+_UPDATE = """
+    update contacts c set
+        crm_object = u.crm_object, external_id = u.external_id, email = u.email,
+        fields = u.fields::jsonb, field_meta = u.meta::jsonb, crm_modstamp = u.modstamp,
+        crm_account_external_id = u.account_ext, owner_external_id = u.owner_ext,
+        converted_from_lead_id = u.converted_from, last_seen_run_id = $2, updated_at = now()
+    from unnest($3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::timestamptz[],
+                $10::text[], $11::text[], $12::text[])
+         as u(id, crm_object, external_id, email, fields, meta, modstamp, account_ext, owner_ext, converted_from)
+    where c.account_id = $1 and c.id = u.id
+"""
+
+_TOUCH = """
+    update contacts set last_seen_run_id = $2
+    where account_id = $1 and id = any($3::uuid[]) and last_seen_run_id is distinct from $2
+"""
+
+
+def _existing(row: asyncpg.Record) -> _Existing:
+    fields = row["fields"]
+    meta = row["field_meta"]
+    fields = orjson.loads(fields) if isinstance(fields, str) else fields
+    meta = orjson.loads(meta) if isinstance(meta, str) else meta
+    return _Existing(
+        id=row["id"],
+        external_id=row["external_id"],
+        email_lower=row["email_lower"],
+        crm_object=row["crm_object"],
+        values=ContactValues.from_json(fields, meta),
+        crm_modstamp=row["crm_modstamp"],
+        account_external_id=row["crm_account_external_id"],
+        owner_external_id=row["owner_external_id"],
+        converted_from_lead_id=row["converted_from_lead_id"],
+    )
+
+
+def _email_lower(values: dict[str, Any]) -> str | None:
+    email = values.get(EMAIL)
+    return email.lower() if isinstance(email, str) and email else None
+
+
+class _Rows:
+    """Column arrays for one unnest() statement."""
+
+    def __init__(self) -> None:
+        self.columns: list[list[Any]] = [[] for _ in range(10)]
+
+    def add(
+        self,
+        *,
+        id: uuid.UUID,
+        crm_object: str | None,
+        external_id: str | None,
+        values: ContactValues,
+        modstamp: datetime | None,
+        account_ext: str | None,
+        owner_ext: str | None,
+        converted_from: str | None,
+    ) -> None:
+        email = values.fields.get(EMAIL)
+        row = (
+            id,
+            crm_object,
+            external_id,
+            email if isinstance(email, str) else None,
+            orjson.dumps(values.fields).decode(),
+            orjson.dumps(values.meta_json()).decode(),
+            modstamp,
+            account_ext,
+            owner_ext,
+            converted_from,
+        )
+        for column, value in zip(self.columns, row, strict=True):
+            column.append(value)
+
+    def __len__(self) -> int:
+        return len(self.columns[0])
+
+
+async def apply_records(
+    conn: AsyncConnection,
+    *,
+    account_id: str,
+    run_id: uuid.UUID,
+    records: Sequence[MappedRecord],
+    full: bool,
+) -> BatchCounts:
+    """Merges a batch of CRM records into the store; returns what changed.
+
+    A record older than the stored one (read again through the lookback window)
+    is skipped; a local value newer than the CRM's is kept (R13); a CRM opt-in
+    never clears a local opt-out (R23). A full sync marks every row it sees, so
+    the rows it did not see can be removed afterwards (R16).
+    """
+    pg = await driver(conn)
+    counts = BatchCounts()
+    latest: dict[str, MappedRecord] = {}
+    for record in records:
+        seen = latest.get(record.external_id)
+        if seen is None or record.modstamp >= seen.modstamp:
+            latest[record.external_id] = record
+    conversions = [r for r in latest.values() if r.converted_contact_id]
+    if conversions:
+        counts.updated += await _convert_leads(pg, account_id=account_id, run_id=run_id, leads=conversions)
+    todo = [r for r in latest.values() if not r.converted_contact_id]
+    if not todo:
+        return counts
+    emails = sorted({e for r in todo if (e := _email_lower(r.values))})
+    rows = await pg.fetch(_SELECT, account_id, [r.external_id for r in todo], emails)
+    by_external: dict[str, _Existing] = {}
+    adoptable: dict[str, _Existing] = {}
+    for row in rows:
+        existing = _existing(row)
+        if existing.external_id is not None:
+            by_external[existing.external_id] = existing
+        elif existing.email_lower:
+            adoptable.setdefault(existing.email_lower, existing)
+
+    inserts, updates = _Rows(), _Rows()
+    touched: list[uuid.UUID] = []
+    for record in todo:
+        current = by_external.get(record.external_id)
+        if current is None:
+            # A local contact with this e-mail and no CRM record yet becomes this record's.
+            email = _email_lower(record.values)
+            current = adoptable.pop(email, None) if email else None
+        if (
+            current is not None
+            and current.crm_modstamp is not None
+            and record.modstamp < current.crm_modstamp
+        ):
+            counts.skipped += 1
+            if full:
+                touched.append(current.id)
+            continue
+        merged = merge_from_crm(
+            current.values if current else ContactValues(), record.values, modstamp=record.modstamp
+        )
+        counts.conflicts += [
+            {
+                "external_id": record.external_id,
+                "field": c.field,
+                "local_value": c.local_value,
+                "local_at": c.local_at.isoformat(),
+                "crm_value": c.crm_value,
+                "crm_at": c.crm_at.isoformat(),
+                "winner": c.winner,
+            }
+            for c in merged.conflicts
+        ]
+        if current is None:
+            inserts.add(
+                id=uuid.uuid4(),
+                crm_object=record.crm_object,
+                external_id=record.external_id,
+                values=merged.values,
+                modstamp=record.modstamp,
+                account_ext=record.account_external_id,
+                owner_ext=record.owner_external_id,
+                converted_from=None,
+            )
+            continue
+        same = (
+            not merged.changed
+            and current.external_id == record.external_id
+            and current.crm_object == record.crm_object
+            and current.account_external_id == record.account_external_id
+            and current.owner_external_id == record.owner_external_id
+            and current.crm_modstamp == record.modstamp
+        )
+        if same:
+            counts.skipped += 1
+            if full:
+                touched.append(current.id)
+            continue
+        updates.add(
+            id=current.id,
+            crm_object=record.crm_object,
+            external_id=record.external_id,
+            values=merged.values,
+            modstamp=max(record.modstamp, current.crm_modstamp or record.modstamp),
+            account_ext=record.account_external_id,
+            owner_ext=record.owner_external_id,
+            converted_from=current.converted_from_lead_id,
+        )
+        counts.updated += 1
+    if updates:
+        await pg.execute(_UPDATE, account_id, run_id, *updates.columns)
+    if inserts:
+        results = await pg.fetch(_INSERT, account_id, run_id, *inserts.columns)
+        created = sum(1 for r in results if r["inserted"])
+        counts.created += created
+        counts.updated += len(results) - created
+    if touched:
+        await pg.execute(_TOUCH, account_id, run_id, touched)
+    await _upsert_related(pg, account_id=account_id, records=todo)
+    return counts
+
+
+async def _convert_leads(
+    pg: asyncpg.Connection, *, account_id: str, run_id: uuid.UUID, leads: Sequence[MappedRecord]
+) -> int:
+    """Hands each converted Lead's contact over to its Contact: one contact, local fields kept (R17).
+
+    Returns how many local contacts changed.
+    """
+    lead_ids = [r.external_id for r in leads]
+    contact_ids = [r.converted_contact_id for r in leads if r.converted_contact_id]
+    rows = await pg.fetch(_SELECT, account_id, lead_ids + contact_ids, [])
+    by_external = {row["external_id"]: _existing(row) for row in rows}
+    changed = 0
+    for lead in leads:
+        assert lead.converted_contact_id is not None
+        lead_row = by_external.get(lead.external_id)
+        if lead_row is None:
+            continue  # nothing local yet, or handed over already
+        contact_row = by_external.get(lead.converted_contact_id)
+        if contact_row is None:
+            # The Lead's CRM values are not the Contact's; the Contact's own arrive in the
+            # Contact pass of this same run. Local values stay.
+            kept = _local_only(lead_row.values)
+            await pg.execute(
+                """
+                update contacts set external_id = $3, crm_object = $4, converted_from_lead_id = $5,
+                       last_seen_run_id = $6, fields = $7::jsonb, field_meta = $8::jsonb,
+                       crm_modstamp = null, updated_at = now()
+                where account_id = $1 and id = $2
+                """,
+                account_id,
+                lead_row.id,
+                lead.converted_contact_id,
+                CONTACT,
+                lead.external_id,
+                run_id,
+                orjson.dumps(kept.fields).decode(),
+                orjson.dumps(kept.meta_json()).decode(),
+            )
+        else:
+            # The Contact is already here: it takes the Lead's local values where they are newer.
+            fields = dict(contact_row.values.fields)
+            meta = dict(contact_row.values.meta)
+            for name, value in lead_row.values.fields.items():
+                lead_meta = lead_row.values.meta.get(name)
+                mine = meta.get(name)
+                if lead_meta is None or lead_meta.from_crm:
+                    continue
+                if mine is None or mine.at < lead_meta.at:
+                    fields[name] = value
+                    meta[name] = FieldMeta(lead_meta.origin, lead_meta.at)
+            merged = ContactValues(fields, meta)
+            await pg.execute(
+                "delete from contacts where account_id = $1 and id = $2", account_id, lead_row.id
+            )
+            await pg.execute(
+                """
+                update contacts set fields = $3::jsonb, field_meta = $4::jsonb, converted_from_lead_id = $5,
+                       email = coalesce(email, $6), updated_at = now()
+                where account_id = $1 and id = $2
+                """,
+                account_id,
+                contact_row.id,
+                orjson.dumps(merged.fields).decode(),
+                orjson.dumps(merged.meta_json()).decode(),
+                lead.external_id,
+                merged.fields.get(EMAIL) if isinstance(merged.fields.get(EMAIL), str) else None,
+            )
+        changed += 1
+    return changed
+
+
+def _local_only(values: ContactValues) -> ContactValues:
+    """Returns the values that did not come from the CRM."""
+    keep = {name for name, meta in values.meta.items() if not meta.from_crm}
+    return ContactValues(
+        {k: v for k, v in values.fields.items() if k in keep}, {k: values.meta[k] for k in keep}
+    )
+
+
+async def _upsert_related(
+    pg: asyncpg.Connection, *, account_id: str, records: Sequence[MappedRecord]
+) -> None:
+    """Keeps the CRM accounts and owners the batch names (R5)."""
+    accounts = {r.account_external_id: r.account_name for r in records if r.account_external_id}
+    owners = {r.owner_external_id: (r.owner_name, r.owner_email) for r in records if r.owner_external_id}
+    if accounts:
+        ids = sorted(accounts)
+        await pg.execute(
+            """
+            insert into crm_accounts (account_id, external_id, name)
+            select $1, u.id, u.name from unnest($2::text[], $3::text[]) as u(id, name)
+            on conflict (account_id, external_id) do update set name = excluded.name
+            where crm_accounts.name is distinct from excluded.name
+            """,
+            account_id,
+            ids,
+            [accounts[i] for i in ids],
+        )
+    if owners:
+        ids = sorted(owners)
+        await pg.execute(
+            """
+            insert into crm_owners (account_id, external_id, name, email)
+            select $1, u.id, u.name, u.email from unnest($2::text[], $3::text[], $4::text[]) as u(id, name, email)
+            on conflict (account_id, external_id) do update set name = excluded.name, email = excluded.email
+            where (crm_owners.name, crm_owners.email) is distinct from (excluded.name, excluded.email)
+            """,
+            account_id,
+            ids,
+            [owners[i][0] for i in ids],
+            [owners[i][1] for i in ids],
+        )
+
+
+async def apply_opportunities(
+    conn: AsyncConnection, *, account_id: str, records: Sequence[dict[str, Any]]
+) -> int:
+    """Upserts opportunities, linked to their CRM account and contact (R5); returns how many."""
+    if not records:
+        return 0
+    latest = {r["Id"]: r for r in records}
+    ids = sorted(latest)
+    pg = await driver(conn)
+    await pg.execute(
+        """
+        insert into crm_opportunities (account_id, external_id, name, stage, amount, close_date,
+                                       crm_account_external_id, contact_external_id, crm_modstamp)
+        select $1, u.* from unnest($2::text[], $3::text[], $4::text[], $5::numeric[], $6::date[], $7::text[],
+                                   $8::text[], $9::timestamptz[])
+             as u(id, name, stage, amount, close_date, acc, contact, modstamp)
+        on conflict (account_id, external_id) do update set
+            name = excluded.name, stage = excluded.stage, amount = excluded.amount,
+            close_date = excluded.close_date, crm_account_external_id = excluded.crm_account_external_id,
+            contact_external_id = excluded.contact_external_id, crm_modstamp = excluded.crm_modstamp
+        where crm_opportunities.crm_modstamp is null or crm_opportunities.crm_modstamp <= excluded.crm_modstamp
+        """,
+        account_id,
+        ids,
+        [latest[i].get("Name") for i in ids],
+        [latest[i].get("StageName") for i in ids],
+        [_decimal(latest[i].get("Amount")) for i in ids],
+        [latest[i].get("CloseDate") for i in ids],
+        [latest[i].get("AccountId") for i in ids],
+        [latest[i].get("ContactId") for i in ids],
+        [latest[i].get("SystemModstamp") for i in ids],
+    )
+    return len(ids)
+
+
+def _decimal(value: Any) -> Decimal | None:
+    return None if value is None else Decimal(str(value))
+
+
+async def delete_by_external_ids(
+    conn: AsyncConnection, *, account_id: str, entity: str, external_ids: Sequence[str]
+) -> int:
+    """Removes the contacts of records the CRM deleted (R16); returns how many."""
+    if not external_ids:
+        return 0
+    pg = await driver(conn)
+    table, object_clause = (
+        ("crm_opportunities", "") if entity == "Opportunity" else ("contacts", " and crm_object = $3")
+    )
+    args: list[Any] = [account_id, list(external_ids)]
+    if object_clause:
+        args.append(entity)
+    status = await pg.execute(
+        f"delete from {table} where account_id = $1 and external_id = any($2::text[]){object_clause}", *args
+    )
+    return int(status.split()[-1])
+
+
+async def sweep_unseen(conn: AsyncConnection, *, account_id: str, entity: str, run_id: uuid.UUID) -> int:
+    """Removes the entity's contacts a full sync did not see: the CRM no longer has them (R16)."""
+    pg = await driver(conn)
+    status = await pg.execute(
+        """
+        delete from contacts
+        where account_id = $1 and crm_object = $2 and last_seen_run_id is distinct from $3
+        """,
+        account_id,
+        entity,
+        run_id,
+    )
+    return int(status.split()[-1])

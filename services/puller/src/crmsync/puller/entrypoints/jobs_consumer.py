@@ -1,0 +1,40 @@
+"""The Kafka side: sync jobs in, sync runs recorded, offsets committed after the record."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from crmsync.common.kafka.consumer import ConsumerLoop, DeadLetters, Delivery
+from crmsync.common.kafka.topics import SYNC_JOBS
+from crmsync.common.messages import RunSync
+from crmsync.common.settings import CommonSettings
+from crmsync.puller.handlers.record_job import record_jobs
+
+
+async def run_jobs_consumer(
+    stop: asyncio.Event,
+    *,
+    settings: CommonSettings,
+    consumer: AIOKafkaConsumer,
+    producer: AIOKafkaProducer,
+    sessions: async_sessionmaker[AsyncSession],
+    on_new_jobs: Callable[[], None],
+) -> None:
+    """Runs until `stop`: each batch of jobs is recorded in one transaction, then committed."""
+
+    async def handle(batch: Sequence[Delivery[Any]]) -> None:
+        if await record_jobs(sessions=sessions, jobs=[d.message for d in batch]):
+            on_new_jobs()
+
+    loop = ConsumerLoop(
+        consumer=consumer,
+        models={settings.topic(SYNC_JOBS): RunSync},
+        handler=handle,
+        dead_letters=DeadLetters.via(producer),
+    )
+    await loop.run(stop)

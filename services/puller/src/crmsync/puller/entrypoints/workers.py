@@ -1,0 +1,110 @@
+"""The workers: runs are taken from the sync_runs table, one account at a time, several accounts at once.
+
+Queued runs, runs left 'running' by a process that died, and paused or failed
+runs whose retry time has come are all picked up here, so a restart resumes
+everything that was in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from crmsync.puller.adapters.runs import AccountLock, accounts_with_work, claim_next_run
+from crmsync.puller.handlers.run_sync import SyncRunner
+
+log = structlog.get_logger(__name__)
+
+
+class Workers:
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        sessions: async_sessionmaker[AsyncSession],
+        runner: SyncRunner,
+        concurrency: int,
+        poll_s: float,
+    ) -> None:
+        self._engine = engine
+        self._sessions = sessions
+        self._runner = runner
+        self._concurrency = concurrency
+        self._poll_s = poll_s
+        self._active: dict[str, asyncio.Task[None]] = {}
+        self._wakeup = asyncio.Event()
+
+    def notify(self) -> None:
+        """Asks the dispatcher to look for work now rather than at its next poll."""
+        self._wakeup.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Dispatches runs until `stop`; in-flight runs stop between batches and are requeued."""
+        try:
+            while not stop.is_set():
+                await self._dispatch()
+                self._wakeup.clear()
+                waiters = {asyncio.ensure_future(self._wakeup.wait()), asyncio.ensure_future(stop.wait())}
+                waiters |= set(self._active.values())
+                _, pending = await asyncio.wait(
+                    waiters, timeout=self._poll_s, return_when=asyncio.FIRST_COMPLETED
+                )
+                for task in pending:
+                    if task not in self._active.values():
+                        task.cancel()
+                self._reap()
+        finally:
+            if self._active:
+                await asyncio.gather(*self._active.values(), return_exceptions=True)
+            self._reap(raise_errors=False)
+
+    def _reap(self, *, raise_errors: bool = True) -> None:
+        for account_id, task in list(self._active.items()):
+            if task.done():
+                del self._active[account_id]
+                if raise_errors and not task.cancelled() and task.exception() is not None:
+                    # A bug: the run is recorded as failed; crash loudly so the process restarts.
+                    raise task.exception()  # type: ignore[misc]
+
+    async def _dispatch(self) -> None:
+        free = self._concurrency - len(self._active)
+        if free <= 0:
+            return
+        async with self._sessions() as session:
+            candidates = await accounts_with_work(session, limit=free + len(self._active) + 10)
+        for account_id in candidates:
+            if len(self._active) >= self._concurrency:
+                return
+            if account_id in self._active:
+                continue
+            lock = AccountLock(self._engine, account_id)
+            if not await lock.acquire():
+                continue  # another replica is syncing this account
+            self._active[account_id] = asyncio.create_task(
+                self._drain(account_id, lock), name=f"sync-{account_id}"
+            )
+
+    async def _drain(self, account_id: str, lock: AccountLock) -> None:
+        """Runs the account's runnable runs one after the other while holding its lock."""
+        try:
+            while True:
+                async with self._sessions.begin() as session:
+                    run = await claim_next_run(session, account_id=account_id)
+                if run is None:
+                    return
+                log.info(
+                    "sync_run_started",
+                    account_id=account_id,
+                    job_id=run.job_id,
+                    kind=run.kind,
+                    attempt=run.attempts,
+                )
+                status = await self._runner.execute(run)
+                if status in ("queued", "paused", "failed"):
+                    return  # stopping, or waiting for its retry time: later runs wait behind it
+        finally:
+            with contextlib.suppress(Exception):
+                await lock.release()
