@@ -217,11 +217,11 @@ class SalesforceConnector:
                 "run a full sync to find older deletions",
                 error_code="INVALID_REPLICATION_DATE",
             )
-        # The feed refuses an end in the future; nothing can have been deleted there yet.
-        end = min(end, now)
         if end <= start:
             return []
-        params = {"start": _feed_time(start), "end": _feed_time(end)}
+        # Whole seconds, widened outwards: a deletion at 10:00:00.157 must not fall
+        # outside an end of 10:00:00.900 truncated to 10:00:00. Overlaps are harmless.
+        params = {"start": _feed_time(start), "end": _feed_time(_ceil_second(end))}
         response = await self._call(
             "GET",
             f"{self._api}/sobjects/{soql.check_name(object_name)}/deleted/",
@@ -542,10 +542,10 @@ class SalesforceConnector:
                                 skip -= 1
                             else:
                                 batch.append(shaper.shape(row))
-                        if len(batch) >= opts.page_size:
-                            emitted += len(batch)
-                            yield batch
-                            batch = []
+                                if len(batch) == opts.page_size:
+                                    emitted += len(batch)
+                                    yield batch
+                                    batch = []
                     for row in rows.close():
                         if shaper is None:
                             shaper = CsvShaper(row, plan)
@@ -553,6 +553,7 @@ class SalesforceConnector:
                             skip -= 1
                         else:
                             batch.append(shaper.shape(row))
+                    # The last rows of each locator page; batches never span two pages.
                     if batch:
                         emitted += len(batch)
                         yield batch
@@ -743,6 +744,10 @@ class SalesforceConnector:
 
 def _aware(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _ceil_second(value: datetime) -> datetime:
+    return value if value.microsecond == 0 else value.replace(microsecond=0) + timedelta(seconds=1)
 
 
 def _feed_time(value: datetime) -> str:
