@@ -12,7 +12,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crmsync.common.crypto import SecretBox
@@ -152,19 +152,23 @@ async def seed_many_from_crm(
 ) -> None:
     """Stores many CRM records as pulled contacts in one transaction."""
     stamp = at.isoformat()
+    rows = []
+    for record in records:
+        fields = crm_to_local(record, crm_object=crm_object)
+        rows.append(
+            {
+                "id": uuid.uuid4(),
+                "account_id": account_id,
+                "crm_object": crm_object,
+                "external_id": record["Id"],
+                "email": record.get("Email"),
+                "fields": fields,
+                "field_meta": {k: {"origin": "crm", "at": stamp} for k in fields},
+            }
+        )
     async with sessions.begin() as session:
-        for record in records:
-            fields = crm_to_local(record, crm_object=crm_object)
-            session.add(
-                Contact(
-                    account_id=account_id,
-                    crm_object=crm_object,
-                    external_id=record["Id"],
-                    email=record.get("Email"),
-                    fields=fields,
-                    field_meta={k: {"origin": "crm", "at": stamp} for k in fields},
-                )
-            )
+        for start in range(0, len(rows), 2000):
+            await session.execute(insert(Contact), rows[start : start + 2000])
 
 
 def event(
