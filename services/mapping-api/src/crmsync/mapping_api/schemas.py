@@ -6,16 +6,29 @@ from datetime import datetime, time
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, AnyHttpUrl, BaseModel, ConfigDict, Field, StringConstraints
 
 from crmsync.common.domain.fields import DataType
 from crmsync.common.domain.mapping import FieldKind
 from crmsync.common.domain.schedule import ScheduleMode
 
-FieldName = Annotated[str, StringConstraints(min_length=1, max_length=80)]
+
+def storable(value: str) -> str:
+    """Refuses text PostgreSQL or UTF-8 cannot hold (NUL, lone surrogates), so it is a 422, not a 500."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError("must be valid Unicode text") from exc
+    return value
+
+
+Text = Annotated[str, AfterValidator(storable)]
+FieldName = Annotated[Text, StringConstraints(min_length=1, max_length=80)]
 CrmFieldName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,79}$")]
 FieldValue = Annotated[
-    str | int | float | bool | list[str] | None,
+    Text | int | float | bool | list[Text] | None,
     Field(examples=["Ada", 42, True, ["Widgets", "Gadgets"]]),
 ]
 
@@ -137,7 +150,7 @@ class MappingIn(Body):
     rows: list[MappingRowIn] = Field(
         max_length=500, description="The whole mapping, as the Save of the guide."
     )
-    note: Annotated[str, StringConstraints(max_length=500)] | None = Field(None, examples=["map job titles"])
+    note: Annotated[Text, StringConstraints(max_length=500)] | None = Field(None, examples=["map job titles"])
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -239,7 +252,7 @@ class ScheduleIn(Body):
         None, description="For daily and weekly, in `timezone`.", examples=["02:30"]
     )
     weekday: int | None = Field(None, ge=0, le=6, description="For weekly: 0 = Monday … 6 = Sunday.")
-    timezone: Annotated[str, StringConstraints(min_length=1, max_length=64)] = Field(
+    timezone: Annotated[Text, StringConstraints(min_length=1, max_length=64)] = Field(
         "UTC", examples=["Europe/Berlin"]
     )
 
@@ -292,14 +305,14 @@ class SyncJobOut(BaseModel):
 # --- CRM connection and entities ------------------------------------------------------------
 
 AuthMethod = Literal["client_credentials", "refresh_token", "jwt_bearer"]
-Secret = Annotated[str, StringConstraints(min_length=1, max_length=10_000)]
+Secret = Annotated[Text, StringConstraints(min_length=1, max_length=10_000)]
 
 
 class ConnectionIn(Body):
     login_url: AnyHttpUrl = Field(examples=["https://login.salesforce.com"])
     auth_method: AuthMethod = Field(examples=["client_credentials"])
-    client_id: Annotated[str, StringConstraints(min_length=1, max_length=500)] = Field(examples=["3MVG9..."])
-    username: Annotated[str, StringConstraints(min_length=1, max_length=320)] | None = Field(
+    client_id: Annotated[Text, StringConstraints(min_length=1, max_length=500)] = Field(examples=["3MVG9..."])
+    username: Annotated[Text, StringConstraints(min_length=1, max_length=320)] | None = Field(
         None, description="For jwt_bearer."
     )
     api_version: Annotated[str, StringConstraints(pattern=r"^\d{2,3}\.0$")] = "60.0"

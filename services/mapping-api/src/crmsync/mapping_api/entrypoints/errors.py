@@ -97,6 +97,9 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400:
+        # A body that is not JSON (or not UTF-8) is invalid input like any other (R22).
+        return _body(422, ErrorBody(error="invalid", message=str(exc.detail), field="body"))
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     return _body(
         exc.status_code, ErrorBody(error=code, message=str(exc.detail)), getattr(exc, "headers", None)

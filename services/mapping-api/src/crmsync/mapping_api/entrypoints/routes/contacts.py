@@ -25,15 +25,16 @@ from crmsync.mapping_api.schemas import (
     ContactPage,
     ContactSummary,
     FieldValueOut,
+    Text,
 )
 
 router = APIRouter(prefix="/contacts", tags=["contacts"])
 
 Search = Annotated[
-    str | None,
+    Text | None,
     Query(min_length=1, max_length=200, description="Matches name, e-mail or company.", examples=["ada"]),
 ]
-Cursor = Annotated[str | None, Query(max_length=200, description="next_cursor of the previous page.")]
+Cursor = Annotated[Text | None, Query(max_length=200, description="next_cursor of the previous page.")]
 Limit = Annotated[int, Query(ge=1, le=500)]
 
 
