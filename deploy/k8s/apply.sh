@@ -9,12 +9,18 @@
 #   3. wait for those Jobs to complete: a failed migration stops here, and the
 #      running release is left untouched;
 #   4. apply everything else and wait for the Deployments to roll.
+# With --rollback (going back to the previous release) the Jobs are neither
+# run nor applied: the schema is already one release ahead, which the
+# previous release works with (expand/contract), and its crmsync-migrate
+# would not know the newer revision.
 #
-# Usage: deploy/k8s/apply.sh OVERLAY_DIR [NAMESPACE]      (NAMESPACE: crmsync)
+# Usage: deploy/k8s/apply.sh [--rollback] OVERLAY_DIR [NAMESPACE]   (NAMESPACE: crmsync)
 # Environment: KUBECTL (default kubectl), CRMSYNC_DEPLOY_TIMEOUT (default 900s).
 set -euo pipefail
 
-overlay="${1:?usage: apply.sh OVERLAY_DIR [NAMESPACE]}"
+rollback=false
+if [ "${1:-}" = --rollback ]; then rollback=true; shift; fi
+overlay="${1:?usage: apply.sh [--rollback] OVERLAY_DIR [NAMESPACE]}"
 namespace="${2:-crmsync}"
 kubectl="${KUBECTL:-kubectl}"
 timeout="${CRMSYNC_DEPLOY_TIMEOUT:-900s}"
@@ -23,6 +29,15 @@ setup="crmsync.io/stage=setup"
 rendered="$(mktemp)"
 trap 'rm -f "$rendered"' EXIT
 "$kubectl" kustomize "$overlay" >"$rendered"
+
+if "$rollback"; then
+  echo "[deploy] rollback: no migrations, rollout only"
+  "$kubectl" apply --filename "$rendered" --selector 'app.kubernetes.io/component notin (migrations,topics)'
+  "$kubectl" rollout status deployment --namespace "$namespace" \
+    --selector app.kubernetes.io/name=crmsync --timeout "$timeout"
+  echo "[deploy] done"
+  exit 0
+fi
 
 echo "[deploy] setup stage: migrations and topics"
 "$kubectl" delete job --namespace "$namespace" --selector "$setup" --ignore-not-found --wait=true

@@ -508,3 +508,22 @@ def test_apply_script_stops_before_the_rollout_when_a_setup_job_fails(tmp_path: 
     assert done.returncode == 1
     assert "running release is untouched" in done.stderr
     assert [line.split()[0] for line in calls.read_text().splitlines()] == ["kustomize", "delete", "apply", "wait"]
+
+
+def test_apply_script_rolls_back_without_running_the_previous_releases_migrations(tmp_path: Path) -> None:
+    calls = tmp_path / "calls"
+    fake = tmp_path / "kubectl"
+    fake.write_text(f'#!/usr/bin/env bash\necho "$*" >> {calls}\nexit 0\n')
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    done = subprocess.run(
+        ["bash", str(K8S / "apply.sh"), "--rollback", str(K8S / "overlays" / "prod"), "crmsync"],
+        env={**os.environ, "KUBECTL": str(fake)}, capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = calls.read_text().splitlines()
+    assert [line.split()[0] for line in lines] == ["kustomize", "apply", "rollout"]
+    assert "app.kubernetes.io/component notin (migrations,topics)" in lines[1]
+    # That selector leaves out exactly the Jobs.
+    for obj in objects("prod"):
+        left_out = obj["metadata"].get("labels", {}).get("app.kubernetes.io/component") in ("migrations", "topics")
+        assert left_out == (obj["kind"] == "Job") or obj["kind"] == "NetworkPolicy", obj["metadata"]["name"]
