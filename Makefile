@@ -56,6 +56,9 @@ lint: setup ## ruff and the import contracts (the domain stays pure)
 	@$(BIN)/ruff check --quiet libs services tests bench
 	@$(BIN)/lint-imports --no-cache >/dev/null && echo "[lint] import contracts kept"
 
+manifests: setup ## Render every Kubernetes overlay and check it strictly, offline; lint the Dockerfiles and compose file
+	@$(BIN)/pytest tests/unit/test_manifests.py tests/unit/test_manifests_images.py $(PYTEST_ARGS)
+
 run: infra-up migrate ## Run the product on this machine: emulator, demo data, four services, a first sync
 	@deploy/local/run.sh
 
