@@ -1,0 +1,127 @@
+"""Crash safety of the puller process (R18): SIGKILL in the middle of a full sync of 50,000 records."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from crmsync.common.db.schema import Contact, SyncRun
+from crmsync.common.kafka.producer import Publisher, create_producer
+from crmsync.common.kafka.topics import SYNC_JOBS
+from crmsync.common.messages import RunSync, SyncKind, SyncReason
+from tests.integration.test_puller_sync import connect, expected_store, store_of
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _start_puller(settings, *, group: str, log: Path) -> subprocess.Popen[bytes]:
+    env = dict(
+        os.environ,
+        CRMSYNC_ENVIRONMENT="test",
+        CRMSYNC_DATABASE_URL=settings.database_url,
+        CRMSYNC_KAFKA_BOOTSTRAP_SERVERS=settings.kafka_bootstrap_servers,
+        CRMSYNC_TOPIC_PREFIX=settings.topic_prefix,
+        CRMSYNC_HTTP_PORT="0",
+        CRMSYNC_PULLER_GROUP_ID=group,
+        CRMSYNC_PULLER_POLL_S="0.3",
+        CRMSYNC_PULLER_BATCH_SIZE="1000",
+    )
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "crmsync.puller"], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+
+
+async def _wait_for(predicate, timeout: float, what: str, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await predicate():
+            return
+        await asyncio.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}; puller log:\n{log.read_text()[-3000:]}")
+
+
+async def test_r18_a_puller_killed_mid_full_sync_of_50000_records_and_restarted_ends_equal_to_the_crm(
+    sessions, settings, account_id, make_crm_org, tmp_path: Path
+) -> None:
+    org = make_crm_org(leads=25_000, contacts=25_000, seed=41)
+    await connect(sessions, settings, account_id, org)
+    job = RunSync(
+        job_id=f"{account_id}:full:crash",
+        account_id=account_id,
+        kind=SyncKind.FULL,
+        reason=SyncReason.FIRST_SYNC,
+        requested_at=datetime.now(UTC),
+    )
+    producer = create_producer(settings)
+    await producer.start()
+    try:
+        await Publisher(producer, settings).publish(SYNC_JOBS, key=account_id, message=job)
+    finally:
+        await producer.stop()
+
+    async def run() -> SyncRun | None:
+        async with sessions() as session:
+            return await session.scalar(
+                select(SyncRun).where(SyncRun.account_id == account_id, SyncRun.job_id == job.job_id)
+            )
+
+    async def stored() -> int:
+        async with sessions() as session:
+            return await session.scalar(
+                select(func.count()).select_from(Contact).where(Contact.account_id == account_id)
+            )
+
+    group = f"puller-{uuid.uuid4().hex[:8]}"
+    log = tmp_path / "puller.log"
+    first = _start_puller(settings, group=group, log=log)
+    try:
+
+        async def midway() -> bool:
+            current = await run()
+            return current is not None and current.pulled >= 12_000
+
+        await _wait_for(midway, 240, "the full sync to be under way", log)
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    finally:
+        first.kill()
+    interrupted = await run()
+    assert interrupted.status == "running"
+    assert 0 < await stored() < 50_000
+
+    second = _start_puller(settings, group=group, log=log)
+    try:
+
+        async def finished() -> bool:
+            current = await run()
+            return current is not None and current.status in ("succeeded", "failed")
+
+        await _wait_for(finished, 300, "the resumed full sync to finish", log)
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(15) == 0
+    finally:
+        second.kill()
+
+    done = await run()
+    assert done.status == "succeeded", done.error
+    assert done.attempts == 2
+    assert await stored() == 50_000
+    # store_of refuses duplicate external ids; equality means nothing lost and nothing extra.
+    assert await store_of(sessions, account_id) == expected_store(org)
+    async with sessions() as session:
+        runs = await session.scalar(
+            select(func.count()).select_from(SyncRun).where(SyncRun.account_id == account_id)
+        )
+    assert runs == 1  # the job was recorded once, the restart resumed it
