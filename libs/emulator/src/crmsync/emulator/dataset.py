@@ -1,16 +1,20 @@
-"""The dataset generator: a deterministic org of any size, computed lazily column by column.
+"""The dataset generator: a deterministic org of any size, built lazily in chunks of columns.
 
-A generated value is a pure function of (seed, field, row): nothing is built at
-load time, so an org of two million records is ready at once and costs memory
-only for what was written since. References hold the target's row number; ids
-are derived from row numbers when records are read.
+Nothing is built at load time. A column is cut into chunks of 3,844 rows (62²,
+so ids of a chunk share their first 16 characters); a chunk is generated the
+first time one of its rows is read, from a random generator seeded by (seed,
+object, field, chunk), and kept. So an org of two million records is ready at
+once, a page of records costs one chunk per column, and the same seed always
+gives the same records. References hold the target's row number.
 """
 
 from __future__ import annotations
 
+import random
 import zlib
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from crmsync.emulator.schema import INDUSTRIES, LEAD_SOURCES, STAGES
@@ -292,171 +296,232 @@ _STREET_KINDS = ("St", "Ave", "Blvd", "Road", "Way", "Lane")
 EMAIL_DOMAINS = ("example.com", "example.org", "example.net", "mail.example.com", "corp.example.com")
 _PRODUCTS = ("Platform", "Renewal", "Expansion", "Pilot", "Services", "Licenses")
 DAY_MS = 86_400_000
-_MASK = (1 << 64) - 1
+CHUNK = 62 * 62
 _MISSING = object()
+Build = Callable[[int, int, int], list[Any]]  # (chunk number, first row, end row) → values
 
 
 class Column:
-    """A column of `n` generated values plus what was written over them (and rows added after)."""
+    """A column of `n` generated rows, built a chunk at a time, plus what was written over them."""
 
-    __slots__ = ("fn", "n", "over")
+    __slots__ = ("build", "chunks", "n", "over")
 
-    def __init__(self, fn: Callable[[int], Any], n: int) -> None:
-        self.fn = fn
+    def __init__(self, build: Build, n: int) -> None:
+        self.build = build
         self.n = n
+        self.chunks: dict[int, list[Any]] = {}
         self.over: dict[int, Any] = {}
 
+    def chunk(self, number: int) -> list[Any]:
+        """Returns the generated values of one chunk (building it the first time)."""
+        values = self.chunks.get(number)
+        if values is None:
+            start = number * CHUNK
+            values = self.chunks[number] = self.build(number, start, min(self.n, start + CHUNK))
+        return values
+
     def __getitem__(self, row: int) -> Any:
-        value = self.over.get(row, _MISSING)
-        if value is _MISSING:
-            return self.fn(row) if row < self.n else None
-        return value
+        if self.over:
+            value = self.over.get(row, _MISSING)
+            if value is not _MISSING:
+                return value
+        if row >= self.n:
+            return None
+        values = self.chunks.get(row // CHUNK)
+        if values is None:
+            values = self.chunk(row // CHUNK)
+        return values[row % CHUNK]
 
     def __setitem__(self, row: int, value: Any) -> None:
         self.over[row] = value
 
 
-def mix(row: int, salt: int) -> int:
-    """Returns a well-spread 64-bit hash of a row number (splitmix64)."""
-    h = (row * 0x9E3779B97F4A7C15 + salt) & _MASK
-    h = ((h ^ (h >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
-    h = ((h ^ (h >> 27)) * 0x94D049BB133111EB) & _MASK
-    return h ^ (h >> 31)
-
-
 class _Gen:
-    """Value functions of one object, salted by seed and field name so columns are independent."""
+    """Chunk builders of one object, seeded by (seed, object, field, chunk) so columns are independent."""
 
     def __init__(self, seed: int, obj: str) -> None:
         self.seed = seed
         self.obj = obj
 
-    def salt(self, name: str) -> int:
-        return zlib.crc32(f"{self.seed}:{self.obj}:{name}".encode()) * 0x100000001B3
+    def rng(self, name: str, chunk: int) -> random.Random:
+        return random.Random(zlib.crc32(f"{self.seed}:{self.obj}:{name}".encode()) * 1_000_003 + chunk)
 
-    def pick(
-        self, name: str, values: tuple[Any, ...] | list[Any], *, blank: float = 0.0
-    ) -> Callable[[int], Any]:
-        salt, blank_salt, size, cut = (
-            self.salt(name),
-            self.salt(name + "/blank"),
-            len(values),
-            int(blank * 10_000),
-        )
+    def blanks(self, name: str, rate: float) -> Build:
+        """Returns a builder of True where a value is left blank."""
+        if not rate:
+            return lambda k, a, b: [False] * (b - a)
 
-        def value(row: int) -> Any:
-            if cut and mix(row, blank_salt) % 10_000 < cut:
-                return None
-            return values[mix(row, salt) % size]
+        def build(k: int, a: int, b: int) -> list[bool]:
+            r = self.rng(name + "/blank", k).random
+            return [r() < rate for _ in range(b - a)]
 
-        return value
+        return build
 
-    def chance(self, name: str, rate: float) -> Callable[[int], bool]:
-        salt, cut = self.salt(name), int(rate * 10_000)
-        return lambda row: mix(row, salt) % 10_000 < cut
+    def pick(self, name: str, values: tuple[Any, ...] | list[Any], *, blank: float = 0.0) -> Build:
+        gaps = self.blanks(name, blank)
 
-    def number(self, name: str, size: int) -> Callable[[int], int]:
-        salt = self.salt(name)
-        return lambda row: mix(row, salt) % size
+        def build(k: int, a: int, b: int) -> list[Any]:
+            out = self.rng(name, k).choices(values, k=b - a)
+            if blank:
+                out = [None if gap else v for v, gap in zip(out, gaps(k, a, b), strict=True)]
+            return out
 
+        return build
 
-def _const(value: Any) -> Callable[[int], Any]:
-    return lambda row: value
+    def numbers(self, name: str, size: int, *, blank: float = 0.0) -> Build:
+        return self.pick(name, range(size), blank=blank)  # type: ignore[arg-type]
 
+    def chance(self, name: str, rate: float) -> Build:
+        def build(k: int, a: int, b: int) -> list[bool]:
+            r = self.rng(name, k).random
+            return [r() < rate for _ in range(b - a)]
 
-def _people(g: _Gen, *, number_base: int, dup_rate: float = 0.02) -> dict[str, Callable[[int], Any]]:
-    """Returns first name, last name and unique email functions; some rows look like the row before them."""
-    first_of = g.pick("FirstName", FIRST_NAMES)
-    last_of = g.pick("LastName", LAST_NAMES)
-    dup = g.chance("dup", dup_rate)
-    no_first = g.chance("FirstName/blank", 0.01)
-    no_email = g.chance("Email/blank", 0.01)
-    domain = g.pick("Email/domain", EMAIL_DOMAINS)
-
-    def origin(row: int) -> int:
-        while row and dup(row):
-            row -= 1
-        return row
-
-    def first(row: int) -> str | None:
-        return None if no_first(row) else first_of(origin(row))
-
-    def last(row: int) -> str:
-        return last_of(origin(row))
-
-    def email(row: int) -> str | None:
-        if no_email(row):
-            return None
-        source = origin(row)
-        fn, ln = first_of(source).lower(), last_of(source).lower()
-        # The row number keeps every address unique; duplicates-looking rows differ only in shape.
-        local = f"{fn[0]}{ln}" if source != row else f"{fn}.{ln}"
-        return f"{local}{number_base + row}@{domain(row)}"
-
-    return {"FirstName": first, "LastName": last, "Email": email}
+        return build
 
 
-def _phone(g: _Gen, name: str, blank: float) -> Callable[[int], str | None]:
-    number, gap = g.number(name, 10_000_000), g.chance(name + "/blank", blank)
-
-    def phone(row: int) -> str | None:
-        if gap(row):
-            return None
-        x = number(row)
-        return f"({200 + x // 100_000 % 800}) 555-{x % 10_000:04d}"
-
-    return phone
+def _const(value: Any) -> Build:
+    return lambda k, a, b: [value] * (b - a)
 
 
-def _address(g: _Gen, prefix: str, blank: float) -> dict[str, Callable[[int], Any]]:
-    place, gap, num = (
-        g.number(prefix + "place", len(PLACES)),
-        g.chance(prefix + "gap", blank),
-        g.number(prefix + "n", 1999),
-    )
-    street_of = g.number(prefix + "street", len(_STREETS) * len(_STREET_KINDS))
+class _Group:
+    """Several columns built together (names and emails, address parts); each takes its part once."""
 
-    def street(row: int) -> str | None:
-        if gap(row):
-            return None
-        s = street_of(row)
-        return f"{num(row) + 1} {_STREETS[s % len(_STREETS)]} {_STREET_KINDS[s // len(_STREETS)]}"
+    def __init__(self, build: Callable[[int, int, int], dict[str, list[Any]]]) -> None:
+        self.build = build
+        self.pending: dict[int, dict[str, list[Any]]] = {}
 
-    def part(k: int) -> Callable[[int], Any]:
-        return lambda row: None if gap(row) else PLACES[place(row)][k]
+    def part(self, name: str) -> Build:
+        def take(k: int, a: int, b: int) -> list[Any]:
+            parts = self.pending.get(k)
+            if parts is None or name not in parts:
+                parts = self.pending[k] = self.build(k, a, b)
+            values = parts.pop(name)
+            if not parts:
+                del self.pending[k]
+            return values
 
-    names = ("City", "State", "PostalCode", "Country")
-    return {f"{prefix}Street": street, **{f"{prefix}{n}": part(k) for k, n in enumerate(names)}}
+        return take
 
 
-def _times(g: _Gen, now_ms: int, *, weeks: int) -> dict[str, Callable[[int], int]]:
-    """Returns CreatedDate and modstamp functions: modified in the past weeks, whole seconds."""
+_FIRST_LOWER = [n.lower() for n in FIRST_NAMES]
+_LAST_LOWER = [n.lower() for n in LAST_NAMES]
+
+
+def _sparse(rng: random.Random, size: int, rate: float, *, start: int = 0) -> list[int]:
+    """Returns a sorted random sample of about `rate` of the positions start..size-1."""
+    count = min(size - start, int(size * rate + rng.random()))
+    return sorted(rng.sample(range(start, size), count)) if count > 0 else []
+
+
+def _people(g: _Gen, *, number_base: int, dup_rate: float = 0.02) -> dict[str, Build]:
+    """Returns FirstName, LastName and unique Email builders; some rows look like the row before them."""
+
+    def build(k: int, a: int, b: int) -> dict[str, list[Any]]:
+        rng = g.rng("people", k)
+        m = b - a
+        fi = rng.choices(range(len(FIRST_NAMES)), k=m)
+        li = rng.choices(range(len(LAST_NAMES)), k=m)
+        domains = rng.choices(EMAIL_DOMAINS, k=m)
+        for i in _sparse(rng, m, dup_rate, start=1):
+            # A duplicate-looking person: the previous row's name, another address shape (below).
+            fi[i], li[i] = fi[i - 1], li[i - 1]
+        fl, ll = _FIRST_LOWER, _LAST_LOWER
+        # The row number keeps every address unique across leads and contacts.
+        emails: list[str | None] = [
+            f"{fl[f]}.{ll[last]}{number_base + a + i}@{d}"
+            for i, (f, last, d) in enumerate(zip(fi, li, domains, strict=True))
+        ]
+        for i in range(1, m):
+            if fi[i] == fi[i - 1] and li[i] == li[i - 1]:
+                emails[i] = f"{fl[fi[i]][0]}{ll[li[i]]}{number_base + a + i}@{domains[i]}"
+        for i in _sparse(rng, m, 0.01):
+            emails[i] = None
+        firsts: list[str | None] = [FIRST_NAMES[f] for f in fi]
+        for i in _sparse(rng, m, 0.01):
+            firsts[i] = None
+        return {"FirstName": firsts, "LastName": [LAST_NAMES[last] for last in li], "Email": emails}
+
+    group = _Group(build)
+    return {name: group.part(name) for name in ("FirstName", "LastName", "Email")}
+
+
+@lru_cache(maxsize=1)
+def _phone_pool() -> list[str]:
+    rng = random.Random(62)
+    return [f"({rng.randrange(200, 1000)}) 555-{rng.randrange(10_000):04d}" for _ in range(50_000)]
+
+
+@lru_cache(maxsize=1)
+def _address_pool() -> list[tuple[str | None, ...]]:
+    rng = random.Random(26)
+    return [
+        (f"{rng.randrange(1, 2000)} {rng.choice(_STREETS)} {rng.choice(_STREET_KINDS)}", *rng.choice(PLACES))
+        for _ in range(50_000)
+    ]
+
+
+def _phone(g: _Gen, name: str, blank: float) -> Build:
+    def build(k: int, a: int, b: int) -> list[str | None]:
+        rng = g.rng(name, k)
+        out: list[str | None] = rng.choices(_phone_pool(), k=b - a)
+        for i in _sparse(rng, b - a, blank):
+            out[i] = None
+        return out
+
+    return build
+
+
+def _address(g: _Gen, prefix: str, blank: float) -> dict[str, Build]:
+    names = ("Street", "City", "State", "PostalCode", "Country")
+
+    def build(k: int, a: int, b: int) -> dict[str, list[Any]]:
+        rng = g.rng(prefix + "address", k)
+        places: list[tuple[str | None, ...]] = rng.choices(_address_pool(), k=b - a)
+        empty = (None,) * 5
+        for i in _sparse(rng, b - a, blank):
+            places[i] = empty
+        return {f"{prefix}{n}": [p[i] for p in places] for i, n in enumerate(names)}
+
+    group = _Group(build)
+    return {f"{prefix}{n}": group.part(f"{prefix}{n}") for n in names}
+
+
+def _times(g: _Gen, now_ms: int, *, weeks: int) -> dict[str, Build]:
+    """Returns CreatedDate and modstamp builders: changed within the past weeks, whole seconds."""
     span_s, top_s = weeks * 7 * 86_400, now_ms // 1000 - 60
-    offset, age = g.number("modified", span_s), g.number("age", 60)
 
-    def modified(row: int) -> int:
-        return (top_s - offset(row)) * 1000
+    @lru_cache(maxsize=4)
+    def modified(k: int, a: int, b: int) -> list[int]:
+        r = g.rng("modified", k).random
+        return [(top_s - int(r() * span_s)) * 1000 for _ in range(b - a)]
 
-    def created(row: int) -> int:
-        return modified(row) - age(row) * DAY_MS
+    def created(k: int, a: int, b: int) -> list[int]:
+        r = g.rng("created", k).random
+        return [m - int(r() * 60) * DAY_MS for m in modified(k, a, b)]
 
     return {"CreatedDate": created, "LastModifiedDate": modified, "SystemModstamp": modified}
 
 
-def _website(name_of: Callable[[int], str | None], gap: Callable[[int], bool]) -> Callable[[int], str | None]:
-    def website(row: int) -> str | None:
-        name = name_of(row)
-        if name is None or gap(row):
-            return None
-        words = name.split()
-        return f"www.{words[0].lower()}{words[1].lower()}.example.com"
+def _website(names: Build, gaps: Build) -> Build:
+    def build(k: int, a: int, b: int) -> list[str | None]:
+        out = []
+        for name, gap in zip(names(k, a, b), gaps(k, a, b), strict=True):
+            if name is None or gap:
+                out.append(None)
+                continue
+            words = name.split()
+            out.append(f"www.{words[0].lower()}{words[1].lower()}.example.com")
+        return out
 
-    return website
+    return build
 
 
-def _score(g: _Gen) -> Callable[[int], float | None]:
-    value, gap = g.number("score", 1001), g.chance("score/blank", 0.2)
-    return lambda row: None if gap(row) else value(row) / 10
+def _scores(g: _Gen) -> Build:
+    def build(k: int, a: int, b: int) -> list[float | None]:
+        r = g.rng("score", k).random
+        return [None if r() < 0.2 else round(r() * 100, 1) for _ in range(b - a)]
+
+    return build
 
 
 def sizes(*, leads: int, contacts: int) -> dict[str, int]:
@@ -470,65 +535,68 @@ def sizes(*, leads: int, contacts: int) -> dict[str, int]:
     }
 
 
+def _per_row(fn: Callable[[int], Any]) -> Build:
+    return lambda k, a, b: [fn(row) for row in range(a, b)]
+
+
 def generate(*, leads: int, contacts: int, seed: int, now_ms: int) -> dict[str, dict[str, Column]]:
     """Returns every object's columns (field → Column) for an org of that many leads and contacts."""
     n = sizes(leads=leads, contacts=contacts)
     companies = [
         f"{a} {b}" + (f" {c}" if c else "") for a in _COMPANY_A for b in _COMPANY_B for c in _COMPANY_C
     ]
-    fns: dict[str, dict[str, Callable[[int], Any]]] = {}
+    builds: dict[str, dict[str, Build]] = {}
 
     g = _Gen(seed, "User")
     people = _people(g, number_base=0, dup_rate=0)
-    def u_email(row: int) -> str:
-        first = people["FirstName"](row) or "user"
-        return f"{first}.{people['LastName'](row)}{row}@sales.example.com".lower()
 
-    fns["User"] = {
+    def user_email(k: int, a: int, b: int) -> list[str]:
+        firsts, lasts = people["FirstName"](k, a, b), people["LastName"](k, a, b)
+        return [
+            f"{f or 'user'}.{last}{a + i}@sales.example.com".lower()
+            for i, (f, last) in enumerate(zip(firsts, lasts, strict=True))
+        ]
+
+    builds["User"] = {
         "FirstName": people["FirstName"],
         "LastName": people["LastName"],
-        "Email": u_email,
-        "Username": u_email,
-        "IsActive": lambda row: row % 10 != 9,
+        "Email": user_email,
+        "Username": user_email,
+        "IsActive": lambda k, a, b: [row % 10 != 9 for row in range(a, b)],
         **_times(g, now_ms - 60 * DAY_MS, weeks=8),
     }
 
-    def owner(gen: _Gen) -> Callable[[int], int]:
-        return gen.number("OwnerId", n["User"])
-
     g = _Gen(seed, "Account")
     a_name = g.pick("Name", companies)
-    fns["Account"] = {
+    builds["Account"] = {
         "Name": a_name,
         "Industry": g.pick("Industry", INDUSTRIES, blank=0.1),
-        "Website": _website(a_name, g.chance("Website/blank", 0.1)),
+        "Website": _website(a_name, g.blanks("Website", 0.1)),
         "Phone": _phone(g, "Phone", 0.05),
         **_address(g, "Billing", 0.05),
-        "NumberOfEmployees": g.number("NumberOfEmployees", 50_000),
-        "OwnerId": owner(g),
+        "NumberOfEmployees": g.numbers("NumberOfEmployees", 50_000),
+        "OwnerId": g.numbers("OwnerId", n["User"]),
         "IsDeleted": _const(False),
         **_times(g, now_ms, weeks=6),
     }
 
     g = _Gen(seed, "Lead")
     company = g.pick("Company", companies)
-    fns["Lead"] = {
+    statuses = ("Open - Not Contacted",) * 6 + ("Working - Contacted",) * 3 + ("Closed - Not Converted",)
+    builds["Lead"] = {
         **_people(g, number_base=1),
         "Company": company,
         "Title": g.pick("Title", TITLES, blank=0.08),
         "Phone": _phone(g, "Phone", 0.1),
         "MobilePhone": _phone(g, "MobilePhone", 0.4),
         **_address(g, "", 0.05),
-        "Website": _website(company, g.chance("Website/blank", 0.3)),
+        "Website": _website(company, g.blanks("Website", 0.3)),
         "Industry": g.pick("Industry", INDUSTRIES, blank=0.15),
         "LeadSource": g.pick("LeadSource", LEAD_SOURCES, blank=0.1),
-        "Status": g.pick(
-            "Status",
-            ("Open - Not Contacted",) * 6 + ("Working - Contacted",) * 3 + ("Closed - Not Converted",),
-        ),
+        "Status": g.pick("Status", statuses),
         "HasOptedOutOfEmail": g.chance("HasOptedOutOfEmail", 0.03),
-        "Marketing_Score__c": _score(g),
-        "OwnerId": owner(g),
+        "Marketing_Score__c": _scores(g),
+        "OwnerId": g.numbers("OwnerId", n["User"]),
         "IsConverted": _const(False),
         "ConvertedContactId": _const(None),
         "ConvertedAccountId": _const(None),
@@ -538,42 +606,58 @@ def generate(*, leads: int, contacts: int, seed: int, now_ms: int) -> dict[str, 
     }
 
     g = _Gen(seed, "Contact")
-    account_of = g.number("AccountId", n["Account"])
-    no_account = g.chance("AccountId/blank", 0.03)
-    fns["Contact"] = {
+    contact_account = g.numbers("AccountId", n["Account"], blank=0.03)
+    builds["Contact"] = {
         **_people(g, number_base=leads + 1),
         "Title": g.pick("Title", TITLES, blank=0.08),
         "Phone": _phone(g, "Phone", 0.1),
         "MobilePhone": _phone(g, "MobilePhone", 0.4),
         **_address(g, "Mailing", 0.05),
-        "AccountId": lambda row: None if no_account(row) else account_of(row),
-        "OwnerId": owner(g),
+        "AccountId": contact_account,
+        "OwnerId": g.numbers("OwnerId", n["User"]),
         "LeadSource": g.pick("LeadSource", LEAD_SOURCES, blank=0.1),
         "HasOptedOutOfEmail": g.chance("HasOptedOutOfEmail", 0.03),
-        "Marketing_Score__c": _score(g),
+        "Marketing_Score__c": _scores(g),
         "IsDeleted": _const(False),
         **_times(g, now_ms, weeks=4),
     }
+    columns = {
+        obj: {name: Column(build, n[obj]) for name, build in cols.items()} for obj, cols in builds.items()
+    }
 
+    # Opportunity k belongs to contact 5k (so each contact has at most one) and to that contact's account.
     g = _Gen(seed, "Opportunity")
-    # Opportunity k belongs to contact 5k, so each contact has at most one.
-    contact_of = (lambda row: row * 5) if contacts else _const(None)
-    product = g.pick("product", _PRODUCTS)
+    accounts_of_contacts, account_names = columns["Contact"]["AccountId"], columns["Account"]["Name"]
+
+    def o_account(row: int) -> int | None:
+        return accounts_of_contacts[row * 5] if contacts else row % n["Account"]
+
+    products = g.pick("product", _PRODUCTS)
     o_times = _times(g, now_ms, weeks=6)
-    close_in = g.number("close", 90)
-    o_account = lambda row: account_of(row * 5) if contacts else row % n["Account"]  # noqa: E731
-    fns["Opportunity"] = {
-        "Name": lambda row: f"{a_name(o_account(row))} - {product(row)}",
+
+    def o_name(k: int, a: int, b: int) -> list[str]:
+        return [
+            f"{account_names[acc] if acc is not None else 'Direct'} - {p}"
+            for acc, p in zip((o_account(row) for row in range(a, b)), products(k, a, b), strict=True)
+        ]
+
+    def close_date(k: int, a: int, b: int) -> list[str]:
+        r = g.rng("close", k).random
+        return [day(m + int(r() * 90) * DAY_MS) for m in o_times["SystemModstamp"](k, a, b)]
+
+    o_builds: dict[str, Build] = {
+        "Name": o_name,
         "StageName": g.pick("StageName", STAGES),
-        "Amount": lambda row: float((close_in(row) + 1) * 500),
-        "CloseDate": lambda row: day(o_times["SystemModstamp"](row) + close_in(row) * DAY_MS),
-        "AccountId": o_account,
-        "ContactId": contact_of,
-        "OwnerId": owner(g),
+        "Amount": lambda k, a, b: [float(x * 500) for x in g.numbers("Amount", 400)(k, a, b)],
+        "CloseDate": close_date,
+        "AccountId": _per_row(o_account),
+        "ContactId": _per_row(lambda row: row * 5 if contacts else None),
+        "OwnerId": g.numbers("OwnerId", n["User"]),
         "IsDeleted": _const(False),
         **o_times,
     }
-    return {obj: {name: Column(fn, n[obj]) for name, fn in cols.items()} for obj, cols in fns.items()}
+    columns["Opportunity"] = {name: Column(build, n["Opportunity"]) for name, build in o_builds.items()}
+    return columns
 
 
 def day(ms: int) -> str:

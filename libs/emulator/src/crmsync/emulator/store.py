@@ -22,10 +22,19 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+_DAYS: dict[int, str] = {}
+
+
 def format_datetime(ms: int) -> str:
     """Returns Salesforce's REST date-time form: 2026-11-28T10:00:00.000+0000."""
-    moment = datetime.fromtimestamp(ms / 1000, UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}+0000"
+    seconds, millis = divmod(ms, 1000)
+    days, seconds = divmod(seconds, 86_400)
+    date = _DAYS.get(days)
+    if date is None:
+        date = _DAYS[days] = datetime.fromtimestamp(days * 86_400, UTC).strftime("%Y-%m-%d")
+    hours, seconds = divmod(seconds, 3600)
+    minutes, seconds = divmod(seconds, 60)
+    return f"{date}T{hours:02d}:{minutes:02d}:{seconds:02d}.{millis:03d}+0000"
 
 
 def parse_datetime(value: str) -> int:
@@ -80,7 +89,7 @@ class Table:
         self.cols = columns
         for name, f in obj.fields.items():
             if name not in columns and not self.computed(f):
-                columns[name] = Column(lambda row: None, n)
+                columns[name] = Column(lambda k, a, b: [None] * (b - a), n)
         self.deleted_at: dict[int, int] = {}
 
     @staticmethod
@@ -200,19 +209,26 @@ class Org:
                 return {**values, "geocodeAccuracy": None, "latitude": None, "longitude": None}
 
             return address
-        if f.type in ("id", "reference"):
-            target = table if f.type == "id" else self.tables[f.reference_to[0]]
+        if f.type == "id":
+            return table.id_of
+        if f.type == "reference":
+            target = self.tables[f.reference_to[0]]
             prefix, tag = target.obj.key_prefix, target.tag
 
+            col = table.cols[name]
+
             def ref(row: int) -> str | None:
-                value = table.raw(row, name)
+                value = col[row]
                 return None if value is None else ids.make_id(prefix, tag, value)
 
             return ref
         if f.type == "datetime":
+            col = table.cols[name]
             if csv:
-                return lambda row: format_datetime(table.raw(row, name)).replace("+0000", "Z")
-            return lambda row: None if (v := table.raw(row, name)) is None else format_datetime(v)
+                return lambda row: None if (v := col[row]) is None else format_datetime(v)[:-5] + "Z"
+            return lambda row: None if (v := col[row]) is None else format_datetime(v)
+        if name in table.cols and name != "IsDeleted":
+            return table.cols[name].__getitem__
         return lambda row: table.raw(row, name)
 
     def render_fields(self, table: Table, refs: Iterable[soql.FieldRef], *, csv: bool = False):
