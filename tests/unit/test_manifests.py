@@ -29,6 +29,8 @@ import yaml
 
 from crmsync.common.kafka.topics import DESIGN_TOPICS
 from crmsync.common.settings import CommonSettings
+from crmsync.puller.settings import Settings as PullerSettings
+from crmsync.pusher.settings import Settings as PusherSettings
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"
@@ -378,6 +380,21 @@ def test_keda_scales_on_the_lag_of_the_consumed_design_topics() -> None:
     assert consumed == {
         "crmsync-puller": {prefix + "sync-jobs"},
         "crmsync-pusher": {prefix + "contact-changes", prefix + "outbound-jobs"},
+    }
+
+
+def test_keda_watches_the_consumer_groups_the_services_join() -> None:
+    prefix = config("keda")["CRMSYNC_TOPIC_PREFIX"]
+    groups = {
+        (scaled["metadata"]["name"], trigger["metadata"]["topic"]): trigger["metadata"]["consumerGroup"]
+        for scaled in of_kind("keda", "ScaledObject")
+        for trigger in scaled["spec"]["triggers"]
+    }
+    puller, pusher = PullerSettings.model_fields, PusherSettings.model_fields
+    assert groups == {
+        ("crmsync-puller", prefix + "sync-jobs"): puller["puller_group_id"].default,
+        ("crmsync-pusher", prefix + "contact-changes"): pusher["pusher_group_id"].default,
+        ("crmsync-pusher", prefix + "outbound-jobs"): pusher["outbound_group_id"].default,
     }
 
 
