@@ -17,6 +17,8 @@ from urllib.parse import parse_qs
 import httpx
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from crmsync.common.crm import factory
 from crmsync.common.crm.interface import (
@@ -522,3 +524,64 @@ def test_connector_for_builds_credentials_from_a_stored_connection() -> None:
     )
     connector = factory.connector_for(row, secret_box=box)
     assert isinstance(connector, SalesforceConnector)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    limit=st.integers(min_value=100, max_value=1_000_000),
+    fraction=st.floats(min_value=0, max_value=0.5),
+    calls=st.integers(min_value=0, max_value=2000),
+    data=st.data(),
+)
+async def test_budget_exhausted_exactly_when_used_reaches_limit_minus_reserve(
+    limit: int, fraction: float, calls: int, data: st.DataObject
+) -> None:
+    options = ConnectorOptions(budget_reserve_fraction=fraction, budget_reserve_calls=calls)
+    reserve = options.reserve_for(limit)
+    used = data.draw(st.integers(min_value=0, max_value=limit))
+    fake = FakeSalesforce()
+    fake.limit, fake.used = limit, used - 1  # the first answer reports `used`
+    async with _connector(
+        fake, budget_reserve_fraction=fraction, budget_reserve_calls=calls, budget_slowdown_fraction=0
+    ) as crm:
+        await crm.count("Lead")
+        if used >= limit - reserve:
+            with pytest.raises(CrmBudgetExhausted):
+                await crm.count("Lead")
+        else:
+            assert await crm.count("Lead") == 5
+
+
+def _timeout(request: httpx.Request) -> httpx.Response:
+    raise httpx.ReadTimeout("no answer", request=request)
+
+
+async def test_a_create_that_may_have_been_applied_is_not_sent_twice() -> None:
+    fake = FakeSalesforce()
+    async with _connector(fake) as crm:
+        await crm.count("Lead")
+        fake.faults = [_timeout]
+        with pytest.raises(CrmTransientError) as caught:
+            await crm.create("Lead", [{"LastName": "Once", "Company": "Acme"}])
+    assert fake.calls_to(f"{API}/composite/sobjects") == 1
+    assert "may have been applied" in caught.value.message
+
+
+async def test_a_create_refused_before_processing_is_retried() -> None:
+    fake = FakeSalesforce()
+    fake.write_answers = [[{"id": "new", "success": True, "errors": []}]]
+    async with _connector(fake) as crm:
+        await crm.count("Lead")
+        fake.faults = [_error(503, "SERVER_UNAVAILABLE"), _error(429, "REQUEST_LIMIT_EXCEEDED")]
+        results = await crm.create("Lead", [{"LastName": "Once", "Company": "Acme"}])
+    assert results[0].id == "new"
+
+
+async def test_an_update_is_repeated_after_a_timeout_since_it_is_idempotent() -> None:
+    fake = FakeSalesforce()
+    fake.write_answers = [[{"id": "a", "success": True, "errors": []}]]
+    async with _connector(fake) as crm:
+        await crm.count("Lead")
+        fake.faults = [_timeout]
+        results = await crm.update("Lead", [{"Id": "a", "Title": "x"}])
+    assert results[0].success

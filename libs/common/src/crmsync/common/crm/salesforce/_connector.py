@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import httpx
 import orjson
 import structlog
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from crmsync.common.crm.interface import (
     TRANSIENT_ERROR_CODES,
@@ -305,9 +305,23 @@ class SalesforceConnector:
                     "allOrNone": False,
                     "records": [_outgoing(object_name, records[i]) for i in chunk],
                 }
-                response = await self._call(
-                    method, f"{self._api}/composite/sobjects", json=body, operation=operation
-                )
+                try:
+                    response = await self._call(
+                        method,
+                        f"{self._api}/composite/sobjects",
+                        json=body,
+                        operation=operation,
+                        idempotent=method != "POST",
+                    )
+                except CrmTransientError as exc:
+                    if not getattr(exc, "maybe_applied", False) or method != "POST":
+                        raise
+                    raise CrmTransientError(
+                        f"{operation} may have been applied ({exc.message}); not repeated, "
+                        "to avoid creating the records twice",
+                        error_code=exc.error_code,
+                        status=exc.status,
+                    ) from exc
                 answers = orjson.loads(response.content)
                 if not isinstance(answers, list) or len(answers) != len(chunk):
                     raise CrmRejected(
@@ -603,8 +617,14 @@ class SalesforceConnector:
         headers: dict[str, str] | None = None,
         budgeted: bool = True,
         stream: bool = False,
+        idempotent: bool = True,
     ) -> httpx.Response:
-        """Returns a successful response; transient failures are retried with backoff."""
+        """Returns a successful response; transient failures are retried with backoff.
+
+        A call that is not idempotent (a create) is repeated only when Salesforce
+        surely did not act on it (429, 503, a lock, no connection), never after a
+        timeout or a 500, when it may have.
+        """
 
         async def once() -> httpx.Response:
             session = await self._session_now()
@@ -618,7 +638,7 @@ class SalesforceConnector:
             self._raise_for(response)
             return response
 
-        return await self._retrying(once)
+        return await self._retrying(once, idempotent=idempotent)
 
     async def _send(
         self,
@@ -646,10 +666,14 @@ class SalesforceConnector:
             response = await self._client.send(request, stream=stream)
         except httpx.TimeoutException as exc:
             CRM_CALLS.labels(operation, "timeout").inc()
-            raise CrmTransientError(f"{operation}: Salesforce did not answer in time ({exc!r})") from exc
+            error = CrmTransientError(f"{operation}: Salesforce did not answer in time ({exc!r})")
+            error.maybe_applied = not isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout))  # type: ignore[attr-defined]
+            raise error from exc
         except httpx.TransportError as exc:
             CRM_CALLS.labels(operation, "connection_error").inc()
-            raise CrmTransientError(f"{operation}: connection to Salesforce failed ({exc!r})") from exc
+            error = CrmTransientError(f"{operation}: connection to Salesforce failed ({exc!r})")
+            error.maybe_applied = not isinstance(exc, httpx.ConnectError)  # type: ignore[attr-defined]
+            raise error from exc
         CRM_CALLS.labels(operation, str(response.status_code)).inc()
         self._read_limit_info(response)
         if stream and response.status_code >= 300:
@@ -669,6 +693,8 @@ class SalesforceConnector:
         if status == 429 or status >= 500 or code in TRANSIENT_ERROR_CODES:
             error = CrmTransientError(message, error_code=code, status=status)
             error.retry_after = _retry_after(response)  # type: ignore[attr-defined]
+            # Refusals before any work (rate limit, unavailable, a lock) are safe to repeat.
+            error.maybe_applied = status >= 500 and status != 503  # type: ignore[attr-defined]
             raise error
         if code == "REQUEST_LIMIT_EXCEEDED":
             # 403: the org's daily allowance is gone (a 429 with this code is a rate limit, above).
@@ -681,11 +707,16 @@ class SalesforceConnector:
             raise CrmAuthError(message, error_code=code or "INVALID_SESSION_ID", status=status)
         raise CrmRejected(message, error_code=code, status=status, fields=fields)
 
-    async def _retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:
+    async def _retrying(self, attempt: Callable[[], Awaitable[T]], *, idempotent: bool = True) -> T:
+        def worth_retrying(error: BaseException) -> bool:
+            if not isinstance(error, CrmTransientError):
+                return False
+            return idempotent or not getattr(error, "maybe_applied", False)
+
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._options.max_retries + 1),
             wait=self._wait,
-            retry=retry_if_exception_type(CrmTransientError),
+            retry=retry_if_exception(worth_retrying),
             before_sleep=_log_retry,
             reraise=True,
         )
