@@ -473,7 +473,10 @@ class Org:
         if pred is not None:
             rows = filter(pred, rows)
         matched = list(rows)
-        for item in reversed(query.order_by):
+        order = list(query.order_by)
+        if order and [p.lower() for p in order[-1].field.path] == ["id"] and not order[-1].descending:
+            order.pop()  # rows are already in id order, and the sorts below are stable
+        for item in reversed(order):
             f, get = self.raw_getter(table, item.field)
             lower = f.type in STRING_TYPES and f.type not in ("id", "reference")
             null_low = item.descending == item.nulls_last
