@@ -416,9 +416,12 @@ def test_the_ingress_reaches_the_mapping_api_over_tls(overlay: str) -> None:
     service = by_name(overlay, "Service")["crmsync-mapping-api"]
     (rule,) = ingress["spec"]["rules"]
     assert rule["host"] in ingress["spec"]["tls"][0]["hosts"]
-    backend = rule["http"]["paths"][0]["backend"]["service"]
-    assert backend["name"] == "crmsync-mapping-api"
-    assert backend["port"]["name"] in {p["name"] for p in service["spec"]["ports"]}
+    paths = {p["path"] for p in rule["http"]["paths"]}
+    assert paths == {"/v1", "/openapi.json", "/docs"}  # not /metrics, /healthz or /readyz
+    for path in rule["http"]["paths"]:
+        backend = path["backend"]["service"]
+        assert backend["name"] == "crmsync-mapping-api"
+        assert backend["port"]["name"] in {p["name"] for p in service["spec"]["ports"]}
 
 
 def test_the_servicemonitor_scrapes_metrics_of_the_four_services() -> None:
