@@ -29,6 +29,7 @@ from crmsync.common.db.schema import (
 )
 from crmsync.common.kafka.topics import CONTACT_CHANGES, SYNC_JOBS
 from crmsync.mapping_api.entrypoints.admin_cli import main as admin_main
+from crmsync.mapping_api.handlers.accounts import create_api_key
 from crmsync.mapping_api.settings import Settings
 from tests.support.mapping_api import new_tenant, read_messages, running_api
 
@@ -775,3 +776,24 @@ async def test_health_endpoints_stay_beside_the_api(client) -> None:
     ready = await client.get("/readyz")
     assert ready.status_code == 200, ready.text
     assert (await client.get("/metrics")).status_code == 200
+
+
+async def test_an_account_made_without_defaults_saves_its_first_mapping_as_version_1(
+    client, sessions, account_id
+) -> None:
+    async with sessions.begin() as session:
+        key = await create_api_key(session, account_id=account_id, role="admin")
+    headers = {"Authorization": f"Bearer {key}"}
+    missing = await client.get("/v1/mapping", headers=headers)
+    assert missing.status_code == 404 and missing.json()["field"] == "version"
+    rows = [
+        {"destination": "email", "lead_source": "Email", "contact_source": "Email"},
+        {"destination": "score", "lead_source": "Marketing_Score__c"},
+    ]
+    response = await client.put("/v1/mapping", json={"rows": rows}, headers=headers)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["version"] == 1 and body["default_allow_push"] is True
+    assert body["new_sources"] == ["Contact.Email", "Lead.Email", "Lead.Marketing_Score__c"]
+    schedule = (await client.get("/v1/schedule", headers=headers)).json()
+    assert schedule["mode"] == "automatic" and schedule["full_sync_requested_at"] is not None

@@ -63,6 +63,9 @@ def bootstrap(
             relay.notify()
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(relay_task, settings.shutdown_timeout_s)
+            # Publish what the last requests committed; whatever fails stays for the next start.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(relay.publish_pending(), settings.shutdown_timeout_s)
             await producer.stop()
             if owns_engine:
                 await engine.dispose()

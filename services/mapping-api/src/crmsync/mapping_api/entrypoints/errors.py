@@ -56,7 +56,8 @@ def _body(status: int, body: ErrorBody, headers: dict[str, str] | None = None) -
     return JSONResponse(body.model_dump(mode="json"), status_code=status, headers=headers)
 
 
-def _location(loc: tuple[Any, ...]) -> str:
+def field_location(loc: tuple[Any, ...]) -> str:
+    """Returns a validation error's location as the request field, e.g. rows[3].data_type."""
     parts = list(loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc)
     out = ""
     for part in parts:
@@ -89,7 +90,7 @@ async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    details = [ErrorDetail(field=_location(tuple(e["loc"])), message=e["msg"]) for e in exc.errors()]
+    details = [ErrorDetail(field=field_location(tuple(e["loc"])), message=e["msg"]) for e in exc.errors()]
     first = details[0].field if details else None
     message = f"{first}: {details[0].message}" if details else "invalid request"
     return _body(422, ErrorBody(error="invalid", message=message, field=first, details=details))

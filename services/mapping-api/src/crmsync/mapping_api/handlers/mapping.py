@@ -145,7 +145,11 @@ async def save_mapping(
     violations = check_mapping(rows, lead_describe=lead, contact_describe=contact, policy=policy)
     if violations:
         raise MappingRefused(violations)
-    previous = await load_mapping(session, account_id=account_id)
+    try:
+        previous = await load_mapping(session, account_id=account_id)
+    except NotFound:
+        # An account made without crmsync-admin has no version 1 yet; this save starts its history.
+        previous = StoredMapping(0, None, now, ())
     version = MappingVersion(account_id=account_id, version=previous.version + 1, note=note)
     session.add(version)
     await session.flush()

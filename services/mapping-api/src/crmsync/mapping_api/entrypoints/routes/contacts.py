@@ -35,7 +35,7 @@ Search = Annotated[
     Query(min_length=1, max_length=200, description="Matches name, e-mail or company.", examples=["ada"]),
 ]
 Cursor = Annotated[Text | None, Query(max_length=200, description="next_cursor of the previous page.")]
-Limit = Annotated[int, Query(ge=1, le=500)]
+Limit = Annotated[int, Query(ge=1, le=500, description="Page size.", examples=[50])]
 
 
 def summary(contact: Contact) -> ContactSummary:
