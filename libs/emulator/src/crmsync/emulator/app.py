@@ -567,7 +567,7 @@ class Emulator:
         body: dict[str, Any] = {
             "totalSize": len(cursor.rows),
             "done": done,
-            "records": [cursor.render(r) for r in rows],
+            "records": cursor.render_page(rows),
         }
         if done:
             state.org.cursors.pop(cursor_id, None)
@@ -855,9 +855,8 @@ class Emulator:
             lineterminator="\r\n" if found["lineEnding"] == "CRLF" else "\n",
         )
         writer.writerow([name for name, _ in cursor.columns])
-        getters = [g for _, g in cursor.columns]
-        for row in rows:
-            writer.writerow([_csv_value(g(row)) for g in getters])
+        values = [[_csv_value(v) for v in fetch(rows)] for _, fetch in cursor.columns]
+        writer.writerows(zip(*values, strict=True))
         end = start + len(rows)
         next_locator = base64.b64encode(str(end).encode()).decode() if end < len(cursor.rows) else "null"
         return Response(

@@ -335,6 +335,26 @@ class Column:
     def __setitem__(self, row: int, value: Any) -> None:
         self.over[row] = value
 
+    def take(self, rows: list[int]) -> list[Any]:
+        """Returns the values of many rows at once (slices of chunks when the rows are consecutive)."""
+        if not rows:
+            return []
+        first, last, n = rows[0], rows[-1], self.n
+        if last < n and last - first == len(rows) - 1 and rows == list(range(first, last + 1)):
+            out: list[Any] = []
+            for number in range(first // CHUNK, last // CHUNK + 1):
+                start = number * CHUNK
+                out += self.chunk(number)[max(first, start) - start : min(last + 1, start + CHUNK) - start]
+        else:
+            chunks, chunk = self.chunks, self.chunk
+            out = [(chunks.get(r // CHUNK) or chunk(r // CHUNK))[r % CHUNK] if r < n else None for r in rows]
+        over = self.over
+        if over:
+            for i, r in enumerate(rows):
+                if r in over:
+                    out[i] = over[r]
+        return out
+
 
 class _Gen:
     """Chunk builders of one object, seeded by (seed, object, field, chunk) so columns are independent."""

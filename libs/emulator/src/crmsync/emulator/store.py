@@ -42,6 +42,9 @@ def parse_datetime(value: str) -> int:
     return soql.parse_datetime(value.strip())
 
 
+Fetch = Callable[[list[int]], list[Any]]
+
+
 class ApiError(Exception):
     """A Salesforce error for the whole request: [{"message", "errorCode", "fields"?}]."""
 
@@ -130,8 +133,8 @@ class Cursor:
 
     table: Table
     rows: list[int]
-    render: Callable[[int], dict[str, Any]]
-    columns: list[tuple[str, Callable[[int], Any]]]
+    render_page: Callable[[list[int]], list[dict[str, Any]]]
+    columns: list[tuple[str, Fetch]]
     created: float = field(default_factory=time.monotonic)
 
 
@@ -195,107 +198,112 @@ class Org:
         return table, row
 
     # -- rendering -----------------------------------------------------------------------
-    def getter(self, table: Table, f: FieldDef, *, csv: bool = False) -> Callable[[int], Any]:
-        """Returns a function row → the field's JSON (or CSV) value."""
+    def fetcher(self, table: Table, f: FieldDef, *, csv: bool = False) -> Fetch:
+        """Returns a function rows → the field's JSON (or CSV) values for those rows."""
         name = f.name
         if f.type == "address":
-            parts = f.compound_of
-            cols = [(key, table.cols[fname]) for key, fname in parts]
+            parts = [(key, table.cols[fname]) for key, fname in f.compound_of]
 
-            def address(row: int) -> dict[str, Any] | None:
-                values = {key: col[row] for key, col in cols}
-                if all(v is None for v in values.values()):
-                    return None
-                return {**values, "geocodeAccuracy": None, "latitude": None, "longitude": None}
+            def address(rows: list[int]) -> list[Any]:
+                columns = [(key, col.take(rows)) for key, col in parts]
+                out: list[Any] = []
+                for i in range(len(rows)):
+                    values = {key: values[i] for key, values in columns}
+                    if all(v is None for v in values.values()):
+                        out.append(None)
+                    else:
+                        out.append({**values, "geocodeAccuracy": None, "latitude": None, "longitude": None})
+                return out
 
             return address
         if f.type == "id":
-            return table.id_of
+            prefix, tag = table.obj.key_prefix, table.tag
+            return lambda rows: [ids.make_id(prefix, tag, r) for r in rows]
         if f.type == "reference":
             target = self.tables[f.reference_to[0]]
-            prefix, tag = target.obj.key_prefix, target.tag
-
-            col = table.cols[name]
-
-            def ref(row: int) -> str | None:
-                value = col[row]
-                return None if value is None else ids.make_id(prefix, tag, value)
-
-            return ref
+            prefix, tag, col = target.obj.key_prefix, target.tag, table.cols[name]
+            return lambda rows: [None if v is None else ids.make_id(prefix, tag, v) for v in col.take(rows)]
         if f.type == "datetime":
             col = table.cols[name]
             if csv:
-                return lambda row: None if (v := col[row]) is None else format_datetime(v)[:-5] + "Z"
-            return lambda row: None if (v := col[row]) is None else format_datetime(v)
+                return lambda rows: [
+                    None if v is None else format_datetime(v)[:-5] + "Z" for v in col.take(rows)
+                ]
+            return lambda rows: [None if v is None else format_datetime(v) for v in col.take(rows)]
+        if name == "Name" and not f.createable and "FirstName" in table.cols:
+            first, last = table.cols["FirstName"], table.cols["LastName"]
+            return lambda rows: [
+                f"{a} {b}" if a else b for a, b in zip(first.take(rows), last.take(rows), strict=True)
+            ]
         if name in table.cols and name != "IsDeleted":
-            return table.cols[name].__getitem__
-        return lambda row: table.raw(row, name)
+            return table.cols[name].take
+        return lambda rows: [table.raw(r, name) for r in rows]
 
-    def render_fields(self, table: Table, refs: Iterable[soql.FieldRef], *, csv: bool = False):
-        """Returns [(column name, row → value)] for selected fields, parent fields grouped by relationship."""
-        plain: list[tuple[str, Callable[[int], Any]]] = []
-        columns: list[tuple[str, Callable[[int], Any]]] = []
-        parents: dict[str, tuple[FieldDef, Table, list[tuple[str, Callable[[int], Any]]]]] = {}
-        order: list[str] = []
+    def page_renderer(
+        self, table: Table, refs: Iterable[soql.FieldRef], version: str, *, csv: bool = False
+    ) -> tuple[Callable[[list[int]], list[dict[str, Any]]], list[tuple[str, Fetch]]]:
+        """Returns (rows → records in the REST shape, [(CSV column, rows → values)]) for selected fields."""
+        keys: list[str] = []
+        fetches: list[Fetch] = []
+        columns: list[tuple[str, Fetch]] = []
+        parents: dict[str, tuple[FieldDef, Table, list[tuple[str, Fetch]]]] = {}
         for ref in refs:
             if len(ref.path) == 1:
                 f = self.resolve(table, ref)
-                getter = self.getter(table, f, csv=csv)
-                plain.append((f.name, getter))
-                columns.append((f.name, getter))
-                order.append(f.name)
+                fetch = self.fetcher(table, f, csv=csv)
+                keys.append(f.name)
+                fetches.append(fetch)
+                columns.append((f.name, fetch))
                 continue
             link, parent_table, parent_field = self.resolve_parent(table, ref)
-            getter = self.getter(parent_table, parent_field, csv=csv)
+            fetch = self.fetcher(parent_table, parent_field, csv=csv)
             ref_col = table.cols[link.name]
-            columns.append((f"{link.relationship_name}.{parent_field.name}", _through(ref_col, getter)))
+            columns.append((f"{link.relationship_name}.{parent_field.name}", _through(ref_col, fetch)))
             if link.relationship_name not in parents:
                 parents[link.relationship_name] = (link, parent_table, [])
-                order.append(link.relationship_name)
-            parents[link.relationship_name][2].append((parent_field.name, getter))
-        return plain, parents, order, columns
-
-    def renderer(
-        self, table: Table, refs: Iterable[soql.FieldRef], version: str
-    ) -> tuple[Callable[[int], dict], list]:
-        plain, parents, order, columns = self.render_fields(table, refs)
-        plain_map = dict(plain)
+                keys.append(link.relationship_name)
+                fetches.append(
+                    self._nested(table, link, parent_table, parents[link.relationship_name][2], version)
+                )
+            parents[link.relationship_name][2].append((parent_field.name, fetch))
         obj_name = table.obj.name
-        url_base = f"/services/data/v{version}/sobjects/"
+        url = f"/services/data/v{version}/sobjects/{obj_name}/"
+        prefix, tag = table.obj.key_prefix, table.tag
+        all_keys = ["attributes", *keys]
 
-        def render(row: int) -> dict[str, Any]:
-            record: dict[str, Any] = {
-                "attributes": {"type": obj_name, "url": f"{url_base}{obj_name}/{table.id_of(row)}"}
-            }
-            for key in order:
-                if key in plain_map:
-                    record[key] = plain_map[key](row)
-                    continue
-                link, parent_table, getters = parents[key]
-                parent_row = table.cols[link.name][row]
-                if parent_row is None:
-                    record[key] = None
-                    continue
-                ptype = parent_table.obj.name
-                nested: dict[str, Any] = {
-                    "attributes": {
-                        "type": ptype,
-                        "url": f"{url_base}{ptype}/{parent_table.id_of(parent_row)}",
-                    }
-                }
-                for name, getter in getters:
-                    nested[name] = getter(parent_row)
-                record[key] = nested
-            return record
+        def render_page(rows: list[int]) -> list[dict[str, Any]]:
+            attributes = [{"type": obj_name, "url": url + ids.make_id(prefix, tag, r)} for r in rows]
+            values = [attributes, *(fetch(rows) for fetch in fetches)]
+            return [dict(zip(all_keys, record, strict=True)) for record in zip(*values, strict=True)]
 
-        return render, columns
+        return render_page, columns
+
+    def _nested(
+        self, table: Table, link: FieldDef, parent_table: Table, fields: list[tuple[str, Fetch]], version: str
+    ) -> Fetch:
+        """Returns rows → the parent records ({"attributes", fields…} or None) through a reference."""
+        ref_col = table.cols[link.name]
+        ptype = parent_table.obj.name
+        url = f"/services/data/v{version}/sobjects/{ptype}/"
+        prefix, tag = parent_table.obj.key_prefix, parent_table.tag
+
+        def nested(rows: list[int]) -> list[Any]:
+            parent_rows = ref_col.take(rows)
+            present = [p for p in parent_rows if p is not None]
+            keys = ["attributes", *(name for name, _ in fields)]
+            values = [[{"type": ptype, "url": url + ids.make_id(prefix, tag, p)} for p in present]]
+            values += [fetch(present) for _, fetch in fields]
+            records = iter([dict(zip(keys, record, strict=True)) for record in zip(*values, strict=True)])
+            return [None if p is None else next(records) for p in parent_rows]
+
+        return nested
 
     def full_record(
         self, table: Table, row: int, version: str, fields: Iterable[str] | None = None
     ) -> dict[str, Any]:
         names = list(fields) if fields else list(table.obj.fields)
-        render, _ = self.renderer(table, [soql.FieldRef((n,)) for n in names], version)
-        return render(row)
+        render_page, _ = self.page_renderer(table, [soql.FieldRef((n,)) for n in names], version)
+        return render_page([row])[0]
 
     # -- SOQL ----------------------------------------------------------------------------
     def resolve(self, table: Table, ref: soql.FieldRef) -> FieldDef:
@@ -460,11 +468,7 @@ class Org:
             if key in seen:
                 raise ApiError(400, "MALFORMED_QUERY", f"duplicate field selected: {ref.text}")
             seen.add(key)
-        if csv:
-            _, _, _, columns = self.render_fields(table, query.fields, csv=True)
-            render = None
-        else:
-            render, columns = self.renderer(table, query.fields, version)
+        render, columns = self.page_renderer(table, query.fields, version, csv=csv)
         pred = self.predicate(table, query.where) if query.where is not None else None
         deleted = table.deleted_at
         rows: Iterable[int] = range(table.n)
@@ -767,5 +771,10 @@ class Org:
         )
 
 
-def _through(ref_col: Column, getter: Callable[[int], Any]) -> Callable[[int], Any]:
-    return lambda row: None if (p := ref_col[row]) is None else getter(p)
+def _through(ref_col: Column, fetch: Fetch) -> Fetch:
+    def through(rows: list[int]) -> list[Any]:
+        parent_rows = ref_col.take(rows)
+        found = iter(fetch([p for p in parent_rows if p is not None]))
+        return [None if p is None else next(found) for p in parent_rows]
+
+    return through
