@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -419,3 +420,25 @@ async def test_connector_for_a_stored_connection_reaches_the_org(crm_org: CrmOrg
     )
     async with connector_for(connection, secret_box=box, options=_options()) as crm:
         assert await crm.count("Contact") == 50
+
+
+async def test_a_create_that_timed_out_is_not_sent_again(crm_org: CrmOrg) -> None:
+    async with _connector(crm_org, timeout_s=0.3) as crm:
+        await crm.count("Lead")
+        crm_org.clear_writes()
+        crm_org.faults("latency", count=1, latency_ms=800, path="/composite/sobjects", method="POST")
+        with pytest.raises(CrmTransientError, match="may have been applied"):
+            await crm.create("Lead", [{"LastName": "Once", "Company": "Acme", "Email": "once@example.com"}])
+        await asyncio.sleep(1.0)  # let the slow call end on the emulator's side
+    # Sent once: a repeat (the fault was for one call only) would have created the Lead.
+    assert crm_org.writes() == []
+    assert crm_org.list_faults() == []
+
+
+async def test_an_update_that_timed_out_is_repeated(crm_org: CrmOrg) -> None:
+    lead = crm_org.records("Lead", limit=1)[0]["Id"]
+    async with _connector(crm_org, timeout_s=0.3) as crm:
+        await crm.count("Lead")
+        crm_org.faults("latency", count=1, latency_ms=800, path="/composite/sobjects", method="PATCH")
+        results = await crm.update("Lead", [{"Id": lead, "Title": "Twice is harmless"}])
+    assert results[0].success and crm_org.get("Lead", lead)["Title"] == "Twice is harmless"
