@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# `make run`: the four services on this machine, as separate processes.
-#   deploy/local/run.sh         start (infra must be up: `make run` does that)
-#   deploy/local/run.sh stop    stop them
+# `make run`: the product on this machine. Kafka and PostgreSQL must be up
+# (`make run` runs `make infra-up migrate` first). Starts the Salesforce
+# emulator with demo data and the four services as separate processes, then
+# sets up a demo account (deploy/local/demo.py) and waits for its first sync.
+#
+#   deploy/local/run.sh           start (idempotent: what runs already is kept)
+#   deploy/local/run.sh stop      stop the services and the emulator
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
@@ -10,35 +14,62 @@ run_dir="$local_dir/run"
 bin="$repo/.venv/bin"
 mkdir -p "$run_dir"
 
-services=("mapping-api:8000" "scheduler:8081" "puller:8082" "pusher:8083")
+export CRMSYNC_DEMO_LEADS="${CRMSYNC_DEMO_LEADS:-2500}"
+export CRMSYNC_DEMO_CONTACTS="${CRMSYNC_DEMO_CONTACTS:-2500}"
+export CRMSYNC_DEMO_CLIENT_ID="${CRMSYNC_DEMO_CLIENT_ID:-crmsync-local}"
+export CRMSYNC_DEMO_CLIENT_SECRET="${CRMSYNC_DEMO_CLIENT_SECRET:-crmsync-local-secret}"
+export CRMSYNC_EMULATOR_PORT="${CRMSYNC_EMULATOR_PORT:-8085}"
+export CRMSYNC_API_PORT="${CRMSYNC_API_PORT:-8000}"
+export CRMSYNC_LOCAL_RUN_DIR="$run_dir"
+
+# name:port:command — every process serves /healthz on its port.
+processes=(
+  "emulator:$CRMSYNC_EMULATOR_PORT:crmsync-emulator --host 127.0.0.1 --port $CRMSYNC_EMULATOR_PORT --leads $CRMSYNC_DEMO_LEADS --contacts $CRMSYNC_DEMO_CONTACTS --seed 7 --client-id $CRMSYNC_DEMO_CLIENT_ID --client-secret $CRMSYNC_DEMO_CLIENT_SECRET"
+  "mapping-api:$CRMSYNC_API_PORT:crmsync-mapping-api"
+  "scheduler:8081:crmsync-scheduler"
+  "puller:8082:crmsync-puller"
+  "pusher:8083:crmsync-pusher"
+)
+
+running() { [ -f "$run_dir/$1.pid" ] && kill -0 "$(cat "$run_dir/$1.pid")" 2>/dev/null; }
 
 stop() {
-  for entry in "${services[@]}"; do
-    name="${entry%%:*}"; pidfile="$run_dir/$name.pid"
-    if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-      kill -TERM "$(cat "$pidfile")"; echo "[run] stopping $name"
+  local entry name pid
+  for entry in "${processes[@]}"; do
+    name="${entry%%:*}"
+    if running "$name"; then
+      pid="$(cat "$run_dir/$name.pid")"
+      kill -TERM "$pid"
+      for _ in $(seq 1 15); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+      kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
+      echo "[run] $name: stopped"
     fi
-    rm -f "$pidfile"
+    rm -f "$run_dir/$name.pid"
   done
 }
 
 if [ "${1:-}" = stop ]; then stop; exit 0; fi
 
-for entry in "${services[@]}"; do
-  name="${entry%%:*}"; port="${entry##*:}"; pidfile="$run_dir/$name.pid"
-  if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-    echo "[run] $name: already running (pid $(cat "$pidfile"))"; continue
-  fi
-  CRMSYNC_HTTP_PORT="$port" nohup "$bin/crmsync-$name" >"$run_dir/$name.log" 2>&1 </dev/null &
-  echo $! >"$pidfile"
-  echo "[run] $name: started on 127.0.0.1:$port (log $run_dir/$name.log)"
+for entry in "${processes[@]}"; do
+  name="${entry%%:*}"; rest="${entry#*:}"; port="${rest%%:*}"; cmd="${rest#*:}"
+  if running "$name"; then echo "[run] $name: already running (pid $(cat "$run_dir/$name.pid"))"; continue; fi
+  # shellcheck disable=SC2086 # the command line is split on purpose
+  CRMSYNC_HTTP_PORT="$port" nohup "$bin/"$cmd >"$run_dir/$name.log" 2>&1 </dev/null &
+  echo $! >"$run_dir/$name.pid"
+  echo "[run] $name: starting on 127.0.0.1:$port (log $run_dir/$name.log)"
 done
-for entry in "${services[@]}"; do
-  name="${entry%%:*}"; port="${entry##*:}"
-  for _ in $(seq 1 60); do
-    curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break; sleep 1
+
+for entry in "${processes[@]}"; do
+  name="${entry%%:*}"; rest="${entry#*:}"; port="${rest%%:*}"
+  path=/readyz; [ "$name" = emulator ] && path=/services/data/
+  for _ in $(seq 1 90); do
+    curl -fs "http://127.0.0.1:$port$path" >/dev/null 2>&1 && break
+    running "$name" || break
+    sleep 1
   done
-  curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 \
-    || { echo "[run] ERROR: $name is not ready; read $run_dir/$name.log" >&2; exit 1; }
+  curl -fs "http://127.0.0.1:$port$path" >/dev/null 2>&1 \
+    || { echo "[run] ERROR: $name did not become ready; read $run_dir/$name.log" >&2; exit 1; }
 done
-echo "[run] all four services are ready. Logs: $run_dir/*.log. Stop everything with: make stop"
+echo "[run] the emulator and the four services are ready"
+
+exec "$bin/python" "$here/demo.py"

@@ -1,0 +1,122 @@
+"""The demo account of `make run`: created once, connected to the emulator, synced.
+
+Idempotent: a second `make run` reuses the account and its key (kept in
+.local/run/demo.key, readable by the owner only).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+RUN_DIR = Path(os.environ["CRMSYNC_LOCAL_RUN_DIR"])
+BIN = Path(sys.executable).parent
+API = f"http://127.0.0.1:{os.environ.get('CRMSYNC_API_PORT', '8000')}"
+EMULATOR = f"http://127.0.0.1:{os.environ.get('CRMSYNC_EMULATOR_PORT', '8085')}"
+ACCOUNT = "demo"
+SYNC_TIMEOUT_S = 300
+
+
+def say(text: str) -> None:
+    print(f"[run] {text}", flush=True)
+
+
+def admin(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BIN / "crmsync-admin"), *args], capture_output=True, text=True)
+
+
+def demo_key() -> str:
+    key_file = RUN_DIR / "demo.key"
+    created = admin("account", "create", "Demo", "--id", ACCOUNT)
+    if created.returncode == 0:
+        say(f"account {ACCOUNT!r} created with the default mapping (R7)")
+    elif key_file.exists():
+        key = key_file.read_text().strip()
+        if httpx.get(f"{API}/v1/account", headers=_auth(key)).status_code == 200:
+            return key
+    key_run = admin("key", "create", ACCOUNT, "--role", "admin", "--name", "make-run")
+    if key_run.returncode != 0:
+        sys.exit(f"[run] ERROR: crmsync-admin key create failed: {key_run.stderr.strip()}")
+    key = key_run.stdout.strip()
+    key_file.write_text(key + "\n")
+    key_file.chmod(0o600)
+    return key
+
+
+def _auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def main() -> int:
+    key = demo_key()
+    client = httpx.Client(base_url=API, headers=_auth(key), timeout=30)
+    connection = client.put(
+        "/v1/connection",
+        json={
+            "login_url": EMULATOR,
+            "auth_method": "client_credentials",
+            "client_id": os.environ["CRMSYNC_DEMO_CLIENT_ID"],
+            "client_secret": os.environ["CRMSYNC_DEMO_CLIENT_SECRET"],
+        },
+    )
+    connection.raise_for_status()
+    test = client.post("/v1/connection/test")
+    test.raise_for_status()
+    say(f"CRM connection: {test.json().get('status')} ({EMULATOR}, the Salesforce emulator)")
+    mapping = client.get("/v1/mapping").json()
+    say(f"mapping version {mapping.get('version')}: {len(mapping.get('rows', []))} fields mapped")
+
+    succeeded = client.get("/v1/sync-runs", params={"kind": "full", "status": "succeeded", "limit": 1}).json()
+    if not succeeded["items"]:
+        job = client.post("/v1/sync-now")
+        job.raise_for_status()
+        say(f"Sync Now: job {job.json()['job_id']}; waiting for the first full sync")
+        deadline = time.monotonic() + SYNC_TIMEOUT_S
+        while True:
+            runs = client.get("/v1/sync-runs", params={"limit": 5}).json()["items"]
+            done = [r for r in runs if r["status"] in ("succeeded", "failed")]
+            if done:
+                run = done[0]
+                if run["status"] == "failed":
+                    sys.exit(f"[run] ERROR: the first sync failed: {run['error']}; read {RUN_DIR}/puller.log")
+                say(
+                    f"first {run['kind']} sync: {run['pulled']} records pulled, {run['created']} contacts "
+                    f"created in {run['duration_s']:.1f}s"
+                )
+                break
+            if time.monotonic() > deadline:
+                sys.exit(f"[run] ERROR: no sync finished within {SYNC_TIMEOUT_S}s; read {RUN_DIR}/puller.log")
+            time.sleep(1)
+    segments = client.get("/v1/segments").json()
+    counts = ", ".join(f"{s['name']}: {s['count']}" for s in segments)
+    say(f"segments: {counts}")
+
+    print(
+        f"""
+crmsync is running.
+
+  API            {API}   (OpenAPI docs: {API}/docs)
+  API key        {key}   (admin, account "{ACCOUNT}"; also in {RUN_DIR}/demo.key)
+  Salesforce     {EMULATOR}   (the emulator; control API under /__emulator)
+  Logs           {RUN_DIR}/*.log   (mapping-api, scheduler, puller, pusher, emulator)
+
+Try:
+
+  curl -s "{API}/v1/contacts?limit=3" -H "Authorization: Bearer {key}"
+  curl -s {API}/v1/segments -H "Authorization: Bearer {key}"
+  curl -s "{API}/v1/sync-runs?limit=3" -H "Authorization: Bearer {key}"
+
+Stop everything (services, emulator, Kafka, PostgreSQL): make stop
+""",
+        flush=True,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
