@@ -284,6 +284,20 @@ def test_query_where_operators(api: httpx.Client, crm_org: CrmOrg):
     assert ids(f"Id IN ('{a[:15]}', '{b}')") == {a, b}
 
 
+def test_query_filters_on_references_and_parent_fields(api: httpx.Client, crm_org: CrmOrg):
+    account = crm_org.create("Account", {"Name": "Difference Engines"})
+    contact = crm_org.create("Contact", {"LastName": "Babbage", "AccountId": account})
+    assert [r["Id"] for r in records(api, f"SELECT Id FROM Contact WHERE AccountId = '{account}'")] == [
+        contact
+    ]
+    assert [r["Id"] for r in records(api, f"SELECT Id FROM Contact WHERE Account.Id = '{account[:15]}'")] == [
+        contact
+    ]
+    assert [
+        r["Id"] for r in records(api, "SELECT Id FROM Contact WHERE Account.Name LIKE 'difference%'")
+    ] == [contact]
+
+
 def test_query_date_time_literals_against_system_modstamp(api: httpx.Client, crm_org: CrmOrg):
     moment = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     lead = crm_org.create("Lead", {"LastName": "Timed", "Company": "T"}, system_modstamp=moment)

@@ -16,6 +16,7 @@ import io
 import re
 import secrets
 import time
+import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -154,6 +155,12 @@ class Emulator:
                 return json_response(exc.body(), exc.status)
             except (ValueError, KeyError, TypeError, orjson.JSONDecodeError) as exc:
                 return json_response([{"message": str(exc), "errorCode": "JSON_PARSER_ERROR"}], 400)
+            except Exception as exc:  # a bug here must still answer in Salesforce's shape, and be seen
+                traceback.print_exc()
+                return json_response(
+                    [{"message": f"An unexpected error occurred: {exc!r}", "errorCode": "UNKNOWN_EXCEPTION"}],
+                    500,
+                )
         if allowed:
             return json_response(
                 [{"message": f"HTTP Method '{method}' not allowed", "errorCode": "METHOD_NOT_ALLOWED"}], 405
@@ -607,7 +614,7 @@ class Emulator:
                 "EXCEEDED_ID_LIMIT",
                 "record limit reached. cannot submit more than 200 records into this call",
             )
-        all_or_none = bool(body.get("allOrNone", False))
+        all_or_none = body.get("allOrNone", False) in (True, "true", "True")
         org = state.org
         method = "POST" if creating else "PATCH"
 

@@ -330,7 +330,8 @@ class Org:
         parent_table = self.tables[link.reference_to[0]]
         return link, parent_table, self.resolve(parent_table, soql.FieldRef(ref.path[1:]))
 
-    def raw_getter(self, table: Table, ref: soql.FieldRef) -> tuple[FieldDef, Callable[[int], Any]]:
+    def raw_getter(self, table: Table, ref: soql.FieldRef) -> tuple[FieldDef, Callable[[int], Any], Table]:
+        """Returns (field, row → stored value, the table the field belongs to)."""
         if len(ref.path) == 1:
             f = self.resolve(table, ref)
             name = f.name
@@ -338,16 +339,20 @@ class Org:
                 raise ApiError(400, "INVALID_FIELD", f"field '{f.name}' can not be filtered in a query call")
             if name in table.cols and name != "IsDeleted":
                 col = table.cols[name]
-                return f, col.__getitem__
-            return f, lambda row: table.raw(row, name)
+                return f, col.__getitem__, table
+            return f, lambda row: table.raw(row, name), table
         link, parent_table, pf = self.resolve_parent(table, ref)
         if pf.type == "address":
             raise ApiError(400, "INVALID_FIELD", f"field '{pf.name}' can not be filtered in a query call")
         ref_col = table.cols[link.name]
         pname = pf.name
-        return pf, lambda row: None if (p := ref_col[row]) is None else parent_table.raw(p, pname)
+        return (
+            pf,
+            lambda row: None if (p := ref_col[row]) is None else parent_table.raw(p, pname),
+            parent_table,
+        )
 
-    def literal(self, f: FieldDef, lit: soql.Literal) -> Any:
+    def literal(self, f: FieldDef, lit: soql.Literal, owner: Table) -> Any:
         """Returns a literal in the field's stored form, refusing mismatched types as Salesforce does."""
         if lit.kind == "null":
             return None
@@ -364,13 +369,10 @@ class Org:
                 f"value of filter criterion for field '{f.name}' must be of type {shape} and {quoted}",
             )
         if f.type in ("id", "reference"):
-            target = f.reference_to[0] if f.type == "reference" else None
-            table = self.tables[target] if target else None
+            table = self.tables[f.reference_to[0]] if f.type == "reference" else owner
             parsed = ids.parse(lit.value)
             if parsed is None:
                 raise ApiError(400, "INVALID_QUERY_FILTER_OPERATOR", f"invalid ID field: {lit.value}")
-            if table is None:
-                return ("id", parsed)
             return parsed[2] if parsed[0] == table.obj.key_prefix and parsed[1] == table.tag else -1
         if expected == "string":
             return lit.value.lower()
@@ -380,31 +382,30 @@ class Org:
         if isinstance(cond, soql.BoolOp):
             parts = [self.predicate(table, c) for c in cond.items]
             if cond.op == "AND":
-                return lambda row: all(p(row) for p in parts)
-            return lambda row: any(p(row) for p in parts)
+
+                def every(row: int) -> bool:
+                    for p in parts:
+                        if not p(row):
+                            return False
+                    return True
+
+                return every
+
+            def some(row: int) -> bool:
+                for p in parts:
+                    if p(row):
+                        return True
+                return False
+
+            return some
         if isinstance(cond, soql.Not):
             inner = self.predicate(table, cond.item)
             return lambda row: not inner(row)
-        f, get = self.raw_getter(table, cond.field)
+        f, get, owner = self.raw_getter(table, cond.field)
         is_string = f.type in STRING_TYPES and f.type not in ("id", "reference")
-        if f.type == "id":
-            get_id = get
-
-            def own(value: Any) -> Any:
-                if isinstance(value, tuple):
-                    _, (prefix, tag, row) = value
-                    return row if prefix == table.obj.key_prefix and tag == table.tag else -1
-                return value
-
-        else:
-            own = None  # type: ignore[assignment]
         value_of = (lambda row: v.lower() if (v := get(row)) is not None else None) if is_string else get
-        if f.type == "id":
-            value_of = get_id
         if cond.op in ("IN", "NOTIN"):
-            values = {self.literal(f, lit) for lit in cond.value}  # type: ignore[union-attr]
-            if own:
-                values = {own(v) for v in values}
+            values = {self.literal(f, lit, owner) for lit in cond.value}  # type: ignore[union-attr]
             if cond.op == "IN":
                 return lambda row: value_of(row) in values
             return lambda row: value_of(row) not in values
@@ -422,9 +423,7 @@ class Org:
                 return lambda row: False
             pattern = soql.like_pattern(lit.value)  # type: ignore[union-attr]
             return lambda row: (v := get(row)) is not None and pattern.fullmatch(v) is not None
-        target = self.literal(f, lit)  # type: ignore[arg-type]
-        if own:
-            target = own(target)
+        target = self.literal(f, lit, owner)  # type: ignore[arg-type]
         op = cond.op
         if target is None:
             if op == "=":
@@ -472,6 +471,8 @@ class Org:
         pred = self.predicate(table, query.where) if query.where is not None else None
         deleted = table.deleted_at
         rows: Iterable[int] = range(table.n)
+        if query.where is not None and (by_id := self._id_rows(table, query.where)) is not None:
+            rows = sorted(r for r in by_id if 0 <= r < table.n)
         if not include_deleted and deleted:
             rows = (r for r in rows if r not in deleted)
         if pred is not None:
@@ -481,7 +482,7 @@ class Org:
         if order and [p.lower() for p in order[-1].field.path] == ["id"] and not order[-1].descending:
             order.pop()  # rows are already in id order, and the sorts below are stable
         for item in reversed(order):
-            f, get = self.raw_getter(table, item.field)
+            f, get, _ = self.raw_getter(table, item.field)
             lower = f.type in STRING_TYPES and f.type not in ("id", "reference")
             null_low = item.descending == item.nulls_last
 
@@ -498,6 +499,22 @@ class Org:
             matched = matched[: query.limit]
         cursor = Cursor(table, matched, render, columns)  # type: ignore[arg-type]
         return cursor, (len(matched) if query.count else None)
+
+    def _id_rows(self, table: Table, cond: soql.Condition) -> set[int] | None:
+        """Returns the only rows an `Id = …` / `Id IN (…)` filter (alone or under AND) can match, if any."""
+        if isinstance(cond, soql.Comparison) and [p.lower() for p in cond.field.path] == ["id"]:
+            if cond.op == "=" and isinstance(cond.value, soql.Literal) and cond.value.kind == "string":
+                return {self.literal(table.obj.fields["Id"], cond.value, table)}
+            if cond.op == "IN":
+                return {
+                    self.literal(table.obj.fields["Id"], v, table) for v in cond.value if v.kind == "string"
+                }  # type: ignore[union-attr]
+        if isinstance(cond, soql.BoolOp) and cond.op == "AND":
+            for item in cond.items:
+                found = self._id_rows(table, item)
+                if found is not None:
+                    return found
+        return None
 
     def save_cursor(self, cursor: Cursor) -> str:
         """Returns the locator of a cursor kept for nextRecordsUrl (the oldest go first, as in Salesforce)."""
