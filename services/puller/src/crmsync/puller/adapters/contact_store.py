@@ -14,13 +14,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 import asyncpg
 import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from crmsync.common.domain.contacts import ContactValues, FieldMeta, merge_from_crm
+from crmsync.common.domain.contacts import CRM_ORIGIN, ContactValues, FieldMeta, merge_from_crm
 from crmsync.common.domain.fields import EMAIL
 from crmsync.puller.handlers.crm_records import CONTACT, MappedRecord
 
@@ -105,17 +106,33 @@ _TOUCH = """
 """
 
 
+@lru_cache(maxsize=4096)
+def _field_meta(origin: str, at: str) -> FieldMeta:
+    # A row's fields mostly share one origin and time: parse each pair once.
+    return FieldMeta(origin, datetime.fromisoformat(at))
+
+
+@lru_cache(maxsize=4096)
+def _iso(at: datetime) -> str:
+    return at.isoformat()
+
+
+def _meta_json(meta: Any) -> dict[str, dict[str, str]]:
+    return {name: {"origin": m.origin, "at": _iso(m.at)} for name, m in meta.items()}
+
+
 def _existing(row: asyncpg.Record) -> _Existing:
     fields = row["fields"]
     meta = row["field_meta"]
     fields = orjson.loads(fields) if isinstance(fields, str) else fields
     meta = orjson.loads(meta) if isinstance(meta, str) else meta
+    values = ContactValues(fields, {name: _field_meta(m["origin"], m["at"]) for name, m in meta.items()})
     return _Existing(
         id=row["id"],
         external_id=row["external_id"],
         email_lower=row["email_lower"],
         crm_object=row["crm_object"],
-        values=ContactValues.from_json(fields, meta),
+        values=values,
         crm_modstamp=row["crm_modstamp"],
         account_external_id=row["crm_account_external_id"],
         owner_external_id=row["owner_external_id"],
@@ -140,20 +157,21 @@ class _Rows:
         id: uuid.UUID,
         crm_object: str | None,
         external_id: str | None,
-        values: ContactValues,
+        fields: dict[str, Any],
+        meta: dict[str, dict[str, str]],
         modstamp: datetime | None,
         account_ext: str | None,
         owner_ext: str | None,
         converted_from: str | None,
     ) -> None:
-        email = values.fields.get(EMAIL)
+        email = fields.get(EMAIL)
         row = (
             id,
             crm_object,
             external_id,
             email if isinstance(email, str) else None,
-            orjson.dumps(values.fields).decode(),
-            orjson.dumps(values.meta_json()).decode(),
+            orjson.dumps(fields).decode(),
+            orjson.dumps(meta).decode(),
             modstamp,
             account_ext,
             owner_ext,
@@ -222,9 +240,22 @@ async def apply_records(
             if full:
                 touched.append(current.id)
             continue
-        merged = merge_from_crm(
-            current.values if current else ContactValues(), record.values, modstamp=record.modstamp
-        )
+        if current is None:
+            # Nothing stored yet: every value is the CRM's, at the record's time (R12).
+            at = {"origin": CRM_ORIGIN, "at": _iso(record.modstamp)}
+            inserts.add(
+                id=uuid.uuid4(),
+                crm_object=record.crm_object,
+                external_id=record.external_id,
+                fields=record.values,
+                meta=dict.fromkeys(record.values, at),
+                modstamp=record.modstamp,
+                account_ext=record.account_external_id,
+                owner_ext=record.owner_external_id,
+                converted_from=None,
+            )
+            continue
+        merged = merge_from_crm(current.values, record.values, modstamp=record.modstamp)
         counts.conflicts += [
             {
                 "external_id": record.external_id,
@@ -237,18 +268,6 @@ async def apply_records(
             }
             for c in merged.conflicts
         ]
-        if current is None:
-            inserts.add(
-                id=uuid.uuid4(),
-                crm_object=record.crm_object,
-                external_id=record.external_id,
-                values=merged.values,
-                modstamp=record.modstamp,
-                account_ext=record.account_external_id,
-                owner_ext=record.owner_external_id,
-                converted_from=None,
-            )
-            continue
         same = (
             not merged.changed
             and current.external_id == record.external_id
@@ -266,7 +285,8 @@ async def apply_records(
             id=current.id,
             crm_object=record.crm_object,
             external_id=record.external_id,
-            values=merged.values,
+            fields=dict(merged.values.fields),
+            meta=_meta_json(merged.values.meta),
             modstamp=max(record.modstamp, current.crm_modstamp or record.modstamp),
             account_ext=record.account_external_id,
             owner_ext=record.owner_external_id,
@@ -322,7 +342,7 @@ async def _convert_leads(
                 lead.external_id,
                 run_id,
                 orjson.dumps(kept.fields).decode(),
-                orjson.dumps(kept.meta_json()).decode(),
+                orjson.dumps(_meta_json(kept.meta)).decode(),
             )
         else:
             # The Contact is already here: it takes the Lead's local values where they are newer.
@@ -349,7 +369,7 @@ async def _convert_leads(
                 account_id,
                 contact_row.id,
                 orjson.dumps(merged.fields).decode(),
-                orjson.dumps(merged.meta_json()).decode(),
+                orjson.dumps(_meta_json(merged.meta)).decode(),
                 lead.external_id,
                 merged.fields.get(EMAIL) if isinstance(merged.fields.get(EMAIL), str) else None,
             )

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping as AnyMapping
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import lru_cache
 from typing import Any
 
 from crmsync.common.domain.fields import COMPANY, SALES_OWNER_EMAIL, SALES_OWNER_NAME, DataType
@@ -80,6 +81,10 @@ def fields_to_read(*, mapping: Mapping, entity: str, described_fields: set[str])
     return list(dict.fromkeys(wanted))
 
 
+# Types whose values may need more than passing through (see json_value).
+_CONVERTED = frozenset({DataType.MULTI_TEXT, DataType.NUMBER, DataType.SCORE})
+
+
 def json_value(value: Any, data_type: DataType) -> Any:
     """Returns the value as the contact store keeps it in JSON (dates as ISO text, multi-text as a list)."""
     if value is None:
@@ -96,28 +101,49 @@ def json_value(value: Any, data_type: DataType) -> Any:
     return value
 
 
-def _nested(record: AnyMapping[str, Any], path: str) -> Any:
+def _nested(record: AnyMapping[str, Any], path: tuple[str, ...]) -> Any:
     value: Any = record
-    for part in path.split("."):
+    for part in path:
         if not isinstance(value, dict):
             return None
         value = value.get(part)
     return value
 
 
+@lru_cache(maxsize=256)
+def _plan(mapping: Mapping, entity: str) -> tuple[tuple[str, tuple[str, ...], DataType], ...]:
+    """Returns (destination, source path, data type) of the rows with a source on that entity."""
+    return tuple(
+        (row.destination, tuple(source.split(".")), row.data_type)
+        for row in mapping.rows
+        if (source := row.source_for(entity))
+    )
+
+
+_PLAIN = (str, bool, int, float)
+
+
+@lru_cache(maxsize=256)
+def _company_from_account(mapping: Mapping) -> bool:
+    """Returns whether a Contact's company comes from its Account (no Contact source mapped, R5)."""
+    row = mapping.row(COMPANY)
+    return row is None or not row.contact_source
+
+
 def map_record(*, mapping: Mapping, entity: str, record: AnyMapping[str, Any]) -> MappedRecord:
     """Returns the record's destination values and related-object facts."""
     values: dict[str, Any] = {}
-    for row in mapping.rows:
-        source = row.source_for(entity)
-        if source:
-            values[row.destination] = json_value(_nested(record, source), row.data_type)
-    account_name = _nested(record, "Account.Name") if entity == CONTACT else None
-    company_row = mapping.row(COMPANY)
-    if entity == CONTACT and (company_row is None or not company_row.contact_source):
+    for destination, path, data_type in _plan(mapping, entity):
+        value = record.get(path[0]) if len(path) == 1 else _nested(record, path)
+        if value is None or (type(value) in _PLAIN and data_type not in _CONVERTED):
+            values[destination] = value
+        else:
+            values[destination] = json_value(value, data_type)
+    account_name = _nested(record, ("Account", "Name")) if entity == CONTACT else None
+    if entity == CONTACT and _company_from_account(mapping):
         values[COMPANY] = account_name
-    owner_name = _nested(record, "Owner.Name")
-    owner_email = _nested(record, "Owner.Email")
+    owner_name = _nested(record, ("Owner", "Name"))
+    owner_email = _nested(record, ("Owner", "Email"))
     values[SALES_OWNER_NAME] = owner_name
     values[SALES_OWNER_EMAIL] = owner_email
     converted = record.get("ConvertedContactId") if record.get("IsConverted") else None

@@ -1,0 +1,326 @@
+"""Puller throughput: full sync of N CRM records into Postgres, incremental syncs over that store.
+
+    .venv/bin/python -m bench.puller_bench [--records 1000000] [--changes 100,1000,10000]
+
+The CRM side is an in-process connector that generates Salesforce-shaped
+records (half Leads, half Contacts, the default mapping's fields, Owner and
+Account relationships) as fast as they are asked for, so the figures are the
+puller's own cost (mapping, merge rules, batched upserts in their
+transactions) and not the CRM's. The baseline is the machine's limit for the
+same work: PostgreSQL COPY of the same mapped rows (same JSON values and
+per-field metadata) into the same contacts table, measured in the same run.
+Peak memory is the process's maximum resident set while the puller runs.
+
+A scratch database is created beside DATABASE_URL's, migrated, and dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import resource
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import orjson
+from sqlalchemy import text
+
+from crmsync.common.crm.interface import ApiBudget, CrmField, DeletedRecord, ObjectDescribe
+from crmsync.common.db.migrate import upgrade
+from crmsync.common.db.session import create_engine, create_sessionmaker
+from crmsync.common.domain.contacts import ContactValues, merge_from_crm
+from crmsync.common.domain.mapping import default_salesforce_mapping
+from crmsync.common.messages import RunSync, SyncKind, SyncReason
+from crmsync.puller.adapters.runs import claim_next_run, record_job
+from crmsync.puller.handlers.crm_records import map_record
+from crmsync.puller.handlers.run_sync import SyncRunner
+from crmsync.puller.settings import Settings
+
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+LEAD_FIELDS = (
+    "Email FirstName LastName Company Title Phone MobilePhone Street City State PostalCode Country "
+    "Website Industry LeadSource Status HasOptedOutOfEmail Marketing_Score__c"
+).split()
+CONTACT_FIELDS = (
+    "Email FirstName LastName Title Phone MobilePhone MailingStreet MailingCity MailingState "
+    "MailingPostalCode MailingCountry LeadSource HasOptedOutOfEmail Marketing_Score__c AccountId"
+).split()
+CITIES = ("Lisbon", "Austin", "Osaka", "Lagos", "Lima", "Oslo", "Pune", "Perth")
+
+
+def record(entity: str, n: int, *, stamp: datetime, version: int = 0) -> dict[str, Any]:
+    """Returns the n-th generated record of the entity, as the connector would yield it."""
+    prefix = "00Q" if entity == "Lead" else "003"
+    base: dict[str, Any] = {
+        "Id": f"{prefix}{n:015d}",
+        "SystemModstamp": stamp,
+        "Email": f"person{n}.{entity.lower()}@example.com",
+        "FirstName": f"First{n}",
+        "LastName": f"Last{n}v{version}",
+        "Title": "Engineer",
+        "Phone": f"(555) 555-{n % 10000:04d}",
+        "MobilePhone": None,
+        "LeadSource": "Web",
+        "HasOptedOutOfEmail": n % 17 == 0,
+        "Marketing_Score__c": float(n % 100),
+        "OwnerId": f"005{n % 20:015d}",
+        "Owner": {"Name": f"Owner {n % 20}", "Email": f"owner{n % 20}@example.com"},
+    }
+    city = CITIES[n % len(CITIES)]
+    if entity == "Lead":
+        base |= {
+            "Company": f"Company {n % 5000}",
+            "Street": f"{n} Main St",
+            "City": city,
+            "State": None,
+            "PostalCode": f"{n % 99999:05d}",
+            "Country": "Portugal",
+            "Website": f"www.company{n % 5000}.example.com",
+            "Industry": "Energy",
+            "Status": "Open - Not Contacted",
+            "IsConverted": False,
+            "ConvertedContactId": None,
+        }
+    else:
+        base |= {
+            "MailingStreet": f"{n} Hill St",
+            "MailingCity": city,
+            "MailingState": None,
+            "MailingPostalCode": f"{n % 99999:05d}",
+            "MailingCountry": "Portugal",
+            "AccountId": f"001{n % 5000:015d}",
+            "Account": {"Name": f"Account {n % 5000}"},
+        }
+    return base
+
+
+class GeneratedCrm:
+    """A CrmConnector over generated records: `size` per entity, `changed` ids changed after the full."""
+
+    def __init__(self, *, per_entity: int, changed: Sequence[int] = (), change_stamp: datetime | None = None):
+        self.per_entity = per_entity
+        self.changed = changed
+        self.change_stamp = change_stamp or T0
+
+    async def describe(self, object_name: str) -> ObjectDescribe:
+        names = {
+            "Lead": [*LEAD_FIELDS, "Id", "SystemModstamp", "OwnerId", "IsConverted", "ConvertedContactId"],
+            "Contact": [*CONTACT_FIELDS, "Id", "SystemModstamp", "OwnerId"],
+        }.get(object_name)
+        if names is None:
+            from crmsync.common.crm.interface import CrmRejected
+
+            raise CrmRejected(f"sObject type '{object_name}' is not supported", error_code="NOT_FOUND")
+        return ObjectDescribe(object_name, object_name, {n: CrmField(n, n, "string") for n in names})
+
+    async def count(self, object_name: str) -> int:
+        return self.per_entity
+
+    async def export_all(
+        self, object_name: str, fields: Sequence[str]
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        for start in range(0, self.per_entity, 2000):
+            yield [
+                record(object_name, n, stamp=T0 + timedelta(seconds=n % 3600))
+                for n in range(start, min(start + 2000, self.per_entity))
+            ]
+
+    async def changed_since(
+        self, object_name: str, fields: Sequence[str], since: datetime, *, page_size: int = 2000
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        ids = sorted(self.changed)
+        for start in range(0, len(ids), page_size):
+            yield [
+                record(object_name, n, stamp=self.change_stamp, version=1)
+                for n in ids[start : start + page_size]
+            ]
+
+    async def deleted_since(self, object_name: str, start: datetime, end: datetime) -> list[DeletedRecord]:
+        return []
+
+    async def budget(self) -> ApiBudget:
+        return ApiBudget(used=0, limit=1_000_000)
+
+    async def aclose(self) -> None:
+        return None
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as info:
+            model = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return (
+        f"{os.cpu_count()} cores, {model}, {memory:.1f} GiB RAM, "
+        f"Python {platform.python_version()} on {platform.system()} {platform.release()}"
+    )
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+async def _run(
+    sessions, settings: Settings, crm: GeneratedCrm, account_id: str, kind: str
+) -> tuple[float, Any]:
+    job = RunSync(
+        job_id=f"{account_id}:{kind}:{uuid.uuid4().hex[:8]}",
+        account_id=account_id,
+        kind=SyncKind(kind),
+        reason=SyncReason.SYNC_NOW,
+        requested_at=datetime.now(UTC),
+    )
+    async with sessions.begin() as session:
+        await record_job(session, job=job)
+    runner = SyncRunner(sessions=sessions, crm_factory=lambda _: crm, settings=settings)
+    async with sessions.begin() as session:
+        run = await claim_next_run(session, account_id=account_id)
+    started = time.perf_counter()
+    status = await runner.execute(run)
+    elapsed = time.perf_counter() - started
+    assert status == "succeeded", status
+    async with sessions() as session:
+        row = (
+            (await session.execute(text("select * from sync_runs where id = :id"), {"id": run.id}))
+            .mappings()
+            .one()
+        )
+    return elapsed, row
+
+
+async def _copy_baseline(dsn: str, account_id: str, per_entity: int) -> float:
+    """Returns the seconds PostgreSQL COPY takes for the same mapped rows."""
+    mapping = default_salesforce_mapping()
+
+    def rows():
+        for entity in ("Lead", "Contact"):
+            for n in range(per_entity):
+                mapped = map_record(
+                    mapping=mapping,
+                    entity=entity,
+                    record=record(entity, n, stamp=T0 + timedelta(seconds=n % 3600)),
+                )
+                merged = merge_from_crm(ContactValues(), mapped.values, modstamp=mapped.modstamp).values
+                yield (
+                    uuid.uuid4(),
+                    account_id,
+                    entity,
+                    mapped.external_id,
+                    mapped.values.get("email"),
+                    orjson.dumps(merged.fields).decode(),
+                    orjson.dumps(merged.meta_json()).decode(),
+                    mapped.modstamp,
+                    mapped.account_external_id,
+                    mapped.owner_external_id,
+                )
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.set_type_codec(
+            "jsonb",
+            encoder=lambda value: b"\x01" + value.encode(),
+            decoder=lambda value: value[1:].decode(),
+            schema="pg_catalog",
+            format="binary",
+        )
+        started = time.perf_counter()
+        await conn.copy_records_to_table(
+            "contacts",
+            records=rows(),
+            columns=[
+                "id",
+                "account_id",
+                "crm_object",
+                "external_id",
+                "email",
+                "fields",
+                "field_meta",
+                "crm_modstamp",
+                "crm_account_external_id",
+                "owner_external_id",
+            ],
+        )
+        return time.perf_counter() - started
+    finally:
+        await conn.close()
+
+
+async def bench(records: int, changes: list[int]) -> None:
+    base = Settings()
+    prefix, _, _ = base.database_url.rpartition("/")
+    name = f"crmsync_bench_{os.getpid()}"
+    admin_dsn = base.database_url.replace("postgresql+asyncpg://", "postgresql://")
+    admin = await asyncpg.connect(admin_dsn)
+    await admin.execute(f'create database "{name}"')
+    await admin.close()
+    url = f"{prefix}/{name}"
+    try:
+        await asyncio.to_thread(upgrade, url)
+        settings = Settings(database_url=url, log_json=False)
+        engine = create_engine(settings, pool_size=4)
+        sessions = create_sessionmaker(engine)
+        async with engine.begin() as conn:
+            for account in ("bench", "copy"):
+                await conn.execute(text("insert into accounts (id, name) values (:a, :a)"), {"a": account})
+            await conn.execute(
+                text(
+                    "insert into crm_connections (account_id, login_url, auth_method, client_id, secrets_encrypted) "
+                    "values ('bench', 'http://crm.invalid', 'client_credentials', 'c', '\\x00')"
+                )
+            )
+        per_entity = records // 2
+        print(f"machine: {machine()}")
+        print(f"records: {records:,} ({per_entity:,} Leads + {per_entity:,} Contacts), batch 2000")
+
+        full_s, full_run = await _run(
+            sessions, settings, GeneratedCrm(per_entity=per_entity), "bench", "full"
+        )
+        full_rss = peak_rss_mib()
+        print(
+            f"full sync:        {full_s:8.2f} s  {records / full_s:10,.0f} records/s  "
+            f"(created {full_run['created']:,}, peak RSS {full_rss:.0f} MiB)"
+        )
+        for count in changes:
+            stamp = datetime.now(UTC) + timedelta(minutes=len(changes))
+            ids = range(0, per_entity, max(1, per_entity // max(1, count // 2)))[: count // 2]
+            crm = GeneratedCrm(per_entity=per_entity, changed=list(ids), change_stamp=stamp)
+            inc_s, inc_run = await _run(sessions, settings, crm, "bench", "incremental")
+            print(
+                f"incremental {count:>6,}: {inc_s:8.3f} s  {count / inc_s:10,.0f} changes/s  "
+                f"(updated {inc_run['updated']:,} over a store of {records:,})"
+            )
+        puller_rss = peak_rss_mib()
+        copy_s = await _copy_baseline(
+            url.replace("postgresql+asyncpg://", "postgresql://"), "copy", per_entity
+        )
+        print(
+            f"baseline COPY:    {copy_s:8.2f} s  {records / copy_s:10,.0f} records/s  (same mapped rows, same table)"
+        )
+        print(f"full sync / COPY: {full_s / copy_s:.2f}x")
+        print(f"puller peak RSS:  {puller_rss:.0f} MiB")
+        await engine.dispose()
+    finally:
+        admin = await asyncpg.connect(admin_dsn)
+        await admin.execute(f'drop database if exists "{name}" with (force)')
+        await admin.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.puller_bench", description=__doc__)
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--changes", default="100,1000,10000")
+    args = parser.parse_args()
+    asyncio.run(bench(args.records, [int(c) for c in args.changes.split(",")]))
+
+
+if __name__ == "__main__":
+    main()
