@@ -335,12 +335,15 @@ class Column:
     def __setitem__(self, row: int, value: Any) -> None:
         self.over[row] = value
 
-    def take(self, rows: list[int]) -> list[Any]:
+    def take(self, rows: list[int] | range) -> list[Any]:
         """Returns the values of many rows at once (slices of chunks when the rows are consecutive)."""
         if not rows:
             return []
         first, last, n = rows[0], rows[-1], self.n
-        if last < n and last - first == len(rows) - 1 and rows == list(range(first, last + 1)):
+        consecutive = last - first == len(rows) - 1 and (
+            (isinstance(rows, range) and rows.step == 1) or rows == list(range(first, last + 1))
+        )
+        if last < n and consecutive:
             out: list[Any] = []
             for number in range(first // CHUNK, last // CHUNK + 1):
                 start = number * CHUNK

@@ -132,7 +132,7 @@ class Cursor:
     """A query's matched rows and how to render them; pages are cut from it on demand."""
 
     table: Table
-    rows: list[int]
+    rows: list[int] | range
     render_page: Callable[[list[int]], list[dict[str, Any]]]
     columns: list[tuple[str, Fetch]]
     created: float = field(default_factory=time.monotonic)
@@ -477,10 +477,11 @@ class Org:
             rows = (r for r in rows if r not in deleted)
         if pred is not None:
             rows = filter(pred, rows)
-        matched = list(rows)
         order = list(query.order_by)
         if order and [p.lower() for p in order[-1].field.path] == ["id"] and not order[-1].descending:
             order.pop()  # rows are already in id order, and the sorts below are stable
+        # A whole table in id order stays a range: no list of a million rows per cursor.
+        matched: list[int] | range = rows if isinstance(rows, range) and not order else list(rows)
         for item in reversed(order):
             f, get, _ = self.raw_getter(table, item.field)
             lower = f.type in STRING_TYPES and f.type not in ("id", "reference")
@@ -492,7 +493,7 @@ class Org:
                     return (0, 0) if null_low else (2, 0)
                 return (1, v.lower() if lower else v)
 
-            matched.sort(key=key, reverse=item.descending)
+            matched.sort(key=key, reverse=item.descending)  # type: ignore[union-attr]
         if query.offset:
             matched = matched[query.offset :]
         if query.limit is not None:
@@ -518,7 +519,7 @@ class Org:
 
     def save_cursor(self, cursor: Cursor) -> str:
         """Returns the locator of a cursor kept for nextRecordsUrl (the oldest go first, as in Salesforce)."""
-        while len(self.cursors) >= 100:
+        while len(self.cursors) >= 10:  # Salesforce keeps 10 open query cursors per user
             self.cursors.pop(next(iter(self.cursors)))
         locator = ids.make_id("01g", self.tag, secrets.randbelow(62**8))
         self.cursors[locator] = cursor
