@@ -271,9 +271,15 @@ class Org:
         prefix, tag = table.obj.key_prefix, table.tag
         all_keys = ["attributes", *keys]
 
+        id_at = keys.index("Id") if "Id" in keys else -1
+
         def render_page(rows: list[int]) -> list[dict[str, Any]]:
-            attributes = [{"type": obj_name, "url": url + ids.make_id(prefix, tag, r)} for r in rows]
-            values = [attributes, *(fetch(rows) for fetch in fetches)]
+            record_ids = [ids.make_id(prefix, tag, r) for r in rows]
+            attributes = [{"type": obj_name, "url": url + i} for i in record_ids]
+            values = [
+                attributes,
+                *(record_ids if n == id_at else fetch(rows) for n, fetch in enumerate(fetches)),
+            ]
             return [dict(zip(all_keys, record, strict=True)) for record in zip(*values, strict=True)]
 
         return render_page, columns
