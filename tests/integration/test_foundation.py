@@ -22,7 +22,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import select, text
 
 from crmsync.common.db.schema import Base, Contact
-from crmsync.common.kafka.consumer import ConsumerLoop, DeadLetters, create_consumer
+from crmsync.common.kafka.consumer import ConsumerLoop, DeadLetters, consumer_group, create_consumer
 from crmsync.common.kafka.producer import Publisher, create_producer
 from crmsync.common.kafka.topics import CONTACT_CHANGES, SYNC_JOBS
 from crmsync.common.messages import ContactChanged, RunSync, SyncKind, SyncReason
@@ -197,7 +197,9 @@ async def _wait_for(predicate, timeout: float, what: str) -> None:
 
 
 async def _committed(settings: CommonSettings, group: str) -> dict[int, int | None]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=group)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, group_id=consumer_group(settings, group)
+    )
     await consumer.start()
     try:
         topic = settings.topic(SYNC_JOBS)

@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+DEFAULT_TOPIC_PREFIX = "crmsync."
 DEFAULT_DATABASE_URL = "postgresql+asyncpg://crmsync:crmsync@127.0.0.1:5432/crmsync"
 # Used only when CRMSYNC_ENVIRONMENT=local; any other environment must set its own.
 LOCAL_SECRET_KEY = "local-development-only-secret-key-change-me"
@@ -35,7 +36,10 @@ class CommonSettings(BaseSettings):
     database_pool_size: int = Field(10, ge=1)
     kafka_bootstrap_servers: str = Field("127.0.0.1:9092", validation_alias=_env("KAFKA_BOOTSTRAP_SERVERS"))
     kafka_client_id: str = "crmsync"
-    topic_prefix: str = Field("crmsync.", description="Prefix of every topic name; tests use a unique one.")
+    topic_prefix: str = Field(
+        DEFAULT_TOPIC_PREFIX,
+        description="Prefix of every topic name (and, when not the default, of consumer groups); tests use a unique one.",
+    )
     topic_partitions: int = Field(12, ge=1)
     topic_replication_factor: int = Field(1, ge=1)
     log_level: str = "INFO"

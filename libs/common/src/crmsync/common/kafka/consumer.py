@@ -24,7 +24,7 @@ from pydantic import BaseModel, ValidationError
 from crmsync.common.kafka.codec import decode, encode
 from crmsync.common.messages import DeadLetter
 from crmsync.common.observability.metrics import CONSUMER_LAG, MESSAGES_CONSUMED, MESSAGES_DEAD_LETTERED
-from crmsync.common.settings import CommonSettings
+from crmsync.common.settings import DEFAULT_TOPIC_PREFIX, CommonSettings
 
 log = structlog.get_logger(__name__)
 
@@ -46,6 +46,18 @@ class Delivery(Generic[M]):
 BatchHandler = Callable[[Sequence[Delivery[Any]]], Awaitable[None]]
 
 
+def consumer_group(settings: CommonSettings, group_id: str) -> str:
+    """Returns the group id to join: scoped by the topic prefix unless it is the default.
+
+    Deployments (or test runs) that share a cluster under different topic
+    prefixes must not share consumer groups: a member subscribed to other
+    topics would make every rebalance of the group theirs too.
+    """
+    if settings.topic_prefix == DEFAULT_TOPIC_PREFIX:
+        return group_id
+    return f"{settings.topic_prefix}{group_id}"
+
+
 def create_consumer(
     settings: CommonSettings, *topics: str, group_id: str, **overrides: Any
 ) -> AIOKafkaConsumer:
@@ -53,7 +65,7 @@ def create_consumer(
     options: dict[str, Any] = {
         "bootstrap_servers": settings.kafka_bootstrap_servers,
         "client_id": settings.kafka_client_id,
-        "group_id": group_id,
+        "group_id": consumer_group(settings, group_id),
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
         "max_poll_records": 500,
