@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Mapping as AnyMapping
 from dataclasses import dataclass
 from datetime import date, datetime
-from functools import lru_cache
 from typing import Any
 
 from crmsync.common.domain.fields import COMPANY, SALES_OWNER_EMAIL, SALES_OWNER_NAME, DataType
@@ -110,37 +109,44 @@ def _nested(record: AnyMapping[str, Any], path: tuple[str, ...]) -> Any:
     return value
 
 
-@lru_cache(maxsize=256)
-def _plan(mapping: Mapping, entity: str) -> tuple[tuple[str, tuple[str, ...], DataType], ...]:
-    """Returns (destination, source path, data type) of the rows with a source on that entity."""
-    return tuple(
-        (row.destination, tuple(source.split(".")), row.data_type)
-        for row in mapping.rows
-        if (source := row.source_for(entity))
-    )
+# Per mapping object: hashing a whole Mapping on every record would cost more than the mapping itself.
+_PLANS: dict[tuple[int, str], tuple[Mapping, tuple[tuple[str, tuple[str, ...], DataType], ...], bool]] = {}
+
+
+def _plan(mapping: Mapping, entity: str) -> tuple[tuple[tuple[str, tuple[str, ...], DataType], ...], bool]:
+    """Returns (destination, source path, data type) of the rows with a source on that entity,
+    and whether a Contact's company comes from its Account (no Contact source mapped, R5)."""
+    key = (id(mapping), entity)
+    cached = _PLANS.get(key)
+    if cached is None or cached[0] is not mapping:
+        if len(_PLANS) > 256:
+            _PLANS.clear()
+        rows = tuple(
+            (row.destination, tuple(source.split(".")), row.data_type)
+            for row in mapping.rows
+            if (source := row.source_for(entity))
+        )
+        company = mapping.row(COMPANY)
+        cached = (mapping, rows, company is None or not company.contact_source)
+        _PLANS[key] = cached
+    return cached[1], cached[2]
 
 
 _PLAIN = (str, bool, int, float)
 
 
-@lru_cache(maxsize=256)
-def _company_from_account(mapping: Mapping) -> bool:
-    """Returns whether a Contact's company comes from its Account (no Contact source mapped, R5)."""
-    row = mapping.row(COMPANY)
-    return row is None or not row.contact_source
-
-
 def map_record(*, mapping: Mapping, entity: str, record: AnyMapping[str, Any]) -> MappedRecord:
     """Returns the record's destination values and related-object facts."""
     values: dict[str, Any] = {}
-    for destination, path, data_type in _plan(mapping, entity):
+    plan, company_from_account = _plan(mapping, entity)
+    for destination, path, data_type in plan:
         value = record.get(path[0]) if len(path) == 1 else _nested(record, path)
         if value is None or (type(value) in _PLAIN and data_type not in _CONVERTED):
             values[destination] = value
         else:
             values[destination] = json_value(value, data_type)
     account_name = _nested(record, ("Account", "Name")) if entity == CONTACT else None
-    if entity == CONTACT and _company_from_account(mapping):
+    if entity == CONTACT and company_from_account:
         values[COMPANY] = account_name
     owner_name = _nested(record, ("Owner", "Name"))
     owner_email = _nested(record, ("Owner", "Email"))
