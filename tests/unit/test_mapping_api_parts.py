@@ -6,13 +6,17 @@ import hashlib
 
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import BaseModel
 
 from crmsync.common.domain.fields import DataType
 from crmsync.common.domain.mapping import DEFAULT_SALESFORCE_ROWS, FieldKind, MappingRow
+from crmsync.mapping_api import schemas as schemas_module
+from crmsync.mapping_api.bootstrap import bootstrap
 from crmsync.mapping_api.entrypoints.errors import field_location
 from crmsync.mapping_api.handlers.accounts import ACCOUNT_ID, hash_key, slug_for
 from crmsync.mapping_api.handlers.mapping import diff_rows, source_pairs
 from crmsync.mapping_api.schemas import storable
+from crmsync.mapping_api.settings import Settings
 
 
 def test_account_ids_derive_from_names() -> None:
@@ -64,3 +68,37 @@ def test_r22_text_postgres_cannot_store_is_refused() -> None:
         except ValueError:
             continue
         raise AssertionError(f"{bad!r} was accepted")
+
+
+def test_the_openapi_document_has_an_example_for_every_body_and_parameter() -> None:
+    spec = bootstrap(Settings(environment="test")).openapi()
+    schemas = spec["components"]["schemas"]
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            for parameter in operation.get("parameters", []):
+                assert "examples" in parameter or "examples" in parameter["schema"], (
+                    method,
+                    path,
+                    parameter["name"],
+                )
+            body = operation.get("requestBody")
+            if body:
+                schema = body["content"]["application/json"]["schema"]
+                refs = [schema] if "$ref" in schema else schema.get("anyOf", [])
+                for ref in refs:
+                    if "$ref" in ref:
+                        assert "examples" in schemas[ref["$ref"].rsplit("/", 1)[1]], (method, path)
+
+
+def test_every_example_in_the_openapi_document_is_valid() -> None:
+    models = [
+        cls
+        for cls in vars(schemas_module).values()
+        if isinstance(cls, type) and issubclass(cls, BaseModel) and cls.__module__ == schemas_module.__name__
+    ]
+    checked = 0
+    for model in models:
+        for example in (model.model_config.get("json_schema_extra") or {}).get("examples", []):
+            model.model_validate(example)
+            checked += 1
+    assert checked >= 20

@@ -33,6 +33,11 @@ FieldValue = Annotated[
 ]
 
 
+def example(**values: Any) -> ConfigDict:
+    """Returns a model config whose JSON schema carries one whole example object."""
+    return ConfigDict(json_schema_extra={"examples": [values]})
+
+
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -87,6 +92,8 @@ class AccountOut(BaseModel):
     role: Literal["admin", "reader"] = Field(description="The role of the key used for this call.")
     created_at: datetime
 
+    model_config = example(id="acme", name="Acme Corp", role="admin", created_at="2026-11-01T09:00:00Z")
+
 
 class StandardFieldOut(BaseModel):
     key: str = Field(examples=["first_name"])
@@ -95,6 +102,8 @@ class StandardFieldOut(BaseModel):
     related_object: bool = Field(
         description="Filled from a related CRM object (the record's owner); takes no source (R5)."
     )
+
+    model_config = example(key="first_name", label="First Name", data_type="text", related_object=False)
 
 
 class CatalogueOut(BaseModel):
@@ -198,6 +207,8 @@ class MappingVersionOut(BaseModel):
     created_at: datetime
     row_count: int
 
+    model_config = example(version=2, note="add Job Title", created_at="2026-11-28T10:00:00Z", row_count=19)
+
 
 class RowChange(BaseModel):
     destination: str
@@ -271,6 +282,8 @@ class DueTime(BaseModel):
     kind: Literal["full", "incremental"]
     at: datetime
 
+    model_config = example(kind="incremental", at="2026-11-28T10:15:00Z")
+
 
 class ScheduleOut(BaseModel):
     mode: ScheduleMode
@@ -286,6 +299,23 @@ class ScheduleOut(BaseModel):
     last_incremental_sync_at: datetime | None
     next_due: list[DueTime] = Field(description="The next scheduled syncs; empty for manual.")
 
+    model_config = example(
+        mode="automatic",
+        interval_minutes=None,
+        time_of_day=None,
+        weekday=None,
+        timezone="UTC",
+        automatic_interval_minutes=15,
+        full_sync_requested_at=None,
+        last_full_sync_at="2026-11-20T02:00:00Z",
+        last_incremental_sync_at="2026-11-28T10:00:00Z",
+        next_due=[
+            {"kind": "incremental", "at": "2026-11-28T10:15:00Z"},
+            {"kind": "incremental", "at": "2026-11-28T10:30:00Z"},
+            {"kind": "incremental", "at": "2026-11-28T10:45:00Z"},
+        ],
+    )
+
 
 class SyncNowIn(Body):
     kind: Literal["full", "incremental"] | None = Field(
@@ -300,6 +330,13 @@ class SyncJobOut(BaseModel):
     kind: Literal["full", "incremental"]
     reason: str = Field(examples=["sync_now"])
     requested_at: datetime
+
+    model_config = example(
+        job_id="acme:incremental:sync_now:5f0c2a9e1b2c",
+        kind="incremental",
+        reason="sync_now",
+        requested_at="2026-11-28T10:00:00Z",
+    )
 
 
 # --- CRM connection and entities ------------------------------------------------------------
@@ -339,6 +376,8 @@ class ApiBudgetOut(BaseModel):
     limit: int
     remaining: int
 
+    model_config = example(used=1200, limit=15000, remaining=13800)
+
 
 class ConnectionOut(BaseModel):
     provider: str = Field(examples=["salesforce"])
@@ -357,10 +396,27 @@ class ConnectionOut(BaseModel):
     last_checked_at: datetime | None
     api_budget: ApiBudgetOut | None = Field(description="Daily API requests used and left, at the last test.")
 
+    model_config = example(
+        provider="salesforce",
+        login_url="https://login.salesforce.com",
+        instance_url=None,
+        auth_method="client_credentials",
+        client_id="3MVG9-demo-client",
+        username=None,
+        api_version="60.0",
+        secrets_set=["client_secret"],
+        status="connected",
+        status_message=None,
+        last_checked_at="2026-11-28T10:00:00Z",
+        api_budget={"used": 1200, "limit": 15000, "remaining": 13800},
+    )
+
 
 class EntityOut(BaseModel):
     name: Literal["Lead", "Contact"]
     record_count: int
+
+    model_config = example(name="Lead", record_count=2000)
 
 
 class CrmFieldOut(BaseModel):
@@ -369,6 +425,14 @@ class CrmFieldOut(BaseModel):
     type: str = Field(examples=["string"])
     updateable: bool
     fills: list[DataType] = Field(description="The data types this field may fill in a mapping (R4).")
+
+    model_config = example(
+        name="Marketing_Score__c",
+        label="Marketing Score",
+        type="double",
+        updateable=True,
+        fills=["number", "score"],
+    )
 
 
 class SampleValuesOut(BaseModel):
@@ -385,6 +449,8 @@ class FieldValueOut(BaseModel):
     origin: str | None = Field(description="'crm', or the event source that set it (form, user_edit…).")
     at: datetime | None = Field(description="When it was set (CRM SystemModstamp or the event time).")
 
+    model_config = example(value="Ada", origin="crm", at="2026-11-20T10:00:00Z")
+
 
 class ContactSummary(BaseModel):
     id: UUID
@@ -396,6 +462,17 @@ class ContactSummary(BaseModel):
     company: str | None
     updated_at: datetime
 
+    model_config = example(
+        id="7d0e5c1a-3b1f-4c55-9a0e-2f4b8f1d2c3e",
+        type="Lead",
+        external_id="00Q000000000001AAA",
+        email="ada@example.com",
+        first_name="Ada",
+        last_name="Lovelace",
+        company="Analytical Engines",
+        updated_at="2026-11-28T10:00:00Z",
+    )
+
 
 class ContactOut(ContactSummary):
     fields: dict[str, FieldValueOut]
@@ -403,6 +480,25 @@ class ContactOut(ContactSummary):
     owner_email: str | None
     crm_modstamp: datetime | None
     created_at: datetime
+
+    model_config = example(
+        id="7d0e5c1a-3b1f-4c55-9a0e-2f4b8f1d2c3e",
+        type="Lead",
+        external_id="00Q000000000001AAA",
+        email="ada@example.com",
+        first_name="Ada",
+        last_name="Lovelace",
+        company="Analytical Engines",
+        updated_at="2026-11-28T10:00:00Z",
+        fields={
+            "first_name": {"value": "Ada", "origin": "crm", "at": "2026-11-20T10:00:00Z"},
+            "job_title": {"value": "Analyst", "origin": "user_edit", "at": "2026-11-28T09:00:00Z"},
+        },
+        owner_name="Sam Sales",
+        owner_email="sam@example.com",
+        crm_modstamp="2026-11-20T10:00:00Z",
+        created_at="2026-11-20T10:05:00Z",
+    )
 
 
 class ContactPage(BaseModel):
@@ -412,8 +508,10 @@ class ContactPage(BaseModel):
 
 class ContactEditIn(Body):
     changes: dict[FieldName, FieldValue] = Field(
-        min_length=1, max_length=100, examples=[{"first_name": "Ada", "job_title": "Analyst"}]
+        min_length=1, max_length=100, description="Field -> new value, for fields of the mapping."
     )
+
+    model_config = example(changes={"first_name": "Ada", "job_title": "Analyst"})
 
 
 class ContactEditAccepted(BaseModel):
@@ -421,11 +519,19 @@ class ContactEditAccepted(BaseModel):
     contact_id: UUID
     topic: str = Field(examples=["crmsync.contact-changes"])
 
+    model_config = example(
+        event_id="9eeacc14-8d6b-4793-9a77-e7e84999c472",
+        contact_id="7d0e5c1a-3b1f-4c55-9a0e-2f4b8f1d2c3e",
+        topic="crmsync.contact-changes",
+    )
+
 
 class SegmentOut(BaseModel):
     id: Literal["all-contacts", "salesforce-leads", "salesforce-contacts"]
     name: str = Field(examples=["All Salesforce Leads"])
     count: int
+
+    model_config = example(id="salesforce-leads", name="All Salesforce Leads", count=2000)
 
 
 class SyncRunOut(BaseModel):
@@ -446,6 +552,26 @@ class SyncRunOut(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     duration_s: float | None
+
+    model_config = example(
+        id="0b8f6f2e-8a43-4a55-8f7c-4b0e6f1d2a3b",
+        job_id="acme:incremental:2026-11-28T10:00:00Z",
+        kind="incremental",
+        reason="schedule",
+        status="succeeded",
+        attempts=1,
+        pulled=42,
+        created=3,
+        updated=39,
+        deleted=1,
+        skipped=0,
+        errors=0,
+        error=None,
+        requested_at="2026-11-28T10:00:00Z",
+        started_at="2026-11-28T10:00:01Z",
+        finished_at="2026-11-28T10:00:07Z",
+        duration_s=6.0,
+    )
 
 
 class SyncRunPage(BaseModel):
@@ -470,6 +596,25 @@ class PushLogOut(BaseModel):
     occurred_at: datetime | None
     created_at: datetime
     updated_at: datetime
+
+    model_config = example(
+        id=1017,
+        event_id="6f1c2b7e-1c1d-4c39-9d43-0e5d0f3c9a11",
+        source="form",
+        contact_id="7d0e5c1a-3b1f-4c55-9a0e-2f4b8f1d2c3e",
+        crm_object="Lead",
+        crm_id="00Q000000000001AAA",
+        operation="update",
+        status="succeeded",
+        sent_fields={"Title": "Analyst"},
+        decisions={"title": "sent", "company": "allow push off (R8)"},
+        error_code=None,
+        error_message=None,
+        attempts=1,
+        occurred_at="2026-11-28T10:00:00Z",
+        created_at="2026-11-28T10:00:01Z",
+        updated_at="2026-11-28T10:00:02Z",
+    )
 
 
 class PushLogPage(BaseModel):

@@ -27,7 +27,7 @@ from crmsync.mapping_api.schemas import (
 )
 
 router = APIRouter(tags=["crm"])
-Entity = Annotated[Literal["Lead", "Contact"], Path(description="A synced CRM entity.")]
+Entity = Annotated[Literal["Lead", "Contact"], Path(description="A synced CRM entity.", examples=["Lead"])]
 
 
 def connection_out(connection: CrmConnection, secret_box: SecretBoxDep) -> ConnectionOut:
@@ -145,7 +145,7 @@ async def field_samples(
     caller: CurrentAccount,
     session: SessionDep,
     crm: CrmDep,
-    limit: Annotated[int, Query(ge=1, le=100)] = 10,
+    limit: Annotated[int, Query(ge=1, le=100, examples=[10])] = 10,
 ) -> SampleValuesOut:
     values = await handlers.sample_values(
         session, account_id=caller.account_id, entity=entity, field=field, limit=limit, crm=crm

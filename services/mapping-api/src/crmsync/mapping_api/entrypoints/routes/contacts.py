@@ -34,7 +34,14 @@ Search = Annotated[
     Text | None,
     Query(min_length=1, max_length=200, description="Matches name, e-mail or company.", examples=["ada"]),
 ]
-Cursor = Annotated[Text | None, Query(max_length=200, description="next_cursor of the previous page.")]
+Cursor = Annotated[
+    Text | None,
+    Query(
+        max_length=200,
+        description="next_cursor of the previous page.",
+        examples=["7d0e5c1a-3b1f-4c55-9a0e-2f4b8f1d2c3e"],
+    ),
+]
 Limit = Annotated[int, Query(ge=1, le=500, description="Page size.", examples=[50])]
 
 
@@ -98,7 +105,9 @@ async def list_contacts(
     "/{contact_id}", response_model=ContactOut, summary="One contact, each field with origin and time"
 )
 async def read_contact(
-    contact_id: Annotated[uuid.UUID, Path()], caller: CurrentAccount, session: SessionDep
+    contact_id: Annotated[uuid.UUID, Path(examples=["7d0e5c1a-3b1f-4c55-9a0e-2f4b8f1d2c3e"])],
+    caller: CurrentAccount,
+    session: SessionDep,
 ) -> ContactOut:
     contact, owner = await handlers.get_contact(session, account_id=caller.account_id, contact_id=contact_id)
     return detail(contact, owner)
@@ -115,7 +124,7 @@ async def read_contact(
     ),
 )
 async def edit_contact(
-    contact_id: Annotated[uuid.UUID, Path()],
+    contact_id: Annotated[uuid.UUID, Path(examples=["7d0e5c1a-3b1f-4c55-9a0e-2f4b8f1d2c3e"])],
     body: ContactEditIn,
     caller: AdminAccount,
     session: SessionDep,

@@ -25,10 +25,12 @@ def entry_out(entry: PushLog) -> PushLogOut:
 async def list_entries(
     caller: CurrentAccount,
     session: SessionDep,
-    contact_id: Annotated[uuid.UUID | None, Query()] = None,
-    status: Annotated[Literal["pending", "succeeded", "failed", "skipped"] | None, Query()] = None,
+    contact_id: Annotated[uuid.UUID | None, Query(examples=["7d0e5c1a-3b1f-4c55-9a0e-2f4b8f1d2c3e"])] = None,
+    status: Annotated[
+        Literal["pending", "succeeded", "failed", "skipped"] | None, Query(examples=["failed"])
+    ] = None,
     cursor: Annotated[
-        int | None, Query(ge=1, le=MAX_ID, description="next_cursor of the previous page.")
+        int | None, Query(ge=1, le=MAX_ID, description="next_cursor of the previous page.", examples=[1017])
     ] = None,
     limit: Limit = 50,
 ) -> PushLogPage:
@@ -45,7 +47,9 @@ async def list_entries(
 
 @router.get("/{entry_id}", response_model=PushLogOut, summary="One push log entry")
 async def read_entry(
-    entry_id: Annotated[int, Path(ge=1, le=MAX_ID)], caller: CurrentAccount, session: SessionDep
+    entry_id: Annotated[int, Path(ge=1, le=MAX_ID, examples=[1017])],
+    caller: CurrentAccount,
+    session: SessionDep,
 ) -> PushLogOut:
     return entry_out(
         await handlers.get_push_log_entry(session, account_id=caller.account_id, entry_id=entry_id)

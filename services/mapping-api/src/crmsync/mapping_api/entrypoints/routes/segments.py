@@ -25,7 +25,7 @@ async def list_segments(caller: CurrentAccount, session: SessionDep) -> list[Seg
 
 @router.get("/{segment_id}/contacts", response_model=ContactPage, summary="A segment's members, searchable")
 async def segment_members(
-    segment_id: Annotated[SegmentId, Path()],
+    segment_id: Annotated[SegmentId, Path(examples=["salesforce-leads"])],
     caller: CurrentAccount,
     session: SessionDep,
     q: Search = None,

@@ -45,8 +45,10 @@ def run_out(run: SyncRun) -> SyncRunOut:
 async def list_runs(
     caller: CurrentAccount,
     session: SessionDep,
-    kind: Annotated[Literal["full", "incremental", "scores_optouts"] | None, Query()] = None,
-    status: Annotated[Literal["queued", "running", "succeeded", "failed", "paused"] | None, Query()] = None,
+    kind: Annotated[Literal["full", "incremental", "scores_optouts"] | None, Query(examples=["full"])] = None,
+    status: Annotated[
+        Literal["queued", "running", "succeeded", "failed", "paused"] | None, Query(examples=["failed"])
+    ] = None,
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> SyncRunPage:
@@ -58,6 +60,8 @@ async def list_runs(
 
 @router.get("/{run_id}", response_model=SyncRunOut, summary="One sync run")
 async def read_run(
-    run_id: Annotated[uuid.UUID, Path()], caller: CurrentAccount, session: SessionDep
+    run_id: Annotated[uuid.UUID, Path(examples=["0b8f6f2e-8a43-4a55-8f7c-4b0e6f1d2a3b"])],
+    caller: CurrentAccount,
+    session: SessionDep,
 ) -> SyncRunOut:
     return run_out(await handlers.get_sync_run(session, account_id=caller.account_id, run_id=run_id))
