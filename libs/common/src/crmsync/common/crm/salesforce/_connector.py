@@ -372,7 +372,10 @@ class SalesforceConnector:
                         continue
                     rest = await self._plan_path(parent, parts[1:], sub)
                     return f"{field.relationship_name}.{rest}"
+                sub.setdefault(parts[-1], None)
                 return ".".join([field.relationship_name, *parts[1:]])
+        # Unknown to the describe: still planned, so its nested record is cleaned like the others.
+        plan.setdefault(parts[0], {})
         return ".".join(parts)
 
     async def _field_groups(

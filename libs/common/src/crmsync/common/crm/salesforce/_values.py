@@ -27,11 +27,11 @@ Plan = dict[str, "Converter | Plan | None"]
 
 
 def _to_bool(value: Any) -> bool | None:
-    if isinstance(value, bool):
+    if value is True or value is False:
         return value
     if value == "":
         return None
-    return str(value).lower() == "true"
+    return value == "true" or str(value).lower() == "true"
 
 
 def _to_int(value: Any) -> int | None:
@@ -90,20 +90,25 @@ def to_salesforce(value: Any) -> Any:
 
 
 def shape_rest(record: dict[str, Any], plan: Plan) -> dict[str, Any]:
-    """Returns a REST query record without `attributes`, values converted."""
-    out: dict[str, Any] = {}
-    for key, value in record.items():
-        if key == "attributes":
+    """Returns the REST query record, changed in place: `attributes` dropped, values converted.
+
+    The plan names every selected field, relationships included, so only its
+    typed and relationship entries need visiting.
+    """
+    record.pop("attributes", None)
+    for key, step in plan.items():
+        if step is None:
             continue
-        step = plan.get(key)
-        if isinstance(value, dict) and "attributes" in value:
-            nested = shape_rest(value, step if isinstance(step, dict) else {})
-            out[key] = nested if any(v is not None for v in nested.values()) else None
-        elif value is None or step is None or isinstance(step, dict):
-            out[key] = value
+        value = record.get(key)
+        if value is None:
+            continue
+        if isinstance(step, dict):
+            if isinstance(value, dict):
+                nested = shape_rest(value, step)
+                record[key] = nested if any(v is not None for v in nested.values()) else None
         else:
-            out[key] = step(value)
-    return out
+            record[key] = step(value)
+    return record
 
 
 class CsvRows:
@@ -153,32 +158,41 @@ class CsvShaper:
     """Builds records from Bulk CSV rows under one header, values converted as for REST."""
 
     def __init__(self, header: list[str], plan: Plan) -> None:
-        self._columns: list[tuple[tuple[str, ...], Converter | None]] = []
+        self._keys = list(header)
+        self._typed: list[tuple[str, Converter]] = []
+        self._nested: list[tuple[str, tuple[str, ...]]] = []
         self._relationships: set[str] = set()
         for column in header:
             path = tuple(column.split("."))
             step: Any = plan
             for part in path:
                 step = step.get(part) if isinstance(step, dict) else None
-            self._columns.append((path, step if callable(step) else None))
+            if callable(step):
+                self._typed.append((column, step))
             if len(path) > 1:
+                self._nested.append((column, path))
                 self._relationships.add(path[0])
 
     def shape(self, row: list[str]) -> dict[str, Any]:
         """Returns the record of one CSV row."""
-        record: dict[str, Any] = {}
-        for (path, convert), cell in zip(self._columns, row, strict=False):
-            value = None if cell == "" else (convert(cell) if convert else cell)
-            if len(path) == 1:
-                record[path[0]] = value
-                continue
-            target = record
-            for part in path[:-1]:
-                target = target.setdefault(part, {})
-            target[path[-1]] = value
-        for name in self._relationships:
-            if not _any_value(record.get(name)):
-                record[name] = None
+        record: dict[str, Any] = {key: cell or None for key, cell in zip(self._keys, row, strict=False)}
+        for key, convert in self._typed:
+            value = record[key]
+            if value is not None:
+                record[key] = convert(value)
+        if self._nested:
+            for column, path in self._nested:
+                value = record.pop(column)
+                target = record
+                for part in path[:-1]:
+                    node = target.get(part)
+                    if not isinstance(node, dict):
+                        node = target[part] = {}
+                    target = node
+                target[path[-1]] = value
+            for name in self._relationships:
+                if not _any_value(record.get(name)):
+                    record[name] = None
         return record
 
 
