@@ -813,3 +813,57 @@ def test_bulk_query_job_can_be_deleted(api: httpx.Client):
     job = bulk_job(api, "SELECT Id FROM Contact")
     assert api.delete(f"{V}/jobs/query/{job['id']}").status_code == 204
     assert api.get(f"{V}/jobs/query/{job['id']}").status_code == 404
+
+
+def test_bulk_query_job_can_be_aborted_before_it_is_read(api: httpx.Client):
+    job = bulk_job(api, "SELECT Id FROM Lead")
+    aborted = api.patch(f"{V}/jobs/query/{job['id']}", json={"state": "Aborted"})
+    assert aborted.json()["state"] == "Aborted"
+    assert api.get(f"{V}/jobs/query/{job['id']}/results").status_code == 400
+
+
+# -- the rest of the surface ------------------------------------------------------------------
+
+
+def test_password_grant_returns_a_refresh_token(crm_org: CrmOrg):
+    data = {
+        "grant_type": "password",
+        "client_id": crm_org.client_id,
+        "client_secret": crm_org.client_secret,
+        "username": "integration@example.com",
+        "password": "secret",
+    }
+    body = httpx.post(crm_org.token_url, data=data).json()
+    assert body["refresh_token"] == crm_org.refresh_token
+
+
+def test_version_resources_and_sobject_info(api: httpx.Client):
+    resources = api.get(f"{V}/").json()
+    assert resources["query"] == f"{V}/query"
+    info = api.get(f"{V}/sobjects/Contact/").json()
+    assert info["objectDescribe"]["keyPrefix"] == "003"
+    assert info["recentItems"] == []
+
+
+def test_collection_delete_by_ids(api: httpx.Client, crm_org: CrmOrg):
+    lead = crm_org.create("Lead", {"LastName": "Del", "Company": "X"})
+    results = api.delete(f"{V}/composite/sobjects", params={"ids": f"{lead},00Q000000000000XYZ"}).json()
+    assert [r["success"] for r in results] == [True, False]
+    assert crm_org.records("Lead", include_deleted=True)[-1]["IsDeleted"] is True
+
+
+def test_unknown_path_and_wrong_method_answer_in_salesforce_shape(api: httpx.Client):
+    missing = api.get(f"{V}/nowhere")
+    assert missing.status_code == 404
+    assert error_code(missing) == "NOT_FOUND"
+    wrong = api.put(f"{V}/sobjects/Lead/describe")
+    assert wrong.status_code == 405
+    assert error_code(wrong) == "METHOD_NOT_ALLOWED"
+
+
+def test_malformed_json_body_is_a_parser_error(api: httpx.Client):
+    response = api.post(
+        f"{V}/sobjects/Lead", content=b"{not json", headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert error_code(response) == "JSON_PARSER_ERROR"

@@ -57,10 +57,12 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -251,9 +253,9 @@ def emulator() -> Iterator[EmulatorServer]:
         "--leads", "200", "--contacts", "200", "--seed", "7",
         "--client-id", client_id, "--client-secret", client_secret,
     ]  # fmt: skip
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=os.environ.copy()
-    )
+    # Output goes to a file, not a pipe nobody reads (a full pipe would stall the server).
+    log = tempfile.NamedTemporaryFile(prefix="crmsync-emulator-", suffix=".log", delete=False)
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
     base_url = f"http://127.0.0.1:{port}"
     http = httpx.Client(base_url=base_url, timeout=httpx.Timeout(30.0))
     deadline = time.monotonic() + 30
@@ -264,8 +266,8 @@ def emulator() -> Iterator[EmulatorServer]:
         except httpx.TransportError:
             pass
         if process.poll() is not None or time.monotonic() > deadline:
-            output = process.stdout.read().decode() if process.stdout and process.poll() is not None else ""
             process.kill()
+            output = Path(log.name).read_text(errors="replace")
             raise RuntimeError(f"crmsync-emulator did not start on port {port}: {output}")
         time.sleep(0.05)
     server = EmulatorServer(base_url, client_id, client_secret, process, http)
@@ -280,6 +282,8 @@ def emulator() -> Iterator[EmulatorServer]:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
+        log.close()
+        Path(log.name).unlink(missing_ok=True)
 
 
 @pytest.fixture
