@@ -456,3 +456,31 @@ async def test_r16_a_full_sync_removes_contacts_the_crm_no_longer_has_and_keeps_
             select(Contact).where(Contact.account_id == account_id, Contact.email == "local@example.com")
         )
     assert local is not None
+
+
+async def test_a_run_failed_by_a_crm_outage_is_retried_with_backoff_and_then_succeeds(
+    sessions, settings, account_id, make_crm_org
+) -> None:
+    org = make_crm_org(leads=5, contacts=5, seed=18)
+    config = puller_settings(settings, puller_retry_base_s=120.0)
+    await connect(sessions, settings, account_id, org)
+    # Every attempt the connector makes at the first describe meets a 503.
+    org.faults("503", count=6, path="/describe")
+    job_id = await queue(sessions, account_id, "full")
+
+    before = datetime.now(UTC)
+    assert await run_queued(sessions, config, account_id) == ["failed"]
+    failed = await run_of(sessions, account_id, job_id)
+    assert failed.attempts == 1
+    assert failed.error and "Traceback" not in failed.error
+    assert failed.next_attempt_at >= before + timedelta(seconds=110)
+    assert await run_queued(sessions, config, account_id) == []  # not before its retry time
+
+    async with sessions.begin() as session:
+        await session.execute(
+            update(SyncRun).where(SyncRun.id == failed.id).values(next_attempt_at=datetime.now(UTC))
+        )
+    assert await run_queued(sessions, config, account_id) == ["succeeded"]
+    retried = await run_of(sessions, account_id, job_id)
+    assert (retried.status, retried.attempts, retried.error) == ("succeeded", 2, None)
+    assert await store_of(sessions, account_id) == expected_store(org)

@@ -1,0 +1,95 @@
+"""CRM records into contact values (R1, R5, R17): mapping, related objects, conversions."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from crmsync.common.domain.fields import DataType
+from crmsync.common.domain.mapping import FieldKind, Mapping, MappingRow, default_salesforce_mapping
+from crmsync.puller.handlers.crm_records import (
+    MappingMismatch,
+    check_mapping,
+    fields_to_read,
+    json_value,
+    map_record,
+)
+
+STAMP = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
+MAPPING = default_salesforce_mapping()
+
+
+def test_r5_a_contact_s_account_name_fills_company_and_the_owner_fills_the_sales_owner() -> None:
+    record = {
+        "Id": "003A",
+        "SystemModstamp": STAMP,
+        "Email": "ada@example.com",
+        "LastName": "Lovelace",
+        "AccountId": "001A",
+        "Account": {"Name": "Analytical Engines"},
+        "OwnerId": "005A",
+        "Owner": {"Name": "Sam Seller", "Email": "sam@example.com"},
+    }
+    mapped = map_record(mapping=MAPPING, entity="Contact", record=record)
+    assert mapped.values["company"] == "Analytical Engines"
+    assert (mapped.values["sales_owner_name"], mapped.values["sales_owner_email"]) == (
+        "Sam Seller",
+        "sam@example.com",
+    )
+    assert (mapped.external_id, mapped.crm_object, mapped.modstamp) == ("003A", "Contact", STAMP)
+    assert (mapped.account_external_id, mapped.owner_external_id) == ("001A", "005A")
+
+
+def test_r1_only_rows_with_a_source_on_the_entity_are_filled_and_missing_values_are_none() -> None:
+    record = {"Id": "00QA", "SystemModstamp": STAMP, "Company": "Acme", "Owner": None}
+    mapped = map_record(mapping=MAPPING, entity="Lead", record=record)
+    lead_rows = {r.destination for r in MAPPING.rows if r.lead_source}
+    assert set(mapped.values) == lead_rows | {"sales_owner_name", "sales_owner_email"}
+    assert mapped.values["company"] == "Acme"
+    assert mapped.values["email"] is None
+
+
+def test_r17_a_converted_lead_names_its_contact() -> None:
+    record = {"Id": "00QA", "SystemModstamp": STAMP, "IsConverted": True, "ConvertedContactId": "003B"}
+    assert map_record(mapping=MAPPING, entity="Lead", record=record).converted_contact_id == "003B"
+    record["IsConverted"] = False
+    assert map_record(mapping=MAPPING, entity="Lead", record=record).converted_contact_id is None
+
+
+def test_a_mapped_field_missing_from_the_crm_names_the_field_and_the_row() -> None:
+    described = {"Id", "Email", "FirstName"}
+    with pytest.raises(MappingMismatch, match=r"'LastName'.*'last_name'"):
+        check_mapping(mapping=MAPPING, entity="Contact", described_fields=described)
+
+
+def test_the_fields_read_are_the_mapped_sources_plus_identity_related_objects_and_conversion() -> None:
+    fields = fields_to_read(
+        mapping=MAPPING, entity="Lead", described_fields={"IsConverted", "ConvertedContactId"}
+    )
+    assert fields[:2] == ["Id", "SystemModstamp"]
+    assert {"Owner.Name", "Owner.Email", "IsConverted", "ConvertedContactId", "Email"} <= set(fields)
+    assert len(fields) == len(set(fields))
+    contact = fields_to_read(mapping=MAPPING, entity="Contact", described_fields=set())
+    assert "Account.Name" in contact and "IsConverted" not in contact
+
+
+def test_values_are_stored_as_json_dates_as_iso_text_and_multi_text_as_a_list() -> None:
+    assert json_value(date(2026, 1, 2), DataType.DATE) == "2026-01-02"
+    assert json_value(STAMP, DataType.DATETIME) == "2026-11-28T10:00:00+00:00"
+    assert json_value("a;b;c", DataType.MULTI_TEXT) == ["a", "b", "c"]
+    assert json_value("4.5", DataType.SCORE) == 4.5
+    row = MappingRow("product", DataType.MULTI_TEXT, FieldKind.STANDARD, lead_source="Product__c")
+    mapped = map_record(
+        mapping=Mapping(1, (row,)),
+        entity="Lead",
+        record={"Id": "x", "SystemModstamp": STAMP, "Product__c": "a;b"},
+    )
+    assert mapped.values["product"] == ["a", "b"]
+
+
+@given(value=st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text()))
+def test_plain_values_pass_through_unchanged_for_text_fields(value) -> None:
+    assert json_value(value, DataType.TEXT) == value
