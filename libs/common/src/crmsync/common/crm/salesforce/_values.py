@@ -26,12 +26,14 @@ Converter = Callable[[Any], Any]
 Plan = dict[str, "Converter | Plan | None"]
 
 
+_BOOLEANS = {"true": True, "false": False, "": None}
+
+
 def _to_bool(value: Any) -> bool | None:
     if value is True or value is False:
         return value
-    if value == "":
-        return None
-    return value == "true" or str(value).lower() == "true"
+    found = _BOOLEANS.get(value, value)
+    return found if found is not value else str(value).lower() == "true"
 
 
 def _to_int(value: Any) -> int | None:
