@@ -11,6 +11,8 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import jwt
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.support.emulator import CrmOrg, EmulatorServer
 
@@ -867,3 +869,39 @@ def test_malformed_json_body_is_a_parser_error(api: httpx.Client):
     )
     assert response.status_code == 400
     assert error_code(response) == "JSON_PARSER_ERROR"
+
+
+_FIELDS = st.sampled_from(
+    ["Id", "Email", "LastName", "OwnerId", "Owner.Email", "Marketing_Score__c", "HasOptedOutOfEmail", "SystemModstamp",
+     "ConvertedDate", "Address", "Status", "Nope", "Owner.Nope", "Account.Name"]
+)  # fmt: skip
+_LITERALS = st.sampled_from(
+    [
+        "'a%'",
+        "'00Q000000000001AAA'",
+        "null",
+        "true",
+        "FALSE",
+        "42",
+        "-1.5",
+        "2026-01-01",
+        "2026-01-01T00:00:00Z",
+        "'x'",
+    ]
+)
+_OPS = st.sampled_from(["=", "!=", "<", ">=", "LIKE", "IN", "NOT IN"])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    select=st.lists(_FIELDS, min_size=1, max_size=3), field=_FIELDS, op=_OPS, literal=_LITERALS, order=_FIELDS
+)
+def test_generated_queries_answer_200_or_a_salesforce_400(
+    api: httpx.Client, select, field, op, literal, order
+):
+    value = f"({literal}, {literal})" if "IN" in op else literal
+    text = f"SELECT {', '.join(select)} FROM Lead WHERE {field} {op} {value} ORDER BY {order} LIMIT 5"
+    response = query(api, text)
+    assert response.status_code in (200, 400), (text, response.text)
+    if response.status_code == 400:
+        assert error_code(response) in ("MALFORMED_QUERY", "INVALID_FIELD", "INVALID_QUERY_FILTER_OPERATOR")
