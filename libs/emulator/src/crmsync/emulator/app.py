@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from crmsync.emulator import ids
+from crmsync.emulator import control, ids, soql
 from crmsync.emulator.faults import Fault, FaultPlan
 from crmsync.emulator.schema import OBJECTS, describe_global_entry, describe_object
 from crmsync.emulator.store import (
@@ -259,9 +259,7 @@ class Emulator:
         r("PATCH", r"/jobs/query/(?P<job>750\w+)", self.bulk_abort)
         r("DELETE", r"/jobs/query/(?P<job>750\w+)", self.bulk_delete)
         r("GET", r"/jobs/query/(?P<job>750\w+)/results", self.bulk_results)
-        from crmsync.emulator.control import register
-
-        register(self)
+        control.register(self)
 
     # -- OAuth2 --------------------------------------------------------------------------
     async def token(self, request: Request) -> Response:
@@ -751,7 +749,6 @@ class Emulator:
         if operation not in ("query", "queryAll"):
             raise ApiError(400, "INVALIDJOB", "InvalidJob : operation must be query or queryAll")
         text = body.get("query") or ""
-        from crmsync.emulator import soql
 
         try:
             parsed = soql.parse(text)
