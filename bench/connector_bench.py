@@ -250,8 +250,12 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     print(f"machine: {machine()}")
     print(f"fields per record: {len(FIELDS)}; each pull in a fresh process; emulator on the same machine")
-    header = "| records | road | what | records/s | seconds | puller CPU s | emulator CPU s | RSS start MiB | RSS peak MiB |"
-    rows = [header, "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    print(f"load average at start: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    header = (
+        "| records | road | what | records/s (wall) | seconds | puller CPU s | records per puller CPU-s "
+        "| emulator CPU s | RSS start MiB | RSS peak MiB |"
+    )
+    rows = [header, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     peaks: dict[tuple[int, str], float] = {}
     for size in sizes:
         emulator_process, base_url = start_emulator(size)
@@ -267,13 +271,15 @@ def main() -> None:
                     rows.append(
                         f"| {size:,} | {road} | {'raw bytes (baseline)' if what == 'raw' else 'connector'} "
                         f"| {size / result['seconds']:,.0f} | {result['seconds']:.1f} | {result['cpu']:.1f} "
-                        f"| {result['emulator_cpu']:.1f} | {result['start_rss']:.0f} | {result['peak_rss']:.0f} |"
+                        f"| {size / max(result['cpu'], 1e-9):,.0f} | {result['emulator_cpu']:.1f} "
+                        f"| {result['start_rss']:.0f} | {result['peak_rss']:.0f} |"
                     )
                     print(rows[-1], flush=True)
         finally:
             emulator_process.terminate()
             emulator_process.wait(timeout=30)
     print("\n".join(["", *rows]))
+    print(f"load average at end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     if len(sizes) >= 2:
         small, large = min(sizes), max(sizes)
         for road in ("bulk", "rest"):
