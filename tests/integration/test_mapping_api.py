@@ -12,7 +12,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from crmsync.common.crypto import SecretBox
 from crmsync.common.db.schema import (
@@ -22,11 +22,13 @@ from crmsync.common.db.schema import (
     CrmConnection,
     CrmOwner,
     MappingVersion,
+    OutboxMessage,
     PushLog,
     PushPolicy,
     SyncRun,
     SyncSchedule,
 )
+from crmsync.common.domain.schedule import LastRuns, Schedule, ScheduleMode, due_jobs
 from crmsync.common.kafka.topics import CONTACT_CHANGES, SYNC_JOBS
 from crmsync.mapping_api.entrypoints.admin_cli import main as admin_main
 from crmsync.mapping_api.handlers.accounts import create_api_key
@@ -139,6 +141,10 @@ async def test_admin_cli_creates_an_account_with_its_defaults_and_prints_a_key_o
         == 2
     )
     assert "--id" in capsys.readouterr().err
+    missing = await asyncio.to_thread(
+        admin_main, ["key", "create", "no-such-account", "--role", "admin"], cli_settings
+    )
+    assert missing == 2 and "does not exist" in capsys.readouterr().err
 
 
 async def test_admin_cli_derives_the_account_id_from_the_name(settings, sessions, capsys) -> None:
@@ -347,6 +353,23 @@ async def test_every_broken_row_and_rule_is_named_in_one_answer(client, tenant) 
     assert (await client.get("/v1/mapping", headers=tenant.reader)).json()["version"] == 1
 
 
+async def test_a_refused_save_changes_nothing_and_enqueues_nothing(client, sessions, tenant) -> None:
+    rows = [r for r in await current_rows(client, tenant) if r["destination"] != "score"]
+    rows.append({"destination": "time_zone", "lead_source": "Time_Zone__c"})  # a new source, but R3 fails
+    assert refused(await save(client, tenant, rows)) == {(None, "R3")}
+    async with sessions() as session:
+        queued = await session.scalar(
+            select(func.count())
+            .select_from(OutboxMessage)
+            .where(OutboxMessage.account_id == tenant.account_id)
+        )
+        schedule = await session.get(SyncSchedule, tenant.account_id)
+    assert queued == 0 and schedule.full_sync_requested_at is None
+    assert [
+        v["version"] for v in (await client.get("/v1/mapping/versions", headers=tenant.reader)).json()
+    ] == [1]
+
+
 async def test_r22_a_malformed_mapping_is_422_naming_the_field(client, tenant) -> None:
     response = await client.put(
         "/v1/mapping", json={"rows": [{"destination": "email", "kind": "weird"}]}, headers=tenant.admin
@@ -380,6 +403,17 @@ async def test_r15_a_mapping_that_adds_a_crm_field_flags_and_enqueues_a_full_syn
     (job,) = await read_messages(settings, SYNC_JOBS, key=tenant.account_id.encode())
     assert job["job_id"] == job_id
     assert (job["kind"], job["reason"], job["account_id"]) == ("full", "new_field", tenant.account_id)
+    # The scheduler, seeing the flag, computes the very same job, so the full sync runs once (R18).
+    due = due_jobs(
+        account_id=tenant.account_id,
+        schedule=Schedule(mode=ScheduleMode.AUTOMATIC),
+        last_runs=LastRuns(
+            last_full_success=schedule.full_sync_requested_at - timedelta(days=1),
+            full_requested_at=schedule.full_sync_requested_at,
+        ),
+        now=datetime.now(UTC),
+    )
+    assert job_id in {d.job_id for d in due}
 
 
 async def test_r15_removing_fields_or_adding_a_local_only_one_needs_no_full_sync(

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from crmsync.common.crypto import SecretBox
+from crmsync.common.db.schema import CrmConnection
 from tests.support.mapping_api import new_tenant, running_api
 
 pytestmark = pytest.mark.integration
@@ -194,3 +196,37 @@ async def test_a_crm_that_refuses_calls_answers_502_and_nothing_is_saved(client,
     saved = await save(client, connected, await rows_of(client, connected))
     assert saved.status_code == 502
     assert (await client.get("/v1/mapping", headers=connected.reader)).json()["version"] == 1
+
+
+async def test_an_unavailable_crm_answers_502_rather_than_keeping_the_caller_waiting(
+    client, connected, crm_org
+) -> None:
+    crm_org.faults("503", count=20)
+    response = await client.get("/v1/crm/entities", headers=connected.reader)
+    assert response.status_code == 502, response.text
+    assert response.json()["field"] == "connection"
+    crm_org.clear_faults()
+    assert (await client.get("/v1/crm/entities", headers=connected.reader)).status_code == 200
+
+
+async def test_credentials_sealed_under_another_key_are_a_409_not_a_crash(
+    client, sessions, tenant, crm_org
+) -> None:
+    async with sessions.begin() as session:
+        session.add(
+            CrmConnection(
+                account_id=tenant.account_id,
+                login_url=crm_org.login_url,
+                auth_method="client_credentials",
+                client_id=crm_org.client_id,
+                secrets_encrypted=SecretBox("some-other-deployment-key").seal({"client_secret": "x"}),
+            )
+        )
+    rows = await rows_of(client, tenant)
+    response = await save(client, tenant, rows)
+    assert response.status_code == 409 and response.json()["field"] == "connection"
+    entities = await client.get("/v1/crm/entities", headers=tenant.reader)
+    assert entities.status_code == 409
+    tested = (await client.post("/v1/connection/test", headers=tenant.admin)).json()
+    assert tested["status"] == "failed" and "CRMSYNC_SECRET_KEY" in tested["status_message"]
+    assert tested["secrets_set"] == []

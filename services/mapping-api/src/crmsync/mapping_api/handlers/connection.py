@@ -11,7 +11,7 @@ from crmsync.common.crm.interface import CrmAuthError, CrmError, ObjectDescribe
 from crmsync.common.crypto import SecretBox
 from crmsync.common.db.schema import CrmConnection
 from crmsync.common.domain.mapping import CrmObject
-from crmsync.mapping_api.handlers.errors import CrmUnavailable, Invalid, NoConnection, NotFound
+from crmsync.mapping_api.handlers.errors import Conflict, CrmUnavailable, Invalid, NoConnection, NotFound
 from crmsync.mapping_api.handlers.ports import CrmPort
 
 SECRET_NAMES = ("client_secret", "refresh_token", "private_key")
@@ -116,6 +116,9 @@ async def _with_connector(session: AsyncSession, *, account_id: str, crm: CrmPor
             return await work(connector)
     except CrmError as exc:
         raise CrmUnavailable(f"the CRM answered: {exc.message}", field="connection") from exc
+    except ValueError as exc:
+        # Credentials sealed under another secret key, or missing what the auth method needs.
+        raise Conflict(f"the stored CRM connection cannot be used: {exc}", field="connection") from exc
 
 
 async def entity_counts(session: AsyncSession, *, account_id: str, crm: CrmPort) -> list[tuple[str, int]]:

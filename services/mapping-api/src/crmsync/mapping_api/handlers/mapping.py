@@ -19,7 +19,7 @@ from crmsync.common.domain.schedule import job_id_for
 from crmsync.common.kafka.outbox import enqueue
 from crmsync.common.kafka.topics import SYNC_JOBS
 from crmsync.common.messages import RunSync, SyncKind, SyncReason
-from crmsync.mapping_api.handlers.errors import CrmUnavailable, MappingRefused, NotFound
+from crmsync.mapping_api.handlers.errors import Conflict, CrmUnavailable, MappingRefused, NotFound
 from crmsync.mapping_api.handlers.ports import CrmPort
 
 
@@ -111,6 +111,8 @@ async def describe_crm(
         raise CrmUnavailable(
             f"the CRM could not be described to check the mapping: {exc.message}", field="connection"
         ) from exc
+    except ValueError as exc:
+        raise Conflict(f"the stored CRM connection cannot be used: {exc}", field="connection") from exc
     return lead.fields, contact.fields
 
 
