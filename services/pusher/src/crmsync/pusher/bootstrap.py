@@ -10,6 +10,7 @@ from datetime import timedelta
 from functools import partial
 from typing import Any
 
+import orjson
 from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -114,6 +115,10 @@ class App:
             await self.engine.dispose()
 
 
+def _json_text(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
 def bootstrap(
     settings: Settings | None = None,
     *,
@@ -124,7 +129,7 @@ def bootstrap(
     settings = settings or Settings()
     return App(
         settings=settings,
-        engine=engine or create_engine(settings),
+        engine=engine or create_engine(settings, json_serializer=_json_text, json_deserializer=orjson.loads),
         producer=producer or create_producer(settings),
         crm_factory=crm_factory or default_crm_factory(settings),
     )

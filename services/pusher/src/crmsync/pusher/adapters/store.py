@@ -36,6 +36,15 @@ from crmsync.common.domain.mapping import (
 )
 
 FINAL_STATUSES = frozenset({"succeeded", "failed", "skipped"})
+_CONTACT_COLUMNS = (
+    Contact.id,
+    Contact.account_id,
+    Contact.crm_object,
+    Contact.external_id,
+    Contact.email,
+    Contact.fields,
+    Contact.field_meta,
+)
 
 
 @dataclass(frozen=True)
@@ -130,9 +139,10 @@ async def find_contacts(
         conditions.append(Contact.email_lower.in_(emails_lower))
     if not conditions:
         return []
+    # Core rows rather than ORM objects: this runs for every batch of events.
     rows = (
-        await session.scalars(
-            select(Contact)
+        await session.execute(
+            select(*_CONTACT_COLUMNS)
             .where(Contact.account_id == account_id, or_(*conditions))
             .order_by(Contact.created_at, Contact.id)
             .with_for_update()
@@ -171,7 +181,7 @@ async def save_contacts(session: AsyncSession, contacts: Iterable[StoredContact]
         elif c.dirty:
             changed.append(row)
     if new:
-        await session.execute(insert(Contact), new)
+        await session.execute(insert(Contact.__table__), new)
     if changed:
         await session.execute(
             update(Contact.__table__)
@@ -233,7 +243,8 @@ async def add_push_log(session: AsyncSession, entries: Sequence[dict[str, Any]])
     """Inserts push log entries; an event already logged keeps its entry (R18)."""
     if entries:
         await session.execute(
-            pg_insert(PushLog).on_conflict_do_nothing(index_elements=["account_id", "event_id"]), entries
+            pg_insert(PushLog.__table__).on_conflict_do_nothing(index_elements=["account_id", "event_id"]),
+            entries,
         )
 
 

@@ -1,0 +1,350 @@
+"""Pusher throughput and produce-to-CRM-write latency, beside the broker's own latency.
+
+`python -m bench.pusher_bench [--events 100000] [--steady-events 30000] [--rate 1000] [--leads 20000]`
+
+An emulator process is started with `--leads` Leads, and the same records are
+stored as pulled contacts of a fresh account. The pusher runs as its own
+process (`python -m crmsync.pusher`). Each event changes one Lead's Title;
+its `occurred_at` is the moment it was produced, and its push log entry is
+stamped when the CRM answered, so their difference is the produce-to-write
+latency.
+
+Two runs: full speed (all events produced at once; throughput = events /
+time from the first produce to the last CRM answer) and steady (`--rate`
+events a second). The baseline beside each is the broker alone: the same
+number of messages of the same size produced the same way and consumed by a
+bare consumer in this process, produce-to-consume latency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import orjson
+import psutil
+from aiokafka import AIOKafkaConsumer
+from sqlalchemy import func, insert, select
+
+from crmsync.common.crypto import SecretBox
+from crmsync.common.db.schema import Account, Contact, CrmConnection, PushLog
+from crmsync.common.db.session import create_engine, create_sessionmaker
+from crmsync.common.kafka.producer import create_producer
+from crmsync.common.kafka.topics import CONTACT_CHANGES, DESIGN_TOPICS, ensure_topics
+from crmsync.common.messages import ContactChanged
+from crmsync.common.settings import CommonSettings
+
+REPO = Path(__file__).resolve().parents[1]
+CLIENT_ID, CLIENT_SECRET = "bench-client", "bench-secret"
+BASELINE = "bench-baseline"
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    with open("/proc/cpuinfo") as info:
+        for line in info:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    memory = psutil.virtual_memory().total / 2**30
+    return (
+        f"{os.cpu_count()} cores, {model}, {memory:.1f} GiB RAM, "
+        f"Python {platform.python_version()} on {platform.system()} {platform.release()}"
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def _start_emulator(leads: int) -> tuple[subprocess.Popen[bytes], str]:
+    port = _free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "crmsync.emulator",
+            "--port",
+            str(port),
+            "--leads",
+            str(leads),
+            "--contacts",
+            "0",
+            "--seed",
+            "5",
+            "--client-id",
+            CLIENT_ID,
+            "--client-secret",
+            CLIENT_SECRET,
+            "--api-limit",
+            "100000000",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/__emulator/health").status_code == 200:
+                return process, base
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("the emulator did not start")
+
+
+def _start_pusher(settings: CommonSettings) -> subprocess.Popen[bytes]:
+    env = dict(
+        os.environ,
+        CRMSYNC_DATABASE_URL=settings.database_url,
+        CRMSYNC_KAFKA_BOOTSTRAP_SERVERS=settings.kafka_bootstrap_servers,
+        CRMSYNC_TOPIC_PREFIX=settings.topic_prefix,
+        CRMSYNC_HTTP_PORT="0",
+        CRMSYNC_LOG_LEVEL="WARNING",
+        CRMSYNC_PUSHER_GROUP_ID=f"bench-{uuid.uuid4().hex[:6]}",
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "crmsync.pusher"], cwd=REPO, env=env, stdout=open("/tmp/pusher_bench.log", "wb")
+    )
+
+
+async def _seed(settings: CommonSettings, sessions, base: str, account_id: str, leads: int) -> list[str]:
+    async with httpx.AsyncClient(base_url=base, timeout=120) as http:
+        org = (await http.get("/__emulator/orgs")).json()[0]
+        records = (
+            await http.get(f"/__emulator/orgs/{org['org_id']}/sobjects/Lead", params={"limit": str(leads)})
+        ).json()
+    box = SecretBox(settings.secret_key.get_secret_value())
+    stamp = (datetime.now(UTC) - timedelta(days=1)).isoformat()
+    async with sessions.begin() as session:
+        session.add(Account(id=account_id, name="bench"))
+        await session.flush()
+        session.add(
+            CrmConnection(
+                account_id=account_id,
+                login_url=org["login_url"],
+                auth_method="client_credentials",
+                client_id=CLIENT_ID,
+                secrets_encrypted=box.seal({"client_secret": CLIENT_SECRET}),
+            )
+        )
+        rows = [
+            {
+                "account_id": account_id,
+                "crm_object": "Lead",
+                "external_id": r["Id"],
+                "email": r.get("Email"),
+                "fields": {"job_title": r.get("Title")},
+                "field_meta": {"job_title": {"origin": "crm", "at": stamp}},
+            }
+            for r in records
+        ]
+        for start in range(0, len(rows), 5000):
+            await session.execute(insert(Contact), rows[start : start + 5000])
+    return [r["Id"] for r in records]
+
+
+def _event(account_id: str, lead_id: str, n: int) -> ContactChanged:
+    return ContactChanged(
+        event_id=f"b{n}-{uuid.uuid4().hex[:8]}",
+        account_id=account_id,
+        occurred_at=datetime.now(UTC),
+        source="program",
+        contact={"external_id": lead_id},
+        changes={"job_title": f"title {n}"},
+    )
+
+
+async def _produce(settings, messages, *, rate: float | None, topic: str) -> float:
+    """Sends (key, value-maker) pairs, all at once or at `rate` a second; returns the time taken."""
+    producer = create_producer(settings)
+    await producer.start()
+    started = time.monotonic()
+    try:
+        futures = []
+        for i, (key, make) in enumerate(messages):
+            if rate is not None:
+                due = started + i / rate
+                delay = due - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            futures.append(await producer.send(topic, value=make(), key=key))
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return time.monotonic() - started
+
+
+async def _baseline(settings: CommonSettings, count: int, rate: float | None) -> dict[str, float]:
+    """Returns the broker's own throughput and produce-to-consume latency for `count` messages."""
+    topic = settings.topic(BASELINE)
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        group_id=f"baseline-{uuid.uuid4().hex[:6]}",
+        auto_offset_reset="latest",
+    )
+    await consumer.start()
+    while not consumer.assignment():
+        await consumer.getmany(timeout_ms=100)
+    for tp in consumer.assignment():
+        await consumer.position(tp)  # resolves "latest" now, before anything is produced
+    latencies: list[float] = []
+    first_sent = time.time()
+    payload = orjson.dumps(_event("x", "00Q000000000000AAA", 0).model_dump(mode="json"))
+
+    def make() -> bytes:
+        return orjson.dumps({"t": time.time(), "p": payload.decode()})
+
+    async def consume() -> float:
+        last = 0.0
+        while len(latencies) < count:
+            batch = await consumer.getmany(timeout_ms=500)
+            now = time.time()
+            for records in batch.values():
+                for r in records:
+                    latencies.append(now - orjson.loads(r.value)["t"])
+                    last = now
+        return last
+
+    task = asyncio.create_task(consume())
+    await _produce(settings, [(str(i % 1000).encode(), make) for i in range(count)], rate=rate, topic=topic)
+    last = await asyncio.wait_for(task, 600)
+    await consumer.stop()
+    return {
+        "throughput": count / (last - first_sent),
+        "p50_ms": _pct(latencies, 0.5) * 1000,
+        "p99_ms": _pct(latencies, 0.99) * 1000,
+    }
+
+
+async def _pusher_run(
+    settings, sessions, account_id: str, lead_ids: list[str], count: int, rate: float | None
+):
+    offset = int(time.time() * 1000)
+    messages = []
+    for i in range(count):
+        lead_id = lead_ids[i % len(lead_ids)]
+
+        def make(lead_id: str = lead_id, n: int = offset + i) -> bytes:
+            return orjson.dumps(_event(account_id, lead_id, n).model_dump(mode="json"))
+
+        messages.append((f"{account_id}:ext:{lead_id}".encode(), make))
+    started = datetime.now(UTC)
+    await _produce(settings, messages, rate=rate, topic=settings.topic(CONTACT_CHANGES))
+    deadline = time.monotonic() + 1800
+    while True:
+        async with sessions() as session:
+            done = await session.scalar(
+                select(func.count())
+                .select_from(PushLog)
+                .where(
+                    PushLog.account_id == account_id,
+                    PushLog.status != "pending",
+                    PushLog.created_at >= started,
+                )
+            )
+        if done >= count:
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {done} of {count} events pushed in time")
+        await asyncio.sleep(0.5)
+    async with sessions() as session:
+        rows = (
+            await session.execute(
+                select(PushLog.occurred_at, PushLog.updated_at, PushLog.status).where(
+                    PushLog.account_id == account_id, PushLog.created_at >= started
+                )
+            )
+        ).all()
+    latencies = [(u - o).total_seconds() for o, u, _ in rows]
+    statuses = {s for _, _, s in rows}
+    first = min(o for o, _, _ in rows)
+    last = max(u for _, u, _ in rows)
+    return {
+        "throughput": len(rows) / (last - first).total_seconds(),
+        "p50_ms": _pct(latencies, 0.5) * 1000,
+        "p99_ms": _pct(latencies, 0.99) * 1000,
+        "statuses": ",".join(sorted(statuses)),
+    }
+
+
+async def amain(args: argparse.Namespace) -> None:
+    base_settings = CommonSettings(log_json=False)
+    settings = base_settings.model_copy(update={"topic_prefix": f"bench{uuid.uuid4().hex[:6]}.crmsync."})
+    await ensure_topics(settings, (*DESIGN_TOPICS, BASELINE))
+    engine = create_engine(settings, pool_size=4)
+    sessions = create_sessionmaker(engine)
+    emulator, base = _start_emulator(args.leads)
+    pusher = None
+    account_id = f"bench-{uuid.uuid4().hex[:8]}"
+    try:
+        lead_ids = await _seed(settings, sessions, base, account_id, args.leads)
+        pusher = _start_pusher(settings)
+        await _pusher_run(settings, sessions, account_id, lead_ids, 200, None)  # warm-up: group join, token
+        print(f"machine: {machine()}")
+        print(
+            f"setup: {args.leads} Leads in the emulator and as contacts; Kafka, PostgreSQL, emulator and "
+            "pusher on this machine; one pusher process"
+        )
+        print(f"{'run':<34} {'events':>8} {'events/s':>10} {'p50 ms':>9} {'p99 ms':>9}", flush=True)
+
+        def show(name: str, n: int, r: dict) -> None:
+            line = f"{name:<34} {n:>8} {r['throughput']:>10.0f} {r['p50_ms']:>9.1f} {r['p99_ms']:>9.1f}"
+            print(line + (f"  push log: {r['statuses']}" if "statuses" in r else ""), flush=True)
+
+        show(
+            "pusher, full speed",
+            args.events,
+            await _pusher_run(settings, sessions, account_id, lead_ids, args.events, None),
+        )
+        show("broker only, full speed", args.events, await _baseline(settings, args.events, None))
+        show(
+            f"pusher, steady {args.rate:g}/s",
+            args.steady_events,
+            await _pusher_run(settings, sessions, account_id, lead_ids, args.steady_events, args.rate),
+        )
+        show(
+            f"broker only, steady {args.rate:g}/s",
+            args.steady_events,
+            await _baseline(settings, args.steady_events, args.rate),
+        )
+    finally:
+        if pusher is not None:
+            pusher.terminate()
+            pusher.wait(20)
+        emulator.terminate()
+        emulator.wait(20)
+        await engine.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="bench.pusher_bench", description=__doc__)
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--steady-events", type=int, default=30_000)
+    parser.add_argument("--rate", type=float, default=1000.0)
+    parser.add_argument("--leads", type=int, default=20_000)
+    asyncio.run(amain(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
