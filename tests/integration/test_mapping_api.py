@@ -28,7 +28,13 @@ from crmsync.common.db.schema import (
     SyncRun,
     SyncSchedule,
 )
-from crmsync.common.domain.schedule import LastRuns, Schedule, ScheduleMode, due_jobs
+from crmsync.common.domain.schedule import (
+    LastRuns,
+    Schedule,
+    ScheduleMode,
+    automatic_interval_minutes,
+    due_jobs,
+)
 from crmsync.common.kafka.topics import CONTACT_CHANGES, SYNC_JOBS
 from crmsync.mapping_api.entrypoints.admin_cli import main as admin_main
 from crmsync.mapping_api.handlers.accounts import create_api_key
@@ -478,6 +484,43 @@ async def test_r14_automatic_is_the_default_and_shows_the_interval_it_chose(clie
     assert body["next_due"][0]["kind"] == "full"  # no full sync has succeeded yet
     times = [datetime.fromisoformat(d["at"]) for d in body["next_due"]]
     assert times == sorted(times)
+
+
+async def test_r14_automatic_widens_its_interval_for_a_large_account_as_the_scheduler_would(
+    client, sessions, tenant
+) -> None:
+    started = datetime.now(UTC) - timedelta(days=1)
+    async with sessions.begin() as session:
+        session.add(
+            SyncRun(
+                account_id=tenant.account_id,
+                job_id="big-full",
+                kind="full",
+                reason="first_sync",
+                status="succeeded",
+                pulled=250_000,
+                requested_at=started,
+                started_at=started,
+                finished_at=started + timedelta(minutes=20),
+            )
+        )
+        connection = CrmConnection(
+            account_id=tenant.account_id,
+            login_url="https://login.example.test",
+            auth_method="client_credentials",
+            client_id="c",
+            secrets_encrypted=b"-",
+            api_limit=15_000,
+        )
+        session.add(connection)
+    body = (await client.get("/v1/schedule", headers=tenant.reader)).json()
+    expected = automatic_interval_minutes(record_count=250_000, daily_api_limit=15_000)
+    assert expected > 15
+    assert body["automatic_interval_minutes"] == expected
+    assert body["last_full_sync_at"] is not None
+    assert [d["kind"] for d in body["next_due"]] == ["incremental"] * 3
+    times = [datetime.fromisoformat(d["at"]) for d in body["next_due"]]
+    assert times[1] - times[0] == timedelta(minutes=expected)
 
 
 @pytest.mark.parametrize(

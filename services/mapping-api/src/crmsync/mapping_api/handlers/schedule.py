@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crmsync.common.db.schema import Contact, CrmConnection, SyncRun, SyncSchedule
+from crmsync.common.db.schema import CrmConnection, SyncRun, SyncSchedule
 from crmsync.common.domain.schedule import (
     LastRuns,
     Schedule,
@@ -32,27 +32,42 @@ class ScheduleView:
     next_due: list[tuple[str, datetime]]
 
 
-async def _last_runs(session: AsyncSession, *, account_id: str, requested: datetime | None) -> LastRuns:
-    def latest(*conditions: object, column: object = SyncRun.requested_at) -> object:
-        return (
-            select(func.max(column))
-            .where(SyncRun.account_id == account_id, *conditions)  # type: ignore[arg-type]
-            .scalar_subquery()
-        )
+async def _last_runs(
+    session: AsyncSession, *, account_id: str, requested: datetime | None
+) -> tuple[LastRuns, int]:
+    """Returns the account's last runs and its record count, read as the scheduler reads them.
 
-    started = func.coalesce(SyncRun.started_at, SyncRun.requested_at)
-    row = (
+    So the interval and due times shown are the ones the scheduler acts on: the
+    last successful full sync (its start, and how many records it pulled), and
+    the latest sync requested that did not fail.
+    """
+    last_full = (
         await session.execute(
-            select(
-                latest(SyncRun.kind == "full", SyncRun.status == "succeeded", column=started),
-                latest(SyncRun.kind.in_(("full", "incremental")), SyncRun.status == "succeeded"),
-                latest(SyncRun.kind == "scores_optouts"),
-            )
+            select(func.coalesce(SyncRun.started_at, SyncRun.requested_at), SyncRun.pulled)
+            .where(SyncRun.account_id == account_id, SyncRun.kind == "full", SyncRun.status == "succeeded")
+            .order_by(SyncRun.finished_at.desc().nulls_last())
+            .limit(1)
         )
-    ).one()
-    return LastRuns(
-        last_full_success=row[0], last_incremental=row[1], last_outbound=row[2], full_requested_at=requested
+    ).first()
+    last_sync = await session.scalar(
+        select(func.max(SyncRun.requested_at)).where(
+            SyncRun.account_id == account_id,
+            SyncRun.kind.in_(("full", "incremental")),
+            SyncRun.status != "failed",
+        )
     )
+    last_outbound = await session.scalar(
+        select(func.max(SyncRun.requested_at)).where(
+            SyncRun.account_id == account_id, SyncRun.kind == "scores_optouts"
+        )
+    )
+    runs = LastRuns(
+        last_full_success=last_full[0] if last_full else None,
+        last_incremental=last_sync,
+        last_outbound=last_outbound,
+        full_requested_at=requested,
+    )
+    return runs, last_full[1] if last_full else 0
 
 
 async def get_schedule(session: AsyncSession, *, account_id: str, now: datetime) -> ScheduleView:
@@ -69,11 +84,8 @@ async def get_schedule(session: AsyncSession, *, account_id: str, now: datetime)
         if record
         else Schedule(mode=ScheduleMode.AUTOMATIC)
     )
-    last_runs = await _last_runs(
+    last_runs, record_count = await _last_runs(
         session, account_id=account_id, requested=record.full_sync_requested_at if record else None
-    )
-    record_count = await session.scalar(
-        select(func.count()).where(Contact.account_id == account_id, Contact.crm_object.is_not(None))
     )
     connection = await session.get(CrmConnection, account_id)
     api_limit = connection.api_limit if connection else None
@@ -136,7 +148,7 @@ async def sync_now(session: AsyncSession, *, account_id: str, kind: str | None, 
     if await session.get(CrmConnection, account_id) is None:
         raise NoConnection()
     if kind is None:
-        last = await _last_runs(session, account_id=account_id, requested=None)
+        last, _ = await _last_runs(session, account_id=account_id, requested=None)
         kind = "incremental" if last.last_full_success else "full"
     job = RunSync(
         job_id=f"{account_id}:{kind}:sync_now:{uuid.uuid4().hex[:12]}",
