@@ -195,3 +195,23 @@ def test_r14_automatic_interval_for_a_small_account_with_a_normal_budget_is_15_m
 def test_r14_an_interval_schedule_needs_its_minutes() -> None:
     with pytest.raises(ValueError, match="interval_minutes"):
         Schedule(ScheduleMode.INTERVAL)
+
+
+@given(schedule=schedules, now=moments, age=st.none() | st.timedeltas(FULL_SYNC_EVERY, timedelta(days=60)))
+def test_r15_a_first_or_biweekly_full_is_not_asked_for_again_while_one_is_under_way(
+    schedule, now, age
+) -> None:
+    slot = tick_at_or_before(schedule=schedule, moment=now)
+    last = LastRuns(last_full_success=None if age is None else slot - age, full_in_progress=True)
+    jobs = due_jobs(account_id=ACCOUNT, schedule=schedule, last_runs=last, now=now)
+    assert [j.kind for j in jobs] == ["scores_optouts"]
+
+
+def test_r15_a_new_field_asks_for_a_full_even_while_another_full_is_under_way() -> None:
+    last = LastRuns(
+        last_full_success=NOW - timedelta(days=1),
+        full_requested_at=NOW - timedelta(minutes=1),
+        full_in_progress=True,
+    )
+    jobs = due_jobs(account_id=ACCOUNT, schedule=Schedule(ScheduleMode.HOURLY), last_runs=last, now=NOW)
+    assert [(j.kind, j.reason) for j in jobs] == [("full", SyncReason.NEW_FIELD), ("scores_optouts", None)]

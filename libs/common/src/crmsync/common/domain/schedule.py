@@ -77,12 +77,15 @@ class LastRuns:
     last_incremental: when the latest sync of either kind that brought the store up to date was requested.
     last_outbound: when the latest outbound job was requested.
     full_requested_at: when the mapping last gained a field (R15).
+    full_in_progress: a full sync is queued, running, paused or waiting for a retry; a first or
+        biweekly full is then not asked for again (it would only repeat the one under way).
     """
 
     last_full_success: datetime | None = None
     last_incremental: datetime | None = None
     last_outbound: datetime | None = None
     full_requested_at: datetime | None = None
+    full_in_progress: bool = False
 
 
 @dataclass(frozen=True)
@@ -226,7 +229,10 @@ def due_jobs(
             DueJob("full", reason, requested, job_id_for(account_id=account_id, kind="full", slot=requested))
         )
     elif reason is not None:
-        jobs.append(DueJob("full", reason, slot, job_id_for(account_id=account_id, kind="full", slot=slot)))
+        if not last_runs.full_in_progress:
+            jobs.append(
+                DueJob("full", reason, slot, job_id_for(account_id=account_id, kind="full", slot=slot))
+            )
     elif last_runs.last_incremental is None or _utc(last_runs.last_incremental) < slot:
         jobs.append(
             DueJob(

@@ -32,7 +32,13 @@ _ACCOUNTS_SQL = text(
            coalesce(s.timezone, 'UTC') as timezone, s.full_sync_requested_at,
            c.api_limit,
            lf.started_at as last_full_success, coalesce(lf.pulled, 0) as record_count,
-           li.requested_at as last_incremental
+           li.requested_at as last_incremental,
+           exists (
+               select 1 from sync_runs r
+               where r.account_id = c.account_id and r.kind = 'full'
+                 and (r.status in ('queued', 'running', 'paused')
+                      or (r.status = 'failed' and r.next_attempt_at is not null))
+           ) as full_in_progress
     from crm_connections c
     left join sync_schedules s on s.account_id = c.account_id
     left join lateral (
@@ -72,6 +78,7 @@ async def load_account_schedules(session: AsyncSession) -> list[AccountSchedule]
                     last_full_success=row["last_full_success"],
                     last_incremental=row["last_incremental"],
                     full_requested_at=row["full_sync_requested_at"],
+                    full_in_progress=row["full_in_progress"],
                 ),
                 record_count=row["record_count"],
                 daily_api_limit=row["api_limit"],
