@@ -55,7 +55,11 @@ class Workers:
                 for task in pending:
                     if task not in self._active.values():
                         task.cancel()
-                self._reap()
+                try:
+                    self._reap()
+                except BaseException:
+                    stop.set()  # the other accounts' runs stop between batches and are requeued
+                    raise
         finally:
             if self._active:
                 await asyncio.gather(*self._active.values(), return_exceptions=True)
