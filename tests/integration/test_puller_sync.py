@@ -241,6 +241,19 @@ async def test_r5_r15_a_first_full_sync_equals_the_crm_field_for_field(
     }
 
 
+async def test_r15_a_full_sync_through_the_bulk_api_equals_the_crm_field_for_field(
+    sessions, settings, account_id, make_crm_org
+) -> None:
+    org = make_crm_org(leads=300, contacts=300, seed=19)
+    config = puller_settings(settings, puller_bulk_threshold=100)
+    await connect(sessions, settings, account_id, org)
+
+    run = await sync(sessions, config, account_id, "full")
+
+    assert run.status == "succeeded", run.error
+    assert await store_of(sessions, account_id) == expected_store(org)
+
+
 async def test_r16_r17_an_incremental_sync_after_edits_deletions_conversions_and_new_records_makes_the_store_equal(
     sessions, settings, account_id, make_crm_org
 ) -> None:

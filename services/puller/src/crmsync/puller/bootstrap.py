@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crmsync.common.crm.factory import connector_for
+from crmsync.common.crm.salesforce import ConnectorOptions
 from crmsync.common.crypto import SecretBox
 from crmsync.common.db.schema import CrmConnection
 from crmsync.common.db.session import create_engine, create_sessionmaker, ping
@@ -27,9 +28,10 @@ from crmsync.puller.settings import Settings
 def default_crm_factory(settings: Settings) -> CrmFactory:
     """Returns a factory of Salesforce connectors that open the stored credentials with the secret key."""
     box = SecretBox(settings.secret_key.get_secret_value())
+    options = ConnectorOptions(bulk_threshold=settings.puller_bulk_threshold)
 
     def factory(connection: CrmConnection):  # type: ignore[no-untyped-def]
-        return connector_for(connection, secret_box=box)
+        return connector_for(connection, secret_box=box, options=options)
 
     return factory
 

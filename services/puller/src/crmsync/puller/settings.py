@@ -22,6 +22,9 @@ class Settings(CommonSettings):
         3600.0, gt=0, description="Longest wait between retries of a failed run."
     )
     puller_max_attempts: int = Field(8, ge=1, description="Attempts of a run before it stays failed.")
+    puller_bulk_threshold: int = Field(
+        50_000, ge=0, description="Full syncs of an object with more records than this use the Bulk API."
+    )
     puller_budget_resume_s: float = Field(
         900.0, gt=0, description="How long a run paused by the CRM's API budget waits before resuming."
     )
