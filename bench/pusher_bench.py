@@ -30,6 +30,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import asyncpg
 import httpx
 import orjson
 import psutil
@@ -37,6 +38,7 @@ from aiokafka import AIOKafkaConsumer
 from sqlalchemy import func, insert, select
 
 from crmsync.common.crypto import SecretBox
+from crmsync.common.db.migrate import upgrade
 from crmsync.common.db.schema import Account, Contact, CrmConnection, PushLog
 from crmsync.common.db.session import create_engine, create_sessionmaker
 from crmsync.common.kafka.producer import create_producer
@@ -123,7 +125,7 @@ def _start_pusher(settings: CommonSettings) -> subprocess.Popen[bytes]:
         CRMSYNC_PUSHER_GROUP_ID=f"bench-{uuid.uuid4().hex[:6]}",
     )
     return subprocess.Popen(
-        [sys.executable, "-m", "crmsync.pusher"], cwd=REPO, env=env, stdout=open("/tmp/pusher_bench.log", "wb")
+        [sys.executable, "-m", "crmsync.pusher"], cwd=REPO, env=env, stdout=subprocess.DEVNULL
     )
 
 
@@ -290,7 +292,12 @@ async def _pusher_run(
 
 async def amain(args: argparse.Namespace) -> None:
     base_settings = CommonSettings(log_json=False)
-    settings = base_settings.model_copy(update={"topic_prefix": f"bench{uuid.uuid4().hex[:6]}.crmsync."})
+    # A database of its own: services running against the shared one (a scheduler and
+    # puller syncing every connected account) would otherwise join in.
+    database_url = await _create_database(base_settings.database_url)
+    settings = base_settings.model_copy(
+        update={"topic_prefix": f"bench{uuid.uuid4().hex[:6]}.crmsync.", "database_url": database_url}
+    )
     await ensure_topics(settings, (*DESIGN_TOPICS, BASELINE))
     engine = create_engine(settings, pool_size=4)
     sessions = create_sessionmaker(engine)
@@ -335,6 +342,26 @@ async def amain(args: argparse.Namespace) -> None:
         emulator.terminate()
         emulator.wait(20)
         await engine.dispose()
+        await _admin(
+            base_settings.database_url, f'DROP DATABASE IF EXISTS "{database_url.rpartition("/")[2]}"'
+        )
+
+
+async def _admin(url: str, sql: str) -> None:
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def _create_database(base_url: str) -> str:
+    """Returns the URL of a new, migrated database beside the configured one."""
+    name = f"crmsync_bench_{uuid.uuid4().hex[:8]}"
+    await _admin(base_url, f'CREATE DATABASE "{name}"')
+    url = f"{base_url.rpartition('/')[0]}/{name}"
+    await asyncio.to_thread(upgrade, url)
+    return url
 
 
 def main() -> None:

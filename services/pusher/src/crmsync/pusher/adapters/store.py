@@ -25,7 +25,7 @@ from crmsync.common.db.schema import (
     PushLog,
 )
 from crmsync.common.db.schema import PushPolicy as PushPolicyRecord
-from crmsync.common.domain.contacts import ContactValues
+from crmsync.common.domain.contacts import ContactValues, FieldMeta
 from crmsync.common.domain.fields import DataType
 from crmsync.common.domain.mapping import (
     FieldKind,
@@ -59,17 +59,40 @@ class AccountConfig:
 
 @dataclass
 class StoredContact:
-    """A contact row as the handler works on it; `new` ones are inserted at the end."""
+    """A contact row as the handler works on it; `new` ones are inserted at the end.
+
+    Field metadata stays in its stored JSON form and is parsed only for the
+    fields an event touches: a contact may have many fields, an event few.
+    """
 
     id: uuid.UUID
     account_id: str
     crm_object: str | None
     external_id: str | None
     email: str | None
-    values: ContactValues
+    fields: dict[str, Any]
+    raw_meta: dict[str, Any]
     outbound_pending: bool = False  # a score or opt-out changed locally now: (re)set the flag
     new: bool = False
     dirty: bool = False
+
+    @property
+    def values(self) -> ContactValues:
+        """Returns every value with its parsed origin and time."""
+        return ContactValues.from_json(self.fields, self.raw_meta)
+
+    def view(self, names: Iterable[str]) -> ContactValues:
+        """Returns every value, with origin and time parsed for `names` only."""
+        meta = self.raw_meta
+        return ContactValues(self.fields, {n: FieldMeta.from_json(meta[n]) for n in names if n in meta})
+
+    def apply(self, values: ContactValues, names: Iterable[str]) -> None:
+        """Takes the values of a merge whose touched fields are `names`."""
+        self.fields = dict(values.fields)
+        for name in names:
+            if name in values.meta:
+                self.raw_meta[name] = values.meta[name].to_json()
+        self.dirty = True
 
 
 async def existing_accounts(session: AsyncSession, account_ids: Iterable[str]) -> set[str]:
@@ -155,7 +178,8 @@ async def find_contacts(
             crm_object=row.crm_object,
             external_id=row.external_id,
             email=row.email,
-            values=ContactValues.from_json(row.fields, row.field_meta),
+            fields=dict(row.fields),
+            raw_meta=dict(row.field_meta),
         )
         for row in rows
     ]
@@ -171,8 +195,8 @@ async def save_contacts(session: AsyncSession, contacts: Iterable[StoredContact]
             "crm_object": c.crm_object,
             "external_id": c.external_id,
             "email": c.email,
-            "fields": dict(c.values.fields),
-            "field_meta": c.values.meta_json(),
+            "fields": c.fields,
+            "field_meta": c.raw_meta,
             "outbound_pending_at": now if c.outbound_pending else None,
             "updated_at": now,
         }
@@ -288,7 +312,8 @@ async def pending_outbound(
                 crm_object=row.crm_object,
                 external_id=row.external_id,
                 email=row.email,
-                values=ContactValues.from_json(row.fields, row.field_meta),
+                fields=dict(row.fields),
+                raw_meta=dict(row.field_meta),
                 outbound_pending=True,
             ),
             row.outbound_pending_at,  # type: ignore[misc]

@@ -29,7 +29,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crmsync.common.db.schema import PushLog
-from crmsync.common.domain.contacts import ContactValues, FieldMeta, merge_local_changes
+from crmsync.common.domain.contacts import FieldMeta, merge_local_changes
 from crmsync.common.domain.fields import EMAIL, STANDARD_FIELDS_BY_KEY
 from crmsync.common.domain.push import ContactState, Operation, decide_push
 from crmsync.common.kafka.consumer import DeadLetters, Delivery
@@ -120,13 +120,14 @@ async def _apply_and_push(ctx: PushContext, account_id: str, batch: list[Deliver
                 continue
             assert contact is not None
             being_created = contact.id in planned and planned[contact.id].operation == "create"
+            before = contact.view(event.changes)
             state = (
-                ContactState(planned[contact.id].crm_object, _BEING_CREATED, contact.values)
+                ContactState(planned[contact.id].crm_object, _BEING_CREATED, before)
                 if being_created
-                else ContactState(contact.crm_object, contact.external_id, contact.values)
+                else ContactState(contact.crm_object, contact.external_id, before)
             )
             merge = merge_local_changes(
-                contact.values, event.changes, source=event.source.value, occurred_at=event.occurred_at
+                before, event.changes, source=event.source.value, occurred_at=event.occurred_at
             )
             decision = decide_push(
                 mapping=config.mapping,
@@ -136,8 +137,7 @@ async def _apply_and_push(ctx: PushContext, account_id: str, batch: list[Deliver
                 merge=merge,
                 crm_create=event.crm_create.object if event.crm_create else None,
             )
-            contact.values = merge.values
-            contact.dirty = True
+            contact.apply(merge.values, event.changes)
             new_email = merge.values.fields.get(EMAIL)
             if EMAIL in merge.changed and isinstance(new_email, str):
                 contact.email = new_email
@@ -298,7 +298,8 @@ class _Index:
             crm_object=None,
             external_id=None,
             email=ref.email,
-            values=ContactValues({EMAIL: ref.email}, {EMAIL: meta}),
+            fields={EMAIL: ref.email},
+            raw_meta={EMAIL: meta.to_json()},
             new=True,
         )
         self._add(contact)
