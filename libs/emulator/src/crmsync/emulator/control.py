@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from crmsync.emulator.faults import Fault
+from crmsync.emulator.soql import FieldRef
 from crmsync.emulator.store import ApiError, RecordRejected, now_ms, parse_datetime
 
 if TYPE_CHECKING:
@@ -116,7 +117,10 @@ def register(emu: Emulator) -> None:
         limit = int(request.query_params.get("limit", "1000"))
         include_deleted = request.query_params.get("deleted") == "true"
         rows = [r for r in range(table.n) if include_deleted or table.alive(r)][:limit]
-        return json_response([state.org.full_record(table, r, VERSION) for r in rows])
+        render_page, _ = state.org.page_renderer(
+            table, [FieldRef((name,)) for name in table.obj.fields], VERSION
+        )
+        return json_response(render_page(rows))
 
     async def get_record(request: Request, org: str, obj: str, rid: str) -> Response:
         state = org_of(org)
