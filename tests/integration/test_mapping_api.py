@@ -852,7 +852,10 @@ async def test_health_endpoints_stay_beside_the_api(client) -> None:
     assert (await client.get("/healthz")).json()["status"] == "ok"
     ready = await client.get("/readyz")
     assert ready.status_code == 200, ready.text
-    assert (await client.get("/metrics")).status_code == 200
+    await client.get("/v1/account", headers={})
+    metrics = await client.get("/metrics")
+    assert metrics.status_code == 200
+    assert 'crmsync_api_requests_total{method="GET",route="/v1/account",status="401"}' in metrics.text
 
 
 async def test_an_account_made_without_defaults_saves_its_first_mapping_as_version_1(

@@ -16,7 +16,7 @@ from crmsync.common.kafka.outbox import OutboxRelay
 from crmsync.common.kafka.producer import Publisher, create_producer
 from crmsync.common.service import health_routes
 from crmsync.mapping_api.adapters.crm import ConnectorPort
-from crmsync.mapping_api.entrypoints import errors
+from crmsync.mapping_api.entrypoints import errors, metrics
 from crmsync.mapping_api.entrypoints.routes import api_router
 from crmsync.mapping_api.handlers.ports import CrmPort
 from crmsync.mapping_api.settings import Settings
@@ -83,6 +83,7 @@ def bootstrap(
         lifespan=lifespan,
     )
     errors.install(app)
+    metrics.install(app)
     app.include_router(api_router)
     checks = {"postgres": lambda: ping(engine), "kafka": kafka_ready}
     app.router.routes.extend(health_routes(service="mapping-api", checks=checks))

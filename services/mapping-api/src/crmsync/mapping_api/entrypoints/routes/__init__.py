@@ -17,6 +17,7 @@ from crmsync.mapping_api.entrypoints.routes import (
     sync_runs,
 )
 
-api_router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
+API_PREFIX = "/v1"
+api_router = APIRouter(prefix=API_PREFIX, responses=ERROR_RESPONSES)
 for module in (account, mapping, push_policy, schedule, connection, contacts, segments, sync_runs, push_log):
     api_router.include_router(module.router)
