@@ -100,6 +100,8 @@ def register(emu: Emulator) -> None:
         state = org_of(org)
         emu.orgs.pop(org)
         emu.by_client.pop(state.org.client_id, None)
+        for token in [t for t, entry in emu.tokens.items() if entry.org_id == org]:
+            del emu.tokens[token]
         return Response(status_code=204)
 
     async def create_record(request: Request, org: str, obj: str) -> Response:
