@@ -585,3 +585,12 @@ async def test_an_update_is_repeated_after_a_timeout_since_it_is_idempotent() ->
         fake.faults = [_timeout]
         results = await crm.update("Lead", [{"Id": "a", "Title": "x"}])
     assert results[0].success
+
+
+async def test_a_describe_is_reused_within_its_ttl_and_asked_again_after() -> None:
+    fake = FakeSalesforce()
+    async with _connector(fake) as cached, _connector(fake, describe_ttl_s=0) as fresh:
+        for crm in (cached, fresh):
+            await crm.describe("Lead")
+            await crm.describe("Lead")
+    assert fake.calls_to(f"{API}/sobjects/Lead/describe") == 1 + 2

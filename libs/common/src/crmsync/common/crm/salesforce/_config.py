@@ -70,6 +70,7 @@ class ConnectorOptions:
     budget_slowdown_fraction: float = 0.05
     budget_slowdown_max_delay_s: float = 2.0
     deleted_feed_days: int = 15  # how far back Salesforce's deleted feed reaches
+    describe_ttl_s: float = 300.0  # how long an object's describe is reused before asking again
 
     def __post_init__(self) -> None:
         if not 200 <= self.page_size <= 2000:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -91,7 +92,7 @@ class SalesforceConnector:
         self._account = account_id or "-"
         self._session: Session | None = None
         self._session_lock = asyncio.Lock()
-        self._describes: dict[str, ObjectDescribe] = {}
+        self._describes: dict[str, tuple[float, ObjectDescribe]] = {}
         self._used: int | None = None
         self._limit: int | None = None
 
@@ -117,10 +118,11 @@ class SalesforceConnector:
     # ----------------------------------------------------------------- metadata
 
     async def describe(self, object_name: str) -> ObjectDescribe:
-        """Returns the object's fields (cached for the connector's life)."""
+        """Returns the object's fields (cached for `describe_ttl_s`, as admins add fields)."""
         key = soql.check_name(object_name).lower()
-        if key in self._describes:
-            return self._describes[key]
+        cached = self._describes.get(key)
+        if cached and time.monotonic() - cached[0] < self._options.describe_ttl_s:
+            return cached[1]
         response = await self._call(
             "GET", f"{self._api}/sobjects/{object_name}/describe", operation="describe"
         )
@@ -147,7 +149,7 @@ class SalesforceConnector:
             createable=bool(body.get("createable", True)),
             updateable=bool(body.get("updateable", True)),
         )
-        self._describes[key] = described
+        self._describes[key] = (time.monotonic(), described)
         return described
 
     async def count(self, object_name: str) -> int:
