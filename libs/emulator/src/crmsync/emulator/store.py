@@ -474,13 +474,16 @@ class Org:
                 raise ApiError(400, "MALFORMED_QUERY", f"duplicate field selected: {ref.text}")
             seen.add(key)
         render, columns = self.page_renderer(table, query.fields, version, csv=csv)
-        pred = self.predicate(table, query.where) if query.where is not None else None
+        vector = self._vector_filter(table, query.where) if query.where is not None else None
+        pred = self.predicate(table, query.where) if query.where is not None and vector is None else None
         deleted = table.deleted_at
         rows: Iterable[int] = range(table.n)
         if query.where is not None and (by_id := self._id_rows(table, query.where)) is not None:
             rows = sorted(r for r in by_id if 0 <= r < table.n)
         if not include_deleted and deleted:
-            rows = (r for r in rows if r not in deleted)
+            rows = [r for r in rows if r not in deleted]
+        if vector is not None:
+            rows = vector(rows)  # type: ignore[arg-type]
         if pred is not None:
             rows = filter(pred, rows)
         order = list(query.order_by)
@@ -489,23 +492,70 @@ class Org:
         # A whole table in id order stays a range: no list of a million rows per cursor.
         matched: list[int] | range = rows if isinstance(rows, range) and not order else list(rows)
         for item in reversed(order):
-            f, get, _ = self.raw_getter(table, item.field)
-            lower = f.type in STRING_TYPES and f.type not in ("id", "reference")
-            null_low = item.descending == item.nulls_last
-
-            def key(row: int, get=get, lower=lower, null_low=null_low) -> tuple:
-                v = get(row)
-                if v is None:
-                    return (0, 0) if null_low else (2, 0)
-                return (1, v.lower() if lower else v)
-
-            matched.sort(key=key, reverse=item.descending)  # type: ignore[union-attr]
+            f, get, owner = self.raw_getter(table, item.field)
+            if owner is table and f.name in table.cols and f.name != "IsDeleted":
+                values = table.cols[f.name].take(matched)
+            else:
+                values = [get(r) for r in matched]
+            if f.type in STRING_TYPES and f.type not in ("id", "reference"):
+                values = [None if v is None else v.lower() for v in values]
+            if None in values:
+                low = item.descending == item.nulls_last
+                null_key = (0, 0) if low else (2, 0)
+                values = [null_key if v is None else (1, v) for v in values]
+            # Sorting positions by a list lookup keeps the key function in C; sorted() is stable.
+            positions = sorted(range(len(matched)), key=values.__getitem__, reverse=item.descending)
+            matched = [matched[i] for i in positions]
         if query.offset:
             matched = matched[query.offset :]
         if query.limit is not None:
             matched = matched[: query.limit]
         cursor = Cursor(table, matched, render, columns)  # type: ignore[arg-type]
         return cursor, (len(matched) if query.count else None)
+
+    def _vector_filter(
+        self, table: Table, cond: soql.Condition
+    ) -> Callable[[list[int] | range], list[int]] | None:
+        """Returns a filter over whole row lists for comparisons of non-text fields (alone or ANDed), else None."""
+        items = cond.items if isinstance(cond, soql.BoolOp) and cond.op == "AND" else (cond,)
+        steps = []
+        for item in items:
+            if not isinstance(item, soql.Comparison) or len(item.field.path) != 1:
+                return None
+            if item.op not in ("=", "!=", "<", "<=", ">", ">=") or not isinstance(item.value, soql.Literal):
+                return None
+            f = table.obj.field(item.field.path[0])
+            if f is None or f.name not in table.cols or f.name == "IsDeleted" or f.type == "address":
+                return None
+            if f.type in STRING_TYPES and f.type not in ("id", "reference"):
+                return None
+            steps.append((table.cols[f.name], item.op, self.literal(f, item.value, table)))
+
+        def run(rows: list[int] | range) -> list[int]:
+            out: list[int] | range = rows
+            for col, op, target in steps:
+                pairs = zip(out, col.take(out), strict=True)
+                if target is None:
+                    out = (
+                        [r for r, v in pairs if v is None]
+                        if op == "="
+                        else ([r for r, v in pairs if v is not None] if op == "!=" else [])
+                    )
+                elif op == "=":
+                    out = [r for r, v in pairs if v == target]
+                elif op == "!=":
+                    out = [r for r, v in pairs if v != target]
+                elif op == "<":
+                    out = [r for r, v in pairs if v is not None and v < target]
+                elif op == "<=":
+                    out = [r for r, v in pairs if v is not None and v <= target]
+                elif op == ">":
+                    out = [r for r, v in pairs if v is not None and v > target]
+                else:
+                    out = [r for r, v in pairs if v is not None and v >= target]
+            return list(out)
+
+        return run
 
     def _id_rows(self, table: Table, cond: soql.Condition) -> set[int] | None:
         """Returns the only rows an `Id = …` / `Id IN (…)` filter (alone or under AND) can match, if any."""
