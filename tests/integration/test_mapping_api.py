@@ -196,7 +196,8 @@ async def test_r21_a_key_of_one_account_gets_404_for_everything_of_another(
         entry = PushLog(account_id=other.account_id, event_id="e-1", operation="update", status="succeeded")
         session.add_all([run, entry])
     rows = await current_rows(client, other)
-    assert (await save(client, other, rows, note="v2")).status_code == 200
+    rows = [r for r in rows if r["destination"] != "website"]
+    assert (await save(client, other, rows, note="v2")).json()["version"] == 2
 
     as_tenant = tenant.admin
     for path in (
@@ -281,6 +282,13 @@ async def test_r7_an_admin_deletes_adds_and_saves_rows_as_a_new_version(client, 
     assert [r["destination"] for r in diff["added"]] == ["time_zone", "Shoe_Size"]
     assert [r["destination"] for r in diff["removed"]] == ["website"]
     assert diff["changed"] == []
+
+
+async def test_saving_the_mapping_unchanged_makes_no_new_version(client, tenant) -> None:
+    response = await save(client, tenant, await current_rows(client, tenant), note="no change")
+    assert response.status_code == 200, response.text
+    assert response.json()["version"] == 1 and response.json()["full_sync_job_id"] is None
+    assert len((await client.get("/v1/mapping/versions", headers=tenant.reader)).json()) == 1
 
 
 async def test_r1_a_destination_twice_is_refused_naming_the_row(client, tenant) -> None:

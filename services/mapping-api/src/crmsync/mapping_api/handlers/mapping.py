@@ -152,6 +152,9 @@ async def save_mapping(
     except NotFound:
         # An account made without crmsync-admin has no version 1 yet; this save starts its history.
         previous = StoredMapping(0, None, now, ())
+    if previous.version and tuple(rows) == previous.rows:
+        # Saving what is already saved changes nothing: no new version, no sync.
+        return SaveResult(previous, lead is not None)
     version = MappingVersion(account_id=account_id, version=previous.version + 1, note=note)
     session.add(version)
     await session.flush()
