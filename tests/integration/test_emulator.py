@@ -389,6 +389,16 @@ def test_query_all_includes_deleted_rows_with_is_deleted_true(api: httpx.Client,
     assert row == {"attributes": row["attributes"], "Id": lead, "IsDeleted": True}
 
 
+def test_query_all_no_longer_sees_records_deleted_over_15_days_ago(api: httpx.Client, crm_org: CrmOrg):
+    old = crm_org.create("Lead", {"LastName": "LongGone", "Company": "P"})
+    recent = crm_org.create("Lead", {"LastName": "JustGone", "Company": "P"})
+    crm_org.delete("Lead", old, deleted_at=datetime.now(UTC) - timedelta(days=16))
+    crm_org.delete("Lead", recent, deleted_at=datetime.now(UTC) - timedelta(days=14))
+    assert [r["Id"] for r in records(api, "SELECT Id FROM Lead WHERE Company = 'P'", all_rows=True)] == [
+        recent
+    ]
+
+
 def test_invalid_query_locator_is_refused(api: httpx.Client):
     response = api.get(f"{V}/query/01g000000000000AAA-2000")
     assert response.status_code == 400

@@ -482,6 +482,10 @@ class Org:
             rows = sorted(r for r in by_id if 0 <= r < table.n)
         if not include_deleted and deleted:
             rows = [r for r in rows if r not in deleted]
+        elif deleted:
+            # The recycle bin keeps deleted records 15 days; after that even queryAll no longer sees them.
+            purged_before = now_ms() - DELETED_REACH_MS
+            rows = [r for r in rows if r not in deleted or deleted[r] >= purged_before]
         if vector is not None:
             rows = vector(rows)  # type: ignore[arg-type]
         if pred is not None:
