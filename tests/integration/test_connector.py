@@ -442,3 +442,15 @@ async def test_an_update_that_timed_out_is_repeated(crm_org: CrmOrg) -> None:
         crm_org.faults("latency", count=1, latency_ms=800, path="/composite/sobjects", method="PATCH")
         results = await crm.update("Lead", [{"Id": lead, "Title": "Twice is harmless"}])
     assert results[0].success and crm_org.get("Lead", lead)["Title"] == "Twice is harmless"
+
+
+async def test_a_bulk_job_salesforce_refuses_is_rejected_with_its_code(crm_org: CrmOrg) -> None:
+    async with _connector(crm_org, bulk_threshold=0) as crm:
+        with pytest.raises(CrmRejected) as caught:
+            await _all(crm.export_all("Lead", ["Email", "No_Such_Field__c"]))
+    assert caught.value.error_code == "API_ERROR" and caught.value.status == 400
+
+
+async def test_sample_values_of_a_parent_field_follow_the_relationship(crm: SalesforceConnector) -> None:
+    owners = await crm.sample_values("Lead", "Owner.Email", limit=3)
+    assert owners and all("@" in o for o in owners)
