@@ -527,8 +527,11 @@ class Emulator:
             raise ApiError(400, "INVALID_REPLICATION_DATE", "startDate cannot be more than 30 days ago")
         stamps = table.cols["SystemModstamp"]
         deleted = table.deleted_at
+        everything = range(table.n)
         found = [
-            table.id_of(row) for row in range(table.n) if row not in deleted and start <= stamps[row] < end
+            table.id_of(row)
+            for row, stamp in zip(everything, stamps.take(everything), strict=True)
+            if start <= stamp < end and row not in deleted
         ]
         latest = min(end, now_ms())
         return json_response({"ids": found, "latestDateCovered": format_datetime(latest)})
