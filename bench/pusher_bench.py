@@ -49,6 +49,8 @@ from crmsync.common.settings import CommonSettings
 REPO = Path(__file__).resolve().parents[1]
 CLIENT_ID, CLIENT_SECRET = "bench-client", "bench-secret"
 BASELINE = "bench-baseline"
+# PUSHER_BENCH_LOG=/path keeps the pusher's debug log (per-batch timings) there.
+LOG_PATH = os.environ.get("PUSHER_BENCH_LOG")
 
 
 def machine() -> str:
@@ -121,11 +123,14 @@ def _start_pusher(settings: CommonSettings) -> subprocess.Popen[bytes]:
         CRMSYNC_KAFKA_BOOTSTRAP_SERVERS=settings.kafka_bootstrap_servers,
         CRMSYNC_TOPIC_PREFIX=settings.topic_prefix,
         CRMSYNC_HTTP_PORT="0",
-        CRMSYNC_LOG_LEVEL="WARNING",
+        CRMSYNC_LOG_LEVEL="DEBUG" if LOG_PATH else "WARNING",
         CRMSYNC_PUSHER_GROUP_ID=f"bench-{uuid.uuid4().hex[:6]}",
     )
     return subprocess.Popen(
-        [sys.executable, "-m", "crmsync.pusher"], cwd=REPO, env=env, stdout=subprocess.DEVNULL
+        [sys.executable, "-m", "crmsync.pusher"],
+        cwd=REPO,
+        env=env,
+        stdout=open(LOG_PATH, "wb") if LOG_PATH else subprocess.DEVNULL,
     )
 
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, bindparam, func, insert, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+import orjson
+from sqlalchemy import bindparam, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crmsync.common.db.schema import (
@@ -207,31 +207,27 @@ async def save_contacts(session: AsyncSession, contacts: Iterable[StoredContact]
     if new:
         await session.execute(insert(Contact.__table__), new)
     if changed:
+        # One statement over arrays: an executemany of single-row updates costs a
+        # round trip per row.
         await session.execute(
-            update(Contact.__table__)
-            .where(Contact.id == bindparam("b_id"))
-            .values(
-                email=bindparam("b_email"),
-                fields=bindparam("b_fields"),
-                field_meta=bindparam("b_meta"),
+            text(
+                "update contacts c set email = v.email, fields = v.fields::jsonb, "
+                "field_meta = v.meta::jsonb, updated_at = :now, "
                 # A new change moves the flag's time, so an outbound run that read the
                 # older time does not clear it (clear_outbound compares the time).
-                outbound_pending_at=func.coalesce(
-                    bindparam("b_pending", type_=DateTime(timezone=True)), Contact.outbound_pending_at
-                ),
-                updated_at=bindparam("b_now"),
+                "outbound_pending_at = coalesce(v.pending, c.outbound_pending_at) "
+                "from unnest(cast(:ids as uuid[]), cast(:emails as text[]), cast(:fields as text[]), "
+                "cast(:metas as text[]), cast(:pending as timestamptz[])) "
+                "as v(id, email, fields, meta, pending) where c.id = v.id"
             ),
-            [
-                {
-                    "b_id": r["id"],
-                    "b_email": r["email"],
-                    "b_fields": r["fields"],
-                    "b_meta": r["field_meta"],
-                    "b_pending": r["outbound_pending_at"],
-                    "b_now": now,
-                }
-                for r in changed
-            ],
+            {
+                "now": now,
+                "ids": [r["id"] for r in changed],
+                "emails": [r["email"] for r in changed],
+                "fields": [orjson.dumps(r["fields"]).decode() for r in changed],
+                "metas": [orjson.dumps(r["field_meta"]).decode() for r in changed],
+                "pending": [r["outbound_pending_at"] for r in changed],
+            },
         )
 
 
@@ -265,11 +261,46 @@ async def push_log_entries(
 
 async def add_push_log(session: AsyncSession, entries: Sequence[dict[str, Any]]) -> None:
     """Inserts push log entries; an event already logged keeps its entry (R18)."""
-    if entries:
-        await session.execute(
-            pg_insert(PushLog.__table__).on_conflict_do_nothing(index_elements=["account_id", "event_id"]),
-            entries,
-        )
+    if not entries:
+        return
+    columns = {
+        "account_id": "text",
+        "event_id": "text",
+        "source": "text",
+        "contact_id": "uuid",
+        "crm_object": "text",
+        "crm_id": "text",
+        "operation": "text",
+        "status": "text",
+        "sent_fields": "jsonb",
+        "decisions": "jsonb",
+        "error_code": "text",
+        "error_message": "text",
+        "attempts": "int",
+        "occurred_at": "timestamptz",
+    }
+    arrays = {
+        name: [
+            orjson.dumps(e.get(name) or {}).decode()
+            if kind == "jsonb"
+            else e.get(name, 0 if kind == "int" else None)
+            for e in entries
+        ]
+        for name, kind in columns.items()
+    }
+    unnest = ", ".join(
+        f"cast(:{name} as {'text' if kind == 'jsonb' else kind}[])" for name, kind in columns.items()
+    )
+    select_list = ", ".join(f"{name}::jsonb" if kind == "jsonb" else name for name, kind in columns.items())
+    # One statement over arrays, as in finish_push_log.
+    await session.execute(
+        text(
+            f"insert into push_log ({', '.join(columns)}) select {select_list} "
+            f"from unnest({unnest}) as v({', '.join(columns)}) "
+            "on conflict (account_id, event_id) do nothing"
+        ),
+        arrays,
+    )
 
 
 async def finish_push_log(session: AsyncSession, results: Sequence[dict[str, Any]]) -> None:
@@ -277,17 +308,25 @@ async def finish_push_log(session: AsyncSession, results: Sequence[dict[str, Any
     if not results:
         return
     await session.execute(
-        update(PushLog.__table__)
-        .where(PushLog.account_id == bindparam("b_account"), PushLog.event_id == bindparam("b_event"))
-        .values(
-            status=bindparam("b_status"),
-            crm_id=bindparam("b_crm_id"),
-            error_code=bindparam("b_code"),
-            error_message=bindparam("b_message"),
-            attempts=PushLog.attempts + bindparam("b_attempts"),
-            updated_at=bindparam("b_at"),
+        text(
+            "update push_log p set status = v.status, crm_id = v.crm_id, error_code = v.code, "
+            "error_message = v.message, attempts = p.attempts + v.attempts, updated_at = v.at "
+            "from unnest(cast(:accounts as text[]), cast(:events as text[]), cast(:statuses as text[]), "
+            "cast(:crm_ids as text[]), cast(:codes as text[]), cast(:messages as text[]), "
+            "cast(:attempts as int[]), cast(:ats as timestamptz[])) "
+            "as v(account_id, event_id, status, crm_id, code, message, attempts, at) "
+            "where p.account_id = v.account_id and p.event_id = v.event_id"
         ),
-        [{f"b_{k}": v for k, v in r.items()} for r in results],
+        {
+            "accounts": [r["account"] for r in results],
+            "events": [r["event"] for r in results],
+            "statuses": [r["status"] for r in results],
+            "crm_ids": [r["crm_id"] for r in results],
+            "codes": [r["code"] for r in results],
+            "messages": [r["message"] for r in results],
+            "attempts": [r["attempts"] for r in results],
+            "ats": [r["at"] for r in results],
+        },
     )
 
 

@@ -19,6 +19,7 @@ payload is reconciled (see `reconcile`), not decided again.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -86,6 +87,7 @@ async def _handle_account(ctx: PushContext, account_id: str, batch: list[Deliver
 
 async def _apply_and_push(ctx: PushContext, account_id: str, batch: list[Delivery[ContactChanged]]) -> None:
     now = datetime.now(UTC)
+    started = time.perf_counter()
     planned: dict[uuid.UUID, PlannedWrite] = {}
     async with ctx.sessions.begin() as session:
         config = await store.load_config(session, account_id)
@@ -164,6 +166,7 @@ async def _apply_and_push(ctx: PushContext, account_id: str, batch: list[Deliver
             entries.append(entry)
         await store.save_contacts(session, index.all(), now=now)
         await store.add_push_log(session, entries)
+    applied = time.perf_counter()
     if planned:
         assert config.connection is not None
         writes = list(planned.values())
@@ -174,8 +177,18 @@ async def _apply_and_push(ctx: PushContext, account_id: str, batch: list[Deliver
             concurrency=ctx.concurrency,
             reconcile_margin=ctx.reconcile_margin,
         )
+        written = time.perf_counter()
         await _record(ctx, account_id, writes, outcomes)
         _observe_latency(batch)
+        log.debug(
+            "push_batch",
+            account_id=account_id,
+            events=len(batch),
+            writes=len(writes),
+            apply_ms=round((applied - started) * 1000, 1),
+            crm_ms=round((written - applied) * 1000, 1),
+            record_ms=round((time.perf_counter() - written) * 1000, 1),
+        )
 
 
 def _plan(
