@@ -153,6 +153,31 @@ async def test_admin_cli_creates_an_account_with_its_defaults_and_prints_a_key_o
     assert missing == 2 and "does not exist" in capsys.readouterr().err
 
 
+async def test_r21_a_revoked_key_is_refused_and_keys_are_listed_without_their_secret(
+    client, settings, tenant, capsys
+) -> None:
+    cli_settings = Settings(**settings.model_dump())
+    key = tenant.reader["Authorization"].removeprefix("Bearer ")
+    assert (await client.get("/v1/account", headers=tenant.reader)).status_code == 200
+    assert await asyncio.to_thread(admin_main, ["key", "list", tenant.account_id], cli_settings) == 0
+    listed = capsys.readouterr().out
+    assert key[:14] in listed and key not in listed
+    assert "reader" in listed and "admin" in listed
+    assert (
+        await asyncio.to_thread(admin_main, ["key", "revoke", tenant.account_id, key[:14]], cli_settings) == 0
+    )
+    assert capsys.readouterr().out.strip() == f"revoked {key[:14]}"
+    assert (await client.get("/v1/account", headers=tenant.reader)).status_code == 401
+    assert (await client.get("/v1/account", headers=tenant.admin)).status_code == 200
+    # Revoking again finds no active key; too short a prefix is refused, naming it.
+    assert (
+        await asyncio.to_thread(admin_main, ["key", "revoke", tenant.account_id, key[:14]], cli_settings) == 2
+    )
+    assert "prefix" in capsys.readouterr().err
+    assert await asyncio.to_thread(admin_main, ["key", "revoke", tenant.account_id, "crm"], cli_settings) == 2
+    assert "prefix" in capsys.readouterr().err
+
+
 async def test_admin_cli_derives_the_account_id_from_the_name(settings, sessions, capsys) -> None:
     name = f"Initech {uuid.uuid4().hex[:6]} Ltd."
     cli_settings = Settings(**settings.model_dump())

@@ -2,8 +2,10 @@
 
     crmsync-admin account create "Acme Corp" [--id acme]
     crmsync-admin key create acme --role admin|reader [--name ci]
+    crmsync-admin key list acme
+    crmsync-admin key revoke acme crmsync_AbCdEf
 
-A key is printed once; only its sha256 hash is stored.
+A key is printed once; only its sha256 hash and its first characters are stored.
 """
 
 from __future__ import annotations
@@ -13,7 +15,12 @@ import asyncio
 import sys
 
 from crmsync.common.db.session import create_engine, create_sessionmaker
-from crmsync.mapping_api.handlers.accounts import create_account, create_api_key
+from crmsync.mapping_api.handlers.accounts import (
+    create_account,
+    create_api_key,
+    list_api_keys,
+    revoke_api_key,
+)
 from crmsync.mapping_api.handlers.errors import DomainError
 from crmsync.mapping_api.settings import Settings
 
@@ -34,6 +41,11 @@ def _parser() -> argparse.ArgumentParser:
     key_create.add_argument("account", help="account id")
     key_create.add_argument("--role", choices=("admin", "reader"), required=True)
     key_create.add_argument("--name", default="", help="a label for the key")
+    key_list = key.add_parser("list", help="list an account's keys (their first characters, never the key)")
+    key_list.add_argument("account", help="account id")
+    key_revoke = key.add_parser("revoke", help="revoke a key; calls with it answer 401 from then on")
+    key_revoke.add_argument("account", help="account id")
+    key_revoke.add_argument("prefix", help="the key's first characters, as `key list` shows them")
     return parser
 
 
@@ -44,6 +56,16 @@ async def _run(args: argparse.Namespace, settings: Settings) -> str:
             if args.group == "account":
                 account = await create_account(session, name=args.name, account_id=args.account_id)
                 return account.id
+            if args.action == "list":
+                keys = await list_api_keys(session, account_id=args.account)
+                return "\n".join(
+                    f"{k.prefix}\t{k.role}\t{k.name or '-'}\tcreated {k.created_at:%Y-%m-%d %H:%M}"
+                    + (f"\trevoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "")
+                    for k in keys
+                )
+            if args.action == "revoke":
+                revoked = await revoke_api_key(session, account_id=args.account, prefix=args.prefix)
+                return f"revoked {revoked.prefix}"
             return await create_api_key(session, account_id=args.account, role=args.role, name=args.name)
     finally:
         await engine.dispose()

@@ -6,6 +6,7 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Literal
 
 from sqlalchemy import select
@@ -94,6 +95,36 @@ async def create_api_key(session: AsyncSession, *, account_id: str, role: Role, 
     session.add(ApiKey(account_id=account_id, name=name, prefix=key[:14], key_hash=hash_key(key), role=role))
     await session.flush()
     return key
+
+
+async def list_api_keys(session: AsyncSession, *, account_id: str) -> list[ApiKey]:
+    """Returns the account's keys (prefix, role, dates; never the key), oldest first."""
+    if await session.get(Account, account_id) is None:
+        raise NotFound(f"account {account_id!r} does not exist", field="account")
+    return list(
+        await session.scalars(
+            select(ApiKey).where(ApiKey.account_id == account_id).order_by(ApiKey.created_at)
+        )
+    )
+
+
+async def revoke_api_key(session: AsyncSession, *, account_id: str, prefix: str) -> ApiKey:
+    """Returns the one active key of the account starting with `prefix`, now revoked."""
+    if len(prefix) < len(KEY_PREFIX) + 4:
+        raise Invalid("give at least the first 12 characters of the key, as `key list` shows", field="prefix")
+    # The prefix as `key list` shows it, a shorter start of it, or the whole key.
+    keys = [
+        key
+        for key in await list_api_keys(session, account_id=account_id)
+        if key.revoked_at is None and (key.prefix.startswith(prefix) or prefix.startswith(key.prefix))
+    ]
+    if not keys:
+        raise NotFound(f"no active key of {account_id!r} starts with {prefix!r}", field="prefix")
+    if len(keys) > 1:
+        raise Conflict(f"{len(keys)} keys start with {prefix!r}; give more of the key", field="prefix")
+    keys[0].revoked_at = datetime.now(UTC)
+    await session.flush()
+    return keys[0]
 
 
 async def authenticate(session: AsyncSession, *, key: str) -> Caller | None:
