@@ -915,3 +915,17 @@ def test_generated_queries_answer_200_or_a_salesforce_400(
     assert response.status_code in (200, 400), (text, response.text)
     if response.status_code == 400:
         assert error_code(response) in ("MALFORMED_QUERY", "INVALID_FIELD", "INVALID_QUERY_FILTER_OPERATOR")
+
+
+def test_faults_naming_the_token_endpoint_fail_logins(crm_org: CrmOrg):
+    crm_org.faults("503", count=1, path="/services/oauth2/token")
+    crm_org.faults("429", count=1)  # names no path: REST calls only, never the login
+    data = {
+        "grant_type": "client_credentials",
+        "client_id": crm_org.client_id,
+        "client_secret": crm_org.client_secret,
+    }
+    first, second = httpx.post(crm_org.token_url, data=data), httpx.post(crm_org.token_url, data=data)
+    assert (first.status_code, second.status_code) == (503, 200)
+    assert first.json()["error"] == "temporarily_unavailable"
+    assert [f["kind"] for f in crm_org.list_faults()] == ["429"]

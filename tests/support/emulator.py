@@ -47,7 +47,8 @@ Faults (``faults(kind, count=None, rate=None, latency_ms=0, path=None, method=No
   (the budget is spent: 403 REQUEST_LIMIT_EXCEEDED). ``count=N`` fails the
   next N matching calls; ``rate=0.3`` fails that share, drawn from the org's
   seed (deterministic). ``path`` (a substring) and ``method`` narrow which calls
-  match. ``clear_faults()``, ``list_faults()``, ``expire_tokens()``.
+  match. Logins are hit only by faults whose ``path`` names the token endpoint
+  (``path="/services/oauth2/token"``: latency, 429, 503, 500). ``clear_faults()``, ``list_faults()``, ``expire_tokens()``.
   Helper: ``access_token()`` runs the client_credentials grant.
 """
 

@@ -302,7 +302,7 @@ class Emulator:
                 return oauth_error("invalid_grant", "invalid assertion")
             if not claims.get("sub") or not claims.get("aud"):
                 return oauth_error("invalid_grant", "invalid assertion")
-            return self._issue(request, state)
+            return await self._token_faults(request, state) or self._issue(request, state)
         state = self.orgs.get(self.by_client.get(form.get("client_id", ""), ""))
         if grant not in ("client_credentials", "refresh_token", "password"):
             return oauth_error("unsupported_grant_type", "grant type not supported")
@@ -316,7 +316,25 @@ class Emulator:
             return oauth_error("invalid_grant", "expired access/refresh token")
         if grant == "password" and not (form.get("username") and form.get("password")):
             return oauth_error("invalid_grant", "authentication failure")
-        return self._issue(request, state, refresh=grant == "password")
+        return await self._token_faults(request, state) or self._issue(
+            request, state, refresh=grant == "password"
+        )
+
+    async def _token_faults(self, request: Request, state: OrgState) -> Response | None:
+        """Returns the failure a fault naming the token endpoint injects into this login, if one fires."""
+        path, faults = request.url.path, state.faults
+        if fault := faults.draw("latency", path=path, method="POST", named_only=True):
+            await asyncio.sleep(fault.latency_ms / 1000)
+        for kind, status in (("429", 429), ("503", 503), ("500", 500)):
+            if faults.draw(kind, path=path, method="POST", named_only=True):
+                return json_response(
+                    {
+                        "error": "temporarily_unavailable",
+                        "error_description": "service temporarily unavailable",
+                    },
+                    status,
+                )
+        return None
 
     def _issue(self, request: Request, state: OrgState, *, refresh: bool = False) -> Response:
         org = state.org

@@ -40,10 +40,15 @@ class FaultPlan:
     def clear(self) -> None:
         self.faults.clear()
 
-    def draw(self, kind: str, *, path: str, method: str) -> Fault | None:
-        """Returns the fault of that kind that fires for this call (consuming one of its count), if any."""
+    def draw(self, kind: str, *, path: str, method: str, named_only: bool = False) -> Fault | None:
+        """Returns the fault of that kind that fires for this call (consuming one of its count), if any.
+
+        `named_only`: only faults whose `path` names this call (the token endpoint is hit that way alone).
+        """
         for fault in self.faults:
             if fault.kind != kind:
+                continue
+            if named_only and not fault.path:
                 continue
             if fault.path and fault.path not in path:
                 continue
