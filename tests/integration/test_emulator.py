@@ -629,6 +629,18 @@ def test_lead_conversion_sets_the_conversion_fields(api: httpx.Client, crm_org: 
     assert error_code(refused) == "CANNOT_UPDATE_CONVERTED_LEAD"
 
 
+def test_lead_conversion_into_an_existing_account_at_a_given_instant(api: httpx.Client, crm_org: CrmOrg):
+    account = crm_org.create("Account", {"Name": "Existing Co"})
+    lead = crm_org.create("Lead", {"LastName": "Joiner", "Company": "Ignored Inc"})
+    contact = crm_org.convert_lead(lead, account_id=account, system_modstamp="2026-11-20T08:00:00Z")
+    converted = crm_org.get("Lead", lead)
+    assert converted["ConvertedAccountId"] == account
+    assert converted["SystemModstamp"] == "2026-11-20T08:00:00.000+0000"
+    assert converted["ConvertedDate"] == "2026-11-20"
+    assert crm_org.get("Contact", contact)["AccountId"] == account
+    assert query(api, "SELECT COUNT() FROM Account WHERE Name = 'Ignored Inc'").json()["totalSize"] == 0
+
+
 def test_undelete_brings_a_record_back(api: httpx.Client, crm_org: CrmOrg):
     lead = crm_org.create("Lead", {"LastName": "Phoenix", "Company": "U"})
     crm_org.delete("Lead", lead)
