@@ -73,6 +73,7 @@ class App:
             dead_letters=DeadLetters.via(self.producer),
             concurrency=s.push_crm_concurrency,
             reconcile_margin=timedelta(seconds=s.push_reconcile_margin_s),
+            lanes=s.push_lanes,
         )
 
     async def main(self, stop: asyncio.Event) -> None:

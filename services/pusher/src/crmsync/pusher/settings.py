@@ -10,7 +10,10 @@ from crmsync.common.settings import CommonSettings
 class Settings(CommonSettings):
     pusher_group_id: str = Field("crmsync-pusher", description="Consumer group of contact-change events.")
     outbound_group_id: str = Field("crmsync-pusher-outbound", description="Consumer group of outbound jobs.")
-    push_max_batch: int = Field(500, ge=1, le=5000, description="Events handled together, at most.")
+    push_max_batch: int = Field(1000, ge=1, le=5000, description="Events polled together, at most.")
+    push_lanes: int = Field(
+        4, ge=1, le=64, description="Partitions are spread over this many lanes handled concurrently."
+    )
     push_linger_ms: int = Field(
         5, ge=0, le=1000, description="How long a small batch waits for more events before it is written."
     )

@@ -19,6 +19,7 @@ payload is reconciled (see `reconcile`), not decided again.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Sequence
@@ -55,10 +56,24 @@ class PushContext:
     dead_letters: DeadLetters
     concurrency: int
     reconcile_margin: timedelta
+    lanes: int = 1
 
 
 async def handle_contact_changes(ctx: PushContext, deliveries: Sequence[Delivery[ContactChanged]]) -> None:
-    """Applies and pushes a batch of events; returns when every one is logged or dead-lettered."""
+    """Applies and pushes a batch of events; returns when every one is logged or dead-lettered.
+
+    Partitions are spread over `ctx.lanes` lanes handled concurrently, each in
+    its own transactions: one contact's events share a key, hence a partition
+    and a lane, so they stay in order while the lanes overlap their waits on
+    the database and the CRM.
+    """
+    lanes: dict[int, list[Delivery[ContactChanged]]] = {}
+    for d in deliveries:
+        lanes.setdefault(d.partition % ctx.lanes, []).append(d)
+    await asyncio.gather(*(_handle_lane(ctx, lane) for lane in lanes.values()))
+
+
+async def _handle_lane(ctx: PushContext, deliveries: Sequence[Delivery[ContactChanged]]) -> None:
     async with ctx.sessions() as session:
         known = await store.existing_accounts(session, (d.message.account_id for d in deliveries))
     by_account: dict[str, list[Delivery[ContactChanged]]] = {}
