@@ -73,6 +73,8 @@ class Emulator:
 
     def __init__(self, *, token_ttl: int = 7200, api_limit: int = 100_000) -> None:
         self.token_ttl = token_ttl
+        # Generated modstamps count back from this instant, so one seed gives the same org all day long.
+        self.started_ms = now_ms()
         self.api_limit = api_limit
         self.orgs: dict[str, OrgState] = {}
         self.by_client: dict[str, str] = {}
@@ -108,6 +110,7 @@ class Emulator:
             client_id=client_id,
             client_secret=client_secret or secrets.token_hex(32),
             api_limit=api_limit if api_limit is not None else self.api_limit,
+            now=self.started_ms,
         )
         self.orgs[org.org_id] = OrgState(
             org, FaultPlan(seed), token_ttl if token_ttl is not None else self.token_ttl
