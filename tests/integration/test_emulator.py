@@ -941,3 +941,13 @@ def test_faults_naming_the_token_endpoint_fail_logins(crm_org: CrmOrg):
     assert (first.status_code, second.status_code) == (503, 200)
     assert first.json()["error"] == "temporarily_unavailable"
     assert [f["kind"] for f in crm_org.list_faults()] == ["429"]
+
+
+def test_r22_a_control_edit_without_the_fields_envelope_is_refused_and_changes_nothing(crm_org: CrmOrg):
+    lead = crm_org.create("Lead", {"LastName": "Exact", "Company": "X", "Title": "Before"})
+    stamp = crm_org.get("Lead", lead)["SystemModstamp"]
+    response = crm_org.http.patch(f"{crm_org._base}/sobjects/Lead/{lead}", json={"Title": "After"})
+    assert response.status_code == 400
+    assert "Title" in response.text
+    after = crm_org.get("Lead", lead)
+    assert (after["Title"], after["SystemModstamp"]) == ("Before", stamp)

@@ -38,6 +38,18 @@ def register(emu: Emulator) -> None:
             raise ApiError(404, "NOT_FOUND", f"no org {org_id}")
         return state
 
+    def record_body(data: dict[str, Any]) -> dict[str, Any]:
+        # A bare {"Title": ...} would otherwise be read as "no fields" and only touch the stamp.
+        unknown = sorted(set(data) - {"fields", "system_modstamp"})
+        if unknown or not isinstance(data.get("fields", {}), dict):
+            raise ApiError(
+                400,
+                "JSON_PARSER_ERROR",
+                'Expected {"fields": {...}, "system_modstamp": optional}; unexpected: '
+                + ", ".join(unknown or ["fields"]),
+            )
+        return data.get("fields", {})
+
     def stamp_of(data: dict[str, Any], key: str = "system_modstamp") -> int | None:
         value = data.get(key)
         return parse_datetime(value) if value else None
@@ -108,7 +120,7 @@ def register(emu: Emulator) -> None:
         state = org_of(org)
         data = await body(request)
         try:
-            table, row = state.org.create(obj, data.get("fields", {}), system=True, stamp=stamp_of(data))
+            table, row = state.org.create(obj, record_body(data), system=True, stamp=stamp_of(data))
         except RecordRejected as exc:
             return rejected(exc)
         return json_response({"id": table.id_of(row)}, 201)
@@ -133,7 +145,7 @@ def register(emu: Emulator) -> None:
         state = org_of(org)
         data = await body(request)
         try:
-            state.org.update(obj, rid, data.get("fields", {}), system=True, stamp=stamp_of(data))
+            state.org.update(obj, rid, record_body(data), system=True, stamp=stamp_of(data))
         except RecordRejected as exc:
             return rejected(exc)
         return Response(status_code=204)
