@@ -22,6 +22,7 @@ from crmsync.common.kafka.producer import Publisher, create_producer
 from crmsync.common.kafka.topics import CONTACT_CHANGES, OUTBOUND_JOBS
 from crmsync.common.messages import ContactChanged, RunOutbound
 from crmsync.pusher.adapters.crm import ConnectorFactory, Connectors, CrmWriter
+from crmsync.pusher.adapters.store import ConfigCache
 from crmsync.pusher.entrypoints.consumer import LingeringLoop
 from crmsync.pusher.handlers.contact_changed import PushContext, handle_contact_changes
 from crmsync.pusher.handlers.run_outbound import handle_outbound_jobs
@@ -74,6 +75,7 @@ class App:
             concurrency=s.push_crm_concurrency,
             reconcile_margin=timedelta(seconds=s.push_reconcile_margin_s),
             lanes=s.push_lanes,
+            configs=ConfigCache(ttl_s=s.push_config_ttl_s),
         )
 
     async def main(self, stop: asyncio.Event) -> None:

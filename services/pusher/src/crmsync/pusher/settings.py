@@ -22,6 +22,9 @@ class Settings(CommonSettings):
     push_max_attempts: int = Field(3, ge=1, le=50, description="Tries of a transient CRM failure.")
     push_backoff_s: float = Field(0.2, gt=0, description="First retry delay; doubles, with jitter.")
     push_backoff_max_s: float = Field(10.0, gt=0, description="Longest retry delay.")
+    push_config_ttl_s: float = Field(
+        2.0, ge=0, description="How long an account's mapping and policy are reused before being read again."
+    )
     push_reconcile_margin_s: float = Field(
         300.0,
         ge=0,

@@ -6,6 +6,7 @@ transaction (one per use case).
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -131,6 +132,24 @@ async def load_config(session: AsyncSession, account_id: str) -> AccountConfig:
     policy = PushPolicy(default_allow_push=True if default_allow is None else bool(default_allow))
     connection = await session.get(CrmConnection, account_id)
     return AccountConfig(account_id, mapping, policy, connection)
+
+
+class ConfigCache:
+    """Account configurations kept for `ttl_s` seconds: a saved mapping applies within that time."""
+
+    def __init__(self, *, ttl_s: float) -> None:
+        self._ttl_s = ttl_s
+        self._entries: dict[str, tuple[float, AccountConfig]] = {}
+
+    async def get(self, session: AsyncSession, account_id: str) -> AccountConfig:
+        now = time.monotonic()
+        cached = self._entries.get(account_id)
+        if cached is not None and now - cached[0] < self._ttl_s:
+            return cached[1]
+        config = await load_config(session, account_id)
+        if self._ttl_s > 0:
+            self._entries[account_id] = (now, config)
+        return config
 
 
 def _row(record: MappingRowRecord) -> MappingRow:

@@ -23,7 +23,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -57,6 +57,7 @@ class PushContext:
     concurrency: int
     reconcile_margin: timedelta
     lanes: int = 1
+    configs: store.ConfigCache = field(default_factory=lambda: store.ConfigCache(ttl_s=0))
 
 
 async def handle_contact_changes(ctx: PushContext, deliveries: Sequence[Delivery[ContactChanged]]) -> None:
@@ -105,7 +106,7 @@ async def _apply_and_push(ctx: PushContext, account_id: str, batch: list[Deliver
     started = time.perf_counter()
     planned: dict[uuid.UUID, PlannedWrite] = {}
     async with ctx.sessions.begin() as session:
-        config = await store.load_config(session, account_id)
+        config = await ctx.configs.get(session, account_id)
         known_fields = set(STANDARD_FIELDS_BY_KEY) | {r.destination for r in config.mapping.rows}
         refs = [d.message.contact for d in batch]
         contacts = await store.find_contacts(
