@@ -191,13 +191,16 @@ async def apply_records(
     run_id: uuid.UUID,
     records: Sequence[MappedRecord],
     full: bool,
+    empty_store: bool = False,
 ) -> BatchCounts:
     """Merges a batch of CRM records into the store; returns what changed.
 
     A record older than the stored one (read again through the lookback window)
     is skipped; a local value newer than the CRM's is kept (R13); a CRM opt-in
     never clears a local opt-out (R23). A full sync marks every row it sees, so
-    the rows it did not see can be removed afterwards (R16).
+    the rows it did not see can be removed afterwards (R16). `empty_store` says
+    the account had no contact at all when this full sync started: there is
+    nothing to read back, only rows to insert.
     """
     pg = await driver(conn)
     counts = BatchCounts()
@@ -212,8 +215,11 @@ async def apply_records(
     todo = [r for r in latest.values() if not r.converted_contact_id]
     if not todo:
         return counts
-    emails = sorted({e for r in todo if (e := _email_lower(r.values))})
-    rows = await pg.fetch(_SELECT, account_id, [r.external_id for r in todo], emails)
+    if empty_store:
+        rows = []
+    else:
+        emails = sorted({e for r in todo if (e := _email_lower(r.values))})
+        rows = await pg.fetch(_SELECT, account_id, [r.external_id for r in todo], emails)
     by_external: dict[str, _Existing] = {}
     adoptable: dict[str, _Existing] = {}
     for row in rows:
@@ -459,6 +465,12 @@ def _decimal(value: Any) -> Decimal | None:
     return None if value is None else Decimal(str(value))
 
 
+async def has_contacts(conn: AsyncConnection, *, account_id: str) -> bool:
+    """Returns whether the account has any contact at all."""
+    pg = await driver(conn)
+    return bool(await pg.fetchval("select exists (select 1 from contacts where account_id = $1)", account_id))
+
+
 async def delete_by_external_ids(
     conn: AsyncConnection, *, account_id: str, entity: str, external_ids: Sequence[str]
 ) -> int:
@@ -478,16 +490,24 @@ async def delete_by_external_ids(
     return int(status.split()[-1])
 
 
-async def sweep_unseen(conn: AsyncConnection, *, account_id: str, entity: str, run_id: uuid.UUID) -> int:
-    """Removes the entity's contacts a full sync did not see: the CRM no longer has them (R16)."""
+async def sweep_unseen(
+    conn: AsyncConnection, *, account_id: str, entity: str, run_id: uuid.UUID, started_at: datetime
+) -> int:
+    """Removes the entity's contacts a full sync did not see: the CRM no longer has them (R16).
+
+    Rows written since the sync started (a record the pusher created in the CRM
+    after the export passed it) are left alone; the deleted feed covers them.
+    """
     pg = await driver(conn)
     status = await pg.execute(
         """
         delete from contacts
         where account_id = $1 and crm_object = $2 and last_seen_run_id is distinct from $3
+          and updated_at < $4
         """,
         account_id,
         entity,
         run_id,
+        started_at,
     )
     return int(status.split()[-1])

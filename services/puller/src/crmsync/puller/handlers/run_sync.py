@@ -198,6 +198,12 @@ class SyncRunner:
         run = state.row
         await self._prepare(state)
         progress = state.progress
+        # A first sync into an empty store only inserts; a resumed one reads back what it wrote.
+        empty_store = False
+        if "full_started_at" not in progress:
+            async with self._sessions() as session:
+                conn = await session.connection()
+                empty_store = not await contact_store.has_contacts(conn, account_id=run.account_id)
         started = datetime.fromisoformat(progress.setdefault("full_started_at", self._clock().isoformat()))
         done: list[str] = progress.setdefault("full_done", [])
         for entity in ENTITIES:
@@ -205,12 +211,14 @@ class SyncRunner:
                 continue
             stream = state.connector.export_all(entity, state.fields[entity])
             async for batch in self._batches(stream):
-                await self._apply(state, entity, batch, full=True)
+                await self._apply(state, entity, batch, full=True, empty_store=empty_store)
             async with self._sessions.begin() as session:
                 conn = await session.connection()
-                removed = await contact_store.sweep_unseen(
-                    conn, account_id=run.account_id, entity=entity, run_id=run.id
-                )
+                removed = 0
+                if not empty_store:
+                    removed = await contact_store.sweep_unseen(
+                        conn, account_id=run.account_id, entity=entity, run_id=run.id, started_at=started
+                    )
                 # Records changed while the export ran are read again by the next incremental.
                 await runs.save_entity_state(
                     session,
@@ -321,7 +329,9 @@ class SyncRunner:
         if self._stop.is_set():
             raise StopRequested
 
-    async def _apply(self, state: _Run, entity: str, batch: list[CrmRecord], *, full: bool) -> None:
+    async def _apply(
+        self, state: _Run, entity: str, batch: list[CrmRecord], *, full: bool, empty_store: bool = False
+    ) -> None:
         run = state.row
         mapped: list[MappedRecord] = []
         errors = 0
@@ -341,7 +351,12 @@ class SyncRunner:
         async with self._sessions.begin() as session:
             conn = await session.connection()
             counts = await contact_store.apply_records(
-                conn, account_id=run.account_id, run_id=run.id, records=mapped, full=full
+                conn,
+                account_id=run.account_id,
+                run_id=run.id,
+                records=mapped,
+                full=full,
+                empty_store=empty_store,
             )
             if not full and mapped:
                 last = max(mapped, key=lambda r: (r.modstamp, r.external_id))
