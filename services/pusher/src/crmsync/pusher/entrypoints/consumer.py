@@ -36,6 +36,7 @@ class LingeringLoop(ConsumerLoop):
             if self._linger_ms:
                 await self._gather_more(batches)
             await self.process(batches)
+            await self._report_lag(batches.keys())
 
     async def _gather_more(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         loop = asyncio.get_running_loop()
