@@ -118,7 +118,13 @@ class SyncRunner:
         if connection is None:
             await self._finish(run, "failed", error="the account has no CRM connection")
             return "failed"
-        connector = self._crm_factory(connection)
+        try:
+            connector = self._crm_factory(connection)
+        except ValueError as exc:
+            # Undecryptable or incomplete stored credentials: the connection needs an admin.
+            await self._finish(run, "failed", error=f"the CRM connection cannot be used: {exc}")
+            JOBS.labels(run.kind, "failed").inc()
+            return "failed"
         state = _Run(row=run, mapping=mapping, connector=connector, progress=dict(run.progress))
         started = self._clock()
         try:
