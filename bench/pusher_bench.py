@@ -318,28 +318,41 @@ async def amain(args: argparse.Namespace) -> None:
             f"setup: {args.leads} Leads in the emulator and as contacts; Kafka, PostgreSQL, emulator and "
             "pusher on this machine; one pusher process"
         )
-        print(f"{'run':<34} {'events':>8} {'events/s':>10} {'p50 ms':>9} {'p99 ms':>9}", flush=True)
-
-        def show(name: str, n: int, r: dict) -> None:
-            line = f"{name:<34} {n:>8} {r['throughput']:>10.0f} {r['p50_ms']:>9.1f} {r['p99_ms']:>9.1f}"
-            print(line + (f"  push log: {r['statuses']}" if "statuses" in r else ""), flush=True)
-
-        show(
-            "pusher, full speed",
-            args.events,
-            await _pusher_run(settings, sessions, account_id, lead_ids, args.events, None),
+        print("load average at start: " + " ".join(f"{x:.1f}" for x in os.getloadavg()))
+        print(
+            f"{'run':<34} {'events':>8} {'events/s':>10} {'p50 ms':>9} {'p99 ms':>9} "
+            f"{'pusher CPU s':>13} {'emulator CPU s':>15}",
+            flush=True,
         )
+        processes = (psutil.Process(pusher.pid), psutil.Process(emulator.pid))
+
+        def cpu() -> list[float]:
+            return [sum(p.cpu_times()[:2]) for p in processes]
+
+        def show(name: str, n: int, r: dict, spent: list[float] | None = None) -> None:
+            line = f"{name:<34} {n:>8} {r['throughput']:>10.0f} {r['p50_ms']:>9.1f} {r['p99_ms']:>9.1f}"
+            if spent is not None:
+                line += f" {spent[0]:>13.1f} {spent[1]:>15.1f}  push log: {r['statuses']}"
+            print(line, flush=True)
+
+        async def measured(count: int, rate: float | None) -> tuple[dict, list[float]]:
+            before = cpu()
+            result = await _pusher_run(settings, sessions, account_id, lead_ids, count, rate)
+            return result, [b - a for a, b in zip(before, cpu(), strict=True)]
+
+        show("pusher, full speed", args.events, *await measured(args.events, None))
         show("broker only, full speed", args.events, await _baseline(settings, args.events, None))
         show(
             f"pusher, steady {args.rate:g}/s",
             args.steady_events,
-            await _pusher_run(settings, sessions, account_id, lead_ids, args.steady_events, args.rate),
+            *await measured(args.steady_events, args.rate),
         )
         show(
             f"broker only, steady {args.rate:g}/s",
             args.steady_events,
             await _baseline(settings, args.steady_events, args.rate),
         )
+        print("load average at end: " + " ".join(f"{x:.1f}" for x in os.getloadavg()))
     finally:
         if pusher is not None:
             pusher.terminate()
