@@ -68,9 +68,14 @@ async def run_outbound(ctx: PushContext, delivery: Delivery[RunOutbound]) -> Non
                 policy=config.policy,
                 contact=ContactState(contact.crm_object, contact.external_id, contact.values),
             )
-            if not decision.sends or config.connection is None:
+            if not decision.sends:
                 counts["nothing_to_send"] += 1
                 clear.append((contact.id, pending_at))
+                continue
+            if config.connection is None:
+                # Kept flagged: a connection made later sends it.
+                counts["kept_for_retry"] += 1
+                first_error = first_error or ("NO_CONNECTION", "no CRM connection")
                 continue
             assert contact.crm_object is not None
             writes.append(
