@@ -75,24 +75,31 @@ async def handle_contact_changes(ctx: PushContext, deliveries: Sequence[Delivery
 
 
 async def _handle_lane(ctx: PushContext, deliveries: Sequence[Delivery[ContactChanged]]) -> None:
-    async with ctx.sessions() as session:
-        known = await store.existing_accounts(session, (d.message.account_id for d in deliveries))
-    by_account: dict[str, list[Delivery[ContactChanged]]] = {}
+    by_account: dict[str, dict[str, Delivery[ContactChanged]]] = {}
     for d in deliveries:
-        if d.message.account_id not in known:
-            await dead_letter(ctx.dead_letters, d, error="account_id: unknown account")
-            continue
-        by_account.setdefault(d.message.account_id, []).append(d)
-    for account_id, batch in by_account.items():
-        await _handle_account(ctx, account_id, batch)
-
-
-async def _handle_account(ctx: PushContext, account_id: str, batch: list[Delivery[ContactChanged]]) -> None:
-    unique: dict[str, Delivery[ContactChanged]] = {}
-    for d in batch:
-        unique.setdefault(d.message.event_id, d)
+        by_account.setdefault(d.message.account_id, {}).setdefault(d.message.event_id, d)
+    # One read for the lane: which accounts exist and which events are already logged.
     async with ctx.sessions() as session:
-        logged = await store.push_log_entries(session, account_id=account_id, event_ids=list(unique))
+        known = await store.existing_accounts(session, by_account)
+        logged = {
+            account_id: await store.push_log_entries(session, account_id=account_id, event_ids=list(events))
+            for account_id, events in by_account.items()
+            if account_id in known
+        }
+    for account_id, events in by_account.items():
+        if account_id not in known:
+            for d in events.values():
+                await dead_letter(ctx.dead_letters, d, error="account_id: unknown account")
+            continue
+        await _handle_account(ctx, account_id, events, logged[account_id])
+
+
+async def _handle_account(
+    ctx: PushContext,
+    account_id: str,
+    unique: dict[str, Delivery[ContactChanged]],
+    logged: dict[str, PushLog],
+) -> None:
     pending = [logged[e] for e in unique if e in logged and logged[e].status == "pending"]
     fresh = [d for e, d in unique.items() if e not in logged]
     if pending:
