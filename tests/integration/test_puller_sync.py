@@ -6,6 +6,7 @@ boundary-second commits, API budget pauses, a renamed field (R5, R12–R18, R23)
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -496,4 +497,33 @@ async def test_a_run_failed_by_a_crm_outage_is_retried_with_backoff_and_then_suc
     assert await run_queued(sessions, config, account_id) == ["succeeded"]
     retried = await run_of(sessions, account_id, job_id)
     assert (retried.status, retried.attempts, retried.error) == ("succeeded", 2, None)
+    assert await store_of(sessions, account_id) == expected_store(org)
+
+
+async def test_a_stopping_puller_puts_its_run_back_in_the_queue_between_batches_and_the_next_one_finishes_it(
+    sessions, settings, account_id, make_crm_org
+) -> None:
+    org = make_crm_org(leads=6000, contacts=10, seed=20)
+    config = puller_settings(settings, puller_batch_size=500)
+    await connect(sessions, settings, account_id, org)
+    job_id = await queue(sessions, account_id, "full")
+    stop = asyncio.Event()
+    runner = SyncRunner(
+        sessions=sessions, crm_factory=default_crm_factory(config), settings=config, stop=stop
+    )
+    async with sessions.begin() as session:
+        run = await claim_next_run(session, account_id=account_id)
+    execution = asyncio.create_task(runner.execute(run))
+    while (await run_of(sessions, account_id, job_id)).pulled < 1000:
+        assert not execution.done(), (await run_of(sessions, account_id, job_id)).error
+        await asyncio.sleep(0.05)
+    stop.set()  # SIGTERM
+
+    assert await execution == "queued"
+    requeued = await run_of(sessions, account_id, job_id)
+    assert requeued.status == "queued"
+    assert 1000 <= requeued.pulled < 6010
+    assert requeued.progress["full_started_at"]
+
+    assert await run_queued(sessions, config, account_id) == ["succeeded"]
     assert await store_of(sessions, account_id) == expected_store(org)
