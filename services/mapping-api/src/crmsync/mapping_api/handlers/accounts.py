@@ -15,13 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from crmsync.common.db.schema import (
     Account,
     ApiKey,
-    MappingRowRecord,
-    MappingVersion,
     PushPolicy,
     SyncSchedule,
 )
 from crmsync.common.domain.mapping import DEFAULT_SALESFORCE_ROWS
 from crmsync.mapping_api.handlers.errors import Conflict, Invalid, NotFound
+from crmsync.mapping_api.handlers.mapping import add_mapping_version
 
 Role = Literal["admin", "reader"]
 ACCOUNT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -66,23 +65,13 @@ async def create_account(session: AsyncSession, *, name: str, account_id: str | 
     session.add(account)
     session.add(PushPolicy(account_id=account_id, default_allow_push=True))
     session.add(SyncSchedule(account_id=account_id, mode="automatic", timezone="UTC"))
-    version = MappingVersion(account_id=account_id, version=1, note="default Salesforce mapping")
-    session.add(version)
-    await session.flush()
-    for position, row in enumerate(DEFAULT_SALESFORCE_ROWS):
-        session.add(
-            MappingRowRecord(
-                account_id=account_id,
-                mapping_version_id=version.id,
-                position=position,
-                destination=row.destination,
-                kind=row.kind.value,
-                lead_source=row.lead_source,
-                contact_source=row.contact_source,
-                data_type=row.data_type.value,
-                allow_push=row.allow_push,
-            )
-        )
+    await add_mapping_version(
+        session,
+        account_id=account_id,
+        version=1,
+        note="default Salesforce mapping",
+        rows=DEFAULT_SALESFORCE_ROWS,
+    )
     await session.flush()
     return account
 

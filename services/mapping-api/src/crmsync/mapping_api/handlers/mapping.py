@@ -116,6 +116,30 @@ async def describe_crm(
     return lead.fields, contact.fields
 
 
+async def add_mapping_version(
+    session: AsyncSession, *, account_id: str, version: int, note: str | None, rows: Sequence[MappingRow]
+) -> MappingVersion:
+    """Returns a new stored version of the account's mapping holding `rows`, in order."""
+    record = MappingVersion(account_id=account_id, version=version, note=note)
+    session.add(record)
+    await session.flush()
+    session.add_all(
+        MappingRowRecord(
+            account_id=account_id,
+            mapping_version_id=record.id,
+            position=position,
+            destination=row.destination,
+            kind=row.kind.value,
+            lead_source=row.lead_source,
+            contact_source=row.contact_source,
+            data_type=row.data_type.value,
+            allow_push=row.allow_push,
+        )
+        for position, row in enumerate(rows)
+    )
+    return record
+
+
 def source_pairs(rows: Sequence[MappingRow]) -> set[str]:
     """Returns every CRM field the rows read, as Object.Field."""
     pairs = set()
@@ -155,23 +179,9 @@ async def save_mapping(
     if previous.version and tuple(rows) == previous.rows:
         # Saving what is already saved changes nothing: no new version, no sync.
         return SaveResult(previous, lead is not None)
-    version = MappingVersion(account_id=account_id, version=previous.version + 1, note=note)
-    session.add(version)
-    await session.flush()
-    for position, row in enumerate(rows):
-        session.add(
-            MappingRowRecord(
-                account_id=account_id,
-                mapping_version_id=version.id,
-                position=position,
-                destination=row.destination,
-                kind=row.kind.value,
-                lead_source=row.lead_source,
-                contact_source=row.contact_source,
-                data_type=row.data_type.value,
-                allow_push=row.allow_push,
-            )
-        )
+    version = await add_mapping_version(
+        session, account_id=account_id, version=previous.version + 1, note=note, rows=rows
+    )
     new_sources = sorted(source_pairs(rows) - source_pairs(previous.rows))
     job_id = None
     if new_sources:
