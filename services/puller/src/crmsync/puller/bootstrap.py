@@ -84,14 +84,20 @@ class App:
             ),
             asyncio.create_task(workers.run(stop), name="puller-workers"),
         ]
+        stop_wait = asyncio.create_task(stop.wait())
         try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            done, _ = await asyncio.wait([*tasks, stop_wait], return_when=asyncio.FIRST_COMPLETED)
             for task in done:
-                if task.exception() is not None:
-                    stop.set()
+                if task is not stop_wait and task.exception() is not None:
                     raise task.exception()  # type: ignore[misc]
         finally:
             stop.set()
+            stop_wait.cancel()
+            # Runs stop between batches; one stuck in a CRM call is cancelled and resumed by the next process.
+            grace = max(1.0, self.settings.shutdown_timeout_s - 3)
+            _, pending = await asyncio.wait(tasks, timeout=grace)
+            for task in pending:
+                task.cancel()
             for task in tasks:
                 with contextlib.suppress(BaseException):
                     await task

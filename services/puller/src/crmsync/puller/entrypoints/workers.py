@@ -42,7 +42,11 @@ class Workers:
         self._wakeup.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Dispatches runs until `stop`; in-flight runs stop between batches and are requeued."""
+        """Dispatches runs until `stop`; in-flight runs stop between batches and are requeued.
+
+        Cancelled (the process is out of time to stop), it cancels the runs in hand:
+        they stay 'running' and the next process to take the account's lock resumes them.
+        """
         try:
             while not stop.is_set():
                 await self._dispatch()
@@ -60,8 +64,13 @@ class Workers:
                 except BaseException:
                     stop.set()  # the other accounts' runs stop between batches and are requeued
                     raise
+        except asyncio.CancelledError:
+            for task in self._active.values():
+                task.cancel()
+            raise
         finally:
             if self._active:
+                # Cancelled while waiting here, gather cancels the runs too.
                 await asyncio.gather(*self._active.values(), return_exceptions=True)
             self._reap(raise_errors=False)
 
