@@ -157,7 +157,10 @@ async def test_r9_events_after_a_create_in_the_same_batch_go_to_the_created_reco
         ),
         event(account_id, email=email, changes={"first_name": "Grace"}),
     ]
-    logged = await _push(settings, sessions, account_id, events)
+    # Both are on the topic before the pusher starts, so its first poll takes them together.
+    await publish(settings, events)
+    async with running_pusher(settings):
+        logged = await wait_logged(sessions, account_id=account_id, event_ids=[e.event_id for e in events])
     ids = {logged[e.event_id].crm_id for e in events}
     assert len(ids) == 1 and None not in ids
     (crm_id,) = ids
