@@ -21,8 +21,6 @@ from crmsync.common.db.schema import (
     CrmConnection,
     CrmOpportunity,
     CrmOwner,
-    MappingRowRecord,
-    MappingVersion,
     SyncRun,
 )
 from crmsync.common.domain.mapping import Mapping, default_salesforce_mapping
@@ -31,6 +29,7 @@ from crmsync.puller.adapters.runs import claim_next_run, record_job
 from crmsync.puller.bootstrap import default_crm_factory
 from crmsync.puller.handlers.run_sync import SyncRunner
 from crmsync.puller.settings import Settings
+from tests.support.mappings import store_mapping
 
 pytestmark = pytest.mark.integration
 
@@ -61,30 +60,7 @@ async def connect(sessions, settings, account_id: str, org) -> None:
 
 async def save_mapping(sessions, account_id: str, mapping: Mapping) -> None:
     """Saves the mapping as the account's next version."""
-    async with sessions.begin() as session:
-        current = await session.scalar(
-            select(MappingVersion.version)
-            .where(MappingVersion.account_id == account_id)
-            .order_by(MappingVersion.version.desc())
-            .limit(1)
-        )
-        version = MappingVersion(account_id=account_id, version=(current or 0) + 1)
-        session.add(version)
-        await session.flush()
-        for position, row in enumerate(mapping.rows):
-            session.add(
-                MappingRowRecord(
-                    account_id=account_id,
-                    mapping_version_id=version.id,
-                    position=position,
-                    destination=row.destination,
-                    kind=row.kind.value,
-                    lead_source=row.lead_source,
-                    contact_source=row.contact_source,
-                    data_type=row.data_type.value,
-                    allow_push=row.allow_push,
-                )
-            )
+    await store_mapping(sessions, account_id=account_id, rows=mapping.rows)
 
 
 async def queue(sessions, account_id: str, kind: str, *, reason: SyncReason = SyncReason.SYNC_NOW) -> str:

@@ -19,8 +19,6 @@ from crmsync.common.crypto import SecretBox
 from crmsync.common.db.schema import (
     Contact,
     CrmConnection,
-    MappingRowRecord,
-    MappingVersion,
     PushLog,
     PushPolicy,
 )
@@ -31,6 +29,7 @@ from crmsync.common.settings import CommonSettings
 from crmsync.pusher.bootstrap import bootstrap
 from crmsync.pusher.settings import Settings
 from tests.support.emulator import CrmOrg
+from tests.support.mappings import store_mapping
 
 FINAL = {"succeeded", "failed", "skipped"}
 
@@ -66,30 +65,7 @@ async def save_mapping(
     sessions: async_sessionmaker[AsyncSession], *, account_id: str, rows: Sequence[MappingRow]
 ) -> None:
     """Saves a new mapping version with these rows."""
-    async with sessions.begin() as session:
-        newest = await session.scalar(
-            select(MappingVersion.version)
-            .where(MappingVersion.account_id == account_id)
-            .order_by(MappingVersion.version.desc())
-            .limit(1)
-        )
-        version = MappingVersion(account_id=account_id, version=(newest or 0) + 1)
-        session.add(version)
-        await session.flush()
-        for position, row in enumerate(rows):
-            session.add(
-                MappingRowRecord(
-                    account_id=account_id,
-                    mapping_version_id=version.id,
-                    position=position,
-                    destination=row.destination,
-                    kind=row.kind.value,
-                    lead_source=row.lead_source,
-                    contact_source=row.contact_source,
-                    data_type=row.data_type.value,
-                    allow_push=row.allow_push,
-                )
-            )
+    await store_mapping(sessions, account_id=account_id, rows=rows)
 
 
 async def set_default_allow_push(
