@@ -14,11 +14,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select, text, update
 
-from crmsync.common.crypto import SecretBox
 from crmsync.common.db.schema import (
     Contact,
     CrmAccount,
-    CrmConnection,
     CrmOpportunity,
     CrmOwner,
     SyncRun,
@@ -29,6 +27,7 @@ from crmsync.puller.adapters.runs import claim_next_run, record_job
 from crmsync.puller.bootstrap import default_crm_factory
 from crmsync.puller.handlers.run_sync import SyncRunner
 from crmsync.puller.settings import Settings
+from tests.support.connections import add_connection
 from tests.support.mappings import store_mapping
 
 pytestmark = pytest.mark.integration
@@ -44,18 +43,8 @@ def puller_settings(settings, **overrides: Any) -> Settings:
 
 async def connect(sessions, settings, account_id: str, org) -> None:
     """Stores the account's CRM connection to the emulated org (as the mapping API would)."""
-    box = SecretBox(settings.secret_key.get_secret_value())
     async with sessions.begin() as session:
-        session.add(
-            CrmConnection(
-                account_id=account_id,
-                login_url=org.login_url,
-                instance_url=org.instance_url,
-                auth_method="client_credentials",
-                client_id=org.client_id,
-                secrets_encrypted=box.seal({"client_secret": org.client_secret}),
-            )
-        )
+        add_connection(session, settings=settings, account_id=account_id, org=org)
 
 
 async def save_mapping(sessions, account_id: str, mapping: Mapping) -> None:

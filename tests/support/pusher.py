@@ -15,10 +15,8 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from crmsync.common.crypto import SecretBox
 from crmsync.common.db.schema import (
     Contact,
-    CrmConnection,
     PushLog,
     PushPolicy,
 )
@@ -28,6 +26,7 @@ from crmsync.common.messages import ContactChanged, RunOutbound, contact_change_
 from crmsync.common.settings import CommonSettings
 from crmsync.pusher.bootstrap import bootstrap
 from crmsync.pusher.settings import Settings
+from tests.support.connections import add_connection
 from tests.support.emulator import CrmOrg
 from tests.support.mappings import store_mapping
 
@@ -44,19 +43,8 @@ async def connect_account(
     default_allow_push: bool = True,
 ) -> None:
     """Stores the account's CRM connection to `org`, a mapping and a push policy."""
-    box = SecretBox(settings.secret_key.get_secret_value())
     async with sessions.begin() as session:
-        session.add(
-            CrmConnection(
-                account_id=account_id,
-                login_url=org.login_url,
-                instance_url=org.instance_url,
-                auth_method="client_credentials",
-                client_id=org.client_id,
-                secrets_encrypted=box.seal({"client_secret": org.client_secret}),
-                status="connected",
-            )
-        )
+        add_connection(session, settings=settings, account_id=account_id, org=org, status="connected")
         session.add(PushPolicy(account_id=account_id, default_allow_push=default_allow_push))
     await save_mapping(sessions, account_id=account_id, rows=rows)
 
