@@ -59,9 +59,40 @@ pg_answers() {
 
 pg_bindir() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1; }
 
+# Settings of the local cluster. Debian's defaults (128 MB of buffers, 1 GB of WAL
+# between checkpoints, TLS on) make bulk writes pay for checkpoints and every
+# statement pay for encryption; the server listens on loopback only, so TLS buys nothing.
+pg_tune() {
+  local version="$1" wanted
+  local conf="/etc/postgresql/$version/$pg_cluster/conf.d/crmsync.conf"
+  [ -d "$(dirname "$conf")" ] || return 0
+  wanted="$(cat <<'CONF'
+# Written by deploy/local/infra.sh; edits are overwritten.
+ssl = off
+shared_buffers = 1GB
+wal_buffers = 64MB
+max_wal_size = 8GB
+checkpoint_timeout = 15min
+wal_compression = lz4
+maintenance_work_mem = 256MB
+work_mem = 16MB
+CONF
+)"
+  [ -f "$conf" ] && [ "$(cat "$conf")" = "$wanted" ] && return 0
+  log "postgres: writing $conf"
+  printf '%s\n' "$wanted" | as_root tee "$conf" >/dev/null
+  # A running cluster takes the new settings on restart.
+  if pg_lsclusters -h 2>/dev/null | awk '$1" "$2" "$4 == "'"$version $pg_cluster"' online"' | grep -q .; then
+    log "postgres: restarting cluster $version/$pg_cluster for its new settings"
+    as_root pg_ctlcluster "$version" "$pg_cluster" restart
+  fi
+}
+
 pg_up() {
   parse_database_url
   if command -v psql >/dev/null && pg_answers; then
+    # Our own cluster keeps its settings current; any other server is left as it is.
+    [ -n "$(pg_bindir)" ] && pg_tune "$(basename "$(dirname "$(pg_bindir)")")"
     log "postgres: already up at $pg_host:$pg_port/$pg_db"
     return 0
   fi
@@ -80,6 +111,7 @@ pg_up() {
     as_root sed -i "s/^#\?listen_addresses.*/listen_addresses = '127.0.0.1'/" "/etc/postgresql/$version/$pg_cluster/postgresql.conf"
   fi
   local logfile="/var/log/postgresql/postgresql-$version-$pg_cluster.log"
+  pg_tune "$version"
   as_root pg_ctlcluster "$version" "$pg_cluster" start >/dev/null 2>&1 || true
   local waited=0
   until as_postgres psql -p "$pg_port" -Atqc 'select 1' >/dev/null 2>&1; do
