@@ -51,6 +51,24 @@ async def test_migrations_match_the_models(engine) -> None:
     assert differences == []
 
 
+async def test_migrations_give_the_tables_the_models_storage_parameters(engine) -> None:
+    # compare_metadata does not look at storage parameters; the fill factor is what
+    # lets the pusher's and puller's updates stay heap-only.
+    expected = {
+        table.name: sorted(f"{k}={v}" for k, v in table.dialect_options["postgresql"]["with"].items())
+        for table in Base.metadata.sorted_tables
+        if table.dialect_options["postgresql"]["with"]
+    }
+    assert set(expected) == {"contacts", "push_log"}
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            text("select relname, reloptions from pg_class where relname = any(:names)"),
+            {"names": list(expected)},
+        )
+        actual = {name: sorted(options or []) for name, options in rows}
+    assert actual == expected
+
+
 async def test_rows_store_and_read_back_through_the_migrated_schema(sessions, account_id) -> None:
     async with sessions.begin() as session:
         session.add(
