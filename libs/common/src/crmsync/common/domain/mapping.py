@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cached_property
 
 from crmsync.common.domain.fields import STANDARD_FIELDS_BY_KEY, DataType
 
@@ -50,7 +51,15 @@ class Mapping:
     rows: tuple[MappingRow, ...]
 
     def row(self, destination: str) -> MappingRow | None:
-        return next((r for r in self.rows if r.destination == destination), None)
+        return self._by_destination.get(destination)
+
+    @cached_property
+    def _by_destination(self) -> dict[str, MappingRow]:
+        # Looked up for every changed field of every pushed event; the first row wins.
+        rows: dict[str, MappingRow] = {}
+        for r in self.rows:
+            rows.setdefault(r.destination, r)
+        return rows
 
     def source_fields(self, crm_object: CrmObject | str) -> list[str]:
         """Returns the distinct CRM fields mapped on that object, in row order."""
