@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from sqlalchemy import text
 
 from crmsync.common.domain.mapping import DEFAULT_SALESFORCE_ROWS
 from crmsync.common.settings import CommonSettings
@@ -376,3 +377,33 @@ async def test_r22_permanent_failures_are_logged_with_the_crms_message_and_the_o
     assert org.get("Lead", fine["Id"])["Title"] == "Fine"
     # Nothing was retried: one attempt each.
     assert (gone.attempts, bad.attempts) == (1, 1)
+
+
+async def test_r18_connections_the_database_dropped_are_replaced_and_each_event_has_one_effect(
+    settings, sessions, account_id, org: CrmOrg
+) -> None:
+    # The pusher does not ping pooled connections before use; a batch that meets a
+    # dropped one is handled again on fresh connections, without a second CRM write.
+    first, second = _lead(org, 0), _lead(org, 1)
+    for lead in (first, second):
+        await seed_from_crm(sessions, account_id=account_id, org=org, crm_object="Lead", record_id=lead["Id"])
+    client_id = f"pusher-{uuid.uuid4().hex[:8]}"
+    before = event(account_id, external_id=first["Id"], changes={"job_title": "Before"})
+    after = event(account_id, external_id=second["Id"], changes={"job_title": "After"})
+    async with running_pusher(settings, kafka_client_id=client_id):
+        await publish(settings, [before])
+        await wait_logged(sessions, account_id=account_id, event_ids=[before.event_id])
+        async with sessions() as session:
+            dropped = await session.scalar(
+                text(
+                    "select count(pg_terminate_backend(pid)) from pg_stat_activity "
+                    "where application_name = :name"
+                ),
+                {"name": client_id},
+            )
+        assert dropped, "the pusher held no pooled connection to drop"
+        await publish(settings, [after])
+        logged = await wait_logged(sessions, account_id=account_id, event_ids=[after.event_id])
+    assert logged[after.event_id].status == "succeeded"
+    assert [w["fields"] for w in _api_writes(org, second["Id"])] == [{"Title": "After"}]
+    assert [w["fields"] for w in _api_writes(org, first["Id"])] == [{"Title": "Before"}]

@@ -132,7 +132,16 @@ def bootstrap(
     settings = settings or Settings()
     return App(
         settings=settings,
-        engine=engine or create_engine(settings, json_serializer=_json_text, json_deserializer=orjson.loads),
+        engine=engine
+        or create_engine(
+            settings,
+            json_serializer=_json_text,
+            json_deserializer=orjson.loads,
+            # A ping costs two round trips per checkout, several per batch. A dropped
+            # connection fails its batch instead, which is redelivered and has no second
+            # effect (R18); the pool replaces the connection.
+            pool_pre_ping=False,
+        ),
         producer=producer or create_producer(settings),
         crm_factory=crm_factory or default_crm_factory(settings),
     )

@@ -14,7 +14,8 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import bindparam, insert, or_, select, text, update
+from sqlalchemy import Text, Uuid, any_, bindparam, insert, or_, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crmsync.common.db.schema import (
@@ -96,12 +97,21 @@ class StoredContact:
         self.dirty = True
 
 
+def _any(values: Iterable[Any], item_type: type[Text] | type[Uuid]) -> Any:
+    """Returns `= any(array)` for the values: one bound array, whatever their number.
+
+    `in_()` writes one placeholder per value, so each batch size is a new
+    statement for the server to parse and plan.
+    """
+    return any_(bindparam(None, list(values), type_=ARRAY(item_type())))
+
+
 async def existing_accounts(session: AsyncSession, account_ids: Iterable[str]) -> set[str]:
     """Returns which of these accounts exist."""
     ids = list(set(account_ids))
     if not ids:
         return set()
-    return set((await session.scalars(select(Account.id).where(Account.id.in_(ids)))).all())
+    return set((await session.scalars(select(Account.id).where(Account.id == _any(ids, Text)))).all())
 
 
 async def load_config(session: AsyncSession, account_id: str) -> AccountConfig:
@@ -172,15 +182,14 @@ async def find_contacts(
     emails_lower: Sequence[str],
 ) -> list[StoredContact]:
     """Returns (and locks) the account's contacts with any of these ids, external ids or e-mails."""
-    conditions = []
-    if ids:
-        conditions.append(Contact.id.in_(ids))
-    if external_ids:
-        conditions.append(Contact.external_id.in_(external_ids))
-    if emails_lower:
-        conditions.append(Contact.email_lower.in_(emails_lower))
-    if not conditions:
+    if not (ids or external_ids or emails_lower):
         return []
+    # Always the same three conditions, so one prepared statement serves every batch.
+    conditions = [
+        Contact.id == _any(ids, Uuid),
+        Contact.external_id == _any(external_ids, Text),
+        Contact.email_lower == _any(emails_lower, Text),
+    ]
     # Core rows rather than ORM objects: this runs for every batch of events.
     rows = (
         await session.execute(
@@ -272,7 +281,7 @@ async def push_log_entries(
         return {}
     rows = (
         await session.scalars(
-            select(PushLog).where(PushLog.account_id == account_id, PushLog.event_id.in_(event_ids))
+            select(PushLog).where(PushLog.account_id == account_id, PushLog.event_id == _any(event_ids, Text))
         )
     ).all()
     return {row.event_id: row for row in rows}

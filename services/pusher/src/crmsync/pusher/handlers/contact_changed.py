@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crmsync.common.db.schema import PushLog
@@ -69,9 +70,37 @@ async def handle_contact_changes(ctx: PushContext, deliveries: Sequence[Delivery
     the database and the CRM.
     """
     lanes: dict[int, list[Delivery[ContactChanged]]] = {}
+    count = lane_count(len(deliveries), ctx.lanes)
     for d in deliveries:
-        lanes.setdefault(d.partition % ctx.lanes, []).append(d)
-    await asyncio.gather(*(_handle_lane(ctx, lane) for lane in lanes.values()))
+        lanes.setdefault(d.partition % count, []).append(d)
+    for attempt in (1, 2):
+        # Every lane runs to its end before anything is raised or retried.
+        results = await asyncio.gather(
+            *(_handle_lane(ctx, lane) for lane in lanes.values()), return_exceptions=True
+        )
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if not errors:
+            return
+        lost = all(isinstance(e, DBAPIError) and e.connection_invalidated for e in errors)
+        if attempt == 2 or not lost:
+            raise errors[0]
+        # Pooled connections are not pinged before use: one the server dropped fails
+        # here. Done events are skipped on the second pass and pending ones reconciled.
+        log.warning("push_batch_retried", reason="database connection lost", error=str(errors[0]))
+
+
+# A lane costs its own transactions and CRM requests: below this many events a
+# second lane adds round trips rather than overlap.
+EVENTS_PER_LANE = 100
+
+
+def lane_count(events: int, lanes: int) -> int:
+    """Returns how many lanes a batch of `events` is spread over, at most `lanes`.
+
+    Any count keeps a partition's events in one lane, hence in order; batches
+    are handled one after another.
+    """
+    return max(1, min(lanes, events // EVENTS_PER_LANE))
 
 
 async def _handle_lane(ctx: PushContext, deliveries: Sequence[Delivery[ContactChanged]]) -> None:

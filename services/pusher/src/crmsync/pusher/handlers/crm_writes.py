@@ -81,9 +81,12 @@ async def send_writes(
                 records=records,
                 find_created=find_created if op == "create" else None,
             )
+        succeeded = 0
         for i, outcome in zip(idx, results, strict=True):
             outcomes[i] = outcome
-            PUSH_RESULTS.labels("succeeded" if outcome.success else "failed").inc()
+            succeeded += outcome.success
+        PUSH_RESULTS.labels("succeeded").inc(succeeded)
+        PUSH_RESULTS.labels("failed").inc(len(results) - succeeded)
 
     await asyncio.gather(*(one(op, obj, idx) for op, obj, idx in chunks))
     return [o for o in outcomes if o is not None]
