@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -77,6 +77,8 @@ class StoredContact:
     outbound_pending: bool = False  # a score or opt-out changed locally now: (re)set the flag
     new: bool = False
     dirty: bool = False
+    # Fields whose value or metadata the batch set: only these are written back.
+    touched: set[str] = field(default_factory=set)
 
     @property
     def values(self) -> ContactValues:
@@ -94,6 +96,7 @@ class StoredContact:
         for name in names:
             if name in values.meta:
                 self.raw_meta[name] = values.meta[name].to_json()
+            self.touched.add(name)
         self.dirty = True
 
 
@@ -214,7 +217,7 @@ async def find_contacts(
 
 
 async def save_contacts(session: AsyncSession, contacts: Iterable[StoredContact], *, now: datetime) -> None:
-    """Inserts the new contacts and updates the changed ones."""
+    """Inserts the new contacts and updates the changed ones (the fields they touched)."""
     new, changed = [], []
     for c in contacts:
         row = {
@@ -231,6 +234,10 @@ async def save_contacts(session: AsyncSession, contacts: Iterable[StoredContact]
         if c.new:
             new.append(row)
         elif c.dirty:
+            # Only what the batch touched: a contact's other fields are neither sent
+            # over the wire again nor parsed again by the server.
+            row["fields"] = {n: c.fields[n] for n in c.touched if n in c.fields}
+            row["field_meta"] = {n: c.raw_meta[n] for n in c.touched if n in c.raw_meta}
             changed.append(row)
     if new:
         await session.execute(insert(Contact.__table__), new)
@@ -239,8 +246,8 @@ async def save_contacts(session: AsyncSession, contacts: Iterable[StoredContact]
         # round trip per row.
         await session.execute(
             text(
-                "update contacts c set email = v.email, fields = v.fields::jsonb, "
-                "field_meta = v.meta::jsonb, updated_at = :now, "
+                "update contacts c set email = v.email, fields = c.fields || v.fields::jsonb, "
+                "field_meta = c.field_meta || v.meta::jsonb, updated_at = :now, "
                 # A new change moves the flag's time, so an outbound run that read the
                 # older time does not clear it (clear_outbound compares the time).
                 "outbound_pending_at = coalesce(v.pending, c.outbound_pending_at) "
