@@ -67,6 +67,54 @@ def machine() -> str:
     )
 
 
+PRODUCE_TICK_S = 0.005
+
+# Where the machine's CPU goes while the pusher runs: "producer" is this process
+# (it produces the events and polls the push log).
+CPU_GROUPS = ("pusher", "emulator", "postgres", "kafka", "producer", "all")
+
+
+class CpuMeter:
+    """CPU seconds (user + system) spent by each process group between two readings."""
+
+    def __init__(self, *, pusher: int, emulator: int) -> None:
+        self._pids = {"pusher": pusher, "emulator": emulator, "producer": os.getpid()}
+
+    def _group(self, process: psutil.Process) -> str | None:
+        for name, pid in self._pids.items():
+            if process.pid == pid:
+                return name
+        try:
+            if process.name() == "postgres":
+                return "postgres"
+            if process.name() == "java" and any("kafka" in part for part in process.cmdline()):
+                return "kafka"
+        except psutil.Error:
+            return None
+        return None
+
+    def read(self) -> dict[int, tuple[str, float]]:
+        """Returns pid -> (group, CPU seconds so far) for every process of a group."""
+        found: dict[int, tuple[str, float]] = {}
+        for process in psutil.process_iter():
+            group = self._group(process)
+            if group is None:
+                continue
+            try:
+                found[process.pid] = (group, sum(process.cpu_times()[:2]))
+            except psutil.Error:
+                continue
+        return found
+
+    def spent_since(self, before: dict[int, tuple[str, float]]) -> dict[str, float]:
+        """Returns CPU seconds per group since `before` (a backend that came and went is missed)."""
+        spent = dict.fromkeys(CPU_GROUPS, 0.0)
+        for pid, (group, seconds) in self.read().items():
+            spent[group] += seconds - before.get(pid, (group, 0.0))[1]
+        spent["all"] = sum(v for k, v in spent.items() if k != "all")
+        return spent
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -190,10 +238,12 @@ async def _produce(settings, messages, *, rate: float | None, topic: str) -> flo
         futures = []
         for i, (key, make) in enumerate(messages):
             if rate is not None:
-                due = started + i / rate
-                delay = due - time.monotonic()
+                # Wakes every few milliseconds and sends what is due: a steady rate
+                # without a timer per message (the producers are other services, whose
+                # CPU would otherwise be taken from the pusher on this machine).
+                delay = started + i / rate - time.monotonic()
                 if delay > 0:
-                    await asyncio.sleep(delay)
+                    await asyncio.sleep(max(delay, PRODUCE_TICK_S))
             futures.append(await producer.send(topic, value=make(), key=key))
         await asyncio.gather(*futures)
     finally:
@@ -320,25 +370,23 @@ async def amain(args: argparse.Namespace) -> None:
         )
         print("load average at start: " + " ".join(f"{x:.1f}" for x in os.getloadavg()))
         print(
-            f"{'run':<34} {'events':>8} {'events/s':>10} {'p50 ms':>9} {'p99 ms':>9} "
-            f"{'pusher CPU s':>13} {'emulator CPU s':>15}",
+            f"{'run':<34} {'events':>8} {'events/s':>10} {'p50 ms':>9} {'p99 ms':>9}   "
+            f"CPU ms per event: {'  '.join(f'{g:>8}' for g in CPU_GROUPS)}",
             flush=True,
         )
-        processes = (psutil.Process(pusher.pid), psutil.Process(emulator.pid))
+        meter = CpuMeter(pusher=pusher.pid, emulator=emulator.pid)
 
-        def cpu() -> list[float]:
-            return [sum(p.cpu_times()[:2]) for p in processes]
-
-        def show(name: str, n: int, r: dict, spent: list[float] | None = None) -> None:
+        def show(name: str, n: int, r: dict, spent: dict[str, float] | None = None) -> None:
             line = f"{name:<34} {n:>8} {r['throughput']:>10.0f} {r['p50_ms']:>9.1f} {r['p99_ms']:>9.1f}"
             if spent is not None:
-                line += f" {spent[0]:>13.1f} {spent[1]:>15.1f}  push log: {r['statuses']}"
+                per_event = "  ".join(f"{spent[g] * 1000 / n:>8.3f}" for g in CPU_GROUPS)
+                line += f"   {'':>18}{per_event}  push log: {r['statuses']}"
             print(line, flush=True)
 
-        async def measured(count: int, rate: float | None) -> tuple[dict, list[float]]:
-            before = cpu()
+        async def measured(count: int, rate: float | None) -> tuple[dict, dict[str, float]]:
+            before = meter.read()
             result = await _pusher_run(settings, sessions, account_id, lead_ids, count, rate)
-            return result, [b - a for a, b in zip(before, cpu(), strict=True)]
+            return result, meter.spent_since(before)
 
         show("pusher, full speed", args.events, *await measured(args.events, None))
         show("broker only, full speed", args.events, await _baseline(settings, args.events, None))
