@@ -33,6 +33,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from crmsync.common.db.ids import new_id
+
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -181,7 +183,7 @@ FILLFACTOR_UPDATED_IN_PLACE = 80
 
 class Contact(Base):
     __tablename__ = "contacts"
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     account_id: Mapped[str] = _account_fk()
     # 'Lead' or 'Contact' for CRM-backed contacts (R5), NULL for local-only ones.
     crm_object: Mapped[str | None] = mapped_column(Text)

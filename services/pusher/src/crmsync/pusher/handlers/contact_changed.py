@@ -31,6 +31,7 @@ import structlog
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from crmsync.common.db.ids import new_id
 from crmsync.common.db.schema import PushLog
 from crmsync.common.domain.contacts import FieldMeta, merge_local_changes
 from crmsync.common.domain.fields import EMAIL, STANDARD_FIELDS_BY_KEY
@@ -358,7 +359,7 @@ class _Index:
             return found
         meta = FieldMeta(event.source.value, event.occurred_at)
         contact = store.StoredContact(
-            id=uuid.uuid4(),
+            id=new_id(),
             account_id=event.account_id,
             crm_object=None,
             external_id=None,
