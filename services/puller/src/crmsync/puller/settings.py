@@ -11,6 +11,9 @@ class Settings(CommonSettings):
     puller_group_id: str = Field("crmsync-puller", description="Kafka consumer group of the puller.")
     puller_concurrency: int = Field(4, ge=1, description="Accounts synced at the same time by one process.")
     puller_batch_size: int = Field(2000, ge=1, description="CRM records merged per transaction.")
+    puller_read_ahead: int = Field(
+        2, ge=1, le=16, description="Batches read from the CRM and mapped while one is being stored."
+    )
     puller_lookback_s: float = Field(
         300.0,
         ge=0,
