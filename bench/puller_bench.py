@@ -32,6 +32,7 @@ import orjson
 from sqlalchemy import text
 
 from crmsync.common.crm.interface import ApiBudget, CrmField, DeletedRecord, ObjectDescribe
+from crmsync.common.db.ids import new_id
 from crmsync.common.db.migrate import upgrade
 from crmsync.common.db.session import create_engine, create_sessionmaker
 from crmsync.common.domain.contacts import ContactValues, merge_from_crm
@@ -224,7 +225,7 @@ async def _copy_baseline(dsn: str, account_id: str, per_entity: int) -> float:
             merged = merge_from_crm(ContactValues(), mapped.values, modstamp=mapped.modstamp).values
             out.append(
                 (
-                    uuid.uuid4(),
+                    new_id(),
                     account_id,
                     entity,
                     mapped.external_id,

@@ -23,8 +23,10 @@ from crmsync.common.db.schema import (
 )
 from crmsync.common.domain.mapping import Mapping, default_salesforce_mapping
 from crmsync.common.messages import RunSync, SyncKind, SyncReason
+from crmsync.puller.adapters import contact_store
 from crmsync.puller.adapters.runs import claim_next_run, record_job
 from crmsync.puller.bootstrap import default_crm_factory
+from crmsync.puller.handlers.crm_records import MappedRecord
 from crmsync.puller.handlers.run_sync import SyncRunner
 from crmsync.puller.settings import Settings
 from tests.support.connections import add_connection
@@ -492,3 +494,67 @@ async def test_a_stopping_puller_puts_its_run_back_in_the_queue_between_batches_
 
     assert await run_queued(sessions, config, account_id) == ["succeeded"]
     assert await store_of(sessions, account_id) == expected_store(org)
+
+
+def _mapped_lead(n: int, *, title: str) -> MappedRecord:
+    return MappedRecord(
+        external_id=f"00Q{n:015d}",
+        crm_object="Lead",
+        modstamp=datetime(2026, 11, 28, 9, 0, tzinfo=UTC),
+        values={"email": f"lead{n}@example.com", "job_title": title},
+        account_external_id=None,
+        account_name=None,
+        owner_external_id=None,
+        owner_name=None,
+        owner_email=None,
+    )
+
+
+async def test_r18_a_first_full_sync_into_an_empty_store_copies_new_rows_and_merges_one_written_meanwhile(
+    sessions, account_id
+) -> None:
+    run_id = uuid.uuid4()
+    # The store was empty when the sync began; the pusher then linked a record it created.
+    async with sessions.begin() as session:
+        session.add(
+            Contact(
+                account_id=account_id,
+                crm_object="Lead",
+                external_id=_mapped_lead(1, title="x").external_id,
+                email="lead1@example.com",
+                fields={"email": "lead1@example.com", "first_name": "Ada"},
+                field_meta={"first_name": {"origin": "form", "at": "2026-11-28T08:00:00+00:00"}},
+            )
+        )
+    async with sessions.begin() as session:
+        conn = await session.connection()
+        first = await contact_store.apply_records(
+            conn,
+            account_id=account_id,
+            run_id=run_id,
+            records=[_mapped_lead(2, title="CTO"), _mapped_lead(3, title="CFO")],
+            full=True,
+            empty_store=True,
+        )
+        clash = await contact_store.apply_records(
+            conn,
+            account_id=account_id,
+            run_id=run_id,
+            records=[_mapped_lead(1, title="CEO"), _mapped_lead(4, title="COO")],
+            full=True,
+            empty_store=True,
+        )
+    assert (first.created, first.updated) == (2, 0)
+    assert (clash.created, clash.updated) == (1, 1)  # the COPY was undone, the rows merged
+    async with sessions() as session:
+        rows = (await session.scalars(select(Contact).where(Contact.account_id == account_id))).all()
+    by_id = {c.external_id: c for c in rows}
+    assert len(rows) == len(by_id) == 4
+    assert by_id[_mapped_lead(1, title="x").external_id].fields == {
+        "email": "lead1@example.com",
+        "first_name": "Ada",
+        "job_title": "CEO",
+    }
+    assert {c.fields["job_title"] for c in rows} == {"CEO", "CTO", "CFO", "COO"}
+    assert {c.last_seen_run_id for c in rows} == {run_id}
+    assert all(c.field_meta["job_title"]["origin"] == "crm" for c in rows)

@@ -21,6 +21,7 @@ import asyncpg
 import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from crmsync.common.db.ids import new_id
 from crmsync.common.domain.contacts import CRM_ORIGIN, ContactValues, FieldMeta, merge_from_crm
 from crmsync.common.domain.fields import EMAIL
 from crmsync.puller.handlers.crm_records import CONTACT, MappedRecord
@@ -183,6 +184,27 @@ class _Rows:
     def __len__(self) -> int:
         return len(self.columns[0])
 
+    def records(self, account_id: str, run_id: uuid.UUID) -> list[tuple[Any, ...]]:
+        """Returns the rows in `_COPY_COLUMNS` order."""
+        return [(row[0], account_id, *row[1:], run_id) for row in zip(*self.columns, strict=True)]
+
+
+# The contacts columns _Rows fills, for COPY: id, account, the ten row values, run.
+_COPY_COLUMNS = (
+    "id",
+    "account_id",
+    "crm_object",
+    "external_id",
+    "email",
+    "fields",
+    "field_meta",
+    "crm_modstamp",
+    "crm_account_external_id",
+    "owner_external_id",
+    "converted_from_lead_id",
+    "last_seen_run_id",
+)
+
 
 async def apply_records(
     conn: AsyncConnection,
@@ -250,7 +272,7 @@ async def apply_records(
             # Nothing stored yet: every value is the CRM's, at the record's time (R12).
             at = {"origin": CRM_ORIGIN, "at": _iso(record.modstamp)}
             inserts.add(
-                id=uuid.uuid4(),
+                id=new_id(),
                 crm_object=record.crm_object,
                 external_id=record.external_id,
                 fields=record.values,
@@ -301,7 +323,9 @@ async def apply_records(
         counts.updated += 1
     if updates:
         await pg.execute(_UPDATE, account_id, run_id, *updates.columns)
-    if inserts:
+    if inserts and empty_store and await _copy_new(pg, account_id=account_id, run_id=run_id, rows=inserts):
+        counts.created += len(inserts)
+    elif inserts:
         results = await pg.fetch(_INSERT, account_id, run_id, *inserts.columns)
         created = sum(1 for r in results if r["inserted"])
         counts.created += created
@@ -310,6 +334,25 @@ async def apply_records(
         await pg.execute(_TOUCH, account_id, run_id, touched)
     await _upsert_related(pg, account_id=account_id, records=todo)
     return counts
+
+
+async def _copy_new(pg: asyncpg.Connection, *, account_id: str, run_id: uuid.UUID, rows: _Rows) -> bool:
+    """COPYs rows into a store that had no contact; returns False if one of them exists meanwhile.
+
+    A first full sync writes every row new. COPY writes them in bulk (a page of
+    rows per WAL record rather than one record, lock and index probe per row),
+    about twice as fast as INSERT … ON CONFLICT. If another writer stored one of
+    these CRM ids since the sync began (the pusher linking a record it created),
+    the COPY is undone to its savepoint and the caller merges the rows instead.
+    """
+    try:
+        async with pg.transaction():  # a savepoint inside the batch's transaction
+            await pg.copy_records_to_table(
+                "contacts", records=rows.records(account_id, run_id), columns=_COPY_COLUMNS
+            )
+    except asyncpg.UniqueViolationError:
+        return False
+    return True
 
 
 async def _convert_leads(

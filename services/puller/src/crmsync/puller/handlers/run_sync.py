@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -53,6 +54,7 @@ from crmsync.puller.handlers.crm_records import (
     fields_to_read,
     map_record,
 )
+from crmsync.puller.handlers.prefetch import prefetch
 from crmsync.puller.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -75,6 +77,16 @@ class _Run:
     connector: CrmConnector
     progress: dict[str, Any]
     fields: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _MappedBatch:
+    """One batch of CRM records of an entity, mapped; `errors` records could not be mapped."""
+
+    entity: str
+    pulled: int
+    records: list[MappedRecord]
+    errors: int
 
 
 def utc_now() -> datetime:
@@ -216,8 +228,9 @@ class SyncRunner:
             if entity in done:
                 continue
             stream = state.connector.export_all(entity, state.fields[entity])
-            async for batch in self._batches(stream):
-                await self._apply(state, entity, batch, full=True, empty_store=empty_store)
+            async with aclosing(self._read_ahead(state, entity, stream)) as batches:
+                async for mapped in batches:
+                    await self._store(state, mapped, full=True, empty_store=empty_store)
             async with self._sessions.begin() as session:
                 conn = await session.connection()
                 removed = 0
@@ -274,8 +287,9 @@ class SyncRunner:
             stream = state.connector.changed_since(
                 entity, state.fields[entity], current.watermark - lookback, page_size=2000
             )
-            async for batch in self._batches(stream):
-                await self._apply(state, entity, batch, full=False)
+            async with aclosing(self._read_ahead(state, entity, stream)) as batches:
+                async for mapped in batches:
+                    await self._store(state, mapped, full=False)
             await self._deletions(state, entity, current.deleted_watermark or current.watermark, lookback)
         if await self._has_opportunities(state):
             async with self._sessions() as session:
@@ -335,9 +349,22 @@ class SyncRunner:
         if self._stop.is_set():
             raise StopRequested
 
-    async def _apply(
-        self, state: _Run, entity: str, batch: list[CrmRecord], *, full: bool, empty_store: bool = False
-    ) -> None:
+    def _read_ahead(
+        self, state: _Run, entity: str, stream: AsyncIterator[list[CrmRecord]]
+    ) -> AsyncIterator[_MappedBatch]:
+        """Yields the stream's mapped batches, the next ones read and mapped while one is stored.
+
+        Close it when done (`aclosing`): that stops the reading and closes the stream.
+        """
+        return prefetch(self._mapped(state, entity, stream), depth=self._settings.puller_read_ahead)
+
+    async def _mapped(
+        self, state: _Run, entity: str, stream: AsyncIterator[list[CrmRecord]]
+    ) -> AsyncIterator[_MappedBatch]:
+        async for batch in self._batches(stream):
+            yield self._map(state, entity, batch)
+
+    def _map(self, state: _Run, entity: str, batch: list[CrmRecord]) -> _MappedBatch:
         run = state.row
         mapped: list[MappedRecord] = []
         errors = 0
@@ -354,6 +381,14 @@ class SyncRunner:
                     id=record.get("Id"),
                     error=str(exc),
                 )
+        return _MappedBatch(entity=entity, pulled=len(batch), records=mapped, errors=errors)
+
+    async def _store(
+        self, state: _Run, batch: _MappedBatch, *, full: bool, empty_store: bool = False
+    ) -> None:
+        self._check_stop()  # batches read ahead are not stored once a stop is asked
+        run = state.row
+        entity, mapped = batch.entity, batch.records
         async with self._sessions.begin() as session:
             conn = await session.connection()
             counts = await contact_store.apply_records(
@@ -376,14 +411,14 @@ class SyncRunner:
             await runs.add_progress(
                 session,
                 run_id=run.id,
-                pulled=len(batch),
+                pulled=batch.pulled,
                 created=counts.created,
                 updated=counts.updated,
                 skipped=counts.skipped,
-                errors=errors,
+                errors=batch.errors,
                 progress=state.progress,
             )
-        RECORDS_PULLED.labels(entity).inc(len(batch))
+        RECORDS_PULLED.labels(entity).inc(batch.pulled)
         CONTACTS_UPSERTED.inc(counts.created + counts.updated)
         for conflict in counts.conflicts:
             log.info("field_conflict", account_id=run.account_id, **conflict)
