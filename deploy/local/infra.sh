@@ -127,6 +127,9 @@ DO \$\$ BEGIN
     ALTER ROLE "$pg_user" LOGIN CREATEDB PASSWORD '$pg_password';
   END IF;
 END \$\$;
+-- DROP DATABASE … WITH (FORCE) of a scratch database (tests, benches) must be able
+-- to stop the autovacuum worker that happens to be in it.
+GRANT pg_signal_backend TO "$pg_user";
 SQL
   if ! as_postgres psql -p "$pg_port" -Atqc "select 1 from pg_database where datname = '$pg_db'" | grep -q 1; then
     as_postgres createdb -p "$pg_port" -O "$pg_user" "$pg_db"
