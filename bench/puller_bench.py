@@ -38,6 +38,7 @@ from crmsync.common.db.session import create_engine, create_sessionmaker
 from crmsync.common.domain.contacts import ContactValues, merge_from_crm
 from crmsync.common.domain.mapping import default_salesforce_mapping
 from crmsync.common.messages import RunSync, SyncKind, SyncReason
+from crmsync.puller.adapters.contact_store import COPY_COLUMNS
 from crmsync.puller.adapters.runs import claim_next_run, record_job
 from crmsync.puller.handlers.crm_records import map_record
 from crmsync.puller.handlers.run_sync import SyncRunner
@@ -201,18 +202,7 @@ async def _run(
 async def _copy_baseline(dsn: str, account_id: str, per_entity: int) -> float:
     """Returns the seconds PostgreSQL COPY takes for the same mapped rows (preparing them is not timed)."""
     mapping = default_salesforce_mapping()
-    columns = [
-        "id",
-        "account_id",
-        "crm_object",
-        "external_id",
-        "email",
-        "fields",
-        "field_meta",
-        "crm_modstamp",
-        "crm_account_external_id",
-        "owner_external_id",
-    ]
+    run_id = uuid.uuid4()
 
     def chunk(entity: str, start: int, stop: int) -> list[tuple[Any, ...]]:
         out = []
@@ -235,6 +225,8 @@ async def _copy_baseline(dsn: str, account_id: str, per_entity: int) -> float:
                     mapped.modstamp,
                     mapped.account_external_id,
                     mapped.owner_external_id,
+                    None,
+                    run_id,
                 )
             )
         return out
@@ -254,7 +246,7 @@ async def _copy_baseline(dsn: str, account_id: str, per_entity: int) -> float:
             for start in range(0, per_entity, step):
                 rows = chunk(entity, start, min(start + step, per_entity))
                 began = time.perf_counter()
-                await conn.copy_records_to_table("contacts", records=rows, columns=columns)
+                await conn.copy_records_to_table("contacts", records=rows, columns=COPY_COLUMNS)
                 elapsed += time.perf_counter() - began
         return elapsed
     finally:

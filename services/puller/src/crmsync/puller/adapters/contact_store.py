@@ -185,12 +185,12 @@ class _Rows:
         return len(self.columns[0])
 
     def records(self, account_id: str, run_id: uuid.UUID) -> list[tuple[Any, ...]]:
-        """Returns the rows in `_COPY_COLUMNS` order."""
+        """Returns the rows in `COPY_COLUMNS` order."""
         return [(row[0], account_id, *row[1:], run_id) for row in zip(*self.columns, strict=True)]
 
 
 # The contacts columns _Rows fills, for COPY: id, account, the ten row values, run.
-_COPY_COLUMNS = (
+COPY_COLUMNS = (
     "id",
     "account_id",
     "crm_object",
@@ -348,7 +348,7 @@ async def _copy_new(pg: asyncpg.Connection, *, account_id: str, run_id: uuid.UUI
     try:
         async with pg.transaction():  # a savepoint inside the batch's transaction
             await pg.copy_records_to_table(
-                "contacts", records=rows.records(account_id, run_id), columns=_COPY_COLUMNS
+                "contacts", records=rows.records(account_id, run_id), columns=COPY_COLUMNS
             )
     except asyncpg.UniqueViolationError:
         return False
