@@ -82,17 +82,31 @@ CONF
   log "postgres: writing $conf"
   printf '%s\n' "$wanted" | as_root tee "$conf" >/dev/null
   # A running cluster takes the new settings on restart.
-  if pg_lsclusters -h 2>/dev/null | awk '$1" "$2" "$4 == "'"$version $pg_cluster"' online"' | grep -q .; then
+  if pg_cluster_online "$version"; then
     log "postgres: restarting cluster $version/$pg_cluster for its new settings"
     as_root pg_ctlcluster "$version" "$pg_cluster" restart
   fi
 }
 
+pg_cluster_online() {
+  pg_lsclusters -h 2>/dev/null | awk '$1" "$2" "$4 == "'"$1 $pg_cluster"' online"' | grep -q .
+}
+
+# DROP DATABASE … WITH (FORCE) of a scratch database (tests, benches) must be able
+# to stop the autovacuum worker that happens to be in it.
+pg_grants() {
+  as_postgres psql -p "$pg_port" -v ON_ERROR_STOP=1 -qc "GRANT pg_signal_backend TO \"$pg_user\"" >/dev/null 2>&1
+}
+
 pg_up() {
   parse_database_url
   if command -v psql >/dev/null && pg_answers; then
-    # Our own cluster keeps its settings current; any other server is left as it is.
-    [ -n "$(pg_bindir)" ] && pg_tune "$(basename "$(dirname "$(pg_bindir)")")"
+    # Our own cluster keeps its settings and grants current; any other server is left as it is.
+    if [ -n "$(pg_bindir)" ]; then
+      local version; version="$(basename "$(dirname "$(pg_bindir)")")"
+      pg_tune "$version"
+      if pg_cluster_online "$version"; then pg_grants || log "postgres: could not grant pg_signal_backend to $pg_user"; fi
+    fi
     log "postgres: already up at $pg_host:$pg_port/$pg_db"
     return 0
   fi
@@ -127,10 +141,8 @@ DO \$\$ BEGIN
     ALTER ROLE "$pg_user" LOGIN CREATEDB PASSWORD '$pg_password';
   END IF;
 END \$\$;
--- DROP DATABASE … WITH (FORCE) of a scratch database (tests, benches) must be able
--- to stop the autovacuum worker that happens to be in it.
-GRANT pg_signal_backend TO "$pg_user";
 SQL
+  pg_grants
   if ! as_postgres psql -p "$pg_port" -Atqc "select 1 from pg_database where datname = '$pg_db'" | grep -q 1; then
     as_postgres createdb -p "$pg_port" -O "$pg_user" "$pg_db"
   fi
