@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import re
 import resource
 import socket
@@ -26,6 +25,8 @@ from contextlib import closing
 import httpx
 import orjson
 import psutil
+
+from bench.machine import machine
 
 CLIENT_ID = "bench-client"
 CLIENT_SECRET = "bench-secret"
@@ -50,23 +51,6 @@ FIELDS = [
     "SystemModstamp",
 ]
 API = "/services/data/v60.0"
-
-
-def machine() -> str:
-    model = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    memory = psutil.virtual_memory().total / 2**30
-    return (
-        f"{os.cpu_count()} cores, {model}, {memory:.1f} GiB RAM, "
-        f"Python {platform.python_version()} on {platform.system()} {platform.release()}"
-    )
 
 
 # ------------------------------------------------------------------ child side

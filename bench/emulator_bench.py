@@ -15,13 +15,12 @@ other work on a shared machine inflates them far less than wall-clock times.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 
 import orjson
 import psutil
 
+from bench.machine import machine
 from crmsync.emulator import soql
 from crmsync.emulator.dataset import CHUNK
 from crmsync.emulator.store import Org
@@ -30,21 +29,6 @@ FIELDS = (
     "Id, FirstName, LastName, Email, Title, Phone, MobilePhone, LeadSource, HasOptedOutOfEmail, "
     "Marketing_Score__c, OwnerId, CreatedDate, SystemModstamp"
 )
-
-
-def machine() -> str:
-    model = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as info:
-            model = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    memory = psutil.virtual_memory().total / 2**30
-    load = os.getloadavg()[0]
-    return (
-        f"{os.cpu_count()} cores, {model}, {memory:.1f} GiB RAM, load average {load:.1f}, "
-        f"Python {platform.python_version()} on {platform.system()} {platform.release()}"
-    )
 
 
 def rss_mib() -> float:
@@ -118,7 +102,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100000,1000000", help="Leads + Contacts per org, comma-separated")
     args = parser.parse_args()
-    print(f"machine: {machine()}")
+    print(f"machine: {machine(with_load=True)}")
     print(f"fields rendered per Lead/Contact: {len(FIELDS.split(','))}")
     print(
         "| leads+contacts | all records | load CPU s | build all CPU s | built records/CPU s | RSS after build MiB "

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import resource
 import time
 import uuid
@@ -31,6 +30,7 @@ import asyncpg
 import orjson
 from sqlalchemy import text
 
+from bench.machine import machine
 from crmsync.common.crm.interface import ApiBudget, CrmField, DeletedRecord, ObjectDescribe
 from crmsync.common.db.ids import new_id
 from crmsync.common.db.migrate import upgrade
@@ -151,20 +151,6 @@ class GeneratedCrm:
 
     async def aclose(self) -> None:
         return None
-
-
-def machine() -> str:
-    model = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as info:
-            model = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return (
-        f"{os.cpu_count()} cores, {model}, {memory:.1f} GiB RAM, "
-        f"Python {platform.python_version()} on {platform.system()} {platform.release()}"
-    )
 
 
 def peak_rss_mib() -> float:

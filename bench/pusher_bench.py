@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import socket
 import subprocess
 import sys
@@ -37,6 +36,7 @@ import psutil
 from aiokafka import AIOKafkaConsumer
 from sqlalchemy import func, insert, select
 
+from bench.machine import machine
 from crmsync.common.crypto import SecretBox
 from crmsync.common.db.migrate import upgrade
 from crmsync.common.db.schema import Account, Contact, CrmConnection, PushLog
@@ -51,20 +51,6 @@ CLIENT_ID, CLIENT_SECRET = "bench-client", "bench-secret"
 BASELINE = "bench-baseline"
 # PUSHER_BENCH_LOG=/path keeps the pusher's debug log (per-batch timings) there.
 LOG_PATH = os.environ.get("PUSHER_BENCH_LOG")
-
-
-def machine() -> str:
-    model = "unknown CPU"
-    with open("/proc/cpuinfo") as info:
-        for line in info:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    memory = psutil.virtual_memory().total / 2**30
-    return (
-        f"{os.cpu_count()} cores, {model}, {memory:.1f} GiB RAM, "
-        f"Python {platform.python_version()} on {platform.system()} {platform.release()}"
-    )
 
 
 PRODUCE_TICK_S = 0.005
