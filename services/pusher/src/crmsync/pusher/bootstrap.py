@@ -137,9 +137,9 @@ def bootstrap(
             settings,
             json_serializer=_json_text,
             json_deserializer=orjson.loads,
-            # A ping costs two round trips per checkout, several per batch. A dropped
-            # connection fails its batch instead, which is redelivered and has no second
-            # effect (R18); the pool replaces the connection.
+            # A ping costs two round trips per checkout, several per batch. A batch that
+            # meets a dropped connection is handled again on fresh ones instead
+            # (handle_contact_changes); it has no second effect (R18).
             pool_pre_ping=False,
         ),
         producer=producer or create_producer(settings),
