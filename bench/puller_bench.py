@@ -207,7 +207,7 @@ async def _copy_baseline(dsn: str, account_id: str, per_entity: int) -> float:
                     mapped.external_id,
                     mapped.values.get("email"),
                     orjson.dumps(merged.fields).decode(),
-                    orjson.dumps(merged.meta_json()).decode(),
+                    orjson.dumps(merged.stored_meta(mapped.modstamp)).decode(),
                     mapped.modstamp,
                     mapped.account_external_id,
                     mapped.owner_external_id,

@@ -175,7 +175,7 @@ async def _seed(settings: CommonSettings, sessions, base: str, account_id: str, 
             await http.get(f"/__emulator/orgs/{org['org_id']}/sobjects/Lead", params={"limit": str(leads)})
         ).json()
     box = SecretBox(settings.secret_key.get_secret_value())
-    stamp = (datetime.now(UTC) - timedelta(days=1)).isoformat()
+    stamp = datetime.now(UTC) - timedelta(days=1)
     async with sessions.begin() as session:
         session.add(Account(id=account_id, name="bench"))
         await session.flush()
@@ -195,7 +195,8 @@ async def _seed(settings: CommonSettings, sessions, base: str, account_id: str, 
                 "external_id": r["Id"],
                 "email": r.get("Email"),
                 "fields": {"job_title": r.get("Title")},
-                "field_meta": {"job_title": {"origin": "crm", "at": stamp}},
+                "field_meta": {},  # as pulled: the row's modstamp implies the origin and time
+                "crm_modstamp": stamp,
             }
             for r in records
         ]

@@ -715,7 +715,9 @@ async def test_a_contact_shows_each_field_with_its_origin_and_time(client, sessi
             external_id="003A",
             email="ada@example.com",
             owner_external_id="005A",
-            fields={"first_name": "Ada", "job_title": "Analyst"},
+            fields={"first_name": "Ada", "job_title": "Analyst", "phone": "+351 1"},
+            # As the puller stores it: a field without an entry is the CRM's as of crm_modstamp.
+            crm_modstamp=datetime(2026, 11, 22, 8, 0, tzinfo=UTC),
             field_meta={
                 "first_name": {"origin": "crm", "at": "2026-11-20T10:00:00+00:00"},
                 "job_title": {"origin": "form", "at": "2026-11-21T09:30:00+00:00"},
@@ -726,6 +728,7 @@ async def test_a_contact_shows_each_field_with_its_origin_and_time(client, sessi
     assert body["type"] == "Contact" and body["external_id"] == "003A"
     assert body["fields"]["first_name"] == {"value": "Ada", "origin": "crm", "at": "2026-11-20T10:00:00Z"}
     assert body["fields"]["job_title"]["origin"] == "form"
+    assert body["fields"]["phone"] == {"value": "+351 1", "origin": "crm", "at": "2026-11-22T08:00:00Z"}
     assert (body["owner_name"], body["owner_email"]) == ("Sam Sales", "sam@x.io")
     assert (await client.get(f"/v1/contacts/{uuid.uuid4()}", headers=tenant.reader)).status_code == 404
 

@@ -21,6 +21,7 @@ from crmsync.common.db.schema import (
     CrmOwner,
     SyncRun,
 )
+from crmsync.common.domain.contacts import ContactValues, FieldMeta
 from crmsync.common.domain.mapping import Mapping, default_salesforce_mapping
 from crmsync.common.messages import RunSync, SyncKind, SyncReason
 from crmsync.puller.adapters import contact_store
@@ -203,10 +204,11 @@ async def test_r5_r15_a_first_full_sync_equals_the_crm_field_for_field(
     # R12: every value pulled is marked as the CRM's, at the record's SystemModstamp.
     assert contact is not None
     record = org.get("Contact", contact.external_id)
-    assert {m["origin"] for m in contact.field_meta.values()} == {"crm"}
-    assert {datetime.fromisoformat(m["at"]) for m in contact.field_meta.values()} == {
-        _stamp(record["SystemModstamp"])
-    }
+    pulled = ContactValues.from_stored(contact.fields, contact.field_meta, contact.crm_modstamp)
+    assert set(pulled.meta) == set(contact.fields)
+    assert set(pulled.meta.values()) == {FieldMeta("crm", _stamp(record["SystemModstamp"]))}
+    # ... implied by the row's modstamp rather than written once per field.
+    assert contact.field_meta == {}
 
 
 async def test_r15_a_full_sync_through_the_bulk_api_equals_the_crm_field_for_field(
@@ -522,8 +524,11 @@ async def test_r18_a_first_full_sync_into_an_empty_store_copies_new_rows_and_mer
                 crm_object="Lead",
                 external_id=_mapped_lead(1, title="x").external_id,
                 email="lead1@example.com",
-                fields={"email": "lead1@example.com", "first_name": "Ada"},
-                field_meta={"first_name": {"origin": "form", "at": "2026-11-28T08:00:00+00:00"}},
+                fields={"email": "lead1@example.com", "first_name": "Ada", "job_title": "Intern"},
+                field_meta={
+                    "first_name": {"origin": "form", "at": "2026-11-28T08:00:00+00:00"},
+                    "job_title": {"origin": "form", "at": "2026-11-28T08:00:00+00:00"},
+                },
             )
         )
     async with sessions.begin() as session:
@@ -557,4 +562,9 @@ async def test_r18_a_first_full_sync_into_an_empty_store_copies_new_rows_and_mer
     }
     assert {c.fields["job_title"] for c in rows} == {"CEO", "CTO", "CFO", "COO"}
     assert {c.last_seen_run_id for c in rows} == {run_id}
-    assert all(c.field_meta["job_title"]["origin"] == "crm" for c in rows)
+    meta = {
+        c.external_id: ContactValues.from_stored(c.fields, c.field_meta, c.crm_modstamp).meta for c in rows
+    }
+    # The CRM's values are marked the CRM's, the merged row's included; its local value stays local.
+    assert all(m["job_title"].from_crm for m in meta.values())
+    assert meta[_mapped_lead(1, title="x").external_id]["first_name"].origin == "form"

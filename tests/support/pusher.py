@@ -89,17 +89,19 @@ async def seed_from_crm(
     record_id: str,
     at: datetime | None = None,
 ) -> uuid.UUID:
-    """Stores a contact as pulled from the CRM (every value of origin "crm"); returns its id."""
+    """Stores a contact as the puller does (every value of origin "crm", at `at`); returns its id."""
     record = org.get(crm_object, record_id)
     fields = crm_to_local(record, crm_object=crm_object)
-    stamp = (at or datetime.fromisoformat(record["SystemModstamp"].replace("Z", "+00:00"))).isoformat()
+    stamp = at or datetime.fromisoformat(record["SystemModstamp"].replace("Z", "+00:00"))
     contact = Contact(
         account_id=account_id,
         crm_object=crm_object,
         external_id=record_id,
         email=record.get("Email"),
         fields=fields,
-        field_meta={k: {"origin": "crm", "at": stamp} for k in fields},
+        # The row's modstamp implies every field's origin and time.
+        field_meta={},
+        crm_modstamp=stamp,
     )
     async with sessions.begin() as session:
         session.add(contact)
@@ -115,7 +117,6 @@ async def seed_many_from_crm(
     at: datetime,
 ) -> None:
     """Stores many CRM records as pulled contacts in one transaction."""
-    stamp = at.isoformat()
     rows = []
     for record in records:
         fields = crm_to_local(record, crm_object=crm_object)
@@ -127,7 +128,8 @@ async def seed_many_from_crm(
                 "external_id": record["Id"],
                 "email": record.get("Email"),
                 "fields": fields,
-                "field_meta": {k: {"origin": "crm", "at": stamp} for k in fields},
+                "field_meta": {},
+                "crm_modstamp": at,
             }
         )
     async with sessions.begin() as session:

@@ -41,7 +41,10 @@ def test_r13_a_newer_crm_record_wins_over_an_older_local_value() -> None:
 
 
 def test_r13_on_a_tie_the_crm_wins_both_ways() -> None:
-    assert merge_from_crm(_local("Local"), {"first_name": "Crm"}, modstamp=T0).values.fields["first_name"] == "Crm"
+    assert (
+        merge_from_crm(_local("Local"), {"first_name": "Crm"}, modstamp=T0).values.fields["first_name"]
+        == "Crm"
+    )
     crm = ContactValues({"first_name": "Crm"}, {"first_name": FieldMeta("crm", T0)})
     merged = merge_local_changes(crm, {"first_name": "Local"}, source="form", occurred_at=T0)
     assert merged.values.fields["first_name"] == "Crm"
@@ -86,3 +89,45 @@ def test_r13_the_newer_side_wins_whatever_the_order_of_arrival(local_at, crm_at,
     ).values.fields["f"]
     expected = local if local_at > crm_at else crm
     assert a == b == expected
+
+
+# ----------------------------------------------------------- stored metadata
+
+origins = st.sampled_from(["crm", "form", "user_edit"])
+metas = st.builds(FieldMeta, origin=origins, at=times)
+names = st.sampled_from(["first_name", "last_name", "job_title", "score", "opted_out"])
+
+
+@given(meta=st.dictionaries(names, metas), stamp=st.none() | times)
+def test_r12_r13_stored_metadata_reads_back_as_every_field_had_it(meta, stamp) -> None:
+    values = ContactValues(dict.fromkeys(meta, "v"), meta)
+
+    stored = values.stored_meta(stamp)
+
+    assert ContactValues.from_stored(values.fields, stored, stamp) == values
+
+
+def test_r12_a_freshly_pulled_record_stores_no_entry_per_field() -> None:
+    pulled = merge_from_crm(ContactValues(), {"first_name": "Ada", "job_title": "CTO"}, modstamp=T0).values
+
+    assert pulled.stored_meta(T0) == {}
+    assert ContactValues.from_stored(pulled.fields, {}, T0).meta["job_title"] == FieldMeta("crm", T0)
+
+
+def test_r13_a_local_value_and_an_older_crm_value_keep_their_entries() -> None:
+    values = ContactValues(
+        {"first_name": "Ada", "job_title": "CTO", "phone": "1"},
+        {
+            "first_name": FieldMeta("crm", T0),
+            "job_title": FieldMeta("form", T0 + timedelta(seconds=5)),
+            "phone": FieldMeta("crm", T0 - timedelta(seconds=5)),
+        },
+    )
+
+    assert set(values.stored_meta(T0)) == {"job_title", "phone"}
+    # A row no longer tied to a CRM time implies nothing.
+    assert set(values.stored_meta(None)) == {"first_name", "job_title", "phone"}
+
+
+def test_r12_a_field_without_a_crm_time_has_no_origin_rather_than_a_made_up_one() -> None:
+    assert ContactValues.from_stored({"first_name": "Ada"}, {}, None).meta == {}

@@ -4,6 +4,12 @@ Every field value carries where it came from (`crm`, or the event source such
 as `form`) and when (the CRM's SystemModstamp, or the event's occurred_at).
 That is what stops echoes (R12), resolves conflicts per field (R13) and keeps
 opt-outs one-way safe (R23).
+
+Stored, a field without a metadata entry holds the CRM's value as of the
+row's `crm_modstamp`: that is every field of a freshly pulled record, so the
+entries kept are the few that differ (a local edit, a value kept through a
+later pull). `ContactValues.from_stored` and `stored_meta` convert, losslessly
+as long as every field has metadata.
 """
 
 from __future__ import annotations
@@ -43,11 +49,39 @@ class ContactValues:
     meta: Mapping[str, FieldMeta] = field(default_factory=dict)
 
     @classmethod
-    def from_json(cls, fields: Mapping[str, Any], meta: Mapping[str, Mapping[str, str]]) -> ContactValues:
-        return cls(dict(fields), {k: FieldMeta.from_json(v) for k, v in meta.items()})
+    def from_stored(
+        cls, fields: Mapping[str, Any], meta: Mapping[str, Mapping[str, str]], crm_modstamp: datetime | None
+    ) -> ContactValues:
+        """Reads a stored row: a field without an entry is the CRM's, as of `crm_modstamp`."""
+        return cls(
+            dict(fields),
+            {n: m for n in {*fields, *meta} if (m := stored_field_meta(n, fields, meta, crm_modstamp))},
+        )
 
-    def meta_json(self) -> dict[str, dict[str, str]]:
-        return {k: v.to_json() for k, v in self.meta.items()}
+    def stored_meta(self, crm_modstamp: datetime | None) -> dict[str, dict[str, str]]:
+        """Returns the metadata to store beside `crm_modstamp`: the entries it does not imply."""
+        return {
+            name: meta.to_json()
+            for name, meta in self.meta.items()
+            if not (name in self.fields and is_implied(meta, crm_modstamp))
+        }
+
+
+def is_implied(meta: FieldMeta, crm_modstamp: datetime | None) -> bool:
+    """True when a stored row with this `crm_modstamp` needs no entry for a field with `meta`."""
+    return crm_modstamp is not None and meta.from_crm and meta.at == crm_modstamp
+
+
+def stored_field_meta(
+    name: str, fields: Mapping[str, Any], meta: Mapping[str, Mapping[str, str]], crm_modstamp: datetime | None
+) -> FieldMeta | None:
+    """Returns one field's origin and time as a stored row gives them (see the module's note)."""
+    raw = meta.get(name)
+    if raw is not None:
+        return FieldMeta.from_json(raw)
+    if name in fields and crm_modstamp is not None:
+        return FieldMeta(CRM_ORIGIN, crm_modstamp)
+    return None
 
 
 @dataclass(frozen=True)

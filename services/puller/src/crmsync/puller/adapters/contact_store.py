@@ -22,7 +22,7 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from crmsync.common.db.ids import new_id
-from crmsync.common.domain.contacts import CRM_ORIGIN, ContactValues, FieldMeta, merge_from_crm
+from crmsync.common.domain.contacts import CRM_ORIGIN, ContactValues, FieldMeta, is_implied, merge_from_crm
 from crmsync.common.domain.fields import EMAIL
 from crmsync.puller.handlers.crm_records import CONTACT, MappedRecord
 
@@ -78,7 +78,10 @@ _INSERT = """
     -- values and lay the CRM's over them rather than fail the batch.
     on conflict (account_id, external_id) do update set
         fields = contacts.fields || excluded.fields,
-        field_meta = contacts.field_meta || excluded.field_meta,
+        -- The CRM's values carry no entry (the new modstamp implies them): drop the old ones.
+        -- That writer is the pusher linking a record it created, so no entry was implied.
+        field_meta = (contacts.field_meta - array(select jsonb_object_keys(excluded.fields)))
+                     || excluded.field_meta,
         email = excluded.email,
         crm_object = excluded.crm_object,
         crm_modstamp = excluded.crm_modstamp,
@@ -118,16 +121,26 @@ def _iso(at: datetime) -> str:
     return at.isoformat()
 
 
-def _meta_json(meta: Any) -> dict[str, dict[str, str]]:
-    return {name: {"origin": m.origin, "at": _iso(m.at)} for name, m in meta.items()}
+def _stored_meta(values: ContactValues, crm_modstamp: datetime | None) -> dict[str, dict[str, str]]:
+    """The metadata to write beside `crm_modstamp`: only entries it does not imply."""
+    return {
+        name: {"origin": m.origin, "at": _iso(m.at)}
+        for name, m in values.meta.items()
+        if not (name in values.fields and is_implied(m, crm_modstamp))
+    }
 
 
 def _existing(row: asyncpg.Record) -> _Existing:
     fields = row["fields"]
-    meta = row["field_meta"]
+    stored = row["field_meta"]
     fields = orjson.loads(fields) if isinstance(fields, str) else fields
-    meta = orjson.loads(meta) if isinstance(meta, str) else meta
-    values = ContactValues(fields, {name: _field_meta(m["origin"], m["at"]) for name, m in meta.items()})
+    stored = orjson.loads(stored) if isinstance(stored, str) else stored
+    meta = {name: _field_meta(m["origin"], m["at"]) for name, m in stored.items()}
+    if (stamp := row["crm_modstamp"]) is not None:
+        implied = FieldMeta(CRM_ORIGIN, stamp)  # see crmsync.common.domain.contacts
+        for name in fields:
+            meta.setdefault(name, implied)
+    values = ContactValues(fields, meta)
     return _Existing(
         id=row["id"],
         external_id=row["external_id"],
@@ -269,14 +282,14 @@ async def apply_records(
                 touched.append(current.id)
             continue
         if current is None:
-            # Nothing stored yet: every value is the CRM's, at the record's time (R12).
-            at = {"origin": CRM_ORIGIN, "at": _iso(record.modstamp)}
+            # Nothing stored yet: every value is the CRM's, at the record's time (R12),
+            # which the row's modstamp implies without an entry per field.
             inserts.add(
                 id=new_id(),
                 crm_object=record.crm_object,
                 external_id=record.external_id,
                 fields=record.values,
-                meta=dict.fromkeys(record.values, at),
+                meta={},
                 modstamp=record.modstamp,
                 account_ext=record.account_external_id,
                 owner_ext=record.owner_external_id,
@@ -309,13 +322,14 @@ async def apply_records(
             if full:
                 touched.append(current.id)
             continue
+        modstamp = max(record.modstamp, current.crm_modstamp or record.modstamp)
         updates.add(
             id=current.id,
             crm_object=record.crm_object,
             external_id=record.external_id,
             fields=dict(merged.values.fields),
-            meta=_meta_json(merged.values.meta),
-            modstamp=max(record.modstamp, current.crm_modstamp or record.modstamp),
+            meta=_stored_meta(merged.values, modstamp),
+            modstamp=modstamp,
             account_ext=record.account_external_id,
             owner_ext=record.owner_external_id,
             converted_from=current.converted_from_lead_id,
@@ -391,7 +405,7 @@ async def _convert_leads(
                 lead.external_id,
                 run_id,
                 orjson.dumps(kept.fields).decode(),
-                orjson.dumps(_meta_json(kept.meta)).decode(),
+                orjson.dumps(_stored_meta(kept, None)).decode(),
             )
         else:
             # The Contact is already here: it takes the Lead's local values where they are newer.
@@ -418,7 +432,7 @@ async def _convert_leads(
                 account_id,
                 contact_row.id,
                 orjson.dumps(merged.fields).decode(),
-                orjson.dumps(_meta_json(merged.meta)).decode(),
+                orjson.dumps(_stored_meta(merged, contact_row.crm_modstamp)).decode(),
                 lead.external_id,
                 merged.fields.get(EMAIL) if isinstance(merged.fields.get(EMAIL), str) else None,
             )

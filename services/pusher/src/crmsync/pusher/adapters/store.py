@@ -27,7 +27,7 @@ from crmsync.common.db.schema import (
     PushLog,
 )
 from crmsync.common.db.schema import PushPolicy as PushPolicyRecord
-from crmsync.common.domain.contacts import ContactValues, FieldMeta
+from crmsync.common.domain.contacts import ContactValues, is_implied, stored_field_meta
 from crmsync.common.domain.fields import DataType
 from crmsync.common.domain.mapping import (
     FieldKind,
@@ -46,6 +46,7 @@ _CONTACT_COLUMNS = (
     Contact.email,
     Contact.fields,
     Contact.field_meta,
+    Contact.crm_modstamp,
 )
 
 
@@ -63,8 +64,9 @@ class AccountConfig:
 class StoredContact:
     """A contact row as the handler works on it; `new` ones are inserted at the end.
 
-    Field metadata stays in its stored JSON form and is parsed only for the
-    fields an event touches: a contact may have many fields, an event few.
+    Field metadata stays in its stored JSON form, where a field without an
+    entry is the CRM's as of `crm_modstamp`, and is parsed only for the fields
+    an event touches: a contact may have many fields, an event few.
     """
 
     id: uuid.UUID
@@ -74,6 +76,7 @@ class StoredContact:
     email: str | None
     fields: dict[str, Any]
     raw_meta: dict[str, Any]
+    crm_modstamp: datetime | None = None
     outbound_pending: bool = False  # a score or opt-out changed locally now: (re)set the flag
     new: bool = False
     dirty: bool = False
@@ -83,19 +86,22 @@ class StoredContact:
     @property
     def values(self) -> ContactValues:
         """Returns every value with its parsed origin and time."""
-        return ContactValues.from_json(self.fields, self.raw_meta)
+        return ContactValues.from_stored(self.fields, self.raw_meta, self.crm_modstamp)
 
     def view(self, names: Iterable[str]) -> ContactValues:
         """Returns every value, with origin and time parsed for `names` only."""
-        meta = self.raw_meta
-        return ContactValues(self.fields, {n: FieldMeta.from_json(meta[n]) for n in names if n in meta})
+        fields, meta, stamp = self.fields, self.raw_meta, self.crm_modstamp
+        return ContactValues(
+            fields, {n: m for n in names if (m := stored_field_meta(n, fields, meta, stamp)) is not None}
+        )
 
     def apply(self, values: ContactValues, names: Iterable[str]) -> None:
         """Takes the values of a merge whose touched fields are `names`."""
         self.fields = dict(values.fields)
         for name in names:
-            if name in values.meta:
-                self.raw_meta[name] = values.meta[name].to_json()
+            meta = values.meta.get(name)
+            if meta is not None and not is_implied(meta, self.crm_modstamp):
+                self.raw_meta[name] = meta.to_json()
             self.touched.add(name)
         self.dirty = True
 
@@ -211,6 +217,7 @@ async def find_contacts(
             email=row.email,
             fields=dict(row.fields),
             raw_meta=dict(row.field_meta),
+            crm_modstamp=row.crm_modstamp,
         )
         for row in rows
     ]
@@ -388,6 +395,7 @@ async def pending_outbound(
                 email=row.email,
                 fields=dict(row.fields),
                 raw_meta=dict(row.field_meta),
+                crm_modstamp=row.crm_modstamp,
                 outbound_pending=True,
             ),
             row.outbound_pending_at,  # type: ignore[misc]

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from crmsync.common.db.schema import Contact, CrmOwner
+from crmsync.common.domain.contacts import stored_field_meta
 from crmsync.common.kafka.topics import CONTACT_CHANGES
 from crmsync.mapping_api.entrypoints.deps import (
     AdminAccount,
@@ -63,21 +64,16 @@ def _text(value: object) -> str | None:
     return None if value is None else str(value)
 
 
-def _at(raw: object) -> datetime | None:
-    try:
-        return datetime.fromisoformat(str(raw)) if raw else None
-    except ValueError:
-        return None
-
-
 def detail(contact: Contact, owner: CrmOwner | None) -> ContactOut:
-    meta = contact.field_meta or {}
-    fields = {
-        name: FieldValueOut(
-            value=value, origin=(meta.get(name) or {}).get("origin"), at=_at((meta.get(name) or {}).get("at"))
+    fields = {}
+    for name, value in (contact.fields or {}).items():
+        try:
+            meta = stored_field_meta(name, contact.fields, contact.field_meta or {}, contact.crm_modstamp)
+        except (KeyError, TypeError, ValueError):
+            meta = None  # an entry this version cannot read: shown without origin rather than failing
+        fields[name] = FieldValueOut(
+            value=value, origin=meta.origin if meta else None, at=meta.at if meta else None
         )
-        for name, value in (contact.fields or {}).items()
-    }
     return ContactOut(
         **summary(contact).model_dump(),
         fields=fields,
