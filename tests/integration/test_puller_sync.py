@@ -537,17 +537,19 @@ async def test_r18_a_first_full_sync_into_an_empty_store_copies_new_rows_and_mer
             conn,
             account_id=account_id,
             run_id=run_id,
-            records=[_mapped_lead(2, title="CTO"), _mapped_lead(3, title="CFO")],
+            batch=contact_store.prepare(
+                [_mapped_lead(2, title="CTO"), _mapped_lead(3, title="CFO")], empty_store=True
+            ),
             full=True,
-            empty_store=True,
         )
         clash = await contact_store.apply_records(
             conn,
             account_id=account_id,
             run_id=run_id,
-            records=[_mapped_lead(1, title="CEO"), _mapped_lead(4, title="COO")],
+            batch=contact_store.prepare(
+                [_mapped_lead(1, title="CEO"), _mapped_lead(4, title="COO")], empty_store=True
+            ),
             full=True,
-            empty_store=True,
         )
     assert (first.created, first.updated) == (2, 0)
     assert (clash.created, clash.updated) == (1, 1)  # the COPY was undone, the rows merged
@@ -568,3 +570,41 @@ async def test_r18_a_first_full_sync_into_an_empty_store_copies_new_rows_and_mer
     # The CRM's values are marked the CRM's, the merged row's included; its local value stays local.
     assert all(m["job_title"].from_crm for m in meta.values())
     assert meta[_mapped_lead(1, title="x").external_id]["first_name"].origin == "form"
+
+
+async def test_r5_a_first_full_sync_adopts_a_local_contact_a_form_created_meanwhile(
+    sessions, account_id
+) -> None:
+    run_id = uuid.uuid4()
+    # The store was empty when the sync began; then a form created a contact for a Lead's e-mail.
+    async with sessions.begin() as session:
+        session.add(
+            Contact(
+                account_id=account_id,
+                email="Lead7@Example.com",
+                fields={"email": "Lead7@Example.com", "webinar": "attended"},
+                field_meta={
+                    "email": {"origin": "form", "at": "2026-11-28T08:00:00+00:00"},
+                    "webinar": {"origin": "form", "at": "2026-11-28T08:00:00+00:00"},
+                },
+            )
+        )
+    async with sessions.begin() as session:
+        conn = await session.connection()
+        counts = await contact_store.apply_records(
+            conn,
+            account_id=account_id,
+            run_id=run_id,
+            batch=contact_store.prepare(
+                [_mapped_lead(7, title="CEO"), _mapped_lead(8, title="CTO")], empty_store=True
+            ),
+            full=True,
+        )
+
+    assert (counts.created, counts.updated) == (1, 1)
+    async with sessions() as session:
+        rows = (await session.scalars(select(Contact).where(Contact.account_id == account_id))).all()
+    assert len(rows) == 2  # one contact per person, not a second one for the Lead
+    adopted = next(c for c in rows if c.email_lower == "lead7@example.com")
+    assert adopted.external_id == _mapped_lead(7, title="x").external_id
+    assert adopted.fields["webinar"] == "attended" and adopted.fields["job_title"] == "CEO"

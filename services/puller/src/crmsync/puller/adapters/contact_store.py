@@ -197,6 +197,9 @@ class _Rows:
     def __len__(self) -> int:
         return len(self.columns[0])
 
+    def emails_lower(self) -> list[str]:
+        return sorted({e.lower() for e in self.columns[3] if e})
+
     def records(self, account_id: str, run_id: uuid.UUID) -> list[tuple[Any, ...]]:
         """Returns the rows in `COPY_COLUMNS` order."""
         return [(row[0], account_id, *row[1:], run_id) for row in zip(*self.columns, strict=True)]
@@ -219,42 +222,86 @@ COPY_COLUMNS = (
 )
 
 
-async def apply_records(
-    conn: AsyncConnection,
-    *,
-    account_id: str,
-    run_id: uuid.UUID,
-    records: Sequence[MappedRecord],
-    full: bool,
-    empty_store: bool = False,
-) -> BatchCounts:
-    """Merges a batch of CRM records into the store; returns what changed.
+@dataclass(frozen=True)
+class PreparedBatch:
+    """A batch of CRM records made ready for `apply_records` before its transaction.
 
-    A record older than the stored one (read again through the lookback window)
-    is skipped; a local value newer than the CRM's is kept (R13); a CRM opt-in
-    never clears a local opt-out (R23). A full sync marks every row it sees, so
-    the rows it did not see can be removed afterwards (R16). `empty_store` says
-    the account had no contact at all when this full sync started: there is
-    nothing to read back, only rows to insert.
+    What needs no database is done here (dropping a record read twice, and for
+    a store known to be empty, building every row), so the puller prepares the
+    next batch while the database writes this one.
     """
-    pg = await driver(conn)
-    counts = BatchCounts()
+
+    conversions: list[MappedRecord]
+    records: list[MappedRecord]
+    # Every record as a new row; built only when the store had no contact at all.
+    new_rows: _Rows | None = None
+
+
+def prepare(records: Sequence[MappedRecord], *, empty_store: bool = False) -> PreparedBatch:
+    """Returns the batch's newest record per CRM id, lead conversions apart.
+
+    `empty_store` says the account had no contact at all when this full sync
+    started: the rows to insert are built now, to be written with COPY.
+    """
     latest: dict[str, MappedRecord] = {}
     for record in records:
         seen = latest.get(record.external_id)
         if seen is None or record.modstamp >= seen.modstamp:
             latest[record.external_id] = record
     conversions = [r for r in latest.values() if r.converted_contact_id]
-    if conversions:
-        counts.updated += await _convert_leads(pg, account_id=account_id, run_id=run_id, leads=conversions)
     todo = [r for r in latest.values() if not r.converted_contact_id]
+    if not empty_store:
+        return PreparedBatch(conversions, todo)
+    rows = _Rows()
+    for record in todo:
+        rows.add(
+            id=new_id(),
+            crm_object=record.crm_object,
+            external_id=record.external_id,
+            fields=record.values,
+            meta={},  # every value is the CRM's, at the record's modstamp (R12)
+            modstamp=record.modstamp,
+            account_ext=record.account_external_id,
+            owner_ext=record.owner_external_id,
+            converted_from=None,
+        )
+    return PreparedBatch(conversions, todo, rows)
+
+
+async def apply_records(
+    conn: AsyncConnection,
+    *,
+    account_id: str,
+    run_id: uuid.UUID,
+    batch: PreparedBatch,
+    full: bool,
+) -> BatchCounts:
+    """Merges a batch of CRM records into the store; returns what changed.
+
+    A record older than the stored one (read again through the lookback window)
+    is skipped; a local value newer than the CRM's is kept (R13); a CRM opt-in
+    never clears a local opt-out (R23). A full sync marks every row it sees, so
+    the rows it did not see can be removed afterwards (R16). A batch prepared
+    for an empty store is written with COPY; should one of its records have
+    been stored meanwhile, the batch is merged like any other.
+    """
+    pg = await driver(conn)
+    counts = BatchCounts()
+    if batch.conversions:
+        counts.updated += await _convert_leads(
+            pg, account_id=account_id, run_id=run_id, leads=batch.conversions
+        )
+    todo = batch.records
     if not todo:
         return counts
-    if empty_store:
-        rows = []
-    else:
-        emails = sorted({e for r in todo if (e := _email_lower(r.values))})
-        rows = await pg.fetch(_SELECT, account_id, [r.external_id for r in todo], emails)
+    if batch.new_rows is not None and await _copy_new(
+        pg, account_id=account_id, run_id=run_id, rows=batch.new_rows
+    ):
+        counts.created += len(batch.new_rows)
+        await _upsert_related(pg, account_id=account_id, records=todo)
+        return counts
+    emails = sorted({e for r in todo if (e := _email_lower(r.values))})
+    rows = await pg.fetch(_SELECT, account_id, [r.external_id for r in todo], emails)
     by_external: dict[str, _Existing] = {}
     adoptable: dict[str, _Existing] = {}
     for row in rows:
@@ -337,9 +384,7 @@ async def apply_records(
         counts.updated += 1
     if updates:
         await pg.execute(_UPDATE, account_id, run_id, *updates.columns)
-    if inserts and empty_store and await _copy_new(pg, account_id=account_id, run_id=run_id, rows=inserts):
-        counts.created += len(inserts)
-    elif inserts:
+    if inserts:
         results = await pg.fetch(_INSERT, account_id, run_id, *inserts.columns)
         created = sum(1 for r in results if r["inserted"])
         counts.created += created
@@ -357,6 +402,7 @@ async def _copy_new(pg: asyncpg.Connection, *, account_id: str, run_id: uuid.UUI
     rows per WAL record rather than one record, lock and index probe per row),
     about twice as fast as INSERT … ON CONFLICT. If another writer stored one of
     these CRM ids since the sync began (the pusher linking a record it created),
+    or a local contact with one of their e-mails (which the record must adopt),
     the COPY is undone to its savepoint and the caller merges the rows instead.
     """
     try:
@@ -364,9 +410,22 @@ async def _copy_new(pg: asyncpg.Connection, *, account_id: str, run_id: uuid.UUI
             await pg.copy_records_to_table(
                 "contacts", records=rows.records(account_id, run_id), columns=COPY_COLUMNS
             )
-    except asyncpg.UniqueViolationError:
+            if await pg.fetchval(_LOCAL_WITH_EMAIL, account_id, rows.emails_lower()):
+                raise _Adoptable
+    except (asyncpg.UniqueViolationError, _Adoptable):
         return False
     return True
+
+
+class _Adoptable(Exception):
+    """A local contact shares an e-mail with a copied row: undo the COPY, merge instead."""
+
+
+_LOCAL_WITH_EMAIL = """
+    select exists (
+        select 1 from contacts where account_id = $1 and external_id is null and email_lower = any($2::text[])
+    )
+"""
 
 
 async def _convert_leads(

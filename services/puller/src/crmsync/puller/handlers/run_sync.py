@@ -81,11 +81,14 @@ class _Run:
 
 @dataclass(frozen=True)
 class _MappedBatch:
-    """One batch of CRM records of an entity, mapped; `errors` records could not be mapped."""
+    """One batch of CRM records of an entity, mapped and prepared for the store.
+
+    `errors` records could not be mapped.
+    """
 
     entity: str
     pulled: int
-    records: list[MappedRecord]
+    prepared: contact_store.PreparedBatch
     errors: int
 
 
@@ -228,9 +231,9 @@ class SyncRunner:
             if entity in done:
                 continue
             stream = state.connector.export_all(entity, state.fields[entity])
-            async with aclosing(self._read_ahead(state, entity, stream)) as batches:
+            async with aclosing(self._read_ahead(state, entity, stream, empty_store=empty_store)) as batches:
                 async for mapped in batches:
-                    await self._store(state, mapped, full=True, empty_store=empty_store)
+                    await self._store(state, mapped, full=True)
             async with self._sessions.begin() as session:
                 conn = await session.connection()
                 removed = 0
@@ -350,21 +353,33 @@ class SyncRunner:
             raise StopRequested
 
     def _read_ahead(
-        self, state: _Run, entity: str, stream: AsyncIterator[list[CrmRecord]]
+        self,
+        state: _Run,
+        entity: str,
+        stream: AsyncIterator[list[CrmRecord]],
+        *,
+        empty_store: bool = False,
     ) -> AsyncIterator[_MappedBatch]:
-        """Yields the stream's mapped batches, the next ones read and mapped while one is stored.
+        """Yields the stream's prepared batches, the next ones read, mapped and prepared while one is stored.
 
         Close it when done (`aclosing`): that stops the reading and closes the stream.
         """
-        return prefetch(self._mapped(state, entity, stream), depth=self._settings.puller_read_ahead)
+        return prefetch(
+            self._mapped(state, entity, stream, empty_store=empty_store),
+            depth=self._settings.puller_read_ahead,
+        )
 
     async def _mapped(
-        self, state: _Run, entity: str, stream: AsyncIterator[list[CrmRecord]]
+        self, state: _Run, entity: str, stream: AsyncIterator[list[CrmRecord]], *, empty_store: bool
     ) -> AsyncIterator[_MappedBatch]:
         async for batch in self._batches(stream):
-            yield self._map(state, entity, batch)
+            # In a thread: mapping a batch is tens of milliseconds of CPU that would
+            # otherwise hold the event loop, and with it the COPY being sent meanwhile.
+            yield await asyncio.to_thread(self._map, state, entity, batch, empty_store=empty_store)
 
-    def _map(self, state: _Run, entity: str, batch: list[CrmRecord]) -> _MappedBatch:
+    def _map(
+        self, state: _Run, entity: str, batch: list[CrmRecord], *, empty_store: bool = False
+    ) -> _MappedBatch:
         run = state.row
         mapped: list[MappedRecord] = []
         errors = 0
@@ -381,23 +396,25 @@ class SyncRunner:
                     id=record.get("Id"),
                     error=str(exc),
                 )
-        return _MappedBatch(entity=entity, pulled=len(batch), records=mapped, errors=errors)
+        return _MappedBatch(
+            entity=entity,
+            pulled=len(batch),
+            prepared=contact_store.prepare(mapped, empty_store=empty_store),
+            errors=errors,
+        )
 
-    async def _store(
-        self, state: _Run, batch: _MappedBatch, *, full: bool, empty_store: bool = False
-    ) -> None:
+    async def _store(self, state: _Run, batch: _MappedBatch, *, full: bool) -> None:
         self._check_stop()  # batches read ahead are not stored once a stop is asked
         run = state.row
-        entity, mapped = batch.entity, batch.records
+        entity, mapped = batch.entity, [*batch.prepared.conversions, *batch.prepared.records]
         async with self._sessions.begin() as session:
             conn = await session.connection()
             counts = await contact_store.apply_records(
                 conn,
                 account_id=run.account_id,
                 run_id=run.id,
-                records=mapped,
+                batch=batch.prepared,
                 full=full,
-                empty_store=empty_store,
             )
             if not full and mapped:
                 last = max(mapped, key=lambda r: (r.modstamp, r.external_id))
