@@ -20,6 +20,8 @@ from contextlib import suppress
 import asyncpg
 import pytest
 import pytest_asyncio
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from crmsync.common.db.migrate import upgrade
@@ -132,10 +134,34 @@ async def account_id(sessions: async_sessionmaker[AsyncSession]) -> str:
     return account
 
 
+@pytest_asyncio.fixture(scope="session")
+async def topic_prefixes(base_settings: CommonSettings) -> AsyncIterator[list[str]]:
+    """The topic prefixes this run's tests used; their topics are deleted at the end.
+
+    Without that, a developer's broker keeps every test's topics from every run,
+    and after enough runs it takes minutes to load their metadata at start.
+    """
+    prefixes: list[str] = []
+    yield prefixes
+    if not prefixes:
+        return
+    admin = AIOKafkaAdminClient(bootstrap_servers=base_settings.kafka_bootstrap_servers)
+    try:
+        await asyncio.wait_for(admin.start(), 30)
+        doomed = [t for t in await admin.list_topics() if t.startswith(tuple(prefixes))]
+        for start in range(0, len(doomed), 500):
+            await admin.delete_topics(doomed[start : start + 500])
+    except (KafkaError, OSError, TimeoutError) as exc:  # tidying only: the tests have passed or failed
+        print(f"\ntest topics not deleted: {exc!r}")
+    finally:
+        await admin.close()
+
+
 @pytest_asyncio.fixture
-async def settings(base_settings: CommonSettings) -> CommonSettings:
+async def settings(base_settings: CommonSettings, topic_prefixes: list[str]) -> CommonSettings:
     """Settings with a topic prefix of this test's own, the design's topics created."""
     prefix = f"t{uuid.uuid4().hex[:10]}.crmsync."
+    topic_prefixes.append(prefix)
     test_settings = base_settings.model_copy(update={"topic_prefix": prefix})
     await ensure_topics(test_settings)
     return test_settings
