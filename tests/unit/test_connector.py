@@ -252,11 +252,12 @@ async def test_the_jwt_bearer_grant_sends_a_signed_assertion() -> None:
         _error(503, "SERVER_UNAVAILABLE"),
         _error(500, "UNKNOWN_EXCEPTION"),
         _error(429, "REQUEST_LIMIT_EXCEEDED", "Too many requests"),
+        _error(403, "REQUEST_LIMIT_EXCEEDED", "ConcurrentPerOrgLongTxn Limit exceeded."),
         _error(400, "UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access to this record"),
         lambda request: (_ for _ in ()).throw(httpx.ReadTimeout("slow", request=request)),
         lambda request: (_ for _ in ()).throw(httpx.ConnectError("refused", request=request)),
     ],
-    ids=["503", "500", "429", "UNABLE_TO_LOCK_ROW", "timeout", "connection_error"],
+    ids=["503", "500", "429", "403_concurrent_limit", "UNABLE_TO_LOCK_ROW", "timeout", "connection_error"],
 )
 async def test_transient_failures_are_retried_until_the_call_succeeds(fault: Reply) -> None:
     fake = FakeSalesforce()
@@ -430,6 +431,8 @@ async def test_export_above_the_threshold_streams_bulk_csv_across_locators() -> 
     assert fake.calls_to(f"{API}/jobs/query/750J/results") == 2
     job = orjson.loads(next(r for r in fake.requests if r.url.path == f"{API}/jobs/query").content)
     assert job["query"] == "SELECT Id, Email, IsConverted FROM Lead" and job["contentType"] == "CSV"
+    # The job and its results are deleted once read, not left in the org for a week.
+    assert fake.requests[-1].method == "DELETE" and fake.requests[-1].url.path == f"{API}/jobs/query/750J"
 
 
 async def test_a_bulk_body_cut_mid_way_resumes_without_duplicates_or_gaps() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import re
 import time
@@ -21,6 +22,7 @@ from crmsync.common.crm.interface import (
     ApiBudget,
     CrmAuthError,
     CrmBudgetExhausted,
+    CrmError,
     CrmField,
     CrmRecord,
     CrmRejected,
@@ -506,9 +508,29 @@ class SalesforceConnector:
             operation="bulk_create",
         )
         job_id = orjson.loads(response.content)["id"]
-        await self._await_bulk_job(job_id)
-        async for batch in self._bulk_results(job_id, plan):
-            yield batch
+        complete = False
+        try:
+            await self._await_bulk_job(job_id)
+            complete = True
+            async for batch in self._bulk_results(job_id, plan):
+                yield batch
+        finally:
+            await self._delete_bulk_job(job_id, running=not complete)
+
+    async def _delete_bulk_job(self, job_id: str, *, running: bool) -> None:
+        """Deletes a query job and its results (Salesforce keeps them for 7 days otherwise).
+
+        A job that may still be running is aborted first: it cannot be deleted.
+        Best effort: a job left behind costs the org storage, not correctness.
+        """
+        url = f"{self._api}/jobs/query/{job_id}"
+        try:
+            if running:
+                with contextlib.suppress(CrmRejected):  # it completed (or failed) meanwhile
+                    await self._call("PATCH", url, json={"state": "Aborted"}, operation="bulk_abort")
+            await self._call("DELETE", url, operation="bulk_delete")
+        except (CrmError, httpx.HTTPError) as exc:
+            log.warning("bulk_job_not_deleted", job_id=job_id, error=str(exc))
 
     async def _await_bulk_job(self, job_id: str) -> None:
         opts = self._options
@@ -695,7 +717,11 @@ class SalesforceConnector:
         if status < 300:
             return
         code, message, fields = _first_error(response)
-        if status == 429 or status >= 500 or code in TRANSIENT_ERROR_CODES:
+        # A 403 REQUEST_LIMIT_EXCEEDED names its limit: "TotalRequests" is the day's
+        # allowance, gone; "ConcurrentPerOrgLongTxn" is too many long calls at once,
+        # which clears as they finish.
+        concurrent = code == "REQUEST_LIMIT_EXCEEDED" and "concurrent" in message.lower()
+        if status == 429 or status >= 500 or code in TRANSIENT_ERROR_CODES or concurrent:
             error = CrmTransientError(message, error_code=code, status=status)
             error.retry_after = _retry_after(response)  # type: ignore[attr-defined]
             # Refusals before any work (rate limit, unavailable, a lock) are safe to repeat.
