@@ -178,6 +178,28 @@ async def test_r21_a_revoked_key_is_refused_and_keys_are_listed_without_their_se
     assert "prefix" in capsys.readouterr().err
 
 
+async def test_a_key_records_when_it_was_last_used_to_the_minute(
+    client, sessions, settings, tenant, capsys
+) -> None:
+    async def last_used() -> dict[str, datetime | None]:
+        async with sessions() as session:
+            keys = await session.scalars(select(ApiKey).where(ApiKey.account_id == tenant.account_id))
+            return {k.role: k.last_used_at for k in keys}
+
+    assert await last_used() == {"admin": None, "reader": None}
+    before = datetime.now(UTC)
+    assert (await client.get("/v1/account", headers=tenant.reader)).status_code == 200
+    first = (await last_used())["reader"]
+    assert first is not None and first >= before and (await last_used())["admin"] is None
+    # Within the minute a key is not written again on every request.
+    assert (await client.get("/v1/account", headers=tenant.reader)).status_code == 200
+    assert (await last_used())["reader"] == first
+    cli_settings = Settings(**settings.model_dump())
+    assert await asyncio.to_thread(admin_main, ["key", "list", tenant.account_id], cli_settings) == 0
+    listed = capsys.readouterr().out
+    assert f"last used {first:%Y-%m-%d %H:%M}" in listed and "never used" in listed
+
+
 async def test_admin_cli_derives_the_account_id_from_the_name(settings, sessions, capsys) -> None:
     name = f"Initech {uuid.uuid4().hex[:6]} Ltd."
     cli_settings = Settings(**settings.model_dump())

@@ -60,6 +60,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> str:
                 keys = await list_api_keys(session, account_id=args.account)
                 return "\n".join(
                     f"{k.prefix}\t{k.role}\t{k.name or '-'}\tcreated {k.created_at:%Y-%m-%d %H:%M}"
+                    + (f"\tlast used {k.last_used_at:%Y-%m-%d %H:%M}" if k.last_used_at else "\tnever used")
                     + (f"\trevoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "")
                     for k in keys
                 )

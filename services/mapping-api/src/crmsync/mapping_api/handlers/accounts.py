@@ -6,10 +6,10 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crmsync.common.db.schema import (
@@ -123,4 +123,20 @@ async def authenticate(session: AsyncSession, *, key: str) -> Caller | None:
     )
     if row is None:
         return None
+    now = datetime.now(UTC)
+    if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
+        # To the minute: one write a minute per key in use, not one per request.
+        await session.execute(
+            update(ApiKey)
+            .where(
+                ApiKey.id == row.id,
+                or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at <= now - LAST_USED_RESOLUTION),
+            )
+            .values(last_used_at=now)
+        )
+        await session.commit()
     return Caller(account_id=row.account_id, role=row.role, key_id=str(row.id))  # type: ignore[arg-type]
+
+
+# How stale a key's `last_used_at` may be.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
