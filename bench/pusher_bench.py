@@ -1,6 +1,6 @@
 """Pusher throughput and produce-to-CRM-write latency, beside the broker's own latency.
 
-`python -m bench.pusher_bench [--events 100000] [--steady-events 30000] [--rate 1000] [--leads 20000]`
+`python -m bench.pusher_bench [--events 100000] [--steady-events 100000] [--rate 1000] [--leads 20000]`
 
 An emulator process is started with `--leads` Leads, and the same records are
 stored as pulled contacts of a fresh account. The pusher runs as its own
@@ -420,7 +420,7 @@ async def _create_database(base_url: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="bench.pusher_bench", description=__doc__)
     parser.add_argument("--events", type=int, default=100_000)
-    parser.add_argument("--steady-events", type=int, default=30_000)
+    parser.add_argument("--steady-events", type=int, default=100_000)
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--leads", type=int, default=20_000)
     asyncio.run(amain(parser.parse_args()))
