@@ -170,6 +170,30 @@ async def test_r9_events_after_a_create_in_the_same_batch_go_to_the_created_reco
     assert [w["method"] for w in _api_writes(org)] == ["POST"]
 
 
+async def test_r9_an_event_in_the_batch_after_a_create_waits_for_the_record_and_updates_it(
+    settings, sessions, account_id, org: CrmOrg
+) -> None:
+    email = f"mary-{uuid.uuid4().hex[:6]}@example.com"
+    create = event(
+        account_id, email=email, changes={"last_name": "Somerville", "company": "Oxford"}, crm_create="Lead"
+    )
+    later = event(account_id, email=email, changes={"job_title": "Astronomer"})
+    # The create takes a while in the CRM, so the next batch arrives while it is in flight.
+    org.faults("latency", latency_ms=1500, count=1, path="/composite/sobjects", method="POST")
+    async with running_pusher(settings):
+        await publish(settings, [create])
+        await wait_logged(sessions, account_id=account_id, event_ids=[create.event_id], status="pending")
+        await publish(settings, [later])
+        logged = await wait_logged(
+            sessions, account_id=account_id, event_ids=[create.event_id, later.event_id]
+        )
+    crm_id = logged[create.event_id].crm_id
+    assert crm_id is not None and logged[later.event_id].crm_id == crm_id
+    assert (logged[later.event_id].operation, logged[later.event_id].status) == ("update", "succeeded")
+    assert org.get("Lead", crm_id)["Title"] == "Astronomer"
+    assert [w["method"] for w in _api_writes(org)] == ["POST", "PATCH"]
+
+
 # ------------------------------------------------------------------ R10, R12, R13
 
 

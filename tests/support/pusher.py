@@ -234,12 +234,14 @@ async def wait_logged(
     account_id: str,
     event_ids: Sequence[str],
     timeout: float = 60,
+    status: str | None = None,
 ) -> dict[str, PushLog]:
-    """Returns the push log entries of these events once every one is final."""
+    """Returns the push log entries of these events once every one is final (or has `status`)."""
     deadline = time.monotonic() + timeout
+    wanted = FINAL if status is None else {status}
     while True:
         entries = await push_log(sessions, account_id=account_id, event_ids=event_ids)
-        if len(entries) == len(set(event_ids)) and all(e.status in FINAL for e in entries.values()):
+        if len(entries) == len(set(event_ids)) and all(e.status in wanted for e in entries.values()):
             return entries
         if time.monotonic() > deadline:
             states = {e: entries[e].status if e in entries else None for e in event_ids}

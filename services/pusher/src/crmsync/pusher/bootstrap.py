@@ -23,17 +23,10 @@ from crmsync.common.kafka.topics import CONTACT_CHANGES, OUTBOUND_JOBS
 from crmsync.common.messages import ContactChanged, RunOutbound
 from crmsync.pusher.adapters.crm import ConnectorFactory, Connectors, CrmWriter
 from crmsync.pusher.adapters.store import ConfigCache
-from crmsync.pusher.entrypoints.consumer import LingeringLoop
-from crmsync.pusher.handlers.contact_changed import PushContext, handle_contact_changes
+from crmsync.pusher.entrypoints.consumer import LingeringLoop, PipelinedLoop
+from crmsync.pusher.handlers.contact_changed import AppliedBatch, PushContext, apply_contact_changes
 from crmsync.pusher.handlers.run_outbound import handle_outbound_jobs
 from crmsync.pusher.settings import Settings
-
-# Message type -> handler: the one place a topic meets its use case.
-HANDLERS: dict[str, Callable[..., Awaitable[None]]] = {
-    CONTACT_CHANGES: handle_contact_changes,
-    OUTBOUND_JOBS: handle_outbound_jobs,
-}
-MODELS = {CONTACT_CHANGES: ContactChanged, OUTBOUND_JOBS: RunOutbound}
 
 
 def default_crm_factory(settings: Settings) -> ConnectorFactory:
@@ -91,16 +84,31 @@ class App:
         }
         tasks: list[asyncio.Task[None]] = []
         try:
-            for topic, consumer in consumers.items():
+            for consumer in consumers.values():
                 await consumer.start()
-                loop = LingeringLoop(
-                    consumer=consumer,
-                    models={s.topic(topic): MODELS[topic]},
-                    handler=partial(HANDLERS[topic], ctx),
+            loops = {
+                CONTACT_CHANGES: PipelinedLoop[AppliedBatch](
+                    consumer=consumers[CONTACT_CHANGES],
+                    models={s.topic(CONTACT_CHANGES): ContactChanged},
+                    apply=lambda deliveries, wait: apply_contact_changes(
+                        ctx, deliveries, before_reconcile=wait
+                    ),
+                    push=lambda applied: applied.push(ctx),
+                    must_wait=lambda applied, deliveries: applied.blocks(deliveries),
                     dead_letters=ctx.dead_letters,
-                    max_batch=s.push_max_batch if topic == CONTACT_CHANGES else 10,
-                    linger_ms=s.push_linger_ms if topic == CONTACT_CHANGES else 0,
-                )
+                    max_batch=s.push_max_batch,
+                    linger_ms=s.push_linger_ms,
+                ),
+                OUTBOUND_JOBS: LingeringLoop(
+                    consumer=consumers[OUTBOUND_JOBS],
+                    models={s.topic(OUTBOUND_JOBS): RunOutbound},
+                    handler=partial(handle_outbound_jobs, ctx),
+                    dead_letters=ctx.dead_letters,
+                    max_batch=10,
+                    linger_ms=0,
+                ),
+            }
+            for topic, loop in loops.items():
                 tasks.append(asyncio.create_task(loop.run(stop), name=f"pusher-{topic}"))
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for task in done:
@@ -139,7 +147,7 @@ def bootstrap(
             json_deserializer=orjson.loads,
             # A ping costs two round trips per checkout, several per batch. A batch that
             # meets a dropped connection is handled again on fresh ones instead
-            # (handle_contact_changes); it has no second effect (R18).
+            # (apply_contact_changes, and the record step of a push); it has no second effect (R18).
             pool_pre_ping=False,
         ),
         producer=producer or create_producer(settings),

@@ -130,7 +130,7 @@ class ConsumerLoop:
         *,
         consumer: AIOKafkaConsumer,
         models: Mapping[str, type[BaseModel]],  # full topic name -> message model
-        handler: BatchHandler,
+        handler: BatchHandler | None,  # None for a subclass that handles batches its own way
         dead_letters: DeadLetters,
         max_batch: int = 500,
         poll_timeout_ms: int = 200,
@@ -154,12 +154,8 @@ class ConsumerLoop:
             await self._report_lag(batches.keys())
 
     async def process(self, batches: Mapping[TopicPartition, list[ConsumerRecord]]) -> None:
-        deliveries: list[Delivery[Any]] = []
-        for records in batches.values():
-            for record in records:
-                delivery = await self._decode(record)
-                if delivery is not None:
-                    deliveries.append(delivery)
+        assert self._handler is not None
+        deliveries = await self.decode(batches)
         if deliveries:
             try:
                 await self._handler(deliveries)
@@ -170,6 +166,16 @@ class ConsumerLoop:
             for d in deliveries:
                 MESSAGES_CONSUMED.labels(d.topic, "ok").inc()
         await self._consumer.commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
+
+    async def decode(self, batches: Mapping[TopicPartition, list[ConsumerRecord]]) -> list[Delivery[Any]]:
+        """Returns the batches' valid messages; invalid ones go to the dead-letter topic (R22)."""
+        deliveries: list[Delivery[Any]] = []
+        for records in batches.values():
+            for record in records:
+                delivery = await self._decode(record)
+                if delivery is not None:
+                    deliveries.append(delivery)
+        return deliveries
 
     async def _decode(self, record: ConsumerRecord) -> Delivery[Any] | None:
         model = self._models.get(record.topic)

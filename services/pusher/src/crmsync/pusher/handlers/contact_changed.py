@@ -15,6 +15,11 @@ A batch goes through three steps, per account:
 Exactly once: an event whose push log entry is final is skipped on redelivery.
 A `pending` entry means the process stopped between steps 1 and 3; its stored
 payload is reconciled (see `reconcile`), not decided again.
+
+Step 1 is `apply_contact_changes`; steps 2 and 3 are `AppliedBatch.push`. The
+consumer runs the next batch's step 1 while this batch's CRM writes are in
+flight (`PipelinedLoop`), except when `AppliedBatch.blocks` says the next
+batch must wait: a record being created, or an event seen again.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -62,32 +67,77 @@ class PushContext:
     configs: store.ConfigCache = field(default_factory=lambda: store.ConfigCache(ttl_s=0))
 
 
-async def handle_contact_changes(ctx: PushContext, deliveries: Sequence[Delivery[ContactChanged]]) -> None:
-    """Applies and pushes a batch of events; returns when every one is logged or dead-lettered.
+async def _no_wait() -> None:
+    return None
+
+
+async def apply_contact_changes(
+    ctx: PushContext,
+    deliveries: Sequence[Delivery[ContactChanged]],
+    *,
+    before_reconcile: Callable[[], Awaitable[None]] = _no_wait,
+) -> AppliedBatch:
+    """Step 1 for a batch: returns it applied to the store and logged, its CRM writes still to send.
 
     Partitions are spread over `ctx.lanes` lanes handled concurrently, each in
     its own transactions: one contact's events share a key, hence a partition
     and a lane, so they stay in order while the lanes overlap their waits on
-    the database and the CRM.
+    the database. `before_reconcile` is awaited before any pending entry is
+    reconciled: the batch before may still be writing to the CRM.
     """
     lanes: dict[int, list[Delivery[ContactChanged]]] = {}
     count = lane_count(len(deliveries), ctx.lanes)
     for d in deliveries:
         lanes.setdefault(d.partition % count, []).append(d)
+    todo = list(lanes.values())
+    pushes: list[_AccountPush] = []
     for attempt in (1, 2):
         # Every lane runs to its end before anything is raised or retried.
         results = await asyncio.gather(
-            *(_handle_lane(ctx, lane) for lane in lanes.values()), return_exceptions=True
+            *(_handle_lane(ctx, lane, before_reconcile) for lane in todo), return_exceptions=True
         )
+        pushes += [p for r in results if not isinstance(r, BaseException) for p in r]
         errors = [r for r in results if isinstance(r, BaseException)]
         if not errors:
-            return
-        lost = all(isinstance(e, DBAPIError) and e.connection_invalidated for e in errors)
-        if attempt == 2 or not lost:
+            return AppliedBatch(pushes, event_ids=frozenset(d.message.event_id for d in deliveries))
+        if attempt == 2 or not _connection_lost(errors):
             raise errors[0]
         # Pooled connections are not pinged before use: one the server dropped fails
-        # here. Done events are skipped on the second pass and pending ones reconciled.
+        # here. The failed lanes run again: their done events are skipped, their
+        # applied ones (logged `pending`) reconciled.
         log.warning("push_batch_retried", reason="database connection lost", error=str(errors[0]))
+        todo = [lane for lane, r in zip(todo, results, strict=True) if isinstance(r, BaseException)]
+    raise AssertionError("unreachable")
+
+
+def _connection_lost(errors: Sequence[BaseException]) -> bool:
+    return all(isinstance(e, DBAPIError) and e.connection_invalidated for e in errors)
+
+
+@dataclass(frozen=True)
+class AppliedBatch:
+    """A batch after step 1: in the store and the push log, its CRM writes (steps 2 and 3) to do."""
+
+    pushes: list[_AccountPush]
+    event_ids: frozenset[str]
+
+    @property
+    def creates(self) -> bool:
+        return any(w.operation == "create" for p in self.pushes for w in p.writes)
+
+    def blocks(self, deliveries: Sequence[Delivery[ContactChanged]]) -> bool:
+        """True when the next batch must not be applied before this one is pushed.
+
+        A record being created has no CRM id yet: a later event for its contact
+        would be decided as for a contact without a record. An event seen again
+        would find this batch's `pending` entry and reconcile it while it is
+        being written.
+        """
+        return self.creates or any(d.message.event_id in self.event_ids for d in deliveries)
+
+    async def push(self, ctx: PushContext) -> None:
+        """Steps 2 and 3: sends the writes, then records each answer; accounts concurrently."""
+        await asyncio.gather(*(p.send(ctx) for p in self.pushes))
 
 
 # A lane costs its own transactions and CRM requests: below this many events a
@@ -104,7 +154,11 @@ def lane_count(events: int, lanes: int) -> int:
     return max(1, min(lanes, events // EVENTS_PER_LANE))
 
 
-async def _handle_lane(ctx: PushContext, deliveries: Sequence[Delivery[ContactChanged]]) -> None:
+async def _handle_lane(
+    ctx: PushContext,
+    deliveries: Sequence[Delivery[ContactChanged]],
+    before_reconcile: Callable[[], Awaitable[None]],
+) -> list[_AccountPush]:
     by_account: dict[str, dict[str, Delivery[ContactChanged]]] = {}
     for d in deliveries:
         by_account.setdefault(d.message.account_id, {}).setdefault(d.message.event_id, d)
@@ -116,29 +170,64 @@ async def _handle_lane(ctx: PushContext, deliveries: Sequence[Delivery[ContactCh
             for account_id, events in by_account.items()
             if account_id in known
         }
+    pushes: list[_AccountPush] = []
     for account_id, events in by_account.items():
         if account_id not in known:
             for d in events.values():
                 await dead_letter(ctx.dead_letters, d, error="account_id: unknown account")
             continue
-        await _handle_account(ctx, account_id, events, logged[account_id])
+        entries = logged[account_id]
+        pending = [entries[e] for e in events if e in entries and entries[e].status == "pending"]
+        fresh = [d for e, d in events.items() if e not in entries]
+        if pending:
+            await before_reconcile()
+            await reconcile(ctx, account_id, pending)
+        if fresh and (push := await _apply(ctx, account_id, fresh)) is not None:
+            pushes.append(push)
+    return pushes
 
 
-async def _handle_account(
-    ctx: PushContext,
-    account_id: str,
-    unique: dict[str, Delivery[ContactChanged]],
-    logged: dict[str, PushLog],
-) -> None:
-    pending = [logged[e] for e in unique if e in logged and logged[e].status == "pending"]
-    fresh = [d for e, d in unique.items() if e not in logged]
-    if pending:
-        await reconcile(ctx, account_id, pending)
-    if fresh:
-        await _apply_and_push(ctx, account_id, fresh)
+@dataclass
+class _AccountPush:
+    """One account's part of an applied batch: its planned CRM writes."""
+
+    account_id: str
+    connection: Any  # the account's CrmConnection
+    writes: list[PlannedWrite]
+    batch: list[Delivery[ContactChanged]]
+    applied_ms: float
+
+    @property
+    def event_ids(self) -> set[str]:
+        return {d.message.event_id for d in self.batch}
+
+    async def send(self, ctx: PushContext) -> None:
+        started = time.perf_counter()
+        outcomes = await send_writes(
+            connector=ctx.connectors.for_connection(self.connection),
+            writer=ctx.writer,
+            writes=self.writes,
+            concurrency=ctx.concurrency,
+            reconcile_margin=ctx.reconcile_margin,
+        )
+        written = time.perf_counter()
+        await _record(ctx, self.account_id, self.writes, outcomes)
+        _observe_latency(self.batch)
+        log.debug(
+            "push_batch",
+            account_id=self.account_id,
+            events=len(self.batch),
+            writes=len(self.writes),
+            apply_ms=self.applied_ms,
+            crm_ms=round((written - started) * 1000, 1),
+            record_ms=round((time.perf_counter() - written) * 1000, 1),
+        )
 
 
-async def _apply_and_push(ctx: PushContext, account_id: str, batch: list[Delivery[ContactChanged]]) -> None:
+async def _apply(
+    ctx: PushContext, account_id: str, batch: list[Delivery[ContactChanged]]
+) -> _AccountPush | None:
+    """Applies one account's new events and logs them; returns the CRM writes they call for."""
     now = datetime.now(UTC)
     started = time.perf_counter()
     planned: dict[uuid.UUID, PlannedWrite] = {}
@@ -219,29 +308,16 @@ async def _apply_and_push(ctx: PushContext, account_id: str, batch: list[Deliver
             entries.append(entry)
         await store.save_contacts(session, index.all(), now=now)
         await store.add_push_log(session, entries)
-    applied = time.perf_counter()
-    if planned:
-        assert config.connection is not None
-        writes = list(planned.values())
-        outcomes = await send_writes(
-            connector=ctx.connectors.for_connection(config.connection),
-            writer=ctx.writer,
-            writes=writes,
-            concurrency=ctx.concurrency,
-            reconcile_margin=ctx.reconcile_margin,
-        )
-        written = time.perf_counter()
-        await _record(ctx, account_id, writes, outcomes)
-        _observe_latency(batch)
-        log.debug(
-            "push_batch",
-            account_id=account_id,
-            events=len(batch),
-            writes=len(writes),
-            apply_ms=round((applied - started) * 1000, 1),
-            crm_ms=round((written - applied) * 1000, 1),
-            record_ms=round((time.perf_counter() - written) * 1000, 1),
-        )
+    if not planned:
+        return None
+    assert config.connection is not None
+    return _AccountPush(
+        account_id=account_id,
+        connection=config.connection,
+        writes=list(planned.values()),
+        batch=batch,
+        applied_ms=round((time.perf_counter() - started) * 1000, 1),
+    )
 
 
 def _plan(
@@ -274,9 +350,17 @@ async def _record(
 ) -> None:
     at = datetime.now(UTC)
     results, links = log_results(account_id=account_id, writes=writes, outcomes=outcomes, at=at)
-    async with ctx.sessions.begin() as session:
-        await store.finish_push_log(session, results)
-        await store.link_created(session, links=links, now=at)
+    for attempt in (1, 2):
+        try:
+            async with ctx.sessions.begin() as session:
+                await store.finish_push_log(session, results)
+                await store.link_created(session, links=links, now=at)
+            break
+        except DBAPIError as exc:
+            # The CRM has answered: what is left is only to record it, on a fresh connection.
+            if attempt == 2 or not exc.connection_invalidated:
+                raise
+            log.warning("push_record_retried", reason="database connection lost", error=str(exc))
     failed = [r for r in results if r["status"] == "failed"]
     if failed:
         log.warning("push_failed", account_id=account_id, count=len(failed), first=failed[0])

@@ -1,0 +1,158 @@
+"""The pusher's pipelined consumer loop: overlap, order, waiting and commits (R18).
+
+The loop's own logic over an in-memory consumer; the real broker, database
+and CRM are exercised by tests/integration/test_pusher*.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import TopicPartition
+from aiokafka.structs import ConsumerRecord
+from pydantic import BaseModel
+
+from crmsync.common.kafka.consumer import DeadLetters, Delivery
+from crmsync.pusher.entrypoints.consumer import PipelinedLoop
+
+TOPIC = "crmsync.contact-changes"
+TP = TopicPartition(TOPIC, 0)
+
+
+class Msg(BaseModel):
+    event_id: str
+
+
+class FakeConsumer:
+    """Hands out the given batches one at a time, each once the one before is applied; records commits."""
+
+    def __init__(self, batches: list[list[str]]) -> None:
+        offset = 0
+        self.batches: list[dict[TopicPartition, list[ConsumerRecord]]] = []
+        for ids in batches:
+            records = []
+            for event_id in ids:
+                value = orjson.dumps({"event_id": event_id})
+                records.append(ConsumerRecord(TOPIC, 0, offset, 0, 0, None, value, None, 0, len(value), ()))
+                offset += 1
+            self.batches.append({TP: records})
+        self.commits: list[int] = []
+        self.log: list[tuple[str, Any]] = []
+        self.next_batch = asyncio.Event()
+        self.next_batch.set()
+
+    async def getmany(
+        self, *, timeout_ms: int, max_records: int
+    ) -> dict[TopicPartition, list[ConsumerRecord]]:
+        if self.batches:
+            try:
+                await asyncio.wait_for(self.next_batch.wait(), timeout_ms / 1000)
+            except TimeoutError:
+                return {}
+            self.next_batch.clear()
+            return self.batches.pop(0)
+        await asyncio.sleep(timeout_ms / 1000)
+        return {}
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        self.commits.append(offsets[TP])
+        self.log.append(("commit", offsets[TP]))
+
+    def highwater(self, tp: TopicPartition) -> None:
+        return None
+
+
+async def _no_dead_letters(topic: str, key: bytes | None, value: bytes) -> None:
+    raise AssertionError("nothing here is invalid")
+
+
+async def run_loop(
+    consumer: FakeConsumer,
+    *,
+    must_wait: bool = False,
+    fail_push: str | None = None,
+    wait_in_apply: bool = False,
+) -> None:
+    stop = asyncio.Event()
+    log = consumer.log
+    total = sum(len(b[TP]) for b in consumer.batches)
+
+    async def apply(deliveries: Sequence[Delivery[Any]], wait: Any) -> list[str]:
+        ids = [d.message.event_id for d in deliveries]
+        if wait_in_apply:
+            await wait()
+        log.append(("apply", ids[0]))
+        consumer.next_batch.set()
+        return ids
+
+    async def push(ids: list[str]) -> None:
+        log.append(("push-start", ids[0]))
+        await asyncio.sleep(0.05)
+        if ids[0] == fail_push:
+            raise RuntimeError("the CRM write failed")
+        log.append(("push-end", ids[0]))
+        if consumer.commits and consumer.commits[-1] == total - len(ids):
+            stop.set()  # the last batch is pushed: its commit follows, then the loop stops
+
+    loop = PipelinedLoop[list[str]](
+        consumer=consumer,  # type: ignore[arg-type]
+        models={TOPIC: Msg},
+        apply=apply,
+        push=push,
+        must_wait=lambda applied, deliveries: must_wait,
+        dead_letters=DeadLetters(_no_dead_letters),
+        max_batch=100,
+        linger_ms=0,
+        poll_timeout_ms=10,
+    )
+    await asyncio.wait_for(loop.run(stop), 5)
+
+
+async def test_r18_the_next_batch_is_applied_while_one_is_pushed_and_offsets_commit_in_order() -> None:
+    consumer = FakeConsumer([["a1", "a2"], ["b1"], ["c1", "c2", "c3"]])
+
+    await run_loop(consumer)
+
+    log = consumer.log
+    # Batch b is applied before a's push ends: the overlap.
+    assert log.index(("apply", "b1")) < log.index(("push-end", "a1"))
+    # Pushes run one after another, in order; each batch is committed after its push.
+    assert log.index(("push-end", "a1")) < log.index(("push-start", "b1"))
+    assert log.index(("push-end", "b1")) < log.index(("push-start", "c1"))
+    assert consumer.commits == [2, 3, 6]
+    assert log.index(("commit", 2)) > log.index(("push-end", "a1"))
+    assert log.index(("commit", 6)) > log.index(("push-end", "c1"))
+
+
+async def test_r18_a_batch_that_must_wait_is_applied_after_the_one_before_is_pushed() -> None:
+    consumer = FakeConsumer([["a1"], ["b1"]])
+
+    await run_loop(consumer, must_wait=True)
+
+    log = consumer.log
+    assert log.index(("push-end", "a1")) < log.index(("apply", "b1"))
+    assert consumer.commits == [1, 2]
+
+
+async def test_r18_the_first_step_can_wait_for_the_push_in_flight() -> None:
+    consumer = FakeConsumer([["a1"], ["b1"]])
+
+    await run_loop(consumer, wait_in_apply=True)
+
+    log = consumer.log
+    assert log.index(("push-end", "a1")) < log.index(("apply", "b1"))
+
+
+async def test_r18_a_failed_push_stops_the_loop_and_only_the_batches_before_it_are_committed() -> None:
+    consumer = FakeConsumer([["a1"], ["b1"], ["c1"]])
+
+    with pytest.raises(RuntimeError, match="the CRM write failed"):
+        await run_loop(consumer, fail_push="b1")
+
+    # a is committed; b failed and c, applied meanwhile, was never pushed: both come again.
+    assert consumer.commits == [1]
+    assert ("push-start", "c1") not in consumer.log
