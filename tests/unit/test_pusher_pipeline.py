@@ -76,6 +76,7 @@ async def run_loop(
     must_wait: bool = False,
     fail_push: str | None = None,
     wait_in_apply: bool = False,
+    overlap_from: int = 0,
 ) -> None:
     stop = asyncio.Event()
     log = consumer.log
@@ -104,6 +105,7 @@ async def run_loop(
         apply=apply,
         push=push,
         must_wait=lambda applied, deliveries: must_wait,
+        overlap_from=overlap_from,
         dead_letters=DeadLetters(_no_dead_letters),
         max_batch=100,
         linger_ms=0,
@@ -156,3 +158,15 @@ async def test_r18_a_failed_push_stops_the_loop_and_only_the_batches_before_it_a
     # a is committed; b failed and c, applied meanwhile, was never pushed: both come again.
     assert consumer.commits == [1]
     assert ("push-start", "c1") not in consumer.log
+
+
+async def test_a_batch_below_the_overlap_size_is_pushed_before_the_next_one_is_applied() -> None:
+    consumer = FakeConsumer([["a1", "a2"], ["b1", "b2", "b3"], ["c1"]])
+
+    await run_loop(consumer, overlap_from=3)
+
+    log = consumer.log
+    # a (2 events) is pushed and committed first; b (3) overlaps c.
+    assert log.index(("commit", 2)) < log.index(("apply", "b1"))
+    assert log.index(("apply", "c1")) < log.index(("push-end", "b1"))
+    assert consumer.commits == [2, 5, 6]

@@ -95,6 +95,7 @@ class App:
                     ),
                     push=lambda applied: applied.push(ctx),
                     must_wait=lambda applied, deliveries: applied.blocks(deliveries),
+                    overlap_from=s.push_overlap_from,
                     dead_letters=ctx.dead_letters,
                     max_batch=s.push_max_batch,
                     linger_ms=s.push_linger_ms,

@@ -14,6 +14,11 @@ class Settings(CommonSettings):
     push_lanes: int = Field(
         4, ge=1, le=64, description="Partitions are spread over this many lanes handled concurrently."
     )
+    push_overlap_from: int = Field(
+        200,
+        ge=0,
+        description="A batch of at least this many events overlaps its CRM writes with the next batch.",
+    )
     push_linger_ms: int = Field(
         5, ge=0, le=1000, description="How long a small batch waits for more events before it is written."
     )

@@ -69,7 +69,9 @@ class PipelinedLoop(LingeringLoop, Generic[T]):
     contact's writes stay in order and a crash redelivers everything not
     pushed. The first step waits for the second step in flight when
     `must_wait(applied, next deliveries)` says so, and may wait for it itself
-    by awaiting `wait()`.
+    by awaiting `wait()`. A batch of fewer than `overlap_from` events is
+    pushed before the next poll: without a backlog, overlapping only cuts the
+    stream into smaller batches, each with its own transactions and requests.
     """
 
     def __init__(
@@ -78,12 +80,14 @@ class PipelinedLoop(LingeringLoop, Generic[T]):
         apply: Callable[[Sequence[Delivery[Any]], Wait], Awaitable[T]],
         push: Callable[[T], Awaitable[None]],
         must_wait: Callable[[T, Sequence[Delivery[Any]]], bool],
+        overlap_from: int = 0,
         **kwargs: Any,
     ) -> None:
         super().__init__(handler=None, **kwargs)
         self._apply = apply
         self._push = push
         self._must_wait = must_wait
+        self._overlap_from = overlap_from
         self._in_flight: _InFlight[T] | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -103,6 +107,9 @@ class PipelinedLoop(LingeringLoop, Generic[T]):
         await self._finish_in_flight()
         task = asyncio.create_task(self._push(applied)) if applied is not None else None
         self._in_flight = _InFlight(applied, task, deliveries, offsets)
+        if len(deliveries) < self._overlap_from:
+            # No backlog: overlapping would only cut the stream into smaller batches.
+            await self._finish_in_flight()
 
     async def _wait_in_flight(self) -> None:
         in_flight = self._in_flight
