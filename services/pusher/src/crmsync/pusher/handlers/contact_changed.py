@@ -37,7 +37,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crmsync.common.db.ids import new_id
-from crmsync.common.db.schema import PushLog
+from crmsync.common.db.schema import CrmConnection, PushLog
 from crmsync.common.domain.contacts import FieldMeta, merge_local_changes
 from crmsync.common.domain.fields import EMAIL, STANDARD_FIELDS_BY_KEY
 from crmsync.common.domain.push import ContactState, Operation, decide_push
@@ -192,14 +192,10 @@ class _AccountPush:
     """One account's part of an applied batch: its planned CRM writes."""
 
     account_id: str
-    connection: Any  # the account's CrmConnection
+    connection: CrmConnection
     writes: list[PlannedWrite]
     batch: list[Delivery[ContactChanged]]
     applied_ms: float
-
-    @property
-    def event_ids(self) -> set[str]:
-        return {d.message.event_id for d in self.batch}
 
     async def send(self, ctx: PushContext) -> None:
         started = time.perf_counter()
