@@ -36,7 +36,10 @@ class FakeConsumer:
         for ids in batches:
             records = []
             for event_id in ids:
-                value = orjson.dumps({"event_id": event_id})
+                # An id starting with "!" stands for a message that is not a valid event.
+                value = orjson.dumps(
+                    {"event": event_id} if event_id.startswith("!") else {"event_id": event_id}
+                )
                 records.append(ConsumerRecord(TOPIC, 0, offset, 0, 0, None, value, None, 0, len(value), ()))
                 offset += 1
             self.batches.append({TP: records})
@@ -53,8 +56,10 @@ class FakeConsumer:
                 await asyncio.wait_for(self.next_batch.wait(), timeout_ms / 1000)
             except TimeoutError:
                 return {}
-            self.next_batch.clear()
-            return self.batches.pop(0)
+            batch = self.batches.pop(0)
+            if any(b"event_id" in r.value for r in batch[TP]):
+                self.next_batch.clear()  # set again when this batch is applied
+            return batch
         await asyncio.sleep(timeout_ms / 1000)
         return {}
 
@@ -66,8 +71,11 @@ class FakeConsumer:
         return None
 
 
-async def _no_dead_letters(topic: str, key: bytes | None, value: bytes) -> None:
-    raise AssertionError("nothing here is invalid")
+DEAD: list[bytes] = []
+
+
+async def _dead_letter(topic: str, key: bytes | None, value: bytes) -> None:
+    DEAD.append(value)
 
 
 async def run_loop(
@@ -104,9 +112,9 @@ async def run_loop(
         models={TOPIC: Msg},
         apply=apply,
         push=push,
-        must_wait=lambda applied, deliveries: must_wait,
+        must_wait=lambda applied, deliveries: must_wait and bool(applied[0]),
         overlap_from=overlap_from,
-        dead_letters=DeadLetters(_no_dead_letters),
+        dead_letters=DeadLetters(_dead_letter),
         max_batch=100,
         linger_ms=0,
         poll_timeout_ms=10,
@@ -170,3 +178,13 @@ async def test_a_batch_below_the_overlap_size_is_pushed_before_the_next_one_is_a
     assert log.index(("commit", 2)) < log.index(("apply", "b1"))
     assert log.index(("apply", "c1")) < log.index(("push-end", "b1"))
     assert consumer.commits == [2, 5, 6]
+
+
+async def test_r22_a_batch_of_only_invalid_events_is_dead_lettered_and_committed_in_its_turn() -> None:
+    consumer = FakeConsumer([["a1"], ["!bad"], ["c1"]])
+    DEAD.clear()
+
+    await run_loop(consumer, must_wait=True)
+
+    assert len(DEAD) == 1
+    assert consumer.commits == [1, 2, 3]

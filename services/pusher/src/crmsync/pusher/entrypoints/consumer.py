@@ -101,8 +101,9 @@ class PipelinedLoop(LingeringLoop, Generic[T]):
         deliveries = await self.decode(batches)
         offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}
         before = self._in_flight
-        if before is not None and deliveries and self._must_wait(before.applied, deliveries):
-            await self._finish_in_flight()
+        if before is not None and before.applied is not None and deliveries:
+            if self._must_wait(before.applied, deliveries):
+                await self._finish_in_flight()
         applied = await self._apply(deliveries, self._wait_in_flight) if deliveries else None
         await self._finish_in_flight()
         task = asyncio.create_task(self._push(applied)) if applied is not None else None
