@@ -194,6 +194,22 @@ class _Rows:
         for column, value in zip(self.columns, row, strict=True):
             column.append(value)
 
+    def add_new(self, record: MappedRecord) -> None:
+        """Adds a record nothing is stored for yet, as a row with a new id."""
+        self.add(
+            id=new_id(),
+            crm_object=record.crm_object,
+            external_id=record.external_id,
+            fields=record.values,
+            # Every value is the CRM's at the record's time (R12): the row's modstamp
+            # implies it, without an entry per field.
+            meta={},
+            modstamp=record.modstamp,
+            account_ext=record.account_external_id,
+            owner_ext=record.owner_external_id,
+            converted_from=None,
+        )
+
     def __len__(self) -> int:
         return len(self.columns[0])
 
@@ -254,17 +270,7 @@ def prepare(records: Sequence[MappedRecord], *, empty_store: bool = False) -> Pr
         return PreparedBatch(conversions, todo)
     rows = _Rows()
     for record in todo:
-        rows.add(
-            id=new_id(),
-            crm_object=record.crm_object,
-            external_id=record.external_id,
-            fields=record.values,
-            meta={},  # every value is the CRM's, at the record's modstamp (R12)
-            modstamp=record.modstamp,
-            account_ext=record.account_external_id,
-            owner_ext=record.owner_external_id,
-            converted_from=None,
-        )
+        rows.add_new(record)
     return PreparedBatch(conversions, todo, rows)
 
 
@@ -329,19 +335,7 @@ async def apply_records(
                 touched.append(current.id)
             continue
         if current is None:
-            # Nothing stored yet: every value is the CRM's, at the record's time (R12),
-            # which the row's modstamp implies without an entry per field.
-            inserts.add(
-                id=new_id(),
-                crm_object=record.crm_object,
-                external_id=record.external_id,
-                fields=record.values,
-                meta={},
-                modstamp=record.modstamp,
-                account_ext=record.account_external_id,
-                owner_ext=record.owner_external_id,
-                converted_from=None,
-            )
+            inserts.add_new(record)
             continue
         merged = merge_from_crm(current.values, record.values, modstamp=record.modstamp)
         counts.conflicts += [
