@@ -512,6 +512,23 @@ def _mapped_lead(n: int, *, title: str) -> MappedRecord:
     )
 
 
+async def _first_sync_batch(conn, account_id: str, run_id: uuid.UUID, leads: list[tuple[int, str]]):
+    """Applies a batch of Leads (number, title) as a first full sync into an empty store does."""
+    records = [_mapped_lead(n, title=title) for n, title in leads]
+    return await contact_store.apply_records(
+        conn,
+        account_id=account_id,
+        run_id=run_id,
+        batch=contact_store.prepare(records, empty_store=True),
+        full=True,
+    )
+
+
+async def _contacts(sessions, account_id: str) -> list[Contact]:
+    async with sessions() as session:
+        return list((await session.scalars(select(Contact).where(Contact.account_id == account_id))).all())
+
+
 async def test_r18_a_first_full_sync_into_an_empty_store_copies_new_rows_and_merges_one_written_meanwhile(
     sessions, account_id
 ) -> None:
@@ -533,28 +550,11 @@ async def test_r18_a_first_full_sync_into_an_empty_store_copies_new_rows_and_mer
         )
     async with sessions.begin() as session:
         conn = await session.connection()
-        first = await contact_store.apply_records(
-            conn,
-            account_id=account_id,
-            run_id=run_id,
-            batch=contact_store.prepare(
-                [_mapped_lead(2, title="CTO"), _mapped_lead(3, title="CFO")], empty_store=True
-            ),
-            full=True,
-        )
-        clash = await contact_store.apply_records(
-            conn,
-            account_id=account_id,
-            run_id=run_id,
-            batch=contact_store.prepare(
-                [_mapped_lead(1, title="CEO"), _mapped_lead(4, title="COO")], empty_store=True
-            ),
-            full=True,
-        )
+        first = await _first_sync_batch(conn, account_id, run_id, [(2, "CTO"), (3, "CFO")])
+        clash = await _first_sync_batch(conn, account_id, run_id, [(1, "CEO"), (4, "COO")])
     assert (first.created, first.updated) == (2, 0)
     assert (clash.created, clash.updated) == (1, 1)  # the COPY was undone, the rows merged
-    async with sessions() as session:
-        rows = (await session.scalars(select(Contact).where(Contact.account_id == account_id))).all()
+    rows = await _contacts(sessions, account_id)
     by_id = {c.external_id: c for c in rows}
     assert len(rows) == len(by_id) == 4
     assert by_id[_mapped_lead(1, title="x").external_id].fields == {
@@ -591,19 +591,10 @@ async def test_r5_a_first_full_sync_adopts_a_local_contact_a_form_created_meanwh
         )
     async with sessions.begin() as session:
         conn = await session.connection()
-        counts = await contact_store.apply_records(
-            conn,
-            account_id=account_id,
-            run_id=run_id,
-            batch=contact_store.prepare(
-                [_mapped_lead(7, title="CEO"), _mapped_lead(8, title="CTO")], empty_store=True
-            ),
-            full=True,
-        )
+        counts = await _first_sync_batch(conn, account_id, run_id, [(7, "CEO"), (8, "CTO")])
 
     assert (counts.created, counts.updated) == (1, 1)
-    async with sessions() as session:
-        rows = (await session.scalars(select(Contact).where(Contact.account_id == account_id))).all()
+    rows = await _contacts(sessions, account_id)
     assert len(rows) == 2  # one contact per person, not a second one for the Lead
     adopted = next(c for c in rows if c.email_lower == "lead7@example.com")
     assert adopted.external_id == _mapped_lead(7, title="x").external_id

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from functools import lru_cache
 from typing import Any
 
 import asyncpg
@@ -22,7 +21,7 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from crmsync.common.db.ids import new_id
-from crmsync.common.domain.contacts import CRM_ORIGIN, ContactValues, FieldMeta, is_implied, merge_from_crm
+from crmsync.common.domain.contacts import ContactValues, FieldMeta, merge_from_crm
 from crmsync.common.domain.fields import EMAIL
 from crmsync.puller.handlers.crm_records import CONTACT, MappedRecord
 
@@ -110,37 +109,12 @@ _TOUCH = """
 """
 
 
-@lru_cache(maxsize=4096)
-def _field_meta(origin: str, at: str) -> FieldMeta:
-    # A row's fields mostly share one origin and time: parse each pair once.
-    return FieldMeta(origin, datetime.fromisoformat(at))
-
-
-@lru_cache(maxsize=4096)
-def _iso(at: datetime) -> str:
-    return at.isoformat()
-
-
-def _stored_meta(values: ContactValues, crm_modstamp: datetime | None) -> dict[str, dict[str, str]]:
-    """The metadata to write beside `crm_modstamp`: only entries it does not imply."""
-    return {
-        name: {"origin": m.origin, "at": _iso(m.at)}
-        for name, m in values.meta.items()
-        if not (name in values.fields and is_implied(m, crm_modstamp))
-    }
-
-
 def _existing(row: asyncpg.Record) -> _Existing:
     fields = row["fields"]
     stored = row["field_meta"]
     fields = orjson.loads(fields) if isinstance(fields, str) else fields
     stored = orjson.loads(stored) if isinstance(stored, str) else stored
-    meta = {name: _field_meta(m["origin"], m["at"]) for name, m in stored.items()}
-    if (stamp := row["crm_modstamp"]) is not None:
-        implied = FieldMeta(CRM_ORIGIN, stamp)  # see crmsync.common.domain.contacts
-        for name in fields:
-            meta.setdefault(name, implied)
-    values = ContactValues(fields, meta)
+    values = ContactValues.from_stored(fields, stored, row["crm_modstamp"])
     return _Existing(
         id=row["id"],
         external_id=row["external_id"],
@@ -369,7 +343,7 @@ async def apply_records(
             crm_object=record.crm_object,
             external_id=record.external_id,
             fields=dict(merged.values.fields),
-            meta=_stored_meta(merged.values, modstamp),
+            meta=merged.values.stored_meta(modstamp),
             modstamp=modstamp,
             account_ext=record.account_external_id,
             owner_ext=record.owner_external_id,
@@ -458,7 +432,7 @@ async def _convert_leads(
                 lead.external_id,
                 run_id,
                 orjson.dumps(kept.fields).decode(),
-                orjson.dumps(_stored_meta(kept, None)).decode(),
+                orjson.dumps(kept.stored_meta(None)).decode(),
             )
         else:
             # The Contact is already here: it takes the Lead's local values where they are newer.
@@ -485,7 +459,7 @@ async def _convert_leads(
                 account_id,
                 contact_row.id,
                 orjson.dumps(merged.fields).decode(),
-                orjson.dumps(_stored_meta(merged, contact_row.crm_modstamp)).decode(),
+                orjson.dumps(merged.stored_meta(contact_row.crm_modstamp)).decode(),
                 lead.external_id,
                 merged.fields.get(EMAIL) if isinstance(merged.fields.get(EMAIL), str) else None,
             )
