@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import socket
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -34,6 +36,7 @@ import httpx
 import orjson
 import psutil
 from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import func, insert, select
 
 from bench.machine import machine
@@ -41,6 +44,7 @@ from crmsync.common.crypto import SecretBox
 from crmsync.common.db.migrate import upgrade
 from crmsync.common.db.schema import Account, Contact, CrmConnection, PushLog
 from crmsync.common.db.session import create_engine, create_sessionmaker
+from crmsync.common.kafka.consumer import consumer_group
 from crmsync.common.kafka.producer import create_producer
 from crmsync.common.kafka.topics import CONTACT_CHANGES, DESIGN_TOPICS, ensure_topics
 from crmsync.common.messages import ContactChanged
@@ -63,13 +67,12 @@ CPU_GROUPS = ("pusher", "emulator", "postgres", "kafka", "producer", "all")
 class CpuMeter:
     """CPU seconds (user + system) spent by each process group between two readings."""
 
-    def __init__(self, *, pusher: int, emulator: int) -> None:
-        self._pids = {"pusher": pusher, "emulator": emulator, "producer": os.getpid()}
+    def __init__(self, *, pushers: list[int], emulator: int) -> None:
+        self._groups = {pid: "pusher" for pid in pushers} | {emulator: "emulator", os.getpid(): "producer"}
 
     def _group(self, process: psutil.Process) -> str | None:
-        for name, pid in self._pids.items():
-            if process.pid == pid:
-                return name
+        if process.pid in self._groups:
+            return self._groups[process.pid]
         try:
             if process.name() == "postgres":
                 return "postgres"
@@ -150,7 +153,7 @@ def _start_emulator(leads: int) -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError("the emulator did not start")
 
 
-def _start_pusher(settings: CommonSettings) -> subprocess.Popen[bytes]:
+def _start_pusher(settings: CommonSettings, group_id: str, n: int) -> subprocess.Popen[bytes]:
     env = dict(
         os.environ,
         CRMSYNC_DATABASE_URL=settings.database_url,
@@ -158,14 +161,32 @@ def _start_pusher(settings: CommonSettings) -> subprocess.Popen[bytes]:
         CRMSYNC_TOPIC_PREFIX=settings.topic_prefix,
         CRMSYNC_HTTP_PORT="0",
         CRMSYNC_LOG_LEVEL="DEBUG" if LOG_PATH else "WARNING",
-        CRMSYNC_PUSHER_GROUP_ID=f"bench-{uuid.uuid4().hex[:6]}",
+        CRMSYNC_PUSHER_GROUP_ID=group_id,
     )
     return subprocess.Popen(
         [sys.executable, "-m", "crmsync.pusher"],
         cwd=REPO,
         env=env,
-        stdout=open(LOG_PATH, "wb") if LOG_PATH else subprocess.DEVNULL,
+        stdout=open(f"{LOG_PATH}.{n}" if n else LOG_PATH, "wb") if LOG_PATH else subprocess.DEVNULL,
     )
+
+
+async def _wait_for_members(settings: CommonSettings, group_id: str, members: int) -> None:
+    """Waits until the pushers' consumer group is stable with all `members`, so no
+    rebalance falls inside a measured run."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            (response,) = await admin.describe_consumer_groups([group_id])
+            _error, _group, state, _type, _protocol, found, *_ = response.groups[0]
+            if state == "Stable" and len(found) == members:
+                return
+            await asyncio.sleep(0.5)
+        raise RuntimeError(f"the {members} pushers did not join one group in time")
+    finally:
+        await admin.close()
 
 
 async def _seed(settings: CommonSettings, sessions, base: str, account_id: str, leads: int) -> list[str]:
@@ -205,24 +226,40 @@ async def _seed(settings: CommonSettings, sessions, base: str, account_id: str, 
     return [r["Id"] for r in records]
 
 
-def _event(account_id: str, lead_id: str, n: int) -> ContactChanged:
-    return ContactChanged(
-        event_id=f"b{n}-{uuid.uuid4().hex[:8]}",
-        account_id=account_id,
-        occurred_at=datetime.now(UTC),
-        source="program",
-        contact={"external_id": lead_id},
-        changes={"job_title": f"title {n}"},
+def _event_bytes(account_id: str, lead_id: str, n: int) -> bytes:
+    """A contact-change event as the JSON on the wire, made without the model: the bench's producer
+    shares the machine's two cores with the pusher, so it should cost little."""
+    return orjson.dumps(
+        {
+            "event_id": f"b{n}-{uuid.uuid4().hex[:8]}",
+            "account_id": account_id,
+            "occurred_at": datetime.now(UTC),
+            "source": "program",
+            "contact": {"external_id": lead_id},
+            "changes": {"job_title": f"title {n}"},
+        }
     )
 
 
-async def _produce(settings, messages, *, rate: float | None, topic: str) -> float:
-    """Sends (key, value-maker) pairs, all at once or at `rate` a second; returns the time taken."""
+async def _produce(settings, messages: Iterable[tuple[bytes, Callable[[], bytes]]], *, rate, topic) -> float:
+    """Sends (key, value-maker) pairs, all at once or at `rate` a second; returns the time taken.
+
+    The messages are made as they are sent and no future is kept, so the producer holds
+    nothing per message: a growing heap made its garbage collector stop it for 0.1-0.4 s
+    at a time, and the messages waiting in its buffer meanwhile showed up as pusher latency.
+    """
     producer = create_producer(settings)
     await producer.start()
+    failures: list[BaseException] = []
+
+    def check(future: asyncio.Future) -> None:
+        if future.exception() is not None:
+            failures.append(future.exception())
+
+    gc.collect()
+    gc.freeze()
     started = time.monotonic()
     try:
-        futures = []
         for i, (key, make) in enumerate(messages):
             if rate is not None:
                 # Wakes every few milliseconds and sends what is due: a steady rate
@@ -231,10 +268,12 @@ async def _produce(settings, messages, *, rate: float | None, topic: str) -> flo
                 delay = started + i / rate - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(max(delay, PRODUCE_TICK_S))
-            futures.append(await producer.send(topic, value=make(), key=key))
-        await asyncio.gather(*futures)
+            (await producer.send(topic, value=make(), key=key)).add_done_callback(check)
+        await producer.flush()
     finally:
         await producer.stop()
+    if failures:
+        raise RuntimeError(f"{len(failures)} messages were not produced: {failures[0]!r}")
     return time.monotonic() - started
 
 
@@ -254,7 +293,7 @@ async def _baseline(settings: CommonSettings, count: int, rate: float | None) ->
         await consumer.position(tp)  # resolves "latest" now, before anything is produced
     latencies: list[float] = []
     first_sent = time.time()
-    payload = orjson.dumps(_event("x", "00Q000000000000AAA", 0).model_dump(mode="json"))
+    payload = _event_bytes("x", "00Q000000000000AAA", 0)
 
     def make() -> bytes:
         return orjson.dumps({"t": time.time(), "p": payload.decode()})
@@ -271,7 +310,7 @@ async def _baseline(settings: CommonSettings, count: int, rate: float | None) ->
         return last
 
     task = asyncio.create_task(consume())
-    await _produce(settings, [(str(i % 1000).encode(), make) for i in range(count)], rate=rate, topic=topic)
+    await _produce(settings, ((str(i % 1000).encode(), make) for i in range(count)), rate=rate, topic=topic)
     last = await asyncio.wait_for(task, 600)
     await consumer.stop()
     return {
@@ -285,16 +324,17 @@ async def _pusher_run(
     settings, sessions, account_id: str, lead_ids: list[str], count: int, rate: float | None
 ):
     offset = int(time.time() * 1000)
-    messages = []
-    for i in range(count):
-        lead_id = lead_ids[i % len(lead_ids)]
 
-        def make(lead_id: str = lead_id, n: int = offset + i) -> bytes:
-            return orjson.dumps(_event(account_id, lead_id, n).model_dump(mode="json"))
+    def messages() -> Iterator[tuple[bytes, Callable[[], bytes]]]:
+        for i in range(count):
+            lead_id = lead_ids[i % len(lead_ids)]
+            yield (
+                f"{account_id}:ext:{lead_id}".encode(),
+                lambda lead_id=lead_id, n=offset + i: _event_bytes(account_id, lead_id, n),
+            )
 
-        messages.append((f"{account_id}:ext:{lead_id}".encode(), make))
     started = datetime.now(UTC)
-    await _produce(settings, messages, rate=rate, topic=settings.topic(CONTACT_CHANGES))
+    await _produce(settings, messages(), rate=rate, topic=settings.topic(CONTACT_CHANGES))
     deadline = time.monotonic() + 1800
     while True:
         async with sessions() as session:
@@ -333,6 +373,7 @@ async def _pusher_run(
 
 
 async def amain(args: argparse.Namespace) -> None:
+    ContactChanged.model_validate_json(_event_bytes("x", "00Q000000000000AAA", 0))  # still the contract
     base_settings = CommonSettings(log_json=False)
     # A database of its own: services running against the shared one (a scheduler and
     # puller syncing every connected account) would otherwise join in.
@@ -344,16 +385,18 @@ async def amain(args: argparse.Namespace) -> None:
     engine = create_engine(settings, pool_size=4)
     sessions = create_sessionmaker(engine)
     emulator, base = _start_emulator(args.leads)
-    pusher = None
+    pushers: list[subprocess.Popen[bytes]] = []
+    group_id = f"bench-{uuid.uuid4().hex[:6]}"
     account_id = f"bench-{uuid.uuid4().hex[:8]}"
     try:
         lead_ids = await _seed(settings, sessions, base, account_id, args.leads)
-        pusher = _start_pusher(settings)
+        pushers = [_start_pusher(settings, group_id, n) for n in range(args.pushers)]
+        await _wait_for_members(settings, consumer_group(settings, group_id), args.pushers)
         await _pusher_run(settings, sessions, account_id, lead_ids, 200, None)  # warm-up: group join, token
         print(f"machine: {machine()}")
         print(
             f"setup: {args.leads} Leads in the emulator and as contacts; Kafka, PostgreSQL, emulator and "
-            "pusher on this machine; one pusher process"
+            f"pusher on this machine; {args.pushers} pusher process(es) in one consumer group"
         )
         print("load average at start: " + " ".join(f"{x:.1f}" for x in os.getloadavg()))
         print(
@@ -361,7 +404,7 @@ async def amain(args: argparse.Namespace) -> None:
             f"CPU ms per event: {'  '.join(f'{g:>8}' for g in CPU_GROUPS)}",
             flush=True,
         )
-        meter = CpuMeter(pusher=pusher.pid, emulator=emulator.pid)
+        meter = CpuMeter(pushers=[p.pid for p in pushers], emulator=emulator.pid)
 
         def show(name: str, n: int, r: dict, spent: dict[str, float] | None = None) -> None:
             line = f"{name:<34} {n:>8} {r['throughput']:>10.0f} {r['p50_ms']:>9.1f} {r['p99_ms']:>9.1f}"
@@ -389,8 +432,9 @@ async def amain(args: argparse.Namespace) -> None:
         )
         print("load average at end: " + " ".join(f"{x:.1f}" for x in os.getloadavg()))
     finally:
-        if pusher is not None:
+        for pusher in pushers:
             pusher.terminate()
+        for pusher in pushers:
             pusher.wait(20)
         emulator.terminate()
         emulator.wait(20)
@@ -423,6 +467,7 @@ def main() -> None:
     parser.add_argument("--steady-events", type=int, default=100_000)
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--leads", type=int, default=20_000)
+    parser.add_argument("--pushers", type=int, default=1, help="pusher processes in the consumer group")
     asyncio.run(amain(parser.parse_args()))
 
 
