@@ -1,4 +1,4 @@
-"""Puller throughput: full sync of N CRM records into Postgres, incremental syncs over that store.
+"""Puller throughput: full sync of N CRM records into Postgres, incremental syncs and a full re-sync over that store.
 
     .venv/bin/python -m bench.puller_bench [--records 1000000] [--changes 100,1000,10000]
 
@@ -283,6 +283,16 @@ async def bench(records: int, changes: list[int]) -> None:
                 f"incremental {count:>6,}: {inc_s:8.3f} s  {count / inc_s:10,.0f} changes/s  "
                 f"(updated {inc_run['updated']:,} over a store of {records:,})"
             )
+        # The full sync that comes every 14 days: every record again, over a store
+        # that has them all, nearly all unchanged; then the sweep for deletions (R16).
+        resync_s, resync_run = await _run(
+            sessions, settings, GeneratedCrm(per_entity=per_entity), "bench", "full"
+        )
+        print(
+            f"full re-sync:     {resync_s:8.2f} s  {records / resync_s:10,.0f} records/s  "
+            f"(over the full store: updated {resync_run['updated']:,}, unchanged "
+            f"{resync_run['skipped']:,}, deleted {resync_run['deleted']:,})"
+        )
         puller_rss = peak_rss_mib()
         copy_s = await _copy_baseline(
             url.replace("postgresql+asyncpg://", "postgresql://"), "copy", per_entity

@@ -46,7 +46,12 @@ from crmsync.common.db.schema import Account, Contact, CrmConnection, PushLog
 from crmsync.common.db.session import create_engine, create_sessionmaker
 from crmsync.common.kafka.consumer import consumer_group
 from crmsync.common.kafka.producer import create_producer
-from crmsync.common.kafka.topics import CONTACT_CHANGES, DESIGN_TOPICS, ensure_topics
+from crmsync.common.kafka.topics import (
+    CONTACT_CHANGES,
+    DESIGN_TOPICS,
+    delete_topics_with_prefixes,
+    ensure_topics,
+)
 from crmsync.common.messages import ContactChanged
 from crmsync.common.settings import CommonSettings
 
@@ -439,6 +444,7 @@ async def amain(args: argparse.Namespace) -> None:
         emulator.terminate()
         emulator.wait(20)
         await engine.dispose()
+        await delete_topics_with_prefixes(settings.kafka_bootstrap_servers, [settings.topic_prefix])
         await _admin(
             base_settings.database_url, f'DROP DATABASE IF EXISTS "{database_url.rpartition("/")[2]}"'
         )

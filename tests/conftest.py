@@ -20,14 +20,13 @@ from contextlib import suppress
 import asyncpg
 import pytest
 import pytest_asyncio
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from crmsync.common.db.migrate import upgrade
 from crmsync.common.db.schema import Account
 from crmsync.common.db.session import create_engine, create_sessionmaker
-from crmsync.common.kafka.topics import ensure_topics
+from crmsync.common.kafka.topics import delete_topics_with_prefixes, ensure_topics
 from crmsync.common.settings import DEFAULT_DATABASE_URL, CommonSettings
 
 pytest_plugins = ["tests.support.emulator"]
@@ -145,16 +144,10 @@ async def topic_prefixes(base_settings: CommonSettings) -> AsyncIterator[list[st
     yield prefixes
     if not prefixes:
         return
-    admin = AIOKafkaAdminClient(bootstrap_servers=base_settings.kafka_bootstrap_servers)
     try:
-        await asyncio.wait_for(admin.start(), 30)
-        doomed = [t for t in await admin.list_topics() if t.startswith(tuple(prefixes))]
-        for start in range(0, len(doomed), 500):
-            await admin.delete_topics(doomed[start : start + 500])
+        await delete_topics_with_prefixes(base_settings.kafka_bootstrap_servers, prefixes)
     except (KafkaError, OSError, TimeoutError) as exc:  # tidying only: the tests have passed or failed
         print(f"\ntest topics not deleted: {exc!r}")
-    finally:
-        await admin.close()
 
 
 @pytest_asyncio.fixture

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import select, text
@@ -24,7 +25,13 @@ from sqlalchemy import select, text
 from crmsync.common.db.schema import Base, Contact
 from crmsync.common.kafka.consumer import ConsumerLoop, DeadLetters, consumer_group, create_consumer
 from crmsync.common.kafka.producer import Publisher, create_producer
-from crmsync.common.kafka.topics import CONTACT_CHANGES, SYNC_JOBS
+from crmsync.common.kafka.topics import (
+    CONTACT_CHANGES,
+    DESIGN_TOPICS,
+    SYNC_JOBS,
+    delete_topics_with_prefixes,
+    ensure_topics,
+)
 from crmsync.common.messages import ContactChanged, RunSync, SyncKind, SyncReason
 from crmsync.common.settings import CommonSettings
 
@@ -85,6 +92,32 @@ async def test_rows_store_and_read_back_through_the_migrated_schema(sessions, ac
     assert contact.email_lower == "ada@example.com"
     assert contact.fields == {"first_name": "Ada"}
     assert "ada" in (contact.search_text or "")
+
+
+async def test_topics_are_created_once_and_a_throwaway_prefix_deletes_only_its_own(
+    base_settings: CommonSettings,
+) -> None:
+    mine, other = (
+        base_settings.model_copy(update={"topic_prefix": f"t{uuid.uuid4().hex[:10]}."}) for _ in "ab"
+    )
+    assert await ensure_topics(mine) == [mine.topic(t) for t in DESIGN_TOPICS]
+    assert await ensure_topics(mine) == []
+    await ensure_topics(other)
+    try:
+        deleted = await delete_topics_with_prefixes(
+            base_settings.kafka_bootstrap_servers, [mine.topic_prefix]
+        )
+        assert sorted(deleted) == sorted(mine.topic(t) for t in DESIGN_TOPICS)
+        admin = AIOKafkaAdminClient(bootstrap_servers=base_settings.kafka_bootstrap_servers)
+        await admin.start()
+        try:
+            left = set(await admin.list_topics())
+        finally:
+            await admin.close()
+        assert not {mine.topic(t) for t in DESIGN_TOPICS} & left
+        assert {other.topic(t) for t in DESIGN_TOPICS} <= left
+    finally:
+        await delete_topics_with_prefixes(base_settings.kafka_bootstrap_servers, [other.topic_prefix])
 
 
 async def test_an_event_goes_through_the_broker_and_the_consumer_loop(

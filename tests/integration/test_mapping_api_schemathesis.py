@@ -98,11 +98,12 @@ async def _seed(api_settings: Settings, org) -> tuple[Tenant, Tenant]:
 
 
 @pytest.fixture(scope="module")
-def live_api(base_settings, emulator) -> Iterator[LiveApi]:
+def live_api(base_settings, emulator, topic_prefixes) -> Iterator[LiveApi]:
     port = _free_port()
+    prefix = f"t{uuid.uuid4().hex[:10]}.crmsync."
+    topic_prefixes.append(prefix)
     api_settings = Settings(
-        **base_settings.model_dump()
-        | {"topic_prefix": f"t{uuid.uuid4().hex[:10]}.crmsync.", "http_port": port, "database_pool_size": 4}
+        **base_settings.model_dump() | {"topic_prefix": prefix, "http_port": port, "database_pool_size": 4}
     )
     org = emulator.new_org(leads=20, contacts=20, seed=5)
     main, scratch = asyncio.run(_seed(api_settings, org))

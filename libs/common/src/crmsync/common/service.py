@@ -81,6 +81,24 @@ class _Server(uvicorn.Server):
         yield
 
 
+def tune_collector(*, young_threshold: int) -> None:
+    """Sets the garbage collector up for a long-running batch service.
+
+    What is loaded by now (modules, classes, settings) lives as long as the process.
+    Frozen, it is left out of the collector's full passes, which otherwise walk it
+    all: over 100,000 objects, a pause of 100 ms or more every few seconds.
+
+    The young threshold: measured under the pusher bench at 1,000 events/s, with
+    Python's default of 700 a batch's objects survived enough young passes to set
+    off a full pass every few seconds, and p99 latency was 290-570 ms instead of
+    ~220 ms.
+    """
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(young_threshold, older, oldest)
+
+
 async def run_service(
     *,
     name: str,
@@ -107,11 +125,7 @@ async def run_service(
             lifespan="on" if app is not None else "off",
         )
     )
-    # What is loaded by now (modules, classes, settings) lives as long as the process.
-    # Frozen, it is left out of the collector's full passes, which otherwise walk
-    # it all: over 100,000 objects, a pause of 100 ms or more every few seconds.
-    gc.collect()
-    gc.freeze()
+    tune_collector(young_threshold=settings.gc_young_threshold)
     server_task = asyncio.create_task(server.serve(), name=f"{name}-http")
     main_task = asyncio.create_task(main(stop), name=f"{name}-main")
     log.info("service_started", port=settings.http_port)

@@ -47,6 +47,15 @@ class CommonSettings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = Field(8080, ge=0, le=65535, description="Port of /healthz, /readyz and /metrics.")
     shutdown_timeout_s: float = Field(8.0, gt=0)
+    gc_young_threshold: int = Field(
+        20_000,
+        ge=700,
+        description=(
+            "Allocations between the garbage collector's young passes (Python's default is 700). "
+            "Higher, a batch's short-lived objects are mostly freed before a pass sees them, so "
+            "fewer reach the old generation and its slow full passes come rarely."
+        ),
+    )
     secret_key: SecretStr = Field(
         SecretStr(LOCAL_SECRET_KEY),
         description="Key that encrypts CRM credentials at rest (Fernet key or any passphrase).",

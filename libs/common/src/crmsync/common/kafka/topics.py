@@ -76,6 +76,25 @@ async def ensure_topics(settings: CommonSettings, names: tuple[str, ...] = DESIG
         await admin.close()
 
 
+async def delete_topics_with_prefixes(bootstrap_servers: str, prefixes: list[str]) -> list[str]:
+    """Deletes every topic whose name starts with one of `prefixes`; returns their names.
+
+    For the throwaway prefixes of test runs and benchmarks, which would otherwise
+    pile up on a developer's broker and slow its start.
+    """
+    if not prefixes:
+        return []
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="crmsync-topics")
+    try:
+        await asyncio.wait_for(admin.start(), 30)
+        doomed = [t for t in await admin.list_topics() if t.startswith(tuple(prefixes))]
+        for start in range(0, len(doomed), 500):
+            await admin.delete_topics(doomed[start : start + 500])
+        return doomed
+    finally:
+        await admin.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="crmsync-topics", description=__doc__)
     parser.parse_args(argv)
