@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 import time
 
@@ -71,6 +72,11 @@ def main(argv: list[str] | None = None) -> None:
         f"ready in {time.perf_counter() - started:.2f}s; http://{args.host}:{args.port}",
         flush=True,
     )
+    # Like the services (crmsync.common.service.tune_collector): the org's records live
+    # for the process, so full collector passes over them would stall every answer.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, *gc.get_threshold()[1:])
     uvicorn.run(
         emulator,
         host=args.host,
