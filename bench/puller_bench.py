@@ -38,6 +38,7 @@ from crmsync.common.db.session import create_engine, create_sessionmaker
 from crmsync.common.domain.contacts import ContactValues, merge_from_crm
 from crmsync.common.domain.mapping import default_salesforce_mapping
 from crmsync.common.messages import RunSync, SyncKind, SyncReason
+from crmsync.common.service import tune_collector
 from crmsync.puller.adapters.contact_store import COPY_COLUMNS
 from crmsync.puller.adapters.runs import claim_next_run, record_job
 from crmsync.puller.handlers.crm_records import map_record
@@ -263,6 +264,7 @@ async def bench(records: int, changes: list[int]) -> None:
                 )
             )
         per_entity = records // 2
+        tune_collector(young_threshold=settings.gc_young_threshold)  # as the puller service does
         print(f"machine: {machine()}")
         print(f"records: {records:,} ({per_entity:,} Leads + {per_entity:,} Contacts), batch 2000")
 
