@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from functools import cached_property
 from typing import Any
 
 import asyncpg
@@ -47,11 +48,35 @@ class _Existing:
     external_id: str | None
     email_lower: str | None
     crm_object: str | None
-    values: ContactValues
+    fields: dict[str, Any]
+    stored_meta: dict[str, Any]
     crm_modstamp: datetime | None
     account_external_id: str | None
     owner_external_id: str | None
     converted_from_lead_id: str | None
+
+    @cached_property
+    def values(self) -> ContactValues:
+        """Every value with its origin and time; parsed only when a merge needs them."""
+        return ContactValues.from_stored(self.fields, self.stored_meta, self.crm_modstamp)
+
+    def already_holds(self, record: MappedRecord) -> bool:
+        """True when the row is this CRM record as of its SystemModstamp already.
+
+        Then merging it changes nothing, whatever the row's local values: every
+        value is the same and so is the stamp they would be stored with. A full
+        re-sync meets mostly such records, and this spares parsing each one's
+        metadata.
+        """
+        fields = self.fields
+        return (
+            self.crm_modstamp == record.modstamp
+            and self.external_id == record.external_id
+            and self.crm_object == record.crm_object
+            and self.account_external_id == record.account_external_id
+            and self.owner_external_id == record.owner_external_id
+            and all(name in fields and fields[name] == value for name, value in record.values.items())
+        )
 
 
 _SELECT = """
@@ -114,13 +139,13 @@ def _existing(row: asyncpg.Record) -> _Existing:
     stored = row["field_meta"]
     fields = orjson.loads(fields) if isinstance(fields, str) else fields
     stored = orjson.loads(stored) if isinstance(stored, str) else stored
-    values = ContactValues.from_stored(fields, stored, row["crm_modstamp"])
     return _Existing(
         id=row["id"],
         external_id=row["external_id"],
         email_lower=row["email_lower"],
         crm_object=row["crm_object"],
-        values=values,
+        fields=fields,
+        stored_meta=stored,
         crm_modstamp=row["crm_modstamp"],
         account_external_id=row["crm_account_external_id"],
         owner_external_id=row["owner_external_id"],
@@ -310,6 +335,11 @@ async def apply_records(
             continue
         if current is None:
             inserts.add_new(record)
+            continue
+        if current.already_holds(record):
+            counts.skipped += 1
+            if full:
+                touched.append(current.id)
             continue
         merged = merge_from_crm(current.values, record.values, modstamp=record.modstamp)
         counts.conflicts += [
