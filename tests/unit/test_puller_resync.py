@@ -11,6 +11,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -38,7 +39,7 @@ def _row(fields: dict[str, Any], meta: dict[str, Any], **identity: Any) -> _Exis
         email_lower=None,
         crm_object="Lead",
         fields=fields,
-        stored_meta=meta,
+        stored_meta_json=orjson.dumps(meta).decode(),
         crm_modstamp=identity.get("crm_modstamp", STAMP),
         account_external_id=None,
         owner_external_id=identity.get("owner_external_id", "005A"),

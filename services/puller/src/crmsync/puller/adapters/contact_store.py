@@ -49,7 +49,7 @@ class _Existing:
     email_lower: str | None
     crm_object: str | None
     fields: dict[str, Any]
-    stored_meta: dict[str, Any]
+    stored_meta_json: str
     crm_modstamp: datetime | None
     account_external_id: str | None
     owner_external_id: str | None
@@ -58,7 +58,8 @@ class _Existing:
     @cached_property
     def values(self) -> ContactValues:
         """Every value with its origin and time; parsed only when a merge needs them."""
-        return ContactValues.from_stored(self.fields, self.stored_meta, self.crm_modstamp)
+        stored_meta = orjson.loads(self.stored_meta_json)
+        return ContactValues.from_stored(self.fields, stored_meta, self.crm_modstamp)
 
     def already_holds(self, record: MappedRecord) -> bool:
         """True when the row is this CRM record as of its SystemModstamp already.
@@ -80,7 +81,8 @@ class _Existing:
 
 
 _SELECT = """
-    select id, external_id, email_lower, crm_object, fields, field_meta, crm_modstamp,
+    select id, external_id, email_lower, crm_object, fields::text as fields,
+           field_meta::text as field_meta, crm_modstamp,
            crm_account_external_id, owner_external_id, converted_from_lead_id
     from contacts
     where account_id = $1
@@ -135,17 +137,15 @@ _TOUCH = """
 
 
 def _existing(row: asyncpg.Record) -> _Existing:
-    fields = row["fields"]
-    stored = row["field_meta"]
-    fields = orjson.loads(fields) if isinstance(fields, str) else fields
-    stored = orjson.loads(stored) if isinstance(stored, str) else stored
+    # Read as text and parsed here with orjson: the connection's own jsonb codec is
+    # the standard library's, slower, and the metadata is needed only for a merge.
     return _Existing(
         id=row["id"],
         external_id=row["external_id"],
         email_lower=row["email_lower"],
         crm_object=row["crm_object"],
-        fields=fields,
-        stored_meta=stored,
+        fields=orjson.loads(row["fields"]),
+        stored_meta_json=row["field_meta"],
         crm_modstamp=row["crm_modstamp"],
         account_external_id=row["crm_account_external_id"],
         owner_external_id=row["owner_external_id"],
