@@ -14,14 +14,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import select, text
 
+from crmsync.common.db.migrate import alembic_config, upgrade
 from crmsync.common.db.schema import Base, Contact
 from crmsync.common.kafka.consumer import ConsumerLoop, DeadLetters, consumer_group, create_consumer
 from crmsync.common.kafka.producer import Publisher, create_producer
@@ -56,6 +59,46 @@ async def test_migrations_match_the_models(engine) -> None:
     async with engine.connect() as conn:
         differences = await conn.run_sync(diff)
     assert differences == []
+
+
+async def test_downgrading_below_the_sightings_keeps_a_running_full_syncs_seen_contacts(
+    base_settings: CommonSettings,
+) -> None:
+    # The older sweep reads only contacts.last_seen_run_id: without the copy, a full
+    # sync resumed after the downgrade would delete every contact it had found unchanged.
+    prefix, _, _ = base_settings.database_url.rpartition("/")
+    name = f"crmsync_test_downgrade_{uuid.uuid4().hex[:8]}"
+    admin_dsn = base_settings.database_url.replace("postgresql+asyncpg://", "postgresql://")
+    admin = await asyncpg.connect(admin_dsn)
+    await admin.execute(f'create database "{name}"')
+    url = f"{prefix}/{name}"
+    try:
+        await asyncio.to_thread(upgrade, url)
+        conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            run_id, seen, unseen = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+            await conn.execute("insert into accounts (id, name) values ('a', 'a')")
+            for contact in (seen, unseen):
+                await conn.execute(
+                    "insert into contacts (id, account_id, crm_object, external_id) values ($1, 'a', 'Lead', $2)",
+                    contact,
+                    str(contact),
+                )
+            await conn.execute(
+                "insert into sync_run_sightings (run_id, contact_id) values ($1, $2)", run_id, seen
+            )
+
+            await asyncio.to_thread(command.downgrade, alembic_config(url), "0002")
+
+            rows = dict(await conn.fetch("select id, last_seen_run_id from contacts"))
+            assert rows == {seen: run_id, unseen: None}
+            assert await conn.fetchval("select to_regclass('sync_run_sightings')") is None
+        finally:
+            await conn.close()
+        await asyncio.to_thread(upgrade, url)  # and back up again
+    finally:
+        await admin.execute(f'drop database if exists "{name}" with (force)')
+        await admin.close()
 
 
 async def test_migrations_give_the_tables_the_models_storage_parameters(engine) -> None:

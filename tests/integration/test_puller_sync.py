@@ -441,6 +441,41 @@ async def test_r16_a_full_sync_removes_contacts_the_crm_no_longer_has_and_keeps_
     assert local is not None
 
 
+async def _row_versions(sessions, account_id: str) -> dict[str, str]:
+    """Each CRM-backed contact's row version (xmin): it changes whenever the row is rewritten."""
+    async with sessions() as session:
+        rows = await session.execute(
+            text(
+                "select external_id, xmin::text from contacts where account_id = :a and external_id is not null"
+            ),
+            {"a": account_id},
+        )
+        return dict(rows.tuples().all())
+
+
+async def test_r16_a_full_re_sync_keeps_unchanged_contacts_without_rewriting_them(
+    sessions, settings, account_id, make_crm_org
+) -> None:
+    org = make_crm_org(leads=10, contacts=10, seed=18)
+    config = await synced(sessions, settings, account_id, org)
+    before = await _row_versions(sessions, account_id)
+    gone = org.records("Lead")[2]["Id"]
+    org.delete("Lead", gone)
+
+    run = await sync(sessions, config, account_id, "full")
+
+    assert run.status == "succeeded", run.error
+    assert (run.deleted, run.updated, run.skipped) == (1, 0, 19)
+    assert await store_of(sessions, account_id) == expected_store(org)
+    # The unchanged rows are the very rows stored before: seen without a rewrite.
+    assert await _row_versions(sessions, account_id) == {k: v for k, v in before.items() if k != gone}
+    async with sessions() as session:
+        sightings = await session.scalar(
+            text("select count(*) from sync_run_sightings where run_id = :r"), {"r": run.id}
+        )
+    assert sightings == 0  # a finished run's sightings go with it
+
+
 async def test_a_run_failed_by_a_crm_outage_is_retried_with_backoff_and_then_succeeds(
     sessions, settings, account_id, make_crm_org
 ) -> None:

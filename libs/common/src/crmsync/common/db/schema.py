@@ -340,6 +340,19 @@ class SyncRun(Base):
     )
 
 
+class SyncRunSighting(Base):
+    """A contact a full sync found unchanged in the CRM: it saw the record, so R16 keeps it.
+
+    Rows the run writes carry its id in `contacts.last_seen_run_id` already;
+    recording the unchanged ones here instead spares rewriting every wide
+    contact row on each 14-day full sync. The run's rows go when it ends.
+    """
+
+    __tablename__ = "sync_run_sightings"
+    run_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    contact_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+
+
 class PushLog(Base):
     __tablename__ = "push_log"
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)

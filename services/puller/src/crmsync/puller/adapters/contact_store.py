@@ -130,9 +130,11 @@ _UPDATE = """
     where c.account_id = $1 and c.id = u.id
 """
 
-_TOUCH = """
-    update contacts set last_seen_run_id = $2
-    where account_id = $1 and id = any($3::uuid[]) and last_seen_run_id is distinct from $2
+# A full sync's unchanged contacts: seen, so the sweep keeps them (R16), without a row rewrite.
+_SIGHTED = """
+    insert into sync_run_sightings (run_id, contact_id)
+    select $1, unnest($2::uuid[])
+    on conflict do nothing
 """
 
 
@@ -388,7 +390,7 @@ async def apply_records(
         counts.created += created
         counts.updated += len(results) - created
     if touched:
-        await pg.execute(_TOUCH, account_id, run_id, touched)
+        await pg.execute(_SIGHTED, run_id, touched)
     await _upsert_related(pg, account_id=account_id, records=todo)
     return counts
 
@@ -609,15 +611,18 @@ async def sweep_unseen(
 ) -> int:
     """Removes the entity's contacts a full sync did not see: the CRM no longer has them (R16).
 
-    Rows written since the sync started (a record the pusher created in the CRM
-    after the export passed it) are left alone; the deleted feed covers them.
+    Seen are the rows the sync wrote (`last_seen_run_id`) and the ones it found
+    unchanged (its sightings). Rows written since the sync started (a record the
+    pusher created in the CRM after the export passed it) are left alone; the
+    deleted feed covers them.
     """
     pg = await driver(conn)
     status = await pg.execute(
         """
-        delete from contacts
-        where account_id = $1 and crm_object = $2 and last_seen_run_id is distinct from $3
-          and updated_at < $4
+        delete from contacts c
+        where c.account_id = $1 and c.crm_object = $2 and c.last_seen_run_id is distinct from $3
+          and c.updated_at < $4
+          and not exists (select 1 from sync_run_sightings s where s.run_id = $3 and s.contact_id = c.id)
         """,
         account_id,
         entity,

@@ -192,6 +192,9 @@ async def finish_run(
             "progress": None if progress is None else orjson.dumps(progress).decode(),
         },
     )
+    if status == "succeeded" or (status == "failed" and next_attempt_at is None):
+        # Over for good: what its full sync saw is of no more use.
+        await session.execute(text("delete from sync_run_sightings where run_id = :id"), {"id": run_id})
 
 
 async def clear_full_request(session: AsyncSession, *, account_id: str, started_at: datetime) -> None:
