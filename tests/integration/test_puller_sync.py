@@ -450,7 +450,7 @@ async def _row_versions(sessions, account_id: str) -> dict[str, str]:
             ),
             {"a": account_id},
         )
-        return dict(rows.tuples().all())
+        return {external_id: version for external_id, version in rows}
 
 
 async def test_r16_a_full_re_sync_keeps_unchanged_contacts_without_rewriting_them(
