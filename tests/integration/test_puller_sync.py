@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import select, text, update
 
 from crmsync.common.db.schema import (
+    Account,
     Contact,
     CrmAccount,
     CrmOpportunity,
@@ -25,7 +26,7 @@ from crmsync.common.domain.contacts import ContactValues, FieldMeta
 from crmsync.common.domain.mapping import Mapping, default_salesforce_mapping
 from crmsync.common.messages import RunSync, SyncKind, SyncReason
 from crmsync.puller.adapters import contact_store
-from crmsync.puller.adapters.runs import claim_next_run, record_job
+from crmsync.puller.adapters.runs import accounts_with_work, claim_next_run, finish_run, record_job
 from crmsync.puller.bootstrap import default_crm_factory
 from crmsync.puller.handlers.crm_records import MappedRecord
 from crmsync.puller.handlers.run_sync import SyncRunner
@@ -474,6 +475,45 @@ async def test_r16_a_full_re_sync_keeps_unchanged_contacts_without_rewriting_the
             text("select count(*) from sync_run_sightings where run_id = :r"), {"r": run.id}
         )
     assert sightings == 0  # a finished run's sightings go with it
+
+
+async def test_a_run_waiting_for_its_retry_holds_back_its_accounts_later_runs_and_no_other_account(
+    sessions, account_id
+) -> None:
+    other = f"t-{uuid.uuid4().hex[:12]}"
+    async with sessions.begin() as session:
+        session.add(Account(id=other, name=other))
+    first = await queue(sessions, account_id, "incremental")
+    later = await queue(sessions, account_id, "incremental")
+    await queue(sessions, other, "incremental")
+    async with sessions.begin() as session:
+        run = await claim_next_run(session, account_id=account_id)
+        assert run is not None and run.job_id == first
+        await finish_run(
+            session,
+            run_id=run.id,
+            status="failed",
+            error="the CRM is down",
+            next_attempt_at=datetime.now(UTC) + timedelta(minutes=10),
+        )
+
+    async with sessions.begin() as session:
+        assert await claim_next_run(session, account_id=account_id) is None
+        waiting = await accounts_with_work(session, limit=10_000)
+    assert account_id not in waiting  # its later run waits behind the failed one
+    assert other in waiting  # and takes no worker from an account that can sync
+
+    async with sessions.begin() as session:
+        await session.execute(
+            update(SyncRun).where(SyncRun.id == run.id).values(next_attempt_at=datetime.now(UTC))
+        )
+    async with sessions.begin() as session:
+        retried = await claim_next_run(session, account_id=account_id)
+        assert retried is not None and retried.job_id == first  # its turn again, first in line
+        await finish_run(session, run_id=retried.id, status="succeeded")
+    async with sessions.begin() as session:
+        after = await claim_next_run(session, account_id=account_id)
+    assert after is not None and after.job_id == later
 
 
 async def test_a_run_failed_by_a_crm_outage_is_retried_with_backoff_and_then_succeeds(

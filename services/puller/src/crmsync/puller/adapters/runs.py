@@ -62,20 +62,31 @@ async def record_job(session: AsyncSession, *, job: RunSync) -> bool:
     return result.first() is not None
 
 
-_RUNNABLE = """
-    (r.status in ('queued', 'running')
-     or (r.status in ('paused', 'failed') and r.next_attempt_at is not null and r.next_attempt_at <= now()))
+# An account's runs go one at a time, oldest first: a run paused or failed with a
+# retry time holds back the account's later runs until then. (Their turn would
+# fail the same way, and a backlog of them must not take the workers from
+# accounts that can sync now.)
+_UNFINISHED = """
+    r.kind in ('full', 'incremental')
+    and (r.status in ('queued', 'running')
+         or (r.status in ('paused', 'failed') and r.next_attempt_at is not null))
 """
+_DUE = "(r.status in ('queued', 'running') or r.next_attempt_at <= now())"
 
 
 async def accounts_with_work(session: AsyncSession, *, limit: int) -> list[str]:
-    """Returns accounts that have a run to start or resume now, those waiting longest first."""
+    """Returns accounts whose oldest unfinished run can start or resume now, those waiting longest first."""
     rows = await session.execute(
         text(
             f"""
-            select r.account_id from sync_runs r
-            where r.kind in ('full', 'incremental') and {_RUNNABLE}
-            group by r.account_id order by min(r.requested_at) limit :limit
+            select head.account_id from (
+                select distinct on (r.account_id) r.account_id, r.requested_at, {_DUE} as due
+                from sync_runs r
+                where {_UNFINISHED}
+                order by r.account_id, r.requested_at, r.created_at
+            ) head
+            where head.due
+            order by head.requested_at limit :limit
             """
         ),
         {"limit": limit},
@@ -84,7 +95,10 @@ async def accounts_with_work(session: AsyncSession, *, limit: int) -> list[str]:
 
 
 async def claim_next_run(session: AsyncSession, *, account_id: str) -> RunRow | None:
-    """Marks the account's oldest runnable run as running and returns it (the caller holds the account lock)."""
+    """Marks the account's oldest unfinished run as running and returns it, if it is due.
+
+    The caller holds the account's lock.
+    """
     row = (
         (
             await session.execute(
@@ -93,9 +107,12 @@ async def claim_next_run(session: AsyncSession, *, account_id: str) -> RunRow | 
                     update sync_runs set status = 'running', attempts = attempts + 1,
                            started_at = coalesce(started_at, now()), next_attempt_at = null
                     where id = (
-                        select r.id from sync_runs r
-                        where r.account_id = :account_id and r.kind in ('full', 'incremental') and {_RUNNABLE}
-                        order by r.requested_at, r.created_at limit 1
+                        select head.id from (
+                            select r.id, {_DUE} as due from sync_runs r
+                            where r.account_id = :account_id and {_UNFINISHED}
+                            order by r.requested_at, r.created_at limit 1
+                        ) head
+                        where head.due
                     )
                     returning id, account_id, job_id, kind, reason, status, attempts, progress,
                               requested_at, started_at
