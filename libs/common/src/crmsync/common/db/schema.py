@@ -300,6 +300,14 @@ class SyncState(Base):
     updated_at: Mapped[datetime] = _now()
 
 
+# A full or incremental sync that will still start or resume: queued, running,
+# or paused or failed with a time to try again.
+OPEN_SYNC_RUN = (
+    "kind in ('full', 'incremental') and (status in ('queued', 'running') "
+    "or (status in ('paused', 'failed') and next_attempt_at is not null))"
+)
+
+
 class SyncRun(Base):
     __tablename__ = "sync_runs"
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
@@ -331,12 +339,16 @@ class SyncRun(Base):
         CheckConstraint("status in ('queued', 'running', 'succeeded', 'failed', 'paused')", name="status"),
         Index(None, "account_id", "created_at"),
         Index(None, "account_id", "kind", "status", "finished_at"),
+        # The puller's dispatcher reads each account's oldest open sync from here.
         Index(
-            "ix_sync_runs_unfinished",
-            "status",
-            "next_attempt_at",
-            postgresql_where=text("status in ('queued', 'running', 'paused')"),
+            "ix_sync_runs_open",
+            "account_id",
+            "requested_at",
+            "created_at",
+            postgresql_where=text(OPEN_SYNC_RUN),
         ),
+        # The scheduler's housekeeping deletes finished runs oldest first.
+        Index(None, "finished_at"),
     )
 
 
@@ -401,7 +413,7 @@ class ScheduledJob(Base):
     reason: Mapped[str] = mapped_column(Text, nullable=False)
     slot_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     emitted_at: Mapped[datetime] = _now()
-    __table_args__ = (Index(None, "account_id", "kind", "slot_at"),)
+    __table_args__ = (Index(None, "account_id", "kind", "slot_at"), Index(None, "slot_at"))
 
 
 class OutboxMessage(Base):

@@ -15,7 +15,7 @@ import orjson
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
-from crmsync.common.db.schema import CrmConnection, MappingRowRecord, MappingVersion
+from crmsync.common.db.schema import OPEN_SYNC_RUN, CrmConnection, MappingRowRecord, MappingVersion
 from crmsync.common.domain.fields import DataType
 from crmsync.common.domain.mapping import FieldKind, Mapping, MappingRow, default_salesforce_mapping
 from crmsync.common.messages import RunSync
@@ -66,31 +66,44 @@ async def record_job(session: AsyncSession, *, job: RunSync) -> bool:
 # retry time holds back the account's later runs until then. (Their turn would
 # fail the same way, and a backlog of them must not take the workers from
 # accounts that can sync now.)
-_UNFINISHED = """
-    r.kind in ('full', 'incremental')
-    and (r.status in ('queued', 'running')
-         or (r.status in ('paused', 'failed') and r.next_attempt_at is not null))
-"""
+# Read through the partial index ix_sync_runs_open, whose predicate this is.
+_UNFINISHED = f"({OPEN_SYNC_RUN})"
 _DUE = "(r.status in ('queued', 'running') or r.next_attempt_at <= now())"
+
+
+ACCOUNTS_WITH_WORK = text(
+    f"""
+    select head.account_id from (
+        select distinct on (r.account_id) r.account_id, r.requested_at, {_DUE} as due
+        from sync_runs r
+        where {_UNFINISHED}
+        order by r.account_id, r.requested_at, r.created_at
+    ) head
+    where head.due
+    order by head.requested_at limit :limit
+    """
+)
+
+CLAIM_NEXT_RUN = text(
+    f"""
+    update sync_runs set status = 'running', attempts = attempts + 1,
+           started_at = coalesce(started_at, now()), next_attempt_at = null
+    where id = (
+        select head.id from (
+            select r.id, {_DUE} as due from sync_runs r
+            where r.account_id = :account_id and {_UNFINISHED}
+            order by r.requested_at, r.created_at limit 1
+        ) head
+        where head.due
+    )
+    returning id, account_id, job_id, kind, reason, status, attempts, progress, requested_at, started_at
+    """
+)
 
 
 async def accounts_with_work(session: AsyncSession, *, limit: int) -> list[str]:
     """Returns accounts whose oldest unfinished run can start or resume now, those waiting longest first."""
-    rows = await session.execute(
-        text(
-            f"""
-            select head.account_id from (
-                select distinct on (r.account_id) r.account_id, r.requested_at, {_DUE} as due
-                from sync_runs r
-                where {_UNFINISHED}
-                order by r.account_id, r.requested_at, r.created_at
-            ) head
-            where head.due
-            order by head.requested_at limit :limit
-            """
-        ),
-        {"limit": limit},
-    )
+    rows = await session.execute(ACCOUNTS_WITH_WORK, {"limit": limit})
     return [row[0] for row in rows]
 
 
@@ -99,31 +112,7 @@ async def claim_next_run(session: AsyncSession, *, account_id: str) -> RunRow | 
 
     The caller holds the account's lock.
     """
-    row = (
-        (
-            await session.execute(
-                text(
-                    f"""
-                    update sync_runs set status = 'running', attempts = attempts + 1,
-                           started_at = coalesce(started_at, now()), next_attempt_at = null
-                    where id = (
-                        select head.id from (
-                            select r.id, {_DUE} as due from sync_runs r
-                            where r.account_id = :account_id and {_UNFINISHED}
-                            order by r.requested_at, r.created_at limit 1
-                        ) head
-                        where head.due
-                    )
-                    returning id, account_id, job_id, kind, reason, status, attempts, progress,
-                              requested_at, started_at
-                    """
-                ),
-                {"account_id": account_id},
-            )
-        )
-        .mappings()
-        .first()
-    )
+    row = (await session.execute(CLAIM_NEXT_RUN, {"account_id": account_id})).mappings().first()
     if row is None:
         return None
     progress = row["progress"]
