@@ -37,6 +37,7 @@ from crmsync.common.kafka.topics import (
 )
 from crmsync.common.messages import ContactChanged, RunSync, SyncKind, SyncReason
 from crmsync.common.settings import CommonSettings
+from tests.support.databases import asyncpg_dsn, scratch_database
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -66,15 +67,8 @@ async def test_downgrading_below_the_sightings_keeps_a_running_full_syncs_seen_c
 ) -> None:
     # The older sweep reads only contacts.last_seen_run_id: without the copy, a full
     # sync resumed after the downgrade would delete every contact it had found unchanged.
-    prefix, _, _ = base_settings.database_url.rpartition("/")
-    name = f"crmsync_test_downgrade_{uuid.uuid4().hex[:8]}"
-    admin_dsn = base_settings.database_url.replace("postgresql+asyncpg://", "postgresql://")
-    admin = await asyncpg.connect(admin_dsn)
-    await admin.execute(f'create database "{name}"')
-    url = f"{prefix}/{name}"
-    try:
-        await asyncio.to_thread(upgrade, url)
-        conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    async with scratch_database(base_settings.database_url, label="downgrade") as url:
+        conn = await asyncpg.connect(asyncpg_dsn(url))
         try:
             run_id, seen, unseen = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
             await conn.execute("insert into accounts (id, name) values ('a', 'a')")
@@ -96,9 +90,6 @@ async def test_downgrading_below_the_sightings_keeps_a_running_full_syncs_seen_c
         finally:
             await conn.close()
         await asyncio.to_thread(upgrade, url)  # and back up again
-    finally:
-        await admin.execute(f'drop database if exists "{name}" with (force)')
-        await admin.close()
 
 
 async def test_migrations_give_the_tables_the_models_storage_parameters(engine) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -15,7 +15,17 @@ from crmsync.common.kafka.outbox import OutboxRelay
 from crmsync.common.kafka.producer import Publisher, create_producer
 from crmsync.scheduler.adapters.leader import AdvisoryLockLeader
 from crmsync.scheduler.entrypoints.leader_loop import run_leader_loop, utc_now
+from crmsync.scheduler.handlers.purge_history import Housekeeping, Retention
 from crmsync.scheduler.settings import Settings
+
+
+def retention(settings: Settings) -> Retention:
+    return Retention(
+        sync_runs=timedelta(days=settings.retention_sync_runs_days),
+        push_log=timedelta(days=settings.retention_push_log_days),
+        scheduled_jobs=timedelta(days=settings.retention_scheduled_jobs_days),
+        outbox=timedelta(hours=settings.retention_outbox_hours),
+    )
 
 
 @dataclass
@@ -43,6 +53,13 @@ class App:
                 relay=OutboxRelay(
                     sessions=create_sessionmaker(self.engine),
                     publisher=Publisher(self.producer, self.settings),
+                ),
+                housekeeping=Housekeeping(
+                    sessions=create_sessionmaker(self.engine),
+                    retention=retention(self.settings),
+                    interval_s=self.settings.housekeeping_interval_s,
+                    batch_rows=self.settings.housekeeping_batch_rows,
+                    batches_per_tick=self.settings.housekeeping_batches_per_tick,
                 ),
                 tick_s=self.settings.scheduler_tick_s,
                 clock=self.clock,

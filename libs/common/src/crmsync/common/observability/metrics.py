@@ -26,3 +26,6 @@ CRM_CALLS = Counter(
 CRM_API_BUDGET_LEFT = Gauge(
     "crmsync_crm_api_budget_left", "CRM API calls left today, as last reported", ["account"]
 )
+HISTORY_PURGED = Counter(
+    "crmsync_history_purged_total", "Rows of expired history deleted by the scheduler, by table", ["table"]
+)

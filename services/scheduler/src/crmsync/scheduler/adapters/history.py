@@ -1,0 +1,121 @@
+"""Deletes expired history from Postgres, one bounded batch per call.
+
+Every function deletes at most `limit` rows and returns how many it deleted;
+the caller runs each in its own short transaction and calls again while a
+batch comes back full. Each statement finds its rows through an index, so a
+call costs the same whatever the table's size.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+# A run that will still start or resume.
+_OPEN_RUN = """
+    (x.status in ('queued', 'running') or (x.status in ('paused', 'failed') and x.next_attempt_at is not null))
+"""
+
+# Finished runs that ended before the cutoff, oldest first. A successful run
+# goes only when a later one of its kind succeeded for the account: the
+# scheduler counts the next full (R15) and incremental from the latest ones.
+_DELETE_SYNC_RUNS = text(
+    """
+    delete from sync_runs where id in (
+        select r.id from sync_runs r
+        where r.finished_at < :cutoff
+          and (r.status = 'failed' and r.next_attempt_at is null
+               or r.status = 'succeeded' and exists (
+                   select 1 from sync_runs newer
+                   where newer.account_id = r.account_id and newer.kind = r.kind
+                     and newer.status = 'succeeded' and newer.finished_at > r.finished_at))
+        order by r.finished_at
+        limit :limit
+    )
+    """
+)
+
+# Sightings belong to a full sync that is still open (R16); those of a run that
+# finished or no longer exists are garbage. The run ids are read with a loose
+# scan of the primary key: one index probe per run, not one per sighting.
+_DELETE_STALE_SIGHTINGS = text(
+    f"""
+    with recursive seen(run_id) as (
+        (select run_id from sync_run_sightings order by run_id limit 1)
+        union all
+        select (select s.run_id from sync_run_sightings s
+                where s.run_id > seen.run_id order by s.run_id limit 1)
+        from seen where seen.run_id is not null
+    ),
+    stale as (
+        select seen.run_id from seen
+        where seen.run_id is not null
+          and not exists (select 1 from sync_runs x where x.id = seen.run_id and {_OPEN_RUN})
+    )
+    delete from sync_run_sightings where (run_id, contact_id) in (
+        select s.run_id, s.contact_id from sync_run_sightings s
+        where s.run_id in (select run_id from stale)
+        limit :limit
+    )
+    """
+)
+
+_DELETE_SCHEDULED_JOBS = text(
+    """
+    delete from scheduled_jobs where (account_id, job_id) in (
+        select account_id, job_id from scheduled_jobs
+        where slot_at < :cutoff
+        order by slot_at
+        limit :limit
+    )
+    """
+)
+
+# push_log and outbox ids grow with time, so their oldest rows are the first ids:
+# each call looks at the first `limit` ids only and deletes those past the cutoff.
+# When none of them is, nothing older is left behind them, and no index on the
+# time column has to be kept up by every insert of the pusher's hot path.
+_DELETE_PUSH_LOG = text(
+    """
+    delete from push_log where id in (
+        select head.id from (select id, created_at from push_log order by id limit :limit) head
+        where head.created_at < :cutoff
+    )
+    """
+)
+
+_DELETE_OUTBOX = text(
+    """
+    delete from outbox where id in (
+        select head.id from (select id, published_at from outbox order by id limit :limit) head
+        where head.published_at < :cutoff
+    )
+    """
+)
+
+
+async def _delete(session: AsyncSession, statement, **params: object) -> int:
+    result = await session.execute(statement, params)
+    return result.rowcount  # type: ignore[attr-defined, no-any-return]
+
+
+async def delete_sync_runs(session: AsyncSession, *, finished_before: datetime, limit: int) -> int:
+    return await _delete(session, _DELETE_SYNC_RUNS, cutoff=finished_before, limit=limit)
+
+
+async def delete_stale_sightings(session: AsyncSession, *, limit: int) -> int:
+    return await _delete(session, _DELETE_STALE_SIGHTINGS, limit=limit)
+
+
+async def delete_scheduled_jobs(session: AsyncSession, *, slot_before: datetime, limit: int) -> int:
+    return await _delete(session, _DELETE_SCHEDULED_JOBS, cutoff=slot_before, limit=limit)
+
+
+async def delete_push_log(session: AsyncSession, *, created_before: datetime, limit: int) -> int:
+    return await _delete(session, _DELETE_PUSH_LOG, cutoff=created_before, limit=limit)
+
+
+async def delete_outbox(session: AsyncSession, *, published_before: datetime, limit: int) -> int:
+    return await _delete(session, _DELETE_OUTBOX, cutoff=published_before, limit=limit)
