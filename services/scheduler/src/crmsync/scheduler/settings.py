@@ -51,7 +51,7 @@ class Settings(CommonSettings):
         description="Rows deleted per statement: each batch is its own short transaction.",
     )
     housekeeping_batches_per_tick: int = Field(
-        20,
+        5,
         ge=1,
         description="Batches deleted per tick at most; a large backlog is worked off over several ticks.",
     )

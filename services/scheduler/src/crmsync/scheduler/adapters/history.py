@@ -23,7 +23,7 @@ _OPEN_RUN = """
 # scheduler counts the next full (R15) and incremental from the latest ones.
 _DELETE_SYNC_RUNS = text(
     """
-    delete from sync_runs where id in (
+    delete from sync_runs where id = any(array(
         select r.id from sync_runs r
         where r.finished_at < :cutoff
           and (r.status = 'failed' and r.next_attempt_at is null
@@ -33,7 +33,7 @@ _DELETE_SYNC_RUNS = text(
                      and newer.status = 'succeeded' and newer.finished_at > r.finished_at))
         order by r.finished_at
         limit :limit
-    )
+    ))
     """
 )
 
@@ -79,19 +79,19 @@ _DELETE_SCHEDULED_JOBS = text(
 # time column has to be kept up by every insert of the pusher's hot path.
 _DELETE_PUSH_LOG = text(
     """
-    delete from push_log where id in (
+    delete from push_log where id = any(array(
         select head.id from (select id, created_at from push_log order by id limit :limit) head
         where head.created_at < :cutoff
-    )
+    ))
     """
 )
 
 _DELETE_OUTBOX = text(
     """
-    delete from outbox where id in (
+    delete from outbox where id = any(array(
         select head.id from (select id, published_at from outbox order by id limit :limit) head
         where head.published_at < :cutoff
-    )
+    ))
     """
 )
 
