@@ -158,9 +158,16 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+async def _wal_position(sessions) -> int:
+    """Returns the server's WAL position in bytes: the difference of two is the WAL written between."""
+    async with sessions() as session:
+        return int(await session.scalar(text("select pg_current_wal_lsn() - '0/0'::pg_lsn")))
+
+
 async def _run(
     sessions, settings: Settings, crm: GeneratedCrm, account_id: str, kind: str
-) -> tuple[float, Any]:
+) -> tuple[float, Any, float]:
+    """Runs one sync; returns its seconds, its sync_runs row and the WAL it wrote (MiB)."""
     job = RunSync(
         job_id=f"{account_id}:{kind}:{uuid.uuid4().hex[:8]}",
         account_id=account_id,
@@ -173,9 +180,11 @@ async def _run(
     runner = SyncRunner(sessions=sessions, crm_factory=lambda _: crm, settings=settings)
     async with sessions.begin() as session:
         run = await claim_next_run(session, account_id=account_id)
+    wal_before = await _wal_position(sessions)
     started = time.perf_counter()
     status = await runner.execute(run)
     elapsed = time.perf_counter() - started
+    wal_mib = (await _wal_position(sessions) - wal_before) / 2**20
     assert status == "succeeded", status
     async with sessions() as session:
         row = (
@@ -183,7 +192,7 @@ async def _run(
             .mappings()
             .one()
         )
-    return elapsed, row
+    return elapsed, row, wal_mib
 
 
 async def _copy_baseline(dsn: str, account_id: str, per_entity: int) -> float:
@@ -268,32 +277,32 @@ async def bench(records: int, changes: list[int]) -> None:
         print(f"machine: {machine()}")
         print(f"records: {records:,} ({per_entity:,} Leads + {per_entity:,} Contacts), batch 2000")
 
-        full_s, full_run = await _run(
+        full_s, full_run, full_wal = await _run(
             sessions, settings, GeneratedCrm(per_entity=per_entity), "bench", "full"
         )
         full_rss = peak_rss_mib()
         print(
             f"full sync:        {full_s:8.2f} s  {records / full_s:10,.0f} records/s  "
-            f"(created {full_run['created']:,}, peak RSS {full_rss:.0f} MiB)"
+            f"(created {full_run['created']:,}, peak RSS {full_rss:.0f} MiB, WAL {full_wal:,.0f} MiB)"
         )
         for count in changes:
             stamp = datetime.now(UTC) + timedelta(minutes=len(changes))
             ids = range(0, per_entity, max(1, per_entity // max(1, count // 2)))[: count // 2]
             crm = GeneratedCrm(per_entity=per_entity, changed=list(ids), change_stamp=stamp)
-            inc_s, inc_run = await _run(sessions, settings, crm, "bench", "incremental")
+            inc_s, inc_run, inc_wal = await _run(sessions, settings, crm, "bench", "incremental")
             print(
                 f"incremental {count:>6,}: {inc_s:8.3f} s  {count / inc_s:10,.0f} changes/s  "
-                f"(updated {inc_run['updated']:,} over a store of {records:,})"
+                f"(updated {inc_run['updated']:,} over a store of {records:,}, WAL {inc_wal:,.1f} MiB)"
             )
         # The full sync that comes every 14 days: every record again, over a store
         # that has them all, nearly all unchanged; then the sweep for deletions (R16).
-        resync_s, resync_run = await _run(
+        resync_s, resync_run, resync_wal = await _run(
             sessions, settings, GeneratedCrm(per_entity=per_entity), "bench", "full"
         )
         print(
             f"full re-sync:     {resync_s:8.2f} s  {records / resync_s:10,.0f} records/s  "
             f"(over the full store: updated {resync_run['updated']:,}, unchanged "
-            f"{resync_run['skipped']:,}, deleted {resync_run['deleted']:,})"
+            f"{resync_run['skipped']:,}, deleted {resync_run['deleted']:,}, WAL {resync_wal:,.0f} MiB)"
         )
         puller_rss = peak_rss_mib()
         copy_s = await _copy_baseline(

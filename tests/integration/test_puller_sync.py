@@ -443,11 +443,16 @@ async def test_r16_a_full_sync_removes_contacts_the_crm_no_longer_has_and_keeps_
 
 
 async def _row_versions(sessions, account_id: str) -> dict[str, str]:
-    """Each CRM-backed contact's row version (xmin): it changes whenever the row is rewritten."""
+    """Each CRM-backed contact's row version and last locker (xmin, xmax).
+
+    Either changes when the row is rewritten; xmax also when it is locked, which
+    writes the row's header (and WAL) too.
+    """
     async with sessions() as session:
         rows = await session.execute(
             text(
-                "select external_id, xmin::text from contacts where account_id = :a and external_id is not null"
+                "select external_id, xmin::text || '/' || xmax::text from contacts "
+                "where account_id = :a and external_id is not null"
             ),
             {"a": account_id},
         )
@@ -468,7 +473,7 @@ async def test_r16_a_full_re_sync_keeps_unchanged_contacts_without_rewriting_the
     assert run.status == "succeeded", run.error
     assert (run.deleted, run.updated, run.skipped) == (1, 0, 19)
     assert await store_of(sessions, account_id) == expected_store(org)
-    # The unchanged rows are the very rows stored before: seen without a rewrite.
+    # The unchanged rows are the very rows stored before: seen without a rewrite or a lock.
     assert await _row_versions(sessions, account_id) == {k: v for k, v in before.items() if k != gone}
     async with sessions() as session:
         sightings = await session.scalar(

@@ -88,8 +88,9 @@ _SELECT = """
     where account_id = $1
       and (external_id = any($2::text[]) or (external_id is null and email_lower = any($3::text[])))
     order by id
-    for update
 """
+# In id order, so two writers locking overlapping rows take the locks in the same order.
+_SELECT_FOR_UPDATE = _SELECT + "    for update\n"
 
 _INSERT = """
     insert into contacts (id, account_id, crm_object, external_id, email, fields, field_meta, crm_modstamp,
@@ -298,7 +299,7 @@ async def apply_records(
         counts.updated += await _convert_leads(
             pg, account_id=account_id, run_id=run_id, leads=batch.conversions
         )
-    todo = batch.records
+    todo = records = batch.records
     if not todo:
         return counts
     if batch.new_rows is not None and await _copy_new(
@@ -307,8 +308,13 @@ async def apply_records(
         counts.created += len(batch.new_rows)
         await _upsert_related(pg, account_id=account_id, records=todo)
         return counts
+    touched: list[uuid.UUID] = []
+    if full:
+        todo = await _sight_unchanged(pg, account_id=account_id, records=todo, counts=counts, touched=touched)
     emails = sorted({e for r in todo if (e := _email_lower(r.values))})
-    rows = await pg.fetch(_SELECT, account_id, [r.external_id for r in todo], emails)
+    rows = (
+        await pg.fetch(_SELECT_FOR_UPDATE, account_id, [r.external_id for r in todo], emails) if todo else []
+    )
     by_external: dict[str, _Existing] = {}
     adoptable: dict[str, _Existing] = {}
     for row in rows:
@@ -319,7 +325,6 @@ async def apply_records(
             adoptable.setdefault(existing.email_lower, existing)
 
     inserts, updates = _Rows(), _Rows()
-    touched: list[uuid.UUID] = []
     for record in todo:
         current = by_external.get(record.external_id)
         if current is None:
@@ -391,8 +396,42 @@ async def apply_records(
         counts.updated += len(results) - created
     if touched:
         await pg.execute(_SIGHTED, run_id, touched)
-    await _upsert_related(pg, account_id=account_id, records=todo)
+    await _upsert_related(pg, account_id=account_id, records=records)
     return counts
+
+
+async def _sight_unchanged(
+    pg: asyncpg.Connection,
+    *,
+    account_id: str,
+    records: list[MappedRecord],
+    counts: BatchCounts,
+    touched: list[uuid.UUID],
+) -> list[MappedRecord]:
+    """Sets aside the records their rows already hold (or hold newer); returns the others.
+
+    A full re-sync meets mostly such records. They are read without a lock:
+    locking a row writes its header (and WAL) as surely as updating it, and
+    nothing is written to these rows. Should a pusher change one of them
+    meanwhile, the outcome is the one where this no-op ran first. The records
+    returned are read again, locked, and merged.
+    """
+    rows = await pg.fetch(_SELECT, account_id, [r.external_id for r in records], [])
+    stored = {row["external_id"]: row for row in rows}
+    rest: list[MappedRecord] = []
+    for record in records:
+        row = stored.get(record.external_id)
+        if row is None:
+            rest.append(record)
+            continue
+        current = _existing(row)
+        newer = current.crm_modstamp is not None and record.modstamp < current.crm_modstamp
+        if newer or current.already_holds(record):
+            counts.skipped += 1
+            touched.append(current.id)
+        else:
+            rest.append(record)
+    return rest
 
 
 async def _copy_new(pg: asyncpg.Connection, *, account_id: str, run_id: uuid.UUID, rows: _Rows) -> bool:
@@ -437,7 +476,7 @@ async def _convert_leads(
     """
     lead_ids = [r.external_id for r in leads]
     contact_ids = [r.converted_contact_id for r in leads if r.converted_contact_id]
-    rows = await pg.fetch(_SELECT, account_id, lead_ids + contact_ids, [])
+    rows = await pg.fetch(_SELECT_FOR_UPDATE, account_id, lead_ids + contact_ids, [])
     by_external = {row["external_id"]: _existing(row) for row in rows}
     changed = 0
     for lead in leads:
