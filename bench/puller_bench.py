@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import os
 import resource
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -274,6 +275,7 @@ async def bench(records: int, changes: list[int]) -> None:
             )
         per_entity = records // 2
         tune_collector(young_threshold=settings.gc_young_threshold)  # as the puller service does
+        sys.setswitchinterval(settings.puller_switch_interval_ms / 1000)  # and this too
         print(f"machine: {machine()}")
         print(f"records: {records:,} ({per_entity:,} Leads + {per_entity:,} Contacts), batch 2000")
 

@@ -31,3 +31,13 @@ class Settings(CommonSettings):
     puller_budget_resume_s: float = Field(
         900.0, gt=0, description="How long a run paused by the CRM's API budget waits before resuming."
     )
+    puller_switch_interval_ms: float = Field(
+        1.0,
+        gt=0,
+        le=100,
+        description=(
+            "How long a thread may hold the interpreter before another may take it (Python's default "
+            "is 5 ms). Batches are mapped in a worker thread; each time the event loop's thread wakes "
+            "for a database answer, it waits for the mapping thread to let go."
+        ),
+    )
