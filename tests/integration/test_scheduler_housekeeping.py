@@ -131,7 +131,7 @@ async def _schedules(sessions: async_sessionmaker[AsyncSession]) -> list:
         return await load_account_schedules(session)
 
 
-async def test_housekeeping_deletes_history_past_its_retention_and_keeps_what_the_schedule_counts_from(
+async def test_r15_r16_housekeeping_deletes_history_past_its_retention_and_keeps_what_the_schedule_and_sweep_use(
     scratch,
 ) -> None:
     conn, sessions = scratch

@@ -35,7 +35,7 @@ def test_production_refuses_the_local_secret_key(monkeypatch: pytest.MonkeyPatch
         ("CRMSYNC_RETENTION_OUTBOX_HOURS", "0"),
     ],
 )
-def test_retention_that_would_undo_a_guarantee_is_refused_with_the_settings_name(
+def test_r18_r22_retention_that_would_undo_a_guarantee_is_refused_with_the_settings_name(
     monkeypatch: pytest.MonkeyPatch, variable: str, value: str
 ) -> None:
     monkeypatch.setenv(variable, value)
