@@ -61,6 +61,12 @@ class _Existing:
         stored_meta = orjson.loads(self.stored_meta_json)
         return ContactValues.from_stored(self.fields, stored_meta, self.crm_modstamp)
 
+    def needs_no_write_for(self, record: MappedRecord) -> bool:
+        """True when the row holds a newer version of the record (read again through a
+        lookback window) or this very version already."""
+        newer = self.crm_modstamp is not None and record.modstamp < self.crm_modstamp
+        return newer or self.already_holds(record)
+
     def already_holds(self, record: MappedRecord) -> bool:
         """True when the row is this CRM record as of its SystemModstamp already.
 
@@ -331,19 +337,10 @@ async def apply_records(
             # A local contact with this e-mail and no CRM record yet becomes this record's.
             email = _email_lower(record.values)
             current = adoptable.pop(email, None) if email else None
-        if (
-            current is not None
-            and current.crm_modstamp is not None
-            and record.modstamp < current.crm_modstamp
-        ):
-            counts.skipped += 1
-            if full:
-                touched.append(current.id)
-            continue
         if current is None:
             inserts.add_new(record)
             continue
-        if current.already_holds(record):
+        if current.needs_no_write_for(record):
             counts.skipped += 1
             if full:
                 touched.append(current.id)
@@ -425,8 +422,7 @@ async def _sight_unchanged(
             rest.append(record)
             continue
         current = _existing(row)
-        newer = current.crm_modstamp is not None and record.modstamp < current.crm_modstamp
-        if newer or current.already_holds(record):
+        if current.needs_no_write_for(record):
             counts.skipped += 1
             touched.append(current.id)
         else:

@@ -13,10 +13,7 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-# A run that will still start or resume.
-_OPEN_RUN = """
-    (x.status in ('queued', 'running') or (x.status in ('paused', 'failed') and x.next_attempt_at is not null))
-"""
+from crmsync.common.db.schema import OPEN_SYNC_RUN
 
 # Finished runs that ended before the cutoff, oldest first. A successful run
 # goes only when a later one of its kind succeeded for the account: the
@@ -52,26 +49,30 @@ _DELETE_STALE_SIGHTINGS = text(
     stale as (
         select seen.run_id from seen
         where seen.run_id is not null
-          and not exists (select 1 from sync_runs x where x.id = seen.run_id and {_OPEN_RUN})
+          and not exists (select 1 from sync_runs x where x.id = seen.run_id and {OPEN_SYNC_RUN})
     )
-    delete from sync_run_sightings where (run_id, contact_id) in (
-        select s.run_id, s.contact_id from sync_run_sightings s
-        where s.run_id in (select run_id from stale)
+    delete from sync_run_sightings where ctid = any(array(
+        select s.ctid from sync_run_sightings s
+        where s.run_id = any(array(select run_id from stale))
         limit :limit
-    )
+    ))
     """
 )
 
 _DELETE_SCHEDULED_JOBS = text(
     """
-    delete from scheduled_jobs where (account_id, job_id) in (
-        select account_id, job_id from scheduled_jobs
+    delete from scheduled_jobs where ctid = any(array(
+        select ctid from scheduled_jobs
         where slot_at < :cutoff
         order by slot_at
         limit :limit
-    )
+    ))
     """
 )
+
+# Every delete names its rows as `= any(array(subquery))` (by id, or by row address
+# where the key has two columns): `in (subquery)` is planned as a hash join over a
+# scan of the whole table, where the array is looked up through the index.
 
 # push_log and outbox ids grow with time, so their oldest rows are the first ids:
 # each call looks at the first `limit` ids only and deletes those past the cutoff.
