@@ -11,8 +11,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy import text
 
+from crmsync.common.db.schema import Account
 from crmsync.common.domain.mapping import DEFAULT_SALESFORCE_ROWS
 from crmsync.common.settings import CommonSettings
+from crmsync.pusher.adapters import store
 from tests.support.emulator import CrmOrg
 from tests.support.pusher import (
     connect_account,
@@ -432,3 +434,30 @@ async def test_r18_connections_the_database_dropped_are_replaced_and_each_event_
     assert logged[after.event_id].status == "succeeded"
     assert [w["fields"] for w in _api_writes(org, second["Id"])] == [{"Title": "After"}]
     assert [w["fields"] for w in _api_writes(org, first["Id"])] == [{"Title": "Before"}]
+
+
+async def test_r18_an_event_is_recognised_as_seen_only_in_its_own_account(sessions, account_id) -> None:
+    other = f"t-{uuid.uuid4().hex[:12]}"
+    async with sessions.begin() as session:
+        session.add(Account(id=other, name="Other"))
+    async with sessions.begin() as session:
+        await store.add_push_log(
+            session,
+            [
+                {
+                    "account_id": account_id,
+                    "event_id": "e1",
+                    "source": "form",
+                    "operation": "none",
+                    "status": "skipped",
+                }
+            ],
+        )
+    async with sessions() as session:
+        logged = await store.logged_events(
+            session, {account_id: ["e1", "e2"], other: ["e1"], "t-no-such-account": ["e3"]}
+        )
+    assert set(logged) == {account_id, other}  # an account missing from the answer does not exist
+    assert set(logged[account_id]) == {"e1"}
+    assert logged[account_id]["e1"].status == "skipped"
+    assert logged[other] == {}

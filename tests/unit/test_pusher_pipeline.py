@@ -17,7 +17,7 @@ from aiokafka.structs import ConsumerRecord
 from pydantic import BaseModel
 
 from crmsync.common.kafka.consumer import DeadLetters, Delivery
-from crmsync.pusher.entrypoints.consumer import PipelinedLoop
+from crmsync.pusher.entrypoints.consumer import LingeringLoop, PipelinedLoop
 
 TOPIC = "crmsync.contact-changes"
 TP = TopicPartition(TOPIC, 0)
@@ -188,3 +188,92 @@ async def test_r22_a_batch_of_only_invalid_events_is_dead_lettered_and_committed
 
     assert len(DEAD) == 1
     assert consumer.commits == [1, 2, 3]
+
+
+class ScriptedConsumer:
+    """Answers each poll with the next (delay in seconds, event ids) of a script, then nothing.
+
+    Records the timeout of every poll.
+    """
+
+    def __init__(self, script: list[tuple[float, list[str]]]) -> None:
+        self.script = list(script)
+        self.offset = 0
+        self.timeouts_ms: list[int] = []
+
+    async def getmany(
+        self, *, timeout_ms: int, max_records: int
+    ) -> dict[TopicPartition, list[ConsumerRecord]]:
+        self.timeouts_ms.append(timeout_ms)
+        if not self.script or self.script[0][0] > timeout_ms / 1000:
+            await asyncio.sleep(timeout_ms / 1000)
+            if self.script:
+                self.script[0] = (self.script[0][0] - timeout_ms / 1000, self.script[0][1])
+            return {}
+        delay, ids = self.script.pop(0)
+        await asyncio.sleep(delay)
+        records = []
+        for event_id in ids:
+            value = orjson.dumps({"event_id": event_id})
+            records.append(ConsumerRecord(TOPIC, 0, self.offset, 0, 0, None, value, None, 0, len(value), ()))
+            self.offset += 1
+        return {TP: records}
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        return None
+
+    def highwater(self, tp: TopicPartition) -> None:
+        return None
+
+
+async def _batches_handled(
+    script: list[tuple[float, list[str]]], *, linger_ms: int
+) -> tuple[list[list[str]], list[int]]:
+    """Runs a LingeringLoop over the script; returns the batches handled and the timeouts
+    of the polls made before the first one was handled."""
+    consumer = ScriptedConsumer(script)
+    handled: list[list[str]] = []
+    polls_before_first: list[int] = []
+    total = sum(len(ids) for _, ids in script)
+    stop = asyncio.Event()
+
+    async def handle(deliveries: Sequence[Delivery[Any]]) -> None:
+        if not handled:
+            polls_before_first.extend(consumer.timeouts_ms)
+        handled.append([d.message.event_id for d in deliveries])
+        if sum(len(ids) for ids in handled) == total:
+            stop.set()
+
+    loop = LingeringLoop(
+        consumer=consumer,  # type: ignore[arg-type]
+        models={TOPIC: Msg},
+        handler=handle,
+        dead_letters=DeadLetters(_dead_letter),
+        max_batch=100,
+        linger_ms=linger_ms,
+    )
+    await asyncio.wait_for(loop.run(stop), 5)
+    return handled, polls_before_first
+
+
+async def test_a_lone_event_is_handled_after_one_linger_of_polling() -> None:
+    handled, polls = await _batches_handled([(0, ["a"])], linger_ms=50)
+    assert handled == [["a"]]
+    _first, *lingering = polls
+    assert lingering and 40 <= lingering[0] <= 50 and all(t <= 50 for t in lingering)
+
+
+async def test_the_linger_ends_as_soon_as_a_poll_brings_more_events() -> None:
+    # The first poll after a busy spell brings what the fetcher held; the next one
+    # brings the rest of the backlog. What comes later waits for the next batch.
+    burst = [f"b{i}" for i in range(40)]
+    handled, polls = await _batches_handled([(0, ["a"]), (0.005, burst), (0.1, ["late"])], linger_ms=200)
+    assert handled == [["a", *burst], ["late"]]
+    assert len(polls) == 2
+
+
+async def test_a_full_batch_is_handled_without_lingering() -> None:
+    full = [f"e{i}" for i in range(100)]
+    handled, polls = await _batches_handled([(0, full)], linger_ms=1000)
+    assert handled == [full]
+    assert len(polls) == 1

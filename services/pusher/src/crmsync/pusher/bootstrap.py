@@ -57,6 +57,7 @@ class App:
         self._connectors = self._connectors or Connectors(self.crm_factory)
         return PushContext(
             sessions=create_sessionmaker(self.engine),
+            autocommit=create_sessionmaker(self.engine.execution_options(isolation_level="AUTOCOMMIT")),
             connectors=self._connectors,
             writer=CrmWriter(
                 max_attempts=s.push_max_attempts,

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import abc
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Text, Uuid, any_, bindparam, insert, or_, select, text, update
+from sqlalchemy import Text, Uuid, and_, any_, bindparam, insert, or_, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -299,6 +300,33 @@ async def push_log_entries(
         )
     ).all()
     return {row.event_id: row for row in rows}
+
+
+async def logged_events(
+    session: AsyncSession, events: abc.Mapping[str, abc.Collection[str]]
+) -> dict[str, dict[str, PushLog]]:
+    """Returns, for each of these accounts that exists, the push log entries of its events by event id.
+
+    One statement for a batch: an account missing from the answer does not exist.
+    """
+    if not events:
+        return {}
+    event_ids = sorted({e for ids in events.values() for e in ids})
+    rows = (
+        await session.execute(
+            select(Account.id, PushLog)
+            .outerjoin(
+                PushLog, and_(PushLog.account_id == Account.id, PushLog.event_id == _any(event_ids, Text))
+            )
+            .where(Account.id == _any(list(events), Text))
+        )
+    ).all()
+    found: dict[str, dict[str, PushLog]] = {}
+    for account_id, entry in rows:
+        entries = found.setdefault(account_id, {})
+        if entry is not None and entry.event_id in events[account_id]:
+            entries[entry.event_id] = entry
+    return found
 
 
 async def add_push_log(session: AsyncSession, entries: Sequence[dict[str, Any]]) -> None:

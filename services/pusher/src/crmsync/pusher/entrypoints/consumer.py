@@ -43,6 +43,12 @@ class LingeringLoop(ConsumerLoop):
             await self._report_lag(batches.keys())
 
     async def _gather_more(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        """Polls again until a poll brings more events, or `linger_ms` is over.
+
+        One more poll is enough: the fetcher holds back its next fetch until what
+        it has is consumed, so the first poll after a busy spell returns only
+        what arrived first, and the next brings everything that came since.
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._linger_ms / 1000
         while (size := sum(len(r) for r in batches.values())) < self._batch_limit:
@@ -52,6 +58,8 @@ class LingeringLoop(ConsumerLoop):
             more = await self._poller.getmany(timeout_ms=left_ms, max_records=self._batch_limit - size)
             for tp, records in more.items():
                 batches.setdefault(tp, []).extend(records)
+            if more:
+                return
 
 
 T = TypeVar("T")

@@ -58,6 +58,9 @@ _BEING_CREATED = "(being created)"
 @dataclass(frozen=True)
 class PushContext:
     sessions: async_sessionmaker[AsyncSession]
+    # Sessions whose statements each commit on their own, for steps of one statement
+    # (or reads): no BEGIN and COMMIT round trips around it.
+    autocommit: async_sessionmaker[AsyncSession]
     connectors: Connectors
     writer: CrmWriter
     dead_letters: DeadLetters
@@ -163,16 +166,11 @@ async def _handle_lane(
     for d in deliveries:
         by_account.setdefault(d.message.account_id, {}).setdefault(d.message.event_id, d)
     # One read for the lane: which accounts exist and which events are already logged.
-    async with ctx.sessions() as session:
-        known = await store.existing_accounts(session, by_account)
-        logged = {
-            account_id: await store.push_log_entries(session, account_id=account_id, event_ids=list(events))
-            for account_id, events in by_account.items()
-            if account_id in known
-        }
+    async with ctx.autocommit() as session:
+        logged = await store.logged_events(session, by_account)
     pushes: list[_AccountPush] = []
     for account_id, events in by_account.items():
-        if account_id not in known:
+        if account_id not in logged:
             for d in events.values():
                 await dead_letter(ctx.dead_letters, d, error="account_id: unknown account")
             continue
@@ -196,6 +194,8 @@ class _AccountPush:
     writes: list[PlannedWrite]
     batch: list[Delivery[ContactChanged]]
     applied_ms: float
+    # How long the batch's oldest event waited, from its produce to the start of step 1.
+    waited_ms: float
 
     async def send(self, ctx: PushContext) -> None:
         started = time.perf_counter()
@@ -214,6 +214,7 @@ class _AccountPush:
             account_id=self.account_id,
             events=len(self.batch),
             writes=len(self.writes),
+            waited_ms=self.waited_ms,
             apply_ms=self.applied_ms,
             crm_ms=round((written - started) * 1000, 1),
             record_ms=round((time.perf_counter() - written) * 1000, 1),
@@ -313,6 +314,7 @@ async def _apply(
         writes=list(planned.values()),
         batch=batch,
         applied_ms=round((time.perf_counter() - started) * 1000, 1),
+        waited_ms=round(now.timestamp() * 1000 - min(d.timestamp_ms for d in batch), 1),
     )
 
 
@@ -348,9 +350,15 @@ async def _record(
     results, links = log_results(account_id=account_id, writes=writes, outcomes=outcomes, at=at)
     for attempt in (1, 2):
         try:
-            async with ctx.sessions.begin() as session:
-                await store.finish_push_log(session, results)
-                await store.link_created(session, links=links, now=at)
+            if links:
+                # A created record's id and its entry's success are stored together, or
+                # neither: an entry marked done without the id would let a later event create it again.
+                async with ctx.sessions.begin() as session:
+                    await store.finish_push_log(session, results)
+                    await store.link_created(session, links=links, now=at)
+            else:
+                async with ctx.autocommit() as session:
+                    await store.finish_push_log(session, results)
             break
         except DBAPIError as exc:
             # The CRM has answered: what is left is only to record it, on a fresh connection.
