@@ -1,6 +1,8 @@
 """The scheduler's housekeeping against the real Postgres: expired history goes, nothing else does.
 
-Housekeeping deletes across every account, so these tests run in a database of their own.
+Also what the scheduler reads of that history (its last runs). Housekeeping deletes
+across every account, and the scheduler reads every account, so these tests run in a
+database of their own.
 """
 
 from __future__ import annotations
@@ -260,3 +262,34 @@ async def test_the_dispatchers_poll_reads_open_runs_through_their_own_index(scra
         lines = "\n".join(row[0] for row in plan)
         assert "ix_sync_runs_open" in lines, lines
         assert "Seq Scan on sync_runs" not in lines, lines
+
+
+async def test_r15_a_full_sync_is_in_progress_exactly_while_a_full_run_will_still_start_or_resume(
+    scratch,
+) -> None:
+    # The scheduler holds back the next full while one is in progress; a full that failed
+    # for good (or a run of another kind) must not hold it back for ever.
+    conn, sessions = scratch
+    later = NOW + timedelta(hours=1)
+    runs = {
+        "queued-full": ("full", "queued", None, None),
+        "running-full": ("full", "running", None, None),
+        "paused-full": ("full", "paused", NOW, later),
+        "failed-full-to-retry": ("full", "failed", NOW, later),
+        "failed-full-for-good": ("full", "failed", NOW, None),
+        "succeeded-full": ("full", "succeeded", NOW, None),
+        "queued-incremental": ("incremental", "queued", None, None),
+    }
+    for account_id, (kind, status, finished_at, next_attempt_at) in runs.items():
+        await _account(conn, account_id)
+        await _run(conn, account_id, kind, status, finished_at=finished_at, next_attempt_at=next_attempt_at)
+    in_progress = {s.account_id: s.last_runs.full_in_progress for s in await _schedules(sessions)}
+    assert in_progress == {
+        "queued-full": True,
+        "running-full": True,
+        "paused-full": True,
+        "failed-full-to-retry": True,
+        "failed-full-for-good": False,
+        "succeeded-full": False,
+        "queued-incremental": False,
+    }

@@ -10,7 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crmsync.common.db.schema import ScheduledJob
+from crmsync.common.db.schema import OPEN_SYNC_RUN, ScheduledJob
 from crmsync.common.domain.schedule import LastRuns, Schedule
 
 
@@ -24,9 +24,10 @@ class AccountSchedule:
 
 
 # One row per connected account: its schedule (automatic when none is saved) and
-# what its latest runs were, read through the sync_runs indexes.
+# what its latest runs were, read through the sync_runs indexes. A full sync is in
+# progress while a full run is open (the one definition the puller dispatches by).
 _ACCOUNTS_SQL = text(
-    """
+    f"""
     select c.account_id,
            coalesce(s.mode, 'automatic') as mode, s.interval_minutes, s.time_of_day, s.weekday,
            coalesce(s.timezone, 'UTC') as timezone, s.full_sync_requested_at,
@@ -35,9 +36,7 @@ _ACCOUNTS_SQL = text(
            li.requested_at as last_incremental,
            exists (
                select 1 from sync_runs r
-               where r.account_id = c.account_id and r.kind = 'full'
-                 and (r.status in ('queued', 'running', 'paused')
-                      or (r.status = 'failed' and r.next_attempt_at is not null))
+               where r.account_id = c.account_id and r.kind = 'full' and ({OPEN_SYNC_RUN})
            ) as full_in_progress
     from crm_connections c
     left join sync_schedules s on s.account_id = c.account_id
