@@ -641,6 +641,33 @@ def test_lead_conversion_into_an_existing_account_at_a_given_instant(api: httpx.
     assert query(api, "SELECT COUNT() FROM Account WHERE Name = 'Ignored Inc'").json()["totalSize"] == 0
 
 
+def test_lead_conversion_into_an_existing_contact_keeps_the_contact_and_makes_nothing_new(
+    api: httpx.Client, crm_org: CrmOrg
+):
+    account = crm_org.create("Account", {"Name": "Merge Co"})
+    existing = crm_org.create(
+        "Contact", {"LastName": "Kept", "Email": "kept@merge.example", "AccountId": account}
+    )
+    before = crm_org.get("Contact", existing)
+    lead = crm_org.create(
+        "Lead", {"LastName": "Merged", "Company": "Ignored Too", "Email": "lead@merge.example"}
+    )
+    contacts_before = query(api, "SELECT COUNT() FROM Contact").json()["totalSize"]
+
+    contact = crm_org.convert_lead(lead, contact_id=existing)
+
+    assert contact == existing
+    converted = crm_org.get("Lead", lead)
+    assert converted["IsConverted"] is True
+    assert converted["ConvertedContactId"] == existing
+    assert converted["ConvertedAccountId"] == account
+    after = crm_org.get("Contact", existing)
+    assert (after["LastName"], after["Email"]) == ("Kept", "kept@merge.example")
+    assert after["SystemModstamp"] >= before["SystemModstamp"]
+    assert query(api, "SELECT COUNT() FROM Contact").json()["totalSize"] == contacts_before
+    assert query(api, "SELECT COUNT() FROM Account WHERE Name = 'Ignored Too'").json()["totalSize"] == 0
+
+
 def test_undelete_brings_a_record_back(api: httpx.Client, crm_org: CrmOrg):
     lead = crm_org.create("Lead", {"LastName": "Phoenix", "Company": "U"})
     crm_org.delete("Lead", lead)

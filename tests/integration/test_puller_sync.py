@@ -274,6 +274,81 @@ async def test_r16_r17_an_incremental_sync_after_edits_deletions_conversions_and
     assert converted.converted_from_lead_id == converted_lead
 
 
+async def test_r17_a_full_sync_after_a_conversion_keeps_one_contact_with_its_local_values(
+    sessions, settings, account_id, make_crm_org
+) -> None:
+    # The 14-day full sync meets the conversion instead of an incremental: the Lead
+    # comes back converted and its Contact arrives in the Contact pass of the same run.
+    org = make_crm_org(leads=30, contacts=30, seed=21)
+    config = await synced(sessions, settings, account_id, org)
+    converted_lead = org.records("Lead")[0]["Id"]
+    async with sessions.begin() as session:
+        row = await session.scalar(
+            select(Contact).where(Contact.account_id == account_id, Contact.external_id == converted_lead)
+        )
+        row.fields = {**row.fields, "webinar": "attended"}
+        row.field_meta = {
+            **row.field_meta,
+            "webinar": {"origin": "form", "at": datetime.now(UTC).isoformat()},
+        }
+        local_id = row.id
+    new_contact_id = org.convert_lead(converted_lead)
+
+    run = await sync(sessions, config, account_id, "full")
+
+    assert run.status == "succeeded", run.error
+    store = await store_of(sessions, account_id)
+    assert strip_local(store, "webinar") == expected_store(org)
+    assert converted_lead not in store
+    assert store[new_contact_id]["values"]["webinar"] == "attended"
+    async with sessions() as session:
+        converted = await session.scalar(
+            select(Contact).where(Contact.account_id == account_id, Contact.external_id == new_contact_id)
+        )
+    assert converted.id == local_id  # one contact, the same one (R17)
+    assert converted.converted_from_lead_id == converted_lead
+
+
+async def test_r17_a_lead_converted_into_an_existing_contact_leaves_that_contact_with_the_leads_local_values(
+    sessions, settings, account_id, make_crm_org
+) -> None:
+    # A sales user may convert a Lead into a Contact the store already holds: the two
+    # local contacts become one, the Contact's, with the Lead's newer local values.
+    org = make_crm_org(leads=20, contacts=20, seed=22)
+    config = await synced(sessions, settings, account_id, org)
+    lead, existing = org.records("Lead")[0]["Id"], org.records("Contact")[0]["Id"]
+    async with sessions.begin() as session:
+        rows = {
+            row.external_id: row
+            for row in await session.scalars(
+                select(Contact).where(
+                    Contact.account_id == account_id, Contact.external_id.in_([lead, existing])
+                )
+            )
+        }
+        local = {"origin": "form", "at": datetime.now(UTC).isoformat()}
+        rows[lead].fields = {**rows[lead].fields, "webinar": "attended"}
+        rows[lead].field_meta = {**rows[lead].field_meta, "webinar": local}
+        contact_local_id = rows[existing].id
+    assert org.convert_lead(lead, contact_id=existing) == existing
+
+    run = await sync(sessions, config, account_id, "incremental")
+
+    assert run.status == "succeeded", run.error
+    store = await store_of(sessions, account_id)
+    assert strip_local(store, "webinar") == expected_store(org)
+    assert lead not in store
+    assert store[existing]["values"]["webinar"] == "attended"
+    async with sessions() as session:
+        merged = (
+            await session.scalars(
+                select(Contact).where(Contact.account_id == account_id, Contact.external_id == existing)
+            )
+        ).all()
+    assert [c.id for c in merged] == [contact_local_id]  # one contact, the Contact's (R17)
+    assert merged[0].converted_from_lead_id == lead
+
+
 async def test_r18_records_committed_at_the_watermark_second_or_late_with_an_older_stamp_are_not_missed(
     sessions, settings, account_id, make_crm_org
 ) -> None:

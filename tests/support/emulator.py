@@ -133,10 +133,19 @@ class CrmOrg:
         self._ok(self.http.post(f"{self._base}/sobjects/{obj}/{record_id}/undelete"))
 
     def convert_lead(
-        self, lead_id: str, *, account_id: str | None = None, system_modstamp: datetime | str | None = None
+        self,
+        lead_id: str,
+        *,
+        account_id: str | None = None,
+        contact_id: str | None = None,
+        system_modstamp: datetime | str | None = None,
     ) -> str:
-        """Returns the id of the Contact the lead became."""
-        body = {"account_id": account_id, "system_modstamp": _stamp(system_modstamp)}
+        """Returns the id of the Contact the lead became (`contact_id`: merged into that one)."""
+        body = {
+            "account_id": account_id,
+            "contact_id": contact_id,
+            "system_modstamp": _stamp(system_modstamp),
+        }
         return self._ok(self.http.post(f"{self._base}/leads/{lead_id}/convert", json=body)).json()[
             "contact_id"
         ]

@@ -169,7 +169,10 @@ def register(emu: Emulator) -> None:
         data = await body(request)
         try:
             contact_id, account_id = state.org.convert_lead(
-                rid, account_id=data.get("account_id"), stamp=stamp_of(data)
+                rid,
+                account_id=data.get("account_id"),
+                contact_id=data.get("contact_id"),
+                stamp=stamp_of(data),
             )
         except RecordRejected as exc:
             return rejected(exc)

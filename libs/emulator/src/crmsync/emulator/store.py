@@ -790,14 +790,36 @@ class Org:
         return table, row
 
     def convert_lead(
-        self, lead_id: str, *, account_id: str | None = None, stamp: int | None = None
+        self,
+        lead_id: str,
+        *,
+        account_id: str | None = None,
+        contact_id: str | None = None,
+        stamp: int | None = None,
     ) -> tuple[str, str]:
-        """Returns (contact id, account id) after converting a lead as a sales user would."""
+        """Returns (contact id, account id) after converting a lead as a sales user would.
+
+        With `contact_id` the lead is merged into that existing Contact (and its
+        Account), whose fields stay as they are; without, a new Contact is made
+        from the lead, under `account_id` or a new Account named after its Company.
+        """
         leads, row = self.find("Lead", lead_id)
         if leads.raw(row, "IsConverted"):
             raise RecordRejected(
                 RecordError("CANNOT_UPDATE_CONVERTED_LEAD", "This lead was already converted.", ())
             )
+        if contact_id is not None:
+            contacts, contact_row = self.find("Contact", contact_id)
+            account_row = contacts.raw(contact_row, "AccountId")
+            if account_id is None and account_row is not None:
+                account_id = self.tables["Account"].id_of(account_row)
+            if account_id is None:
+                raise RecordRejected(
+                    RecordError("REQUIRED_FIELD_MISSING", "The contact has no account to convert into.", ())
+                )
+            self._stamp(contacts, contact_row, stamp, creating=False)
+            self._mark_converted(leads, row, contact_row, account_id, stamp)
+            return contacts.id_of(contact_row), account_id
         get = lambda name: leads.raw(row, name)  # noqa: E731
         owner = self.tables["User"].id_of(get("OwnerId") or 0)
         if account_id is None:
@@ -824,6 +846,12 @@ class Org:
             "OwnerId": owner,
         }
         contacts, contact_row = self.create("Contact", contact, system=True, stamp=stamp)
+        self._mark_converted(leads, row, contact_row, account_id, stamp)
+        return contacts.id_of(contact_row), account_id
+
+    def _mark_converted(
+        self, leads: Table, row: int, contact_row: int, account_id: str, stamp: int | None
+    ) -> None:
         moment = stamp if stamp is not None else now_ms()
         leads.cols["IsConverted"][row] = True
         leads.cols["ConvertedContactId"][row] = contact_row
@@ -831,7 +859,6 @@ class Org:
         leads.cols["ConvertedDate"][row] = day(moment)
         leads.cols["Status"][row] = "Closed - Converted"
         self._stamp(leads, row, moment, creating=False)
-        return contacts.id_of(contact_row), account_id
 
     def log_write(
         self, *, method: str, obj: str, record_id: str | None, fields: dict[str, Any], api: str, success: bool
