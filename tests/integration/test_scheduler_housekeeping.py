@@ -264,11 +264,11 @@ async def test_the_dispatchers_poll_reads_open_runs_through_their_own_index(scra
         assert "Seq Scan on sync_runs" not in lines, lines
 
 
-async def test_r15_a_full_sync_is_in_progress_exactly_while_a_full_run_will_still_start_or_resume(
+async def test_r15_a_sync_is_in_progress_exactly_while_a_run_of_its_kind_will_still_start_or_resume(
     scratch,
 ) -> None:
-    # The scheduler holds back the next full while one is in progress; a full that failed
-    # for good (or a run of another kind) must not hold it back for ever.
+    # The scheduler holds back the next full while a full is open, and the next scheduled
+    # incremental while any sync is open; a run that failed for good must hold back nothing.
     conn, sessions = scratch
     later = NOW + timedelta(hours=1)
     runs = {
@@ -283,13 +283,16 @@ async def test_r15_a_full_sync_is_in_progress_exactly_while_a_full_run_will_stil
     for account_id, (kind, status, finished_at, next_attempt_at) in runs.items():
         await _account(conn, account_id)
         await _run(conn, account_id, kind, status, finished_at=finished_at, next_attempt_at=next_attempt_at)
-    in_progress = {s.account_id: s.last_runs.full_in_progress for s in await _schedules(sessions)}
-    assert in_progress == {
-        "queued-full": True,
-        "running-full": True,
-        "paused-full": True,
-        "failed-full-to-retry": True,
-        "failed-full-for-good": False,
-        "succeeded-full": False,
-        "queued-incremental": False,
+    read = {
+        s.account_id: (s.last_runs.full_in_progress, s.last_runs.sync_in_progress)
+        for s in await _schedules(sessions)
+    }
+    assert read == {  # (a full in progress, a sync in progress)
+        "queued-full": (True, True),
+        "running-full": (True, True),
+        "paused-full": (True, True),
+        "failed-full-to-retry": (True, True),
+        "failed-full-for-good": (False, False),
+        "succeeded-full": (False, False),
+        "queued-incremental": (False, True),
     }

@@ -16,6 +16,7 @@ from crmsync.common.domain.schedule import (
     ScheduleMode,
     automatic_interval_minutes,
     due_jobs,
+    job_id_for,
     next_due_times,
     next_tick_after,
     tick_at_or_before,
@@ -205,6 +206,25 @@ def test_r15_a_first_or_biweekly_full_is_not_asked_for_again_while_one_is_under_
     last = LastRuns(last_full_success=None if age is None else slot - age, full_in_progress=True)
     jobs = due_jobs(account_id=ACCOUNT, schedule=schedule, last_runs=last, now=now)
     assert [j.kind for j in jobs] == ["scores_optouts"]
+
+
+@given(schedule=schedules, now=moments, since_incremental=st.timedeltas(timedelta(0), timedelta(days=10)))
+def test_r15_no_scheduled_incremental_piles_up_behind_an_open_sync_and_none_is_lost_after_it(
+    schedule, now, since_incremental
+) -> None:
+    slot = tick_at_or_before(schedule=schedule, moment=now)
+    # The full is not due: only the incremental is in question.
+    recent_full = slot - timedelta(days=1)
+    last = LastRuns(last_full_success=recent_full, last_incremental=recent_full - since_incremental)
+    open_run = LastRuns(
+        last_full_success=recent_full, last_incremental=last.last_incremental, sync_in_progress=True
+    )
+    held = due_jobs(account_id=ACCOUNT, schedule=schedule, last_runs=open_run, now=now)
+    free = due_jobs(account_id=ACCOUNT, schedule=schedule, last_runs=last, now=now)
+    assert [j.kind for j in held] == ["scores_optouts"]
+    # Once the open run has finished, the same tick's incremental is asked for, with the same id.
+    assert [j.kind for j in free] == ["incremental", "scores_optouts"]
+    assert free[0].job_id == job_id_for(account_id=ACCOUNT, kind="incremental", slot=slot)
 
 
 def test_r15_a_new_field_asks_for_a_full_even_while_another_full_is_under_way() -> None:

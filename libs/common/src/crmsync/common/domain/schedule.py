@@ -79,6 +79,10 @@ class LastRuns:
     full_requested_at: when the mapping last gained a field (R15).
     full_in_progress: a full sync is queued, running, paused or waiting for a retry; a first or
         biweekly full is then not asked for again (it would only repeat the one under way).
+    sync_in_progress: a sync of either kind is so; a scheduled incremental is then not asked
+        for. The open run brings the store up to date when it finishes, and another would
+        only queue behind it: an account whose CRM is down for a day would otherwise pile up
+        a run per tick, each to be tried and failed in turn.
     """
 
     last_full_success: datetime | None = None
@@ -86,6 +90,7 @@ class LastRuns:
     last_outbound: datetime | None = None
     full_requested_at: datetime | None = None
     full_in_progress: bool = False
+    sync_in_progress: bool = False
 
 
 @dataclass(frozen=True)
@@ -233,7 +238,9 @@ def due_jobs(
             jobs.append(
                 DueJob("full", reason, slot, job_id_for(account_id=account_id, kind="full", slot=slot))
             )
-    elif last_runs.last_incremental is None or _utc(last_runs.last_incremental) < slot:
+    elif not last_runs.sync_in_progress and (
+        last_runs.last_incremental is None or _utc(last_runs.last_incremental) < slot
+    ):
         jobs.append(
             DueJob(
                 "incremental",

@@ -24,8 +24,8 @@ class AccountSchedule:
 
 
 # One row per connected account: its schedule (automatic when none is saved) and
-# what its latest runs were, read through the sync_runs indexes. A full sync is in
-# progress while a full run is open (the one definition the puller dispatches by).
+# what its latest runs were, read through the sync_runs indexes. A sync is in progress
+# while a run is open (the one definition the puller dispatches by).
 _ACCOUNTS_SQL = text(
     f"""
     select c.account_id,
@@ -37,7 +37,10 @@ _ACCOUNTS_SQL = text(
            exists (
                select 1 from sync_runs r
                where r.account_id = c.account_id and r.kind = 'full' and ({OPEN_SYNC_RUN})
-           ) as full_in_progress
+           ) as full_in_progress,
+           exists (
+               select 1 from sync_runs r where r.account_id = c.account_id and ({OPEN_SYNC_RUN})
+           ) as sync_in_progress
     from crm_connections c
     left join sync_schedules s on s.account_id = c.account_id
     left join lateral (
@@ -78,6 +81,7 @@ async def load_account_schedules(session: AsyncSession) -> list[AccountSchedule]
                     last_incremental=row["last_incremental"],
                     full_requested_at=row["full_sync_requested_at"],
                     full_in_progress=row["full_in_progress"],
+                    sync_in_progress=row["sync_in_progress"],
                 ),
                 record_count=row["record_count"],
                 daily_api_limit=row["api_limit"],
