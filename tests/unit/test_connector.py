@@ -6,6 +6,7 @@ the API budget reserve, URI splitting, Bulk CSV streaming and write results.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import re
@@ -56,6 +57,7 @@ class FakeSalesforce:
     def __init__(self, leads: int = 5) -> None:
         self.grants = 0
         self.refuse_grant = False
+        self.grant_fault: Reply | None = None
         self.token = "t1"
         self.used, self.limit = 10, 15_000
         self.send_limit_header = True
@@ -84,6 +86,8 @@ class FakeSalesforce:
         path = request.url.path
         if path == "/services/oauth2/token":
             self.grants += 1
+            if self.grant_fault is not None:
+                return self.grant_fault(request)
             if self.refuse_grant:
                 return httpx.Response(400, json={"error": "invalid_grant", "error_description": "expired"})
             self.token = f"t{self.grants}"
@@ -277,6 +281,34 @@ async def test_retries_are_bounded_and_end_in_a_transient_error() -> None:
             await crm.count("Lead")
     assert caught.value.status == 503
     assert fake.calls_to(f"{API}/query") == 1 + 4
+
+
+def _refused(request: httpx.Request) -> httpx.Response:
+    raise httpx.ConnectError("connection refused", request=request)
+
+
+async def test_an_unreachable_login_fails_a_call_after_one_round_of_retries() -> None:
+    # The token request is retried inside the call; the call must not retry that whole
+    # round again (6 x 6 tries took ~50 s to fail a run whose CRM was down).
+    fake = FakeSalesforce()
+    fake.grant_fault = _refused
+    async with _connector(fake, max_retries=3) as crm:
+        with pytest.raises(CrmTransientError):
+            await crm.count("Lead")
+    assert fake.grants == 1 + 3
+
+
+async def test_calls_waiting_for_a_token_share_the_failure_of_the_attempt_they_waited_for() -> None:
+    fake = FakeSalesforce()
+    fake.grant_fault = _refused
+    async with _connector(fake, max_retries=3) as crm:
+        results = await asyncio.gather(*(crm.count("Lead") for _ in range(4)), return_exceptions=True)
+        assert all(isinstance(r, CrmTransientError) for r in results)
+        assert fake.grants == 1 + 3  # one round of tries for all four calls, not one each
+        # A call made after the failure tries again, and gets through once the login answers.
+        fake.grant_fault = None
+        assert await crm.count("Lead") == 5
+    assert fake.grants == 1 + 3 + 1
 
 
 async def test_a_permanent_error_is_not_retried_and_carries_the_salesforce_code_and_fields() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import random
 import re
 import time
@@ -94,6 +95,9 @@ class SalesforceConnector:
         self._account = account_id or "-"
         self._session: Session | None = None
         self._session_lock = asyncio.Lock()
+        # Failed attempts at a session, each with its retries; calls that waited for one share its failure.
+        self._session_failures = 0
+        self._last_session_failure: CrmError | None = None
         self._describes: dict[str, tuple[float, ObjectDescribe]] = {}
         self._used: int | None = None
         self._limit: int | None = None
@@ -617,11 +621,23 @@ class SalesforceConnector:
 
     async def _session_now(self) -> Session:
         if self._session is None:
+            failures_before = self._session_failures
             async with self._session_lock:
                 if self._session is None:
-                    self._session = await self._retrying(
-                        lambda: obtain_session(self._client, self._credentials)
-                    )
+                    if self._session_failures != failures_before and self._last_session_failure:
+                        # The attempt this call waited behind failed, retries and all: the
+                        # org is unreachable or refuses the grant now; trying again at once
+                        # would only repeat that, once per waiting call.
+                        failure = self._last_session_failure
+                        raise copy.copy(failure) from failure
+                    try:
+                        self._session = await self._retrying(
+                            lambda: obtain_session(self._client, self._credentials)
+                        )
+                    except CrmError as exc:
+                        self._session_failures += 1
+                        self._last_session_failure = exc
+                        raise
         return self._session
 
     async def _renew(self, stale: Session) -> Session:
@@ -740,7 +756,7 @@ class SalesforceConnector:
 
     async def _retrying(self, attempt: Callable[[], Awaitable[T]], *, idempotent: bool = True) -> T:
         def worth_retrying(error: BaseException) -> bool:
-            if not isinstance(error, CrmTransientError):
+            if not isinstance(error, CrmTransientError) or getattr(error, "retried", False):
                 return False
             return idempotent or not getattr(error, "maybe_applied", False)
 
@@ -751,9 +767,15 @@ class SalesforceConnector:
             before_sleep=_log_retry,
             reraise=True,
         )
-        async for state in retrying:
-            with state:
-                return await attempt()
+        try:
+            async for state in retrying:
+                with state:
+                    return await attempt()
+        except CrmTransientError as error:
+            # Retried here as far as it goes: a call around this one (a token request
+            # inside a query) must not retry it again, which would multiply the tries.
+            error.retried = True  # type: ignore[attr-defined]
+            raise
         raise AssertionError("unreachable: tenacity reraises the last error")
 
     def _wait(self, state: RetryCallState) -> float:
