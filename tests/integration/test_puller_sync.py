@@ -149,6 +149,27 @@ def strip_local(store: dict[str, dict[str, Any]], *names: str) -> dict[str, dict
     }
 
 
+async def give_local_value(sessions, account_id: str, external_id: str, name: str, value: Any) -> uuid.UUID:
+    """Sets a local-only value (from a form, now) on the contact of a CRM record; returns the contact's id."""
+    async with sessions.begin() as session:
+        row = await session.scalar(
+            select(Contact).where(Contact.account_id == account_id, Contact.external_id == external_id)
+        )
+        row.fields = {**row.fields, name: value}
+        row.field_meta = {**row.field_meta, name: {"origin": "form", "at": datetime.now(UTC).isoformat()}}
+        return row.id
+
+
+async def contacts_of_record(sessions, account_id: str, external_id: str) -> list[Contact]:
+    """Returns every local contact that holds this CRM record."""
+    async with sessions() as session:
+        return list(
+            await session.scalars(
+                select(Contact).where(Contact.account_id == account_id, Contact.external_id == external_id)
+            )
+        )
+
+
 async def synced(sessions, settings, account_id: str, org) -> Settings:
     """Connects the account to the org and runs a first full sync; returns the puller settings."""
     config = puller_settings(settings)
@@ -234,16 +255,7 @@ async def test_r16_r17_an_incremental_sync_after_edits_deletions_conversions_and
     contacts = [r["Id"] for r in org.records("Contact")]
     # A local-only value on the lead about to be converted: it must survive the conversion (R17).
     converted_lead = leads[0]
-    async with sessions.begin() as session:
-        row = await session.scalar(
-            select(Contact).where(Contact.account_id == account_id, Contact.external_id == converted_lead)
-        )
-        row.fields = {**row.fields, "webinar": "attended"}
-        row.field_meta = {
-            **row.field_meta,
-            "webinar": {"origin": "form", "at": datetime.now(UTC).isoformat()},
-        }
-        local_id = row.id
+    local_id = await give_local_value(sessions, account_id, converted_lead, "webinar", "attended")
 
     org.edit("Lead", leads[1], {"FirstName": "Renamed", "Title": "Chief Tester"})
     org.edit("Contact", contacts[0], {"LastName": "Edited", "MailingCity": "Porto"})
@@ -266,10 +278,7 @@ async def test_r16_r17_an_incremental_sync_after_edits_deletions_conversions_and
     assert store[new_contact_id]["type"] == "Contact"
     assert store[new_contact_id]["values"]["webinar"] == "attended"
     assert run.deleted == 2
-    async with sessions() as session:
-        converted = await session.scalar(
-            select(Contact).where(Contact.account_id == account_id, Contact.external_id == new_contact_id)
-        )
+    (converted,) = await contacts_of_record(sessions, account_id, new_contact_id)
     assert converted.id == local_id  # one contact, the same one (R17)
     assert converted.converted_from_lead_id == converted_lead
 
@@ -282,16 +291,7 @@ async def test_r17_a_full_sync_after_a_conversion_keeps_one_contact_with_its_loc
     org = make_crm_org(leads=30, contacts=30, seed=21)
     config = await synced(sessions, settings, account_id, org)
     converted_lead = org.records("Lead")[0]["Id"]
-    async with sessions.begin() as session:
-        row = await session.scalar(
-            select(Contact).where(Contact.account_id == account_id, Contact.external_id == converted_lead)
-        )
-        row.fields = {**row.fields, "webinar": "attended"}
-        row.field_meta = {
-            **row.field_meta,
-            "webinar": {"origin": "form", "at": datetime.now(UTC).isoformat()},
-        }
-        local_id = row.id
+    local_id = await give_local_value(sessions, account_id, converted_lead, "webinar", "attended")
     new_contact_id = org.convert_lead(converted_lead)
 
     run = await sync(sessions, config, account_id, "full")
@@ -301,10 +301,7 @@ async def test_r17_a_full_sync_after_a_conversion_keeps_one_contact_with_its_loc
     assert strip_local(store, "webinar") == expected_store(org)
     assert converted_lead not in store
     assert store[new_contact_id]["values"]["webinar"] == "attended"
-    async with sessions() as session:
-        converted = await session.scalar(
-            select(Contact).where(Contact.account_id == account_id, Contact.external_id == new_contact_id)
-        )
+    (converted,) = await contacts_of_record(sessions, account_id, new_contact_id)
     assert converted.id == local_id  # one contact, the same one (R17)
     assert converted.converted_from_lead_id == converted_lead
 
@@ -317,19 +314,8 @@ async def test_r17_a_lead_converted_into_an_existing_contact_leaves_that_contact
     org = make_crm_org(leads=20, contacts=20, seed=22)
     config = await synced(sessions, settings, account_id, org)
     lead, existing = org.records("Lead")[0]["Id"], org.records("Contact")[0]["Id"]
-    async with sessions.begin() as session:
-        rows = {
-            row.external_id: row
-            for row in await session.scalars(
-                select(Contact).where(
-                    Contact.account_id == account_id, Contact.external_id.in_([lead, existing])
-                )
-            )
-        }
-        local = {"origin": "form", "at": datetime.now(UTC).isoformat()}
-        rows[lead].fields = {**rows[lead].fields, "webinar": "attended"}
-        rows[lead].field_meta = {**rows[lead].field_meta, "webinar": local}
-        contact_local_id = rows[existing].id
+    await give_local_value(sessions, account_id, lead, "webinar", "attended")
+    (contact_row,) = await contacts_of_record(sessions, account_id, existing)
     assert org.convert_lead(lead, contact_id=existing) == existing
 
     run = await sync(sessions, config, account_id, "incremental")
@@ -339,13 +325,8 @@ async def test_r17_a_lead_converted_into_an_existing_contact_leaves_that_contact
     assert strip_local(store, "webinar") == expected_store(org)
     assert lead not in store
     assert store[existing]["values"]["webinar"] == "attended"
-    async with sessions() as session:
-        merged = (
-            await session.scalars(
-                select(Contact).where(Contact.account_id == account_id, Contact.external_id == existing)
-            )
-        ).all()
-    assert [c.id for c in merged] == [contact_local_id]  # one contact, the Contact's (R17)
+    merged = await contacts_of_record(sessions, account_id, existing)
+    assert [c.id for c in merged] == [contact_row.id]  # one contact, the Contact's (R17)
     assert merged[0].converted_from_lead_id == lead
 
 
