@@ -170,6 +170,20 @@ async def contacts_of_record(sessions, account_id: str, external_id: str) -> lis
         )
 
 
+async def assert_converted(sessions, account_id: str, org, *, lead: str, contact: str, local_id: uuid.UUID):
+    """Asserts R17 after a sync: the store equals the CRM (the local value apart), the Lead is
+    gone, and one local contact, `local_id`, holds its Contact, converted from it, with the
+    Lead's local value. Returns the store."""
+    store = await store_of(sessions, account_id)
+    assert strip_local(store, "webinar") == expected_store(org)
+    assert lead not in store
+    assert store[contact]["values"]["webinar"] == "attended"
+    (converted,) = await contacts_of_record(sessions, account_id, contact)
+    assert converted.id == local_id  # one contact (R17)
+    assert converted.converted_from_lead_id == lead
+    return store
+
+
 async def synced(sessions, settings, account_id: str, org) -> Settings:
     """Connects the account to the org and runs a first full sync; returns the puller settings."""
     config = puller_settings(settings)
@@ -272,15 +286,11 @@ async def test_r16_r17_an_incremental_sync_after_edits_deletions_conversions_and
     run = await sync(sessions, config, account_id, "incremental")
 
     assert run.status == "succeeded", run.error
-    store = await store_of(sessions, account_id)
-    assert strip_local(store, "webinar") == expected_store(org)
-    assert converted_lead not in store
+    store = await assert_converted(
+        sessions, account_id, org, lead=converted_lead, contact=new_contact_id, local_id=local_id
+    )
     assert store[new_contact_id]["type"] == "Contact"
-    assert store[new_contact_id]["values"]["webinar"] == "attended"
     assert run.deleted == 2
-    (converted,) = await contacts_of_record(sessions, account_id, new_contact_id)
-    assert converted.id == local_id  # one contact, the same one (R17)
-    assert converted.converted_from_lead_id == converted_lead
 
 
 async def test_r17_a_full_sync_after_a_conversion_keeps_one_contact_with_its_local_values(
@@ -297,13 +307,10 @@ async def test_r17_a_full_sync_after_a_conversion_keeps_one_contact_with_its_loc
     run = await sync(sessions, config, account_id, "full")
 
     assert run.status == "succeeded", run.error
-    store = await store_of(sessions, account_id)
-    assert strip_local(store, "webinar") == expected_store(org)
-    assert converted_lead not in store
-    assert store[new_contact_id]["values"]["webinar"] == "attended"
-    (converted,) = await contacts_of_record(sessions, account_id, new_contact_id)
-    assert converted.id == local_id  # one contact, the same one (R17)
-    assert converted.converted_from_lead_id == converted_lead
+    # The same local contact, now the Contact's.
+    await assert_converted(
+        sessions, account_id, org, lead=converted_lead, contact=new_contact_id, local_id=local_id
+    )
 
 
 async def test_r17_a_lead_converted_into_an_existing_contact_leaves_that_contact_with_the_leads_local_values(
@@ -321,13 +328,8 @@ async def test_r17_a_lead_converted_into_an_existing_contact_leaves_that_contact
     run = await sync(sessions, config, account_id, "incremental")
 
     assert run.status == "succeeded", run.error
-    store = await store_of(sessions, account_id)
-    assert strip_local(store, "webinar") == expected_store(org)
-    assert lead not in store
-    assert store[existing]["values"]["webinar"] == "attended"
-    merged = await contacts_of_record(sessions, account_id, existing)
-    assert [c.id for c in merged] == [contact_row.id]  # one contact, the Contact's (R17)
-    assert merged[0].converted_from_lead_id == lead
+    # The Contact's local contact, which the Lead's merged into.
+    await assert_converted(sessions, account_id, org, lead=lead, contact=existing, local_id=contact_row.id)
 
 
 async def test_r18_records_committed_at_the_watermark_second_or_late_with_an_older_stamp_are_not_missed(
