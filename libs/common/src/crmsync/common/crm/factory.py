@@ -1,15 +1,24 @@
-"""Building a CRM connector from a stored connection row."""
+"""Building a CRM connector from a stored connection."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import httpx
 
+from crmsync.common.crm.connection import CrmConnectionInfo
+from crmsync.common.crm.interface import CrmConnector
 from crmsync.common.crm.salesforce import ConnectorOptions, SalesforceConnector, SalesforceCredentials
 from crmsync.common.crypto import SecretBox
-from crmsync.common.db.schema import CrmConnection
+
+# Builds a connector for an account's stored connection; the caller closes it with `aclose()`.
+# Takes a `CrmConnectionInfo` (or a `crm_connections` row: the same attributes).
+ConnectorFactory = Callable[[CrmConnectionInfo], CrmConnector]
 
 
-def credentials_from_connection(connection: CrmConnection, *, secret_box: SecretBox) -> SalesforceCredentials:
+def credentials_from_connection(
+    connection: CrmConnectionInfo, *, secret_box: SecretBox
+) -> SalesforceCredentials:
     """Returns the connection's credentials, its secrets decrypted.
 
     The sealed JSON holds whichever of client_secret / refresh_token / private_key
@@ -31,7 +40,7 @@ def credentials_from_connection(connection: CrmConnection, *, secret_box: Secret
 
 
 def connector_for(
-    connection: CrmConnection,
+    connection: CrmConnectionInfo,
     *,
     secret_box: SecretBox,
     options: ConnectorOptions | None = None,
@@ -44,3 +53,13 @@ def connector_for(
         transport=transport,
         account_id=connection.account_id,
     )
+
+
+def connector_factory(secret_key: str, *, options: ConnectorOptions | None = None) -> ConnectorFactory:
+    """Returns a factory of connectors that open stored credentials with the secret key."""
+    box = SecretBox(secret_key)
+
+    def build(connection: CrmConnectionInfo) -> CrmConnector:
+        return connector_for(connection, secret_box=box, options=options)
+
+    return build
