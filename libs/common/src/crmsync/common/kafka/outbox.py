@@ -15,6 +15,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crmsync.common.db.schema import OutboxMessage
+from crmsync.common.db.unit_of_work import mark_outbox_written
 from crmsync.common.kafka.codec import encode
 from crmsync.common.kafka.producer import Publisher
 
@@ -24,6 +25,7 @@ log = structlog.get_logger(__name__)
 def enqueue(session: AsyncSession, *, account_id: str, topic: str, key: str, message: BaseModel) -> None:
     """Adds a message to the outbox in the session's transaction; topic is a short name."""
     session.add(OutboxMessage(account_id=account_id, topic=topic, key=key.encode(), value=encode(message)))
+    mark_outbox_written(session)
 
 
 class OutboxRelay:
