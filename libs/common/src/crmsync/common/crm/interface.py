@@ -27,7 +27,16 @@ class CrmError(Exception):
 
 
 class CrmTransientError(CrmError):
-    """Worth retrying later: 429, 5xx, timeouts, connection errors, UNABLE_TO_LOCK_ROW."""
+    """Worth retrying later: 429, 5xx, timeouts, connection errors, UNABLE_TO_LOCK_ROW.
+
+    `retry_after`: the wait the CRM asked for, in seconds. `maybe_applied`: the CRM
+    may have acted on the request (a timeout, a 500), so a create must not simply be
+    repeated. `retried`: the error already had its round of retries (crmsync.common.retry).
+    """
+
+    retry_after: float | None = None
+    maybe_applied: bool = False
+    retried: bool = False
 
 
 class CrmRejected(CrmError):
