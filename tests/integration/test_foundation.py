@@ -4,10 +4,6 @@ the migrations, and what a SIGKILL or a SIGTERM does to offsets (R18, R22)."""
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from datetime import UTC, datetime
@@ -38,9 +34,9 @@ from crmsync.common.kafka.topics import (
 from crmsync.common.messages import ContactChanged, RunSync, SyncKind, SyncReason
 from crmsync.common.settings import CommonSettings
 from tests.support.databases import asyncpg_dsn, scratch_database
+from tests.support.processes import Process, service_env, start_service, wait_for
 
 pytestmark = pytest.mark.integration
-REPO = Path(__file__).resolve().parents[2]
 
 
 def _job(account_id: str, n: int = 0) -> RunSync:
@@ -250,35 +246,9 @@ async def test_r22_an_invalid_event_goes_to_the_dlq_with_its_reason_and_the_loop
 # ----------------------------------------------------------------- crash safety
 
 
-def _start_probe(
-    settings: CommonSettings, *, group: str, marker: Path, delay: float
-) -> subprocess.Popen[bytes]:
-    env = dict(
-        os.environ,
-        CRMSYNC_DATABASE_URL=settings.database_url,
-        CRMSYNC_KAFKA_BOOTSTRAP_SERVERS=settings.kafka_bootstrap_servers,
-        CRMSYNC_TOPIC_PREFIX=settings.topic_prefix,
-        CRMSYNC_HTTP_PORT="0",
-        PROBE_GROUP=group,
-        PROBE_MARKER=str(marker),
-        PROBE_DELAY_S=str(delay),
-    )
-    return subprocess.Popen(
-        [sys.executable, "-m", "tests.support.probe_consumer"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-async def _wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await predicate():
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+def _start_probe(settings: CommonSettings, *, group: str, marker: Path, delay: float) -> Process:
+    env = service_env(settings, PROBE_GROUP=group, PROBE_MARKER=str(marker), PROBE_DELAY_S=str(delay))
+    return start_service("tests.support.probe_consumer", env=env, log=marker.with_suffix(".log"))
 
 
 async def _committed(settings: CommonSettings, group: str) -> dict[int, int | None]:
@@ -310,11 +280,7 @@ async def _deliveries(engine, job_id: str) -> int:
         ).scalar_one()
 
 
-async def test_r18_sigkill_mid_message_leaves_the_offset_uncommitted_and_the_restart_processes_it(
-    settings: CommonSettings, engine, probe_table, account_id, tmp_path: Path
-) -> None:
-    group = f"probe-{uuid.uuid4().hex[:8]}"
-    marker = tmp_path / "marker"
+async def _publish_job(settings: CommonSettings, account_id: str) -> RunSync:
     job = _job(account_id)
     producer = create_producer(settings)
     await producer.start()
@@ -322,28 +288,37 @@ async def test_r18_sigkill_mid_message_leaves_the_offset_uncommitted_and_the_res
         await Publisher(producer, settings).publish(SYNC_JOBS, key=account_id, message=job)
     finally:
         await producer.stop()
+    return job
 
-    first = _start_probe(settings, group=group, marker=marker, delay=60)
-    try:
-        await _wait_for(
-            lambda: _async(marker.exists() and "started" in marker.read_text()), 60, "the handler to start"
-        )
-        first.send_signal(signal.SIGKILL)
-        first.wait(10)
-    finally:
+
+async def _probe_started(probe: Process, marker: Path) -> None:
+    await wait_for(
+        lambda: marker.exists() and "started" in marker.read_text(),
+        timeout=60,
+        what="the handler to start",
+        process=probe,
+    )
+
+
+async def test_r18_sigkill_mid_message_leaves_the_offset_uncommitted_and_the_restart_processes_it(
+    settings: CommonSettings, engine, probe_table, account_id, tmp_path: Path
+) -> None:
+    group = f"probe-{uuid.uuid4().hex[:8]}"
+    marker = tmp_path / "marker"
+    job = await _publish_job(settings, account_id)
+
+    with _start_probe(settings, group=group, marker=marker, delay=60) as first:
+        await _probe_started(first, marker)
         first.kill()
     assert await _deliveries(engine, job.job_id) == 0
     assert all(offset is None for offset in (await _committed(settings, group)).values())
 
-    second = _start_probe(settings, group=group, marker=marker, delay=0)
-    try:
-        await _wait_for(
-            lambda: _gt0(_deliveries(engine, job.job_id)), 60, "the restarted consumer to process"
-        )
-        second.send_signal(signal.SIGTERM)
-        assert second.wait(10) == 0
-    finally:
-        second.kill()
+    async def delivered() -> bool:
+        return await _deliveries(engine, job.job_id) > 0
+
+    with _start_probe(settings, group=group, marker=marker, delay=0) as second:
+        await wait_for(delivered, timeout=60, what="the restarted consumer to process", process=second)
+        assert second.stop(timeout=10) == 0
     assert await _deliveries(engine, job.job_id) == 1
     assert sum(o or 0 for o in (await _committed(settings, group)).values()) == 1
 
@@ -353,32 +328,12 @@ async def test_sigterm_finishes_the_message_in_hand_commits_and_exits_within_10s
 ) -> None:
     group = f"probe-{uuid.uuid4().hex[:8]}"
     marker = tmp_path / "marker"
-    job = _job(account_id)
-    producer = create_producer(settings)
-    await producer.start()
-    try:
-        await Publisher(producer, settings).publish(SYNC_JOBS, key=account_id, message=job)
-    finally:
-        await producer.stop()
+    job = await _publish_job(settings, account_id)
 
-    probe = _start_probe(settings, group=group, marker=marker, delay=3)
-    try:
-        await _wait_for(
-            lambda: _async(marker.exists() and "started" in marker.read_text()), 60, "the handler to start"
-        )
+    with _start_probe(settings, group=group, marker=marker, delay=3) as probe:
+        await _probe_started(probe, marker)
         started = time.monotonic()
-        probe.send_signal(signal.SIGTERM)
-        assert probe.wait(10) == 0
+        assert probe.stop(timeout=10) == 0
         assert time.monotonic() - started < 10
-    finally:
-        probe.kill()
     assert await _deliveries(engine, job.job_id) == 1
     assert sum(o or 0 for o in (await _committed(settings, group)).values()) == 1
-
-
-async def _async(value: bool) -> bool:
-    return value
-
-
-async def _gt0(count) -> bool:
-    return (await count) > 0

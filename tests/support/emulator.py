@@ -54,20 +54,15 @@ Faults (``faults(kind, count=None, rate=None, latency_ms=0, path=None, method=No
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import tempfile
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+
+from tests.support.processes import Emulator, start_emulator
 
 
 def _stamp(value: datetime | str | None) -> str | None:
@@ -219,7 +214,7 @@ class EmulatorServer:
     base_url: str
     client_id: str
     client_secret: str
-    process: subprocess.Popen[bytes] = field(repr=False)
+    process: Emulator = field(repr=False)
     http: httpx.Client = field(repr=False)
     default_org: CrmOrg | None = None
 
@@ -247,53 +242,21 @@ def _org(data: dict[str, Any], http: httpx.Client) -> CrmOrg:
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def emulator() -> Iterator[EmulatorServer]:
     """A `crmsync-emulator` process on a free loopback port for the whole run."""
-    port = _free_port()
     client_id, client_secret = "crmsync-test", "crmsync-test-secret"
-    command = [
-        sys.executable, "-m", "crmsync.emulator", "--host", "127.0.0.1", "--port", str(port),
-        "--leads", "200", "--contacts", "200", "--seed", "7",
-        "--client-id", client_id, "--client-secret", client_secret,
-    ]  # fmt: skip
-    # Output goes to a file, not a pipe nobody reads (a full pipe would stall the server).
-    log = tempfile.NamedTemporaryFile(prefix="crmsync-emulator-", suffix=".log", delete=False)
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
-    base_url = f"http://127.0.0.1:{port}"
-    http = httpx.Client(base_url=base_url, timeout=httpx.Timeout(30.0))
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if http.get("/__emulator/health").status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            output = Path(log.name).read_text(errors="replace")
-            raise RuntimeError(f"crmsync-emulator did not start on port {port}: {output}")
-        time.sleep(0.05)
-    server = EmulatorServer(base_url, client_id, client_secret, process, http)
-    default = http.get("/__emulator/orgs").json()[0]
-    server.default_org = _org(default, http)
+    process = start_emulator(
+        leads=200, contacts=200, seed=7, client_id=client_id, client_secret=client_secret
+    )
+    http = httpx.Client(base_url=process.base_url, timeout=httpx.Timeout(30.0))
+    server = EmulatorServer(process.base_url, client_id, client_secret, process, http)
     try:
+        server.default_org = _org(http.get("/__emulator/orgs").json()[0], http)
         yield server
     finally:
         http.close()
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
-        Path(log.name).unlink(missing_ok=True)
+        process.stop()
 
 
 @pytest.fixture
