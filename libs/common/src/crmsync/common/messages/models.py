@@ -17,12 +17,13 @@ from pydantic import (
     model_validator,
 )
 
+from crmsync.common.domain.values import looks_like_email
+
 AccountId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$"), Field(examples=["acme"])]
 
 
 def _looks_like_email(value: str) -> str:
-    local, at, domain = value.partition("@")
-    if not at or not local or "." not in domain or " " in value:
+    if not looks_like_email(value):
         raise ValueError("not an e-mail address")
     return value
 
