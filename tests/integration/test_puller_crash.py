@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import signal
-import subprocess
-import sys
-import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,36 +14,20 @@ from crmsync.common.kafka.producer import Publisher, create_producer
 from crmsync.common.kafka.topics import SYNC_JOBS
 from crmsync.common.messages import RunSync, SyncKind, SyncReason
 from tests.integration.test_puller_sync import connect, expected_store, store_of
+from tests.support.processes import Process, service_env, start_service, wait_for
 
 pytestmark = pytest.mark.integration
-REPO = Path(__file__).resolve().parents[2]
 
 
-def _start_puller(settings, *, group: str, log: Path) -> subprocess.Popen[bytes]:
-    env = dict(
-        os.environ,
+def _start_puller(settings, *, group: str, log: Path) -> Process:
+    env = service_env(
+        settings,
         CRMSYNC_ENVIRONMENT="test",
-        CRMSYNC_DATABASE_URL=settings.database_url,
-        CRMSYNC_KAFKA_BOOTSTRAP_SERVERS=settings.kafka_bootstrap_servers,
-        CRMSYNC_TOPIC_PREFIX=settings.topic_prefix,
-        CRMSYNC_HTTP_PORT="0",
         CRMSYNC_PULLER_GROUP_ID=group,
         CRMSYNC_PULLER_POLL_S="0.3",
         CRMSYNC_PULLER_BATCH_SIZE="1000",
     )
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "crmsync.puller"], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-
-
-async def _wait_for(predicate, timeout: float, what: str, log: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await predicate():
-            return
-        await asyncio.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}; puller log:\n{log.read_text()[-3000:]}")
+    return start_service("crmsync.puller", env=env, log=log)
 
 
 async def test_r18_a_puller_killed_mid_full_sync_of_50000_records_and_restarted_ends_equal_to_the_crm(
@@ -85,34 +63,25 @@ async def test_r18_a_puller_killed_mid_full_sync_of_50000_records_and_restarted_
 
     group = f"puller-{uuid.uuid4().hex[:8]}"
     log = tmp_path / "puller.log"
-    first = _start_puller(settings, group=group, log=log)
-    try:
 
-        async def midway() -> bool:
-            current = await run()
-            return current is not None and current.pulled >= 12_000
+    async def midway() -> bool:
+        current = await run()
+        return current is not None and current.pulled >= 12_000
 
-        await _wait_for(midway, 240, "the full sync to be under way", log)
-        first.send_signal(signal.SIGKILL)
-        first.wait(10)
-    finally:
+    with _start_puller(settings, group=group, log=log) as first:
+        await wait_for(midway, timeout=240, what="the full sync to be under way", process=first)
         first.kill()
     interrupted = await run()
     assert interrupted.status == "running"
     assert 0 < await stored() < 50_000
 
-    second = _start_puller(settings, group=group, log=log)
-    try:
+    async def finished() -> bool:
+        current = await run()
+        return current is not None and current.status in ("succeeded", "failed")
 
-        async def finished() -> bool:
-            current = await run()
-            return current is not None and current.status in ("succeeded", "failed")
-
-        await _wait_for(finished, 300, "the resumed full sync to finish", log)
-        second.send_signal(signal.SIGTERM)
-        assert second.wait(15) == 0
-    finally:
-        second.kill()
+    with _start_puller(settings, group=group, log=log) as second:
+        await wait_for(finished, timeout=300, what="the resumed full sync to finish", process=second)
+        assert second.stop(timeout=15) == 0
 
     done = await run()
     assert done.status == "succeeded", done.error

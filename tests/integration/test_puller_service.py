@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 import uuid
 from datetime import UTC, datetime
 
@@ -18,17 +17,9 @@ from crmsync.puller.bootstrap import bootstrap as puller_bootstrap
 from crmsync.scheduler.bootstrap import bootstrap as scheduler_bootstrap
 from crmsync.scheduler.settings import Settings as SchedulerSettings
 from tests.integration.test_puller_sync import puller_settings, save_mapping, synced
+from tests.support.processes import wait_for
 
 pytestmark = pytest.mark.integration
-
-
-async def _wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await predicate():
-            return
-        await asyncio.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def test_r15_adding_a_field_to_the_mapping_triggers_a_full_sync_that_fills_it(
@@ -79,7 +70,7 @@ async def test_r15_adding_a_field_to_the_mapping_triggers_a_full_sync_that_fills
         return run is not None
 
     try:
-        await _wait_for(full_done, 120, "the new-field full sync")
+        await wait_for(full_done, timeout=120, what="the new-field full sync")
     finally:
         stop.set()
         await asyncio.gather(*tasks)
