@@ -15,7 +15,9 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 
 import structlog
 import uvicorn
+from aiokafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.exc import DBAPIError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -29,6 +31,11 @@ log = structlog.get_logger(__name__)
 
 ReadinessCheck = Callable[[], Awaitable[object]]
 Main = Callable[[asyncio.Event], Awaitable[None]]
+
+# Postgres or Kafka is away (or the network to them): a service's loop logs these and
+# tries again at its next round. Anything else is a bug: it ends `main`, and the
+# process exits 1 to be restarted, rather than logging the same failure for ever.
+DEPENDENCY_ERRORS: tuple[type[BaseException], ...] = (DBAPIError, KafkaError, OSError, TimeoutError)
 
 
 async def check_readiness(

@@ -18,6 +18,7 @@ from crmsync.common.db.schema import OutboxMessage
 from crmsync.common.db.unit_of_work import mark_outbox_written
 from crmsync.common.kafka.codec import encode
 from crmsync.common.kafka.producer import Publisher
+from crmsync.common.service import DEPENDENCY_ERRORS
 
 log = structlog.get_logger(__name__)
 
@@ -64,11 +65,12 @@ class OutboxRelay:
             return len(rows)
 
     async def run(self, stop: asyncio.Event, *, interval_s: float = 1.0) -> None:
+        """Publishes until `stop`; a bug (any error but Postgres or Kafka being away) ends it."""
         while not stop.is_set():
             try:
                 while await self.publish_pending() == self._batch:
                     pass
-            except Exception:
+            except DEPENDENCY_ERRORS:
                 # Kafka or Postgres is away: the rows stay and the next round retries.
                 log.exception("outbox_publish_failed")
             self._wakeup.clear()
