@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import sys
 import time
 
 import uvicorn
 
-from crmsync.emulator.app import build
+from crmsync.emulator.app import build, create_app
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -72,13 +71,8 @@ def main(argv: list[str] | None = None) -> None:
         f"ready in {time.perf_counter() - started:.2f}s; http://{args.host}:{args.port}",
         flush=True,
     )
-    # Like the services (crmsync.common.service.tune_collector): the org's records live
-    # for the process, so full collector passes over them would stall every answer.
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(20_000, *gc.get_threshold()[1:])
     uvicorn.run(
-        emulator,
+        create_app(emulator, freeze_heap=True),
         host=args.host,
         port=args.port,
         log_level=args.log_level,

@@ -181,9 +181,13 @@ def _name_fields() -> list[FieldDef]:
     ]
 
 
-def _build() -> dict[str, ObjectDef]:
-    lead = [
-        FieldDef("Id", "id", length=18, createable=False, updateable=False, nillable=False),
+def _id() -> FieldDef:
+    return FieldDef("Id", "id", length=18, createable=False, updateable=False, nillable=False)
+
+
+def _lead() -> list[FieldDef]:
+    return [
+        _id(),
         *_name_fields(),
         FieldDef("Email", "email", length=80),
         FieldDef("Company", "string", length=255, nillable=False, required=True),
@@ -216,8 +220,11 @@ def _build() -> dict[str, ObjectDef]:
         _system("ConvertedDate", "date"),
         *_common_tail(),
     ]
-    contact = [
-        FieldDef("Id", "id", length=18, createable=False, updateable=False, nillable=False),
+
+
+def _contact() -> list[FieldDef]:
+    return [
+        _id(),
         *_name_fields(),
         FieldDef("Email", "email", length=80),
         FieldDef("Title", "string", length=128),
@@ -231,8 +238,11 @@ def _build() -> dict[str, ObjectDef]:
         FieldDef("Marketing_Score__c", "double", custom=True, precision=18, scale=2),
         *_common_tail(),
     ]
-    account = [
-        FieldDef("Id", "id", length=18, createable=False, updateable=False, nillable=False),
+
+
+def _account() -> list[FieldDef]:
+    return [
+        _id(),
         FieldDef("Name", "string", length=255, nillable=False, required=True),
         FieldDef("Industry", "picklist", length=255, picklist=INDUSTRIES),
         FieldDef("Website", "url", length=255),
@@ -242,8 +252,11 @@ def _build() -> dict[str, ObjectDef]:
         _owner(),
         *_common_tail(),
     ]
-    user = [
-        FieldDef("Id", "id", length=18, createable=False, updateable=False, nillable=False),
+
+
+def _user() -> list[FieldDef]:
+    return [
+        _id(),
         FieldDef("FirstName", "string", length=40),
         FieldDef("LastName", "string", length=80, nillable=False, required=True),
         FieldDef("Name", "string", length=121, createable=False, updateable=False, nillable=False),
@@ -252,8 +265,11 @@ def _build() -> dict[str, ObjectDef]:
         FieldDef("IsActive", "boolean", nillable=False),
         *[f for f in _common_tail() if f.name != "IsDeleted"],
     ]
-    opportunity = [
-        FieldDef("Id", "id", length=18, createable=False, updateable=False, nillable=False),
+
+
+def _opportunity() -> list[FieldDef]:
+    return [
+        _id(),
         FieldDef("Name", "string", length=120, nillable=False, required=True),
         FieldDef("StageName", "picklist", length=255, nillable=False, required=True, picklist=STAGES),
         FieldDef("Amount", "currency", precision=18, scale=2),
@@ -263,12 +279,15 @@ def _build() -> dict[str, ObjectDef]:
         _owner(),
         *_common_tail(),
     ]
+
+
+def _build() -> dict[str, ObjectDef]:
     labels = {
-        "Lead": ("Lead", "Leads", lead),
-        "Contact": ("Contact", "Contacts", contact),
-        "Account": ("Account", "Accounts", account),
-        "User": ("User", "Users", user),
-        "Opportunity": ("Opportunity", "Opportunities", opportunity),
+        "Lead": ("Lead", "Leads", _lead()),
+        "Contact": ("Contact", "Contacts", _contact()),
+        "Account": ("Account", "Accounts", _account()),
+        "User": ("User", "Users", _user()),
+        "Opportunity": ("Opportunity", "Opportunities", _opportunity()),
     }
     objects = {}
     for name, (label, plural, fields) in labels.items():
