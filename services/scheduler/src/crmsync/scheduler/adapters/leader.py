@@ -9,60 +9,32 @@ each job once between them.
 
 from __future__ import annotations
 
-import contextlib
-
 import structlog
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from crmsync.common.db.locks import SessionAdvisoryLock
 
 log = structlog.get_logger(__name__)
 
 
 class AdvisoryLockLeader:
     def __init__(self, *, engine: AsyncEngine, key: int) -> None:
-        self._engine = engine
-        self._key = key
-        self._conn: AsyncConnection | None = None
+        self._lock = SessionAdvisoryLock(engine, key=key)
 
     @property
     def is_leader(self) -> bool:
-        return self._conn is not None
+        return self._lock.held
 
     async def ensure(self) -> bool:
         """Returns whether this replica leads, taking the lock when it is free."""
-        if self._conn is not None:
-            try:
-                await self._conn.execute(text("select 1"))
+        if self._lock.held:
+            if await self._lock.check():
                 return True
-            except Exception:
-                log.warning("leader_connection_lost")
-                await self._drop()
-        conn = await self._engine.connect()
-        try:
-            got = (
-                await conn.execute(text("select pg_try_advisory_lock(:key)"), {"key": self._key})
-            ).scalar_one()
-            # Leave no transaction open on the long-lived connection.
-            await conn.commit()
-        except BaseException:
-            await conn.close()
-            raise
-        if not got:
-            await conn.close()
+            log.warning("leader_connection_lost")
+        if not await self._lock.try_acquire():
             return False
-        self._conn = conn
         log.info("leader_elected")
         return True
 
     async def release(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(Exception):
-                await self._conn.execute(text("select pg_advisory_unlock(:key)"), {"key": self._key})
-                await self._conn.commit()
-            await self._drop()
-
-    async def _drop(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                await conn.close()
+        await self._lock.release()
