@@ -17,9 +17,12 @@ import pytest_asyncio
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crmsync.common.db.session import create_engine, create_sessionmaker
+from crmsync.common.db.unit_of_work import UnitOfWork
 from crmsync.common.settings import CommonSettings
 from crmsync.puller.adapters.runs import ACCOUNTS_WITH_WORK, CLAIM_NEXT_RUN
-from crmsync.scheduler.adapters.repository import load_account_schedules
+from crmsync.scheduler.adapters.history import PostgresHistory
+from crmsync.scheduler.adapters.repository import PostgresJobStore
+from crmsync.scheduler.adapters.transactions import InTransaction
 from crmsync.scheduler.handlers.purge_history import Housekeeping, Retention
 from tests.support.databases import asyncpg_dsn, scratch_database
 
@@ -125,12 +128,13 @@ async def _outbox(conn: asyncpg.Connection, account_id: str, *, created_at: date
 
 def _housekeeping(sessions: async_sessionmaker[AsyncSession], **overrides) -> Housekeeping:
     options = {"interval_s": 3600.0, "batch_rows": 2, "batches_per_tick": 3, **overrides}
-    return Housekeeping(sessions=sessions, retention=RETENTION, **options)
+    history = InTransaction(UnitOfWork(sessions), PostgresHistory)
+    return Housekeeping(history=history, retention=RETENTION, **options)
 
 
 async def _schedules(sessions: async_sessionmaker[AsyncSession]) -> list:
-    async with sessions() as session:
-        return await load_account_schedules(session)
+    async with UnitOfWork(sessions).read() as session:
+        return await PostgresJobStore(session).account_schedules()
 
 
 async def test_r15_r16_housekeeping_deletes_history_past_its_retention_and_keeps_what_the_schedule_and_sweep_use(

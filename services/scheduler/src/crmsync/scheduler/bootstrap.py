@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from crmsync.common.clock import utc_now
 from crmsync.common.db.session import create_engine, create_sessionmaker, ping
+from crmsync.common.db.unit_of_work import UnitOfWork
 from crmsync.common.kafka.outbox import OutboxRelay
 from crmsync.common.kafka.producer import Publisher, create_producer
+from crmsync.common.service import ReadinessCheck
+from crmsync.scheduler.adapters.history import PostgresHistory
 from crmsync.scheduler.adapters.leader import AdvisoryLockLeader
-from crmsync.scheduler.entrypoints.leader_loop import run_leader_loop, utc_now
+from crmsync.scheduler.adapters.repository import PostgresJobStore
+from crmsync.scheduler.adapters.transactions import InTransaction
+from crmsync.scheduler.entrypoints.leader_loop import LeaderLoop, serve
 from crmsync.scheduler.handlers.purge_history import Housekeeping, Retention
 from crmsync.scheduler.settings import Settings
 
@@ -33,41 +39,21 @@ class App:
     settings: Settings
     engine: AsyncEngine
     producer: AIOKafkaProducer
-    clock: Callable[[], datetime] = utc_now
-    owns_engine: bool = True
-    leader: AdvisoryLockLeader = field(init=False)
+    leader: AdvisoryLockLeader
+    loop: LeaderLoop
+    owns_engine: bool
 
-    def __post_init__(self) -> None:
-        self.leader = AdvisoryLockLeader(engine=self.engine, key=self.settings.scheduler_lock_key)
-
-    def checks(self) -> dict:
+    def checks(self) -> dict[str, ReadinessCheck]:
         return {"postgres": lambda: ping(self.engine), "kafka": Publisher(self.producer, self.settings).ping}
 
     async def main(self, stop: asyncio.Event) -> None:
-        await self.producer.start()
-        try:
-            await run_leader_loop(
-                stop,
-                sessions=create_sessionmaker(self.engine),
-                leader=self.leader,
-                relay=OutboxRelay(
-                    sessions=create_sessionmaker(self.engine),
-                    publisher=Publisher(self.producer, self.settings),
-                ),
-                housekeeping=Housekeeping(
-                    sessions=create_sessionmaker(self.engine),
-                    retention=retention(self.settings),
-                    interval_s=self.settings.housekeeping_interval_s,
-                    batch_rows=self.settings.housekeeping_batch_rows,
-                    batches_per_tick=self.settings.housekeeping_batches_per_tick,
-                ),
-                tick_s=self.settings.scheduler_tick_s,
-                clock=self.clock,
-            )
-        finally:
-            await self.producer.stop()
-            if self.owns_engine:
-                await self.engine.dispose()
+        # An engine passed in belongs to the caller (tests share one), so only ours is disposed.
+        await serve(
+            stop,
+            loop=self.loop,
+            producer=self.producer,
+            owned_engine=self.engine if self.owns_engine else None,
+        )
 
 
 def bootstrap(
@@ -77,11 +63,26 @@ def bootstrap(
     producer: AIOKafkaProducer | None = None,
     clock: Callable[[], datetime] = utc_now,
 ) -> App:
+    """Returns the scheduler with everything not passed in built from settings; nothing connects yet."""
     settings = settings or Settings()
-    return App(
-        settings=settings,
-        engine=engine or create_engine(settings),
-        producer=producer or create_producer(settings),
+    owns_engine = engine is None
+    engine = engine or create_engine(settings)
+    producer = producer or create_producer(settings)
+    sessions = create_sessionmaker(engine)
+    relay = OutboxRelay(sessions=sessions, publisher=Publisher(producer, settings))
+    leader = AdvisoryLockLeader(engine=engine, key=settings.scheduler_lock_key)
+    loop = LeaderLoop(
+        leader=leader,
+        jobs=InTransaction(UnitOfWork(sessions, wake_outbox=relay.notify), PostgresJobStore),
+        outbox=relay,
+        housekeeping=Housekeeping(
+            history=InTransaction(UnitOfWork(sessions), PostgresHistory),
+            retention=retention(settings),
+            interval_s=settings.housekeeping_interval_s,
+            batch_rows=settings.housekeeping_batch_rows,
+            batches_per_tick=settings.housekeeping_batches_per_tick,
+        ),
+        tick_s=settings.scheduler_tick_s,
         clock=clock,
-        owns_engine=engine is None,
     )
+    return App(settings, engine, producer, leader, loop, owns_engine)

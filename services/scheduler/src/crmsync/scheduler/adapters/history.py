@@ -1,6 +1,6 @@
 """Deletes expired history from Postgres, one bounded batch per call.
 
-Every function deletes at most `limit` rows and returns how many it deleted;
+Every method deletes at most `limit` rows and returns how many it deleted;
 the caller runs each in its own short transaction and calls again while a
 batch comes back full. Each statement finds its rows through an index, so a
 call costs the same whatever the table's size.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crmsync.common.db.schema import OPEN_SYNC_RUN
@@ -97,26 +97,27 @@ _DELETE_OUTBOX = text(
 )
 
 
-async def _delete(session: AsyncSession, statement, **params: object) -> int:
-    result = await session.execute(statement, params)
-    return result.rowcount  # type: ignore[attr-defined, no-any-return]
+class PostgresHistory:
+    """Deletes on one transaction's session; it never commits."""
 
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
 
-async def delete_sync_runs(session: AsyncSession, *, finished_before: datetime, limit: int) -> int:
-    return await _delete(session, _DELETE_SYNC_RUNS, cutoff=finished_before, limit=limit)
+    async def delete_sync_runs(self, *, finished_before: datetime, limit: int) -> int:
+        return await self._delete(_DELETE_SYNC_RUNS, cutoff=finished_before, limit=limit)
 
+    async def delete_stale_sightings(self, *, limit: int) -> int:
+        return await self._delete(_DELETE_STALE_SIGHTINGS, limit=limit)
 
-async def delete_stale_sightings(session: AsyncSession, *, limit: int) -> int:
-    return await _delete(session, _DELETE_STALE_SIGHTINGS, limit=limit)
+    async def delete_scheduled_jobs(self, *, slot_before: datetime, limit: int) -> int:
+        return await self._delete(_DELETE_SCHEDULED_JOBS, cutoff=slot_before, limit=limit)
 
+    async def delete_push_log(self, *, created_before: datetime, limit: int) -> int:
+        return await self._delete(_DELETE_PUSH_LOG, cutoff=created_before, limit=limit)
 
-async def delete_scheduled_jobs(session: AsyncSession, *, slot_before: datetime, limit: int) -> int:
-    return await _delete(session, _DELETE_SCHEDULED_JOBS, cutoff=slot_before, limit=limit)
+    async def delete_outbox(self, *, published_before: datetime, limit: int) -> int:
+        return await self._delete(_DELETE_OUTBOX, cutoff=published_before, limit=limit)
 
-
-async def delete_push_log(session: AsyncSession, *, created_before: datetime, limit: int) -> int:
-    return await _delete(session, _DELETE_PUSH_LOG, cutoff=created_before, limit=limit)
-
-
-async def delete_outbox(session: AsyncSession, *, published_before: datetime, limit: int) -> int:
-    return await _delete(session, _DELETE_OUTBOX, cutoff=published_before, limit=limit)
+    async def _delete(self, statement: TextClause, **params: object) -> int:
+        result = await self._session.execute(statement, params)
+        return result.rowcount  # type: ignore[attr-defined, no-any-return]

@@ -1,59 +1,82 @@
-"""The scheduler's loop: every tick, the leader emits what is due, relays the outbox and deletes expired history."""
+"""The scheduler's loop: every tick, the leader emits what is due, relays the outbox and deletes expired history.
+
+Postgres or Kafka being away is logged and the next tick tries again; any other
+error is a bug and ends the loop, so the service exits and is restarted.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections.abc import Callable
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import datetime
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from aiokafka import AIOKafkaProducer
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from crmsync.common.kafka.outbox import OutboxRelay
-from crmsync.scheduler.adapters.leader import AdvisoryLockLeader
+from crmsync.common.clock import utc_now
+from crmsync.common.service import DEPENDENCY_ERRORS
 from crmsync.scheduler.handlers.emit_due_jobs import emit_due_jobs
+from crmsync.scheduler.handlers.ports import JobStore, Leader, Outbox, Transactions
 from crmsync.scheduler.handlers.purge_history import Housekeeping
 
 log = structlog.get_logger(__name__)
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
+@dataclass
+class LeaderLoop:
+    """Only the replica that holds the lead emits; the others stand by."""
+
+    leader: Leader
+    jobs: Transactions[JobStore]
+    outbox: Outbox
+    housekeeping: Housekeeping
+    tick_s: float
+    clock: Callable[[], datetime] = utc_now
+
+    async def tick(self) -> bool:
+        """Runs one tick; returns whether this replica leads."""
+        leading = False
+        try:
+            leading = await self.leader.ensure()
+            if leading:
+                await emit_due_jobs(jobs=self.jobs, now=self.clock())
+                while await self.outbox.publish_pending():
+                    pass
+        except DEPENDENCY_ERRORS:
+            # Nothing was committed half-way; the next tick retries.
+            log.exception("scheduler_tick_failed")
+        if not leading:
+            self.housekeeping.abandon()
+            return False
+        try:
+            # After the jobs: deleting old history never delays them by more than a tick's batches.
+            await self.housekeeping.tick(self.clock())
+        except DEPENDENCY_ERRORS:
+            log.exception("housekeeping_failed")  # the same batch is tried again next tick
+        return True
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Ticks until `stop`, then gives the lead back."""
+        try:
+            while not stop.is_set():
+                await self.tick()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.tick_s)
+        finally:
+            await self.leader.release()
 
 
-async def run_leader_loop(
-    stop: asyncio.Event,
-    *,
-    sessions: async_sessionmaker[AsyncSession],
-    leader: AdvisoryLockLeader,
-    relay: OutboxRelay,
-    housekeeping: Housekeeping,
-    tick_s: float,
-    clock: Callable[[], datetime] = utc_now,
+async def serve(
+    stop: asyncio.Event, *, loop: LeaderLoop, producer: AIOKafkaProducer, owned_engine: AsyncEngine | None
 ) -> None:
-    """Runs until `stop`; only the replica holding the lock emits."""
+    """Runs the loop with the producer started; disposes `owned_engine` (the service's own) at the end."""
+    await producer.start()
     try:
-        while not stop.is_set():
-            leading = False
-            try:
-                leading = await leader.ensure()
-                if leading:
-                    await emit_due_jobs(sessions=sessions, now=clock())
-                    while await relay.publish_pending():
-                        pass
-            except Exception:
-                # Postgres or Kafka is away: nothing was committed half-way; the next tick retries.
-                log.exception("scheduler_tick_failed")
-            if not leading:
-                housekeeping.abandon()
-            else:
-                try:
-                    # After the jobs: deleting old history never delays them by more than a tick's batches.
-                    await housekeeping.tick(clock())
-                except Exception:
-                    log.exception("housekeeping_failed")  # the same batch is tried again next tick
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), tick_s)
+        await loop.run(stop)
     finally:
-        await leader.release()
+        await producer.stop()
+        if owned_engine is not None:
+            await owned_engine.dispose()

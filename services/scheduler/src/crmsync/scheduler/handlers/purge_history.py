@@ -17,10 +17,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crmsync.common.observability.metrics import HISTORY_PURGED
-from crmsync.scheduler.adapters import history
+from crmsync.scheduler.handlers.ports import HistoryStore, Transactions
 
 log = structlog.get_logger(__name__)
 
@@ -33,8 +32,8 @@ class Retention:
     outbox: timedelta
 
 
-# One batch of one kind of history: (session, now, batch rows) -> rows deleted.
-Purge = Callable[[AsyncSession, datetime, int], Awaitable[int]]
+# One batch of one kind of history: (store, pass began at, batch rows) -> rows deleted.
+Purge = Callable[[HistoryStore, datetime, int], Awaitable[int]]
 
 
 def purges(retention: Retention) -> list[tuple[str, Purge]]:
@@ -42,23 +41,21 @@ def purges(retention: Retention) -> list[tuple[str, Purge]]:
     return [
         (
             "outbox",
-            lambda s, now, n: history.delete_outbox(s, published_before=now - retention.outbox, limit=n),
+            lambda h, now, n: h.delete_outbox(published_before=now - retention.outbox, limit=n),
         ),
         (
             "sync_runs",
-            lambda s, now, n: history.delete_sync_runs(s, finished_before=now - retention.sync_runs, limit=n),
+            lambda h, now, n: h.delete_sync_runs(finished_before=now - retention.sync_runs, limit=n),
         ),
         # After the runs: sightings of a run deleted just now go in the same pass.
-        ("sync_run_sightings", lambda s, now, n: history.delete_stale_sightings(s, limit=n)),
+        ("sync_run_sightings", lambda h, now, n: h.delete_stale_sightings(limit=n)),
         (
             "scheduled_jobs",
-            lambda s, now, n: history.delete_scheduled_jobs(
-                s, slot_before=now - retention.scheduled_jobs, limit=n
-            ),
+            lambda h, now, n: h.delete_scheduled_jobs(slot_before=now - retention.scheduled_jobs, limit=n),
         ),
         (
             "push_log",
-            lambda s, now, n: history.delete_push_log(s, created_before=now - retention.push_log, limit=n),
+            lambda h, now, n: h.delete_push_log(created_before=now - retention.push_log, limit=n),
         ),
     ]
 
@@ -74,7 +71,7 @@ class _Pass:
 class Housekeeping:
     """Runs passes of history deletion, `batches_per_tick` batches at a time."""
 
-    sessions: async_sessionmaker[AsyncSession]
+    history: Transactions[HistoryStore]
     retention: Retention
     interval_s: float
     batch_rows: int
@@ -96,8 +93,8 @@ class Housekeeping:
         batches = 0
         while current.position < len(steps) and batches < self.batches_per_tick:
             name, purge = steps[current.position]
-            async with self.sessions.begin() as session:
-                deleted = await purge(session, current.began_at, self.batch_rows)
+            async with self.history.begin() as store:
+                deleted = await purge(store, current.began_at, self.batch_rows)
             batches += 1
             if deleted:
                 current.deleted[name] = current.deleted.get(name, 0) + deleted
