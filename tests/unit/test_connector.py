@@ -361,7 +361,7 @@ async def test_calls_stop_before_the_reserve_for_other_tools_is_spent() -> None:
 
 
 async def test_calls_slow_down_as_the_budget_nears_the_reserve(monkeypatch: pytest.MonkeyPatch) -> None:
-    from crmsync.common.crm.salesforce import _connector as module
+    from crmsync.common.crm.salesforce import _limits as module
 
     pauses: list[float] = []
 

@@ -6,7 +6,8 @@
   same, raised to the `retry_after` the CRM asked for (up to `cap_s`);
   `can_retry(attempts_made)` whether another attempt is allowed.
 - `backoff_ceiling(n, *, base, cap)` and `backoff_delay(n, *, base, cap, rng)`: the
-  same arithmetic as plain functions. `n` counts retries from 1 (= attempts failed so far).
+  same arithmetic as plain functions (from crmsync.common.domain.backoff, re-exported
+  here). `n` counts retries from 1 (= attempts failed so far).
 - `is_transient(exc, *, idempotent=True)`: whether a failure is worth another try:
   a `CrmTransientError` that has not had its round of retries yet (and, for a
   request that is not idempotent, one the CRM surely did not act on).
@@ -19,35 +20,25 @@ Full jitter keeps replicas that failed together from coming back together.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from crmsync.common.crm.interface import CrmTransientError
+from crmsync.common.domain.backoff import Uniform, backoff_ceiling, backoff_delay
+
+__all__ = [
+    "RetryPolicy",
+    "Uniform",
+    "backoff_ceiling",
+    "backoff_delay",
+    "call_with_retries",
+    "is_transient",
+]
 
 T = TypeVar("T")
-
-# 2.0 ** 1023 is the largest power of two a float holds; beyond it the ceiling is the cap anyway.
-_MAX_EXPONENT = 1023
-
-
-class Uniform(Protocol):
-    """A source of jitter: `random`, or a seeded `random.Random`."""
-
-    def uniform(self, a: float, b: float) -> float: ...
-
-
-def backoff_ceiling(retry: int, *, base: float, cap: float) -> float:
-    """Returns the longest wait before the n-th retry: base doubling per retry, at most cap."""
-    return min(cap, base * 2.0 ** min(max(0, retry - 1), _MAX_EXPONENT))
-
-
-def backoff_delay(retry: int, *, base: float, cap: float, rng: Uniform | None = None) -> float:
-    """Returns a full-jitter wait before the n-th retry, in [0, backoff_ceiling(n)]."""
-    return (rng or random).uniform(0, backoff_ceiling(retry, base=base, cap=cap))
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ bool, int, float, `datetime.date`, UTC-aware `datetime`, str; empty is None.
 """
 
 from crmsync.common.crm.salesforce._config import AuthMethod, ConnectorOptions, SalesforceCredentials
-from crmsync.common.crm.salesforce._connector import DeletedFeedWindowExceeded, SalesforceConnector
+from crmsync.common.crm.salesforce._connector import SalesforceConnector
+from crmsync.common.crm.salesforce._errors import DeletedFeedWindowExceeded
 
 __all__ = [
     "AuthMethod",
