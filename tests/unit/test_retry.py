@@ -69,6 +69,23 @@ def test_the_policy_waits_at_least_the_retry_after_the_crm_asked_for_up_to_its_c
     assert policy.wait(1, CrmTransientError("busy")) == 0.0
 
 
+@given(
+    retry=retries,
+    base=seconds,
+    cap=seconds,
+    asked=st.none() | seconds,
+    high=st.booleans(),
+)
+def test_a_wait_honours_retry_after_and_never_passes_the_cap(
+    retry: int, base: float, cap: float, asked: float | None, high: bool
+) -> None:
+    error = CrmTransientError("429", status=429)
+    error.retry_after = asked
+    wait = RetryPolicy(max_attempts=2, base_s=base, cap_s=cap).wait(retry, error, rng=Extreme(high))
+    assert 0 <= wait <= cap
+    assert wait >= min(asked or 0, cap)
+
+
 def test_a_policy_refuses_meaningless_values() -> None:
     with pytest.raises(ValueError, match="max_attempts"):
         RetryPolicy(max_attempts=0, base_s=1, cap_s=1)
