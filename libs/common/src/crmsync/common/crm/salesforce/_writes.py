@@ -36,7 +36,9 @@ class CompositeWriter:
         for attempt in range(1, policy.max_attempts + 1):
             for offset in range(0, len(pending), COLLECTION_LIMIT):
                 chunk = pending[offset : offset + COLLECTION_LIMIT]
-                answers = await self._send(method, object_name, [records[i] for i in chunk], operation)
+                answers = await self._send(
+                    method, object_name, [records[i] for i in chunk], operation=operation
+                )
                 for index, answer in zip(chunk, answers, strict=True):
                     results[index] = _write_result(answer)
             # Records refused for a passing reason (a locked row) are sent again, alone.
@@ -48,7 +50,7 @@ class CompositeWriter:
         return [r for r in results if r is not None]
 
     async def _send(
-        self, method: str, object_name: str, records: list[CrmRecord], operation: str
+        self, method: str, object_name: str, records: list[CrmRecord], *, operation: str
     ) -> list[dict[str, Any]]:
         """Returns Salesforce's answer for each record of one collection call."""
         body = {"allOrNone": False, "records": [_outgoing(object_name, record) for record in records]}
