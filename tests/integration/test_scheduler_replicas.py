@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaConsumer
 from sqlalchemy import select
 
 from crmsync.common.crypto import SecretBox
-from crmsync.common.db.schema import CrmConnection, ScheduledJob, SyncRun, SyncSchedule
+from crmsync.common.db.schema import Account, CrmConnection, ScheduledJob, SyncRun, SyncSchedule
 from crmsync.common.kafka.topics import OUTBOUND_JOBS, SYNC_JOBS
 from crmsync.scheduler.bootstrap import bootstrap
 from crmsync.scheduler.settings import Settings
@@ -154,17 +154,48 @@ async def test_r15_a_field_added_to_the_mapping_makes_the_scheduler_emit_a_full_
     assert sync_jobs[0]["job_id"] == f"{account_id}:full:2026-11-28T09:55:30Z"
 
 
-async def test_r14_a_manual_schedule_emits_nothing(settings, sessions, engine, account_id) -> None:
+async def test_r14_r18_a_manual_schedule_emits_nothing_while_a_due_account_beside_it_gets_its_job_once(
+    settings, sessions, engine, account_id
+) -> None:
+    # Beside the manual account, one that is due: a scheduler that emits nothing fails
+    # here, and so does one whose leader or standby emits the same job twice.
+    due_id = f"{account_id}-due"
+    async with sessions.begin() as session:
+        session.add(Account(id=due_id, name=due_id))
+    await _connected_account(sessions, settings, due_id, interval=1, full_age=timedelta(days=1))
     await _connected_account(sessions, settings, account_id, interval=1, full_age=timedelta(days=20))
     async with sessions.begin() as session:
         schedule = await session.get(SyncSchedule, account_id)
         schedule.mode = "manual"
-    app = bootstrap(_replica(settings), engine=engine, clock=lambda: BASE)
+    replica_settings = _replica(settings)
+    replicas = [bootstrap(replica_settings, engine=engine, clock=lambda: BASE) for _ in range(2)]
     stop = asyncio.Event()
-    task = asyncio.create_task(app.main(stop))
+    tasks = [asyncio.create_task(replica.main(stop)) for replica in replicas]
     try:
-        await asyncio.sleep(1.5)
+        await asyncio.sleep(1.5)  # some 15 ticks of each replica, all in the same slot
+        assert [replica.leader.is_leader for replica in replicas].count(True) == 1
     finally:
         stop.set()
-        await task
+        await asyncio.gather(*tasks)
+
     assert await _read_all(settings, SYNC_JOBS, account_id) == []
+    assert await _read_all(settings, OUTBOUND_JOBS, account_id) == []
+    slot = "2026-11-28T10:00:00Z"
+    sync_jobs = await _read_all(settings, SYNC_JOBS, due_id)
+    assert [(m["job_id"], m["kind"], m["reason"]) for m in sync_jobs] == [
+        (f"{due_id}:incremental:{slot}", "incremental", "schedule")
+    ]
+    outbound = await _read_all(settings, OUTBOUND_JOBS, due_id)
+    assert [m["job_id"] for m in outbound] == [f"{due_id}:scores_optouts:{slot}"]
+    async with sessions() as session:
+        recorded = (
+            await session.execute(
+                select(ScheduledJob.account_id, ScheduledJob.job_id).where(
+                    ScheduledJob.account_id.in_([account_id, due_id])
+                )
+            )
+        ).all()
+    assert sorted(recorded) == [
+        (due_id, f"{due_id}:incremental:{slot}"),
+        (due_id, f"{due_id}:scores_optouts:{slot}"),
+    ]
