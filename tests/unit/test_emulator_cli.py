@@ -39,3 +39,26 @@ def test_help_documents_every_flag(capsys: pytest.CaptureFixture[str]):
         "--token-ttl",
     ):
         assert flag in text
+
+
+def test_tls_flags():
+    args = parse_args(["--tls", "--tls-cert-out", "/tmp/c.pem", "--plain-port", "9001"])
+    assert (args.tls, str(args.tls_cert_out), args.plain_port) == (True, "/tmp/c.pem", 9001)
+    given = parse_args(["--certfile", "c.pem", "--keyfile", "k.pem"])
+    assert (str(given.certfile), str(given.keyfile), given.tls) == ("c.pem", "k.pem", False)
+    assert parse_args([]).tls is False
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--certfile", "c.pem"],
+        ["--keyfile", "k.pem"],
+        ["--tls", "--certfile", "c.pem", "--keyfile", "k.pem"],
+        ["--tls-cert-out", "c.pem"],
+        ["--plain-port", "9001"],
+    ],
+)
+def test_tls_flags_that_do_not_go_together_are_refused(argv: list[str]):
+    with pytest.raises(SystemExit):
+        parse_args(argv)

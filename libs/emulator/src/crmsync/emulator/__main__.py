@@ -1,14 +1,19 @@
-"""`crmsync-emulator`: serve the Salesforce emulator with one generated org."""
+"""`crmsync-emulator`: serve the Salesforce emulator with one generated org, over HTTP or HTTPS."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 import time
+from pathlib import Path
 
 import uvicorn
 
 from crmsync.emulator.app import build, create_app
+from crmsync.emulator.tls import CertPair, generate_pair
+
+MAX_GENERATED = 2_000_000
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -48,14 +53,76 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--token-ttl", type=int, default=7200, help="access token lifetime in seconds (default 7200)"
     )
+    tls = parser.add_argument_group(
+        "HTTPS", "serve --port over TLS; a client trusts the certificate (REQUESTS_CA_BUNDLE, SSL_CERT_FILE)"
+    )
+    tls.add_argument(
+        "--tls",
+        action="store_true",
+        help="serve HTTPS with a self-signed certificate for 127.0.0.1 and localhost made at start",
+    )
+    tls.add_argument(
+        "--tls-cert-out",
+        type=Path,
+        help="where --tls writes its certificate (default: a temporary file; the path is printed)",
+    )
+    tls.add_argument("--certfile", type=Path, help="serve HTTPS with this certificate (PEM; with --keyfile)")
+    tls.add_argument("--keyfile", type=Path, help="the private key of --certfile (PEM)")
+    tls.add_argument(
+        "--plain-port",
+        type=int,
+        help="with HTTPS, also serve plain HTTP on this port (the same orgs and tokens)",
+    )
     parser.add_argument("--log-level", default="warning", help="uvicorn log level (default warning)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if (args.certfile is None) != (args.keyfile is None):
+        parser.error("--certfile and --keyfile go together")
+    if args.tls and args.certfile is not None:
+        parser.error("--tls makes its own certificate; give either --tls or --certfile/--keyfile")
+    if args.tls_cert_out is not None and not args.tls:
+        parser.error("--tls-cert-out needs --tls")
+    if args.plain_port is not None and not (args.tls or args.certfile):
+        parser.error("--plain-port needs HTTPS (--tls or --certfile/--keyfile)")
+    return args
+
+
+def _cert_pair(args: argparse.Namespace) -> CertPair | None:
+    if args.tls:
+        return generate_pair(args.tls_cert_out)
+    if args.certfile is not None:
+        return CertPair(args.certfile, args.keyfile, generated=False)
+    return None
+
+
+def _config(app: object, args: argparse.Namespace, port: int, pair: CertPair | None) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        host=args.host,
+        port=port,
+        log_level=args.log_level,
+        http="h11",
+        # Let long URIs reach the app so it answers 414 the way Salesforce does.
+        h11_max_incomplete_event_size=1 << 20,
+        lifespan="on",
+        ssl_certfile=str(pair.certfile) if pair else None,
+        ssl_keyfile=str(pair.keyfile) if pair else None,
+    )
+
+
+async def _serve(configs: list[uvicorn.Config]) -> None:
+    """Serves every config until one server stops (a signal stops them all)."""
+    servers = [uvicorn.Server(config) for config in configs]
+    tasks = [asyncio.create_task(server.serve()) for server in servers]
+    await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    for server in servers:
+        server.should_exit = True
+    await asyncio.gather(*tasks)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     for name in ("leads", "contacts"):
-        if not 0 <= getattr(args, name) <= 2_000_000:
+        if not 0 <= getattr(args, name) <= MAX_GENERATED:
             sys.exit(f"--{name} must be between 0 and 2,000,000")
     emulator = build(token_ttl=args.token_ttl, api_limit=args.api_limit)
     started = time.perf_counter()
@@ -66,21 +133,27 @@ def main(argv: list[str] | None = None) -> None:
         client_id=args.client_id,
         client_secret=args.client_secret,
     )
+    pair = _cert_pair(args)
+    scheme = "https" if pair else "http"
+    urls = f"{scheme}://{args.host}:{args.port}"
+    if args.plain_port is not None:
+        urls += f" and http://{args.host}:{args.plain_port}"
     print(
         f"crmsync-emulator: org {org.org_id} with {args.leads} leads and {args.contacts} contacts "
-        f"ready in {time.perf_counter() - started:.2f}s; http://{args.host}:{args.port}",
+        f"ready in {time.perf_counter() - started:.2f}s; {urls}",
         flush=True,
     )
-    uvicorn.run(
-        create_app(emulator, freeze_heap=True),
-        host=args.host,
-        port=args.port,
-        log_level=args.log_level,
-        http="h11",
-        # Let long URIs reach the app so it answers 414 the way Salesforce does.
-        h11_max_incomplete_event_size=1 << 20,
-        lifespan="on",
-    )
+    if pair is not None:
+        print(f"crmsync-emulator: TLS certificate {pair.certfile}", flush=True)
+    app = create_app(emulator, freeze_heap=True)
+    configs = [_config(app, args, args.port, pair)]
+    if args.plain_port is not None:
+        configs.append(_config(app, args, args.plain_port, None))
+    for config in configs:
+        config.load()  # reads the key into the TLS context, so a generated key file can go now
+    if pair is not None:
+        pair.remove_key()
+    asyncio.run(_serve(configs))
 
 
 if __name__ == "__main__":
