@@ -1,9 +1,8 @@
-"""The scheduler's loop: Postgres or Kafka away is retried at the next tick, a bug ends the service."""
+"""The scheduler's loop: Postgres or Kafka away is retried at the next tick, a bug ends the loop."""
 
 from __future__ import annotations
 
 import asyncio
-import gc
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -14,8 +13,6 @@ from pydantic import BaseModel
 from sqlalchemy.exc import OperationalError
 
 from crmsync.common.domain.schedule import LastRuns, Schedule, ScheduleMode
-from crmsync.common.service import run_service
-from crmsync.common.settings import CommonSettings
 from crmsync.scheduler.entrypoints.leader_loop import LeaderLoop
 from crmsync.scheduler.handlers.purge_history import Housekeeping, Retention
 from crmsync.scheduler.values import AccountSchedule
@@ -184,18 +181,3 @@ async def test_a_tick_that_hits_a_bug_ends_the_loop_with_that_error_and_gives_th
     with pytest.raises(ValueError, match="a bug"):
         await asyncio.wait_for(loop.run(asyncio.Event()), 2)
     assert leader.released
-
-
-async def test_a_service_whose_main_ends_with_a_bug_exits_1() -> None:
-    async def main(stop: asyncio.Event) -> None:
-        raise ValueError("a bug")
-
-    thresholds = gc.get_threshold()
-    try:
-        code = await run_service(
-            name="test", settings=CommonSettings(http_port=0), main=main, checks={}, stop=asyncio.Event()
-        )
-    finally:
-        gc.unfreeze()
-        gc.set_threshold(*thresholds)
-    assert code == 1

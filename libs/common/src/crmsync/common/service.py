@@ -141,16 +141,19 @@ async def run_service(
     try:
         await asyncio.wait({main_task, server_task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
         stop.set()
-        try:
-            await asyncio.wait_for(asyncio.shield(main_task), settings.shutdown_timeout_s)
-        except TimeoutError:
+        # Waited for, not awaited: a TimeoutError of main's own is a failure, not the shutdown's.
+        finished, _ = await asyncio.wait({main_task}, timeout=settings.shutdown_timeout_s)
+        if not finished:
             log.warning("shutdown_timeout", timeout_s=settings.shutdown_timeout_s)
             main_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await main_task
-        except Exception:
-            log.exception("service_failed")
-            exit_code = 1
+        else:
+            try:
+                await main_task
+            except Exception:
+                log.exception("service_failed")
+                exit_code = 1
         if server_task.done() and server_task.exception() is not None:
             log.error("http_server_failed", error=str(server_task.exception()))
             exit_code = 1
