@@ -8,7 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from crmsync.common.service import Main, run_service
+from crmsync.common import service
+from crmsync.common.service import Main, run_app, run_service
 from crmsync.common.settings import CommonSettings
 
 
@@ -57,3 +58,22 @@ async def test_a_main_that_outlives_the_shutdown_timeout_is_cancelled() -> None:
     asyncio.get_running_loop().call_later(0.2, stop.set)
     assert await _run(main, stop, shutdown_timeout_s=0.2) == 0
     assert cancelled.is_set()
+
+
+def test_a_service_app_built_and_run_by_run_app_exits_with_its_mains_outcome(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    configured: list[dict] = []  # the real one would reconfigure logging for the tests after this one
+    monkeypatch.setattr(service, "configure_logging", lambda **options: configured.append(options))
+
+    class App:
+        settings = CommonSettings(http_port=0, log_json=False)
+
+        async def main(self, stop: asyncio.Event) -> None:
+            raise ValueError("a bug")
+
+        def checks(self) -> dict:
+            return {}
+
+    assert run_app("test", App) == 1
+    assert configured == [{"service": "test", "level": "INFO", "json": False}]

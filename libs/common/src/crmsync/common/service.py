@@ -12,6 +12,7 @@ import contextlib
 import gc
 import signal
 from collections.abc import Awaitable, Callable, Iterator, Mapping
+from typing import Protocol
 
 import structlog
 import uvicorn
@@ -24,6 +25,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from crmsync.common.observability.logging import configure_logging
 from crmsync.common.observability.metrics import SERVICE_UP
 from crmsync.common.settings import CommonSettings
 
@@ -164,6 +166,28 @@ async def run_service(
             await asyncio.wait_for(server_task, 3)
     log.info("service_stopped", exit_code=exit_code)
     return exit_code
+
+
+class ServiceApp(Protocol):
+    """What a service's composition root returns: its settings, its main and its readiness checks."""
+
+    @property
+    def settings(self) -> CommonSettings: ...
+
+    async def main(self, stop: asyncio.Event) -> None: ...
+
+    def checks(self) -> Mapping[str, ReadinessCheck]: ...
+
+
+def run_app(name: str, build: Callable[[], ServiceApp]) -> int:
+    """Builds the app inside the event loop (aiokafka binds to it), runs it; returns the exit code."""
+
+    async def run() -> int:
+        app = build()
+        configure_logging(service=name, level=app.settings.log_level, json=app.settings.log_json)
+        return await run_service(name=name, settings=app.settings, main=app.main, checks=app.checks())
+
+    return asyncio.run(run())
 
 
 def _request_stop(stop: asyncio.Event, sig: signal.Signals) -> None:
