@@ -104,6 +104,9 @@ def _config(app: object, args: argparse.Namespace, port: int, pair: CertPair | N
         # Let long URIs reach the app so it answers 414 the way Salesforce does.
         h11_max_incomplete_event_size=1 << 20,
         lifespan="on",
+        # The app writes Date itself (in Salesforce's spelling); Salesforce names no server.
+        server_header=False,
+        date_header=False,
         ssl_certfile=str(pair.certfile) if pair else None,
         ssl_keyfile=str(pair.keyfile) if pair else None,
     )

@@ -15,6 +15,7 @@ from starlette.middleware import Middleware
 
 from crmsync.emulator.api import auth, bulk, composite, control, discovery, feeds, limits, query, sobjects
 from crmsync.emulator.faults import Fault
+from crmsync.emulator.headers import SalesforceHeaders
 from crmsync.emulator.state import Emulator, OrgState, Token
 from crmsync.emulator.web import PathGuard, http_error, json_response, method_not_allowed, not_found
 
@@ -42,7 +43,7 @@ def create_app(emulator: Emulator, *, freeze_heap: bool = False) -> Starlette:
     """Returns the ASGI app serving an emulator's orgs."""
     app = Starlette(
         routes=[route for area in AREAS for route in area.routes],
-        middleware=[Middleware(PathGuard)],
+        middleware=[Middleware(SalesforceHeaders), Middleware(PathGuard)],
         exception_handlers={404: not_found, 405: method_not_allowed, 500: http_error},
         lifespan=_lifespan(freeze_heap=freeze_heap),
     )
