@@ -3,12 +3,6 @@ every event has exactly one effect on the CRM."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import signal
-import subprocess
-import sys
-import time
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -19,31 +13,21 @@ from sqlalchemy import func, select
 
 from crmsync.common.db.schema import PushLog
 from crmsync.common.settings import CommonSettings
+from tests.support.processes import Process, service_env, start_service, wait_for
 from tests.support.pusher import connect_account, event, publish, seed_many_from_crm, wait_logged
 
 pytestmark = pytest.mark.integration
-REPO = Path(__file__).resolve().parents[2]
 UPDATES, CREATES = 9_000, 1_000
 
 
-def _start_pusher(settings: CommonSettings, group: str) -> subprocess.Popen[bytes]:
-    env = dict(
-        os.environ,
-        CRMSYNC_DATABASE_URL=settings.database_url,
-        CRMSYNC_KAFKA_BOOTSTRAP_SERVERS=settings.kafka_bootstrap_servers,
-        CRMSYNC_TOPIC_PREFIX=settings.topic_prefix,
-        CRMSYNC_HTTP_PORT="0",
+def _start_pusher(settings: CommonSettings, group: str, log: Path) -> Process:
+    env = service_env(
+        settings,
         CRMSYNC_LOG_LEVEL="WARNING",
         CRMSYNC_PUSHER_GROUP_ID=group,
         CRMSYNC_OUTBOUND_GROUP_ID=f"{group}-outbound",
     )
-    return subprocess.Popen(
-        [sys.executable, "-m", "crmsync.pusher"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    return start_service("crmsync.pusher", env=env, log=log)
 
 
 async def _finished(sessions, account_id: str) -> int:
@@ -56,7 +40,7 @@ async def _finished(sessions, account_id: str) -> int:
 
 
 async def test_r18_sigkill_with_10000_events_in_flight_then_restart_gives_exactly_one_effect_each(
-    settings: CommonSettings, sessions, account_id, make_crm_org
+    settings: CommonSettings, sessions, account_id, make_crm_org, tmp_path: Path
 ) -> None:
     org = make_crm_org(leads=UPDATES, contacts=0, seed=11)
     await connect_account(sessions, settings, account_id=account_id, org=org)
@@ -84,29 +68,22 @@ async def test_r18_sigkill_with_10000_events_in_flight_then_restart_gives_exactl
     await publish(settings, events)
 
     group = f"pusher-{uuid.uuid4().hex[:8]}"
-    first = _start_pusher(settings, group)
-    try:
-        deadline = time.monotonic() + 120
-        while await _finished(sessions, account_id) < 1_500:
-            assert first.poll() is None, "the pusher exited early"
-            assert time.monotonic() < deadline, "the pusher made no progress"
-            await asyncio.sleep(0.05)
-        first.send_signal(signal.SIGKILL)
-        first.wait(10)
-    finally:
+    log = tmp_path / "pusher.log"
+
+    async def under_way() -> bool:
+        return await _finished(sessions, account_id) >= 1_500
+
+    with _start_pusher(settings, group, log) as first:
+        await wait_for(under_way, timeout=120, what="the pusher's progress", process=first, interval=0.05)
         first.kill()
     done_at_kill = await _finished(sessions, account_id)
     assert done_at_kill < len(events), "the kill came after everything was done"
 
-    second = _start_pusher(settings, group)
-    try:
+    with _start_pusher(settings, group, log) as second:
         logged = await wait_logged(
             sessions, account_id=account_id, event_ids=[e.event_id for e in events], timeout=300
         )
-        second.send_signal(signal.SIGTERM)
-        assert second.wait(15) == 0
-    finally:
-        second.kill()
+        assert second.stop(timeout=15) == 0
 
     assert Counter(e.status for e in logged.values()) == {"succeeded": len(events)}
     writes = [w for w in org.writes() if w["success"]]
