@@ -130,7 +130,8 @@ def prepare(
     errors: list[RecordError] = []
     values: dict[str, Any] = {}
     for key, value in fields.items():
-        if key == "attributes" or (key == "Id" and not creating):
+        lowered = key.lower()  # Salesforce reads field names in any case
+        if lowered == "attributes" or (lowered == "id" and not creating):
             continue
         f = table.obj.field(key)
         if f is None:

@@ -21,6 +21,16 @@ _ROLLED_BACK = RecordError(
 )
 
 
+def record_id(record: Any) -> Any:
+    """Returns a collection record's Id, however its name is spelled ("Id", "id", "ID")."""
+    if not isinstance(record, dict):
+        return None
+    for key, value in record.items():
+        if key.lower() == "id":
+            return value
+    return None
+
+
 def _too_many() -> ApiError:
     return ApiError(
         400, "EXCEEDED_ID_LIMIT", "record limit reached. cannot submit more than 200 records into this call"
@@ -38,12 +48,14 @@ def _check(request: Request, state: OrgState, record: Any, *, creating: bool) ->
     """Returns (object name, errors) of one record of the collection, validated without writing."""
     if not isinstance(record, dict):
         return "", [RecordError("JSON_PARSER_ERROR", "Each record must be a JSON object")]
-    obj = (record.get("attributes") or {}).get("type")
-    if not isinstance(obj, str) or find_object(obj) is None:
-        return str(obj or ""), [RecordError("INVALID_TYPE", "Must send a concrete entity type.")]
-    if creating and record.get("Id"):
+    given = (record.get("attributes") or {}).get("type")
+    found = find_object(given) if isinstance(given, str) else None
+    if found is None:
+        return str(given or ""), [RecordError("INVALID_TYPE", "Must send a concrete entity type.")]
+    obj = found.name  # as the describe spells it, whatever the request said
+    if creating and record_id(record):
         return obj, [RecordError("INVALID_FIELD", "cannot specify Id in an insert call", ("Id",))]
-    if not creating and not record.get("Id"):
+    if not creating and not record_id(record):
         return obj, [RecordError("MISSING_ARGUMENT", "Id not specified in an update call")]
     if lock := lock_fault(state, request):
         return obj, [lock]
@@ -51,7 +63,7 @@ def _check(request: Request, state: OrgState, record: Any, *, creating: bool) ->
     table = org.table(obj)
     try:
         if not creating:
-            rtable, row = org.find(obj, record["Id"])
+            rtable, row = org.find(obj, record_id(record))
             if rtable.obj.name == "Lead" and rtable.raw(row, "IsConverted"):
                 return obj, [RecordError("CANNOT_UPDATE_CONVERTED_LEAD", "cannot reference converted lead")]
         org.prepare(table, record, creating=creating, system=False)
@@ -78,9 +90,9 @@ def _write(state: OrgState, obj: str, record: dict[str, Any], *, creating: bool)
         if creating:
             table, row = state.org.create(obj, record)
         else:
-            table, row = state.org.update(obj, record["Id"], record)
+            table, row = state.org.update(obj, record_id(record), record)
     except RecordRejected as exc:
-        return (None if creating else record["Id"]), list(exc.errors)
+        return (None if creating else record_id(record)), list(exc.errors)
     return table.id_of(row), []
 
 
@@ -97,12 +109,12 @@ async def _collection(request: Request, state: OrgState, *, creating: bool) -> R
     results: list[dict[str, Any]] = []
     if all_or_none and any(errors for _, errors in checks):
         for record, (obj, errors) in zip(records, checks, strict=True):
-            rid = record.get("Id") if isinstance(record, dict) and not creating else None
+            rid = None if creating else record_id(record)
             _log(state, method, obj, rid, record, False)
             results.append(_result(rid, errors or [_ROLLED_BACK]))
         return json_response(results)
     for record, (obj, errors) in zip(records, checks, strict=True):
-        rid = record.get("Id") if isinstance(record, dict) and not creating else None
+        rid = None if creating else record_id(record)
         if not errors:
             rid, errors = _write(state, obj, record, creating=creating)
         if creating and errors:
