@@ -7,17 +7,16 @@ R23), whatever local values and times the row carries.
 
 from __future__ import annotations
 
-import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from crmsync.common.domain.contacts import merge_from_crm
-from crmsync.puller.adapters.contact_store import _Existing
-from crmsync.puller.handlers.crm_records import MappedRecord
+from crmsync.common.domain.contacts import ContactValues, merge_from_crm
+from crmsync.common.domain.pulled import MappedRecord
+from crmsync.common.domain.resync import already_holds, merge_changes_nothing, needs_no_write
 
 STAMP = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
 NAMES = ("email", "first_name", "job_title", "opted_out", "score")
@@ -32,26 +31,43 @@ META = st.fixed_dictionaries(
 )
 
 
-def _row(fields: dict[str, Any], meta: dict[str, Any], **identity: Any) -> _Existing:
-    return _Existing(
-        id=uuid.uuid4(),
+@dataclass(frozen=True)
+class Row:
+    """A stored contact row, as the re-sync rules see it."""
+
+    external_id: str | None
+    crm_object: str | None
+    crm_modstamp: datetime | None
+    account_external_id: str | None
+    owner_external_id: str | None
+    fields: dict[str, Any]
+    meta: dict[str, Any]
+
+    @property
+    def values(self) -> ContactValues:
+        return ContactValues.from_stored(self.fields, self.meta, self.crm_modstamp)
+
+    def already_holds(self, record: MappedRecord) -> bool:
+        return already_holds(self, record)
+
+
+def _row(fields: dict[str, Any], meta: dict[str, Any], **identity: Any) -> Row:
+    return Row(
         external_id=identity.get("external_id", "00Q1"),
-        email_lower=None,
         crm_object="Lead",
-        fields=fields,
-        stored_meta_json=orjson.dumps(meta).decode(),
         crm_modstamp=identity.get("crm_modstamp", STAMP),
         account_external_id=None,
         owner_external_id=identity.get("owner_external_id", "005A"),
-        converted_from_lead_id=None,
+        fields=fields,
+        meta=meta,
     )
 
 
-def _record(values: dict[str, Any]) -> MappedRecord:
+def _record(values: dict[str, Any], *, modstamp: datetime = STAMP) -> MappedRecord:
     return MappedRecord(
         external_id="00Q1",
         crm_object="Lead",
-        modstamp=STAMP,
+        modstamp=modstamp,
         values=values,
         account_external_id=None,
         account_name=None,
@@ -90,3 +106,24 @@ def test_a_record_is_not_already_held_when_its_stamp_owner_or_a_value_differ() -
     assert not _row(fields, {}, owner_external_id="005B").already_holds(record)
     assert not _row(fields, {}).already_holds(_record({"first_name": "Grace"}))
     assert not _row(fields, {}).already_holds(_record({"phone": None}))
+
+
+def test_r18_a_record_older_than_its_row_needs_no_write_whatever_its_values() -> None:
+    row = _row({"first_name": "Ada"}, {})
+    assert needs_no_write(row, _record({"first_name": "Grace"}, modstamp=STAMP - timedelta(seconds=1)))
+    assert not needs_no_write(row, _record({"first_name": "Grace"}, modstamp=STAMP + timedelta(seconds=1)))
+    assert needs_no_write(row, _record({"first_name": "Ada"}))
+
+
+@given(
+    fields=st.dictionaries(st.sampled_from(NAMES), VALUES),
+    meta=st.dictionaries(st.sampled_from(NAMES), META),
+    incoming=st.dictionaries(st.sampled_from(NAMES), VALUES),
+)
+def test_r13_a_merge_that_changes_nothing_at_the_row_s_own_stamp_is_a_skip(fields, meta, incoming) -> None:
+    row = _row(fields, meta)
+    record = _record(incoming)
+    merged = merge_from_crm(row.values, record.values, modstamp=record.modstamp)
+    assert merge_changes_nothing(row, record, merged) == (merged.changed == ())
+    other_owner = _row(fields, meta, owner_external_id="005B")
+    assert not merge_changes_nothing(other_owner, record, merged)
