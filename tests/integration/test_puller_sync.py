@@ -24,12 +24,12 @@ from crmsync.common.db.schema import (
 )
 from crmsync.common.domain.contacts import ContactValues, FieldMeta
 from crmsync.common.domain.mapping import Mapping, default_salesforce_mapping
+from crmsync.common.domain.pulled import MappedRecord
 from crmsync.common.messages import RunSync, SyncKind, SyncReason
 from crmsync.puller.adapters import contact_store
 from crmsync.puller.adapters.runs import accounts_with_work, claim_next_run, finish_run, record_job
-from crmsync.puller.bootstrap import default_crm_factory
-from crmsync.puller.handlers.crm_records import MappedRecord
-from crmsync.puller.handlers.run_sync import SyncRunner
+from crmsync.puller.bootstrap import crm_connectors, sync_runner
+from crmsync.puller.domain.runs import RunEnd
 from crmsync.puller.settings import Settings
 from tests.support.connections import add_connection
 from tests.support.mappings import store_mapping
@@ -71,7 +71,7 @@ async def queue(sessions, account_id: str, kind: str, *, reason: SyncReason = Sy
 
 async def run_queued(sessions, settings: Settings, account_id: str) -> list[str]:
     """Runs the account's runnable runs to their resting states; returns those states."""
-    runner = SyncRunner(sessions=sessions, crm_factory=default_crm_factory(settings), settings=settings)
+    runner = sync_runner(sessions=sessions, crm_factory=crm_connectors(settings), settings=settings)
     statuses = []
     while True:
         async with sessions.begin() as session:
@@ -552,13 +552,8 @@ async def test_a_run_waiting_for_its_retry_holds_back_its_accounts_later_runs_an
     async with sessions.begin() as session:
         run = await claim_next_run(session, account_id=account_id)
         assert run is not None and run.job_id == first
-        await finish_run(
-            session,
-            run_id=run.id,
-            status="failed",
-            error="the CRM is down",
-            next_attempt_at=datetime.now(UTC) + timedelta(minutes=10),
-        )
+        retry_at = datetime.now(UTC) + timedelta(minutes=10)
+        await finish_run(session, run_id=run.id, end=RunEnd("failed", "the CRM is down", retry_at))
 
     async with sessions.begin() as session:
         assert await claim_next_run(session, account_id=account_id) is None
@@ -573,7 +568,7 @@ async def test_a_run_waiting_for_its_retry_holds_back_its_accounts_later_runs_an
     async with sessions.begin() as session:
         retried = await claim_next_run(session, account_id=account_id)
         assert retried is not None and retried.job_id == first  # its turn again, first in line
-        await finish_run(session, run_id=retried.id, status="succeeded")
+        await finish_run(session, run_id=retried.id, end=RunEnd("succeeded"))
     async with sessions.begin() as session:
         after = await claim_next_run(session, account_id=account_id)
     assert after is not None and after.job_id == later
@@ -615,9 +610,7 @@ async def test_a_stopping_puller_puts_its_run_back_in_the_queue_between_batches_
     await connect(sessions, settings, account_id, org)
     job_id = await queue(sessions, account_id, "full")
     stop = asyncio.Event()
-    runner = SyncRunner(
-        sessions=sessions, crm_factory=default_crm_factory(config), settings=config, stop=stop
-    )
+    runner = sync_runner(sessions=sessions, crm_factory=crm_connectors(config), settings=config, stop=stop)
     async with sessions.begin() as session:
         run = await claim_next_run(session, account_id=account_id)
     execution = asyncio.create_task(runner.execute(run))

@@ -10,9 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from crmsync.common.db.schema import Account, SyncRun
-from crmsync.puller.bootstrap import default_crm_factory
-from crmsync.puller.entrypoints.workers import Workers
-from crmsync.puller.handlers.run_sync import SyncRunner
+from crmsync.puller.bootstrap import crm_connectors, sync_runner, workers
 from tests.integration.test_puller_sync import connect, expected_store, puller_settings, queue, store_of
 
 pytestmark = pytest.mark.integration
@@ -25,7 +23,7 @@ async def test_two_replicas_run_one_account_s_jobs_one_at_a_time_and_other_accou
     async with sessions.begin() as session:
         session.add(Account(id=other, name="other"))
     big, small = make_crm_org(leads=6000, contacts=10, seed=51), make_crm_org(leads=40, contacts=40, seed=52)
-    config = puller_settings(settings, puller_batch_size=500, puller_poll_s=0.1)
+    config = puller_settings(settings, puller_batch_size=500, puller_poll_s=0.1, puller_concurrency=2)
     await connect(sessions, settings, account_id, big)
     await connect(sessions, settings, other, small)
     first_job = await queue(sessions, account_id, "full")
@@ -34,14 +32,13 @@ async def test_two_replicas_run_one_account_s_jobs_one_at_a_time_and_other_accou
 
     stop = asyncio.Event()
     replicas = [
-        Workers(
+        workers(
             engine=engine,
             sessions=sessions,
-            runner=SyncRunner(
-                sessions=sessions, crm_factory=default_crm_factory(config), settings=config, stop=stop
+            runner=sync_runner(
+                sessions=sessions, crm_factory=crm_connectors(config), settings=config, stop=stop
             ),
-            concurrency=2,
-            poll_s=0.1,
+            settings=config,
         )
         for _ in range(2)
     ]

@@ -1,41 +1,24 @@
-"""Sync runs, sync state, mappings and connections in Postgres, as the puller needs them.
+"""Sync runs and sync state in Postgres, as the puller needs them.
 
-Helpers run inside the caller's transaction and never commit.
+The functions run inside the caller's transaction and never commit.
 """
 
 from __future__ import annotations
 
-import contextlib
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import select, text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from crmsync.common.db.schema import OPEN_SYNC_RUN, CrmConnection, MappingRowRecord, MappingVersion
-from crmsync.common.domain.fields import DataType
-from crmsync.common.domain.mapping import FieldKind, Mapping, MappingRow, default_salesforce_mapping
-from crmsync.common.messages import RunSync
+from crmsync.common.db.schema import OPEN_SYNC_RUN
+from crmsync.common.messages import RunSync, SyncKind, SyncReason
+from crmsync.puller.domain.runs import EntityAdvance, EntityState, RunCounts, RunEnd, RunProgress, SyncRun
 
 # First key of the puller's per-account advisory locks (the second is the account's hash).
 ACCOUNT_LOCK_SPACE = 0x70756C6C  # "pull"
-
-
-@dataclass(frozen=True)
-class RunRow:
-    id: uuid.UUID
-    account_id: str
-    job_id: str
-    kind: str
-    reason: str
-    status: str
-    attempts: int
-    progress: dict[str, Any]
-    requested_at: datetime
-    started_at: datetime | None
 
 
 async def record_job(session: AsyncSession, *, job: RunSync) -> bool:
@@ -107,7 +90,7 @@ async def accounts_with_work(session: AsyncSession, *, limit: int) -> list[str]:
     return [row[0] for row in rows]
 
 
-async def claim_next_run(session: AsyncSession, *, account_id: str) -> RunRow | None:
+async def claim_next_run(session: AsyncSession, *, account_id: str) -> SyncRun | None:
     """Marks the account's oldest unfinished run as running and returns it, if it is due.
 
     The caller holds the account's lock.
@@ -116,12 +99,23 @@ async def claim_next_run(session: AsyncSession, *, account_id: str) -> RunRow | 
     if row is None:
         return None
     progress = row["progress"]
-    return RunRow(**{**row, "progress": orjson.loads(progress) if isinstance(progress, str) else progress})
+    return SyncRun(
+        id=row["id"],
+        account_id=row["account_id"],
+        job_id=row["job_id"],
+        kind=SyncKind(row["kind"]),
+        reason=SyncReason(row["reason"]),
+        status=row["status"],
+        attempts=row["attempts"],
+        progress=RunProgress.from_json(orjson.loads(progress) if isinstance(progress, str) else progress),
+        requested_at=row["requested_at"],
+        started_at=row["started_at"],
+    )
 
 
-async def covering_run(session: AsyncSession, *, run: RunRow) -> uuid.UUID | None:
+async def covering_run(session: AsyncSession, *, run: SyncRun) -> uuid.UUID | None:
     """Returns a run that succeeded after this one was requested and covers it, if any."""
-    kinds = ["full"] if run.kind == "full" else ["full", "incremental"]
+    kinds = ["full"] if run.kind == SyncKind.FULL else ["full", "incremental"]
     return await session.scalar(
         text(
             """
@@ -135,71 +129,45 @@ async def covering_run(session: AsyncSession, *, run: RunRow) -> uuid.UUID | Non
     )
 
 
+def _progress_json(progress: RunProgress | None) -> str | None:
+    return None if progress is None else orjson.dumps(progress.to_json()).decode()
+
+
+_ADD_PROGRESS = text(
+    """
+    update sync_runs set pulled = pulled + :pulled, created = created + :created,
+           updated = updated + :updated, deleted = deleted + :deleted,
+           skipped = skipped + :skipped, errors = errors + :errors,
+           progress = coalesce(cast(:progress as jsonb), progress)
+    where id = :id
+    """
+)
+
+
 async def add_progress(
-    session: AsyncSession,
-    *,
-    run_id: uuid.UUID,
-    pulled: int = 0,
-    created: int = 0,
-    updated: int = 0,
-    deleted: int = 0,
-    skipped: int = 0,
-    errors: int = 0,
-    progress: dict[str, Any] | None = None,
+    session: AsyncSession, *, run_id: uuid.UUID, counts: RunCounts, progress: RunProgress | None = None
 ) -> None:
     """Adds to the run's counts and, when given, replaces its resume point."""
-    await session.execute(
-        text(
-            """
-            update sync_runs set pulled = pulled + :pulled, created = created + :created,
-                   updated = updated + :updated, deleted = deleted + :deleted,
-                   skipped = skipped + :skipped, errors = errors + :errors,
-                   progress = coalesce(cast(:progress as jsonb), progress)
-            where id = :id
-            """
-        ),
-        {
-            "id": run_id,
-            "pulled": pulled,
-            "created": created,
-            "updated": updated,
-            "deleted": deleted,
-            "skipped": skipped,
-            "errors": errors,
-            "progress": None if progress is None else orjson.dumps(progress).decode(),
-        },
-    )
+    params: dict[str, Any] = {**vars(counts), "id": run_id, "progress": _progress_json(progress)}
+    await session.execute(_ADD_PROGRESS, params)
 
 
-async def finish_run(
-    session: AsyncSession,
-    *,
-    run_id: uuid.UUID,
-    status: str,
-    error: str | None = None,
-    next_attempt_at: datetime | None = None,
-    progress: dict[str, Any] | None = None,
-) -> None:
+_FINISH_RUN = text(
+    """
+    update sync_runs set status = :status, error = :error, next_attempt_at = :next_attempt_at,
+           finished_at = case when :status in ('succeeded', 'failed') then now() else null end,
+           progress = coalesce(cast(:progress as jsonb), progress)
+    where id = :id
+    """
+)
+
+
+async def finish_run(session: AsyncSession, *, run_id: uuid.UUID, end: RunEnd) -> None:
     """Records how the run ended (or stopped for now: queued, paused, failed with a retry time)."""
-    await session.execute(
-        text(
-            """
-            update sync_runs set status = :status, error = :error, next_attempt_at = :next_attempt_at,
-                   finished_at = case when :status in ('succeeded', 'failed') then now() else null end,
-                   progress = coalesce(cast(:progress as jsonb), progress)
-            where id = :id
-            """
-        ),
-        {
-            "id": run_id,
-            "status": status,
-            "error": error,
-            "next_attempt_at": next_attempt_at,
-            "progress": None if progress is None else orjson.dumps(progress).decode(),
-        },
-    )
-    if status == "succeeded" or (status == "failed" and next_attempt_at is None):
-        # Over for good: what its full sync saw is of no more use.
+    params = {**vars(end), "id": run_id, "progress": _progress_json(end.progress)}
+    await session.execute(_FINISH_RUN, params)
+    if end.over:
+        # What its full sync saw is of no more use.
         await session.execute(text("delete from sync_run_sightings where run_id = :id"), {"id": run_id})
 
 
@@ -216,153 +184,40 @@ async def clear_full_request(session: AsyncSession, *, account_id: str, started_
     )
 
 
-@dataclass(frozen=True)
-class EntityState:
-    watermark: datetime | None
-    deleted_watermark: datetime | None
-    last_full_at: datetime | None
-
-
 async def entity_state(session: AsyncSession, *, account_id: str, entity: str) -> EntityState:
+    """Returns how far the store has the entity's records (nothing yet: all None)."""
     row = (
-        (
-            await session.execute(
-                text(
-                    "select watermark, deleted_watermark, last_full_at from sync_state "
-                    "where account_id = :a and entity = :e"
-                ),
-                {"a": account_id, "e": entity},
-            )
+        await session.execute(
+            text(
+                "select watermark, deleted_watermark, last_full_at from sync_state "
+                "where account_id = :a and entity = :e"
+            ),
+            {"a": account_id, "e": entity},
         )
-        .mappings()
-        .first()
-    )
-    if row is None:
-        return EntityState(None, None, None)
-    return EntityState(row["watermark"], row["deleted_watermark"], row["last_full_at"])
+    ).first()
+    return EntityState() if row is None else EntityState(*row)
 
 
-async def save_entity_state(
-    session: AsyncSession,
-    *,
-    account_id: str,
-    entity: str,
-    watermark: datetime | None = None,
-    watermark_id: str | None = None,
-    deleted_watermark: datetime | None = None,
-    full_at: datetime | None = None,
-    incremental_at: datetime | None = None,
+_ADVANCE_ENTITY = text(
+    """
+    insert into sync_state (account_id, entity, watermark, watermark_id, deleted_watermark,
+                            last_full_at, last_incremental_at)
+    values (:a, :e, :watermark, :watermark_id, :deleted_watermark, :full_at, :incremental_at)
+    on conflict (account_id, entity) do update set
+        watermark = greatest(sync_state.watermark, excluded.watermark),
+        watermark_id = case when excluded.watermark >= coalesce(sync_state.watermark, excluded.watermark)
+                            then coalesce(excluded.watermark_id, sync_state.watermark_id)
+                            else sync_state.watermark_id end,
+        deleted_watermark = greatest(sync_state.deleted_watermark, excluded.deleted_watermark),
+        last_full_at = coalesce(excluded.last_full_at, sync_state.last_full_at),
+        last_incremental_at = coalesce(excluded.last_incremental_at, sync_state.last_incremental_at),
+        updated_at = now()
+    """
+)
+
+
+async def advance_entity(
+    session: AsyncSession, *, account_id: str, entity: str, advance: EntityAdvance
 ) -> None:
     """Moves the entity's watermarks forward (never back) in the caller's transaction (R18)."""
-    await session.execute(
-        text(
-            """
-            insert into sync_state (account_id, entity, watermark, watermark_id, deleted_watermark,
-                                    last_full_at, last_incremental_at)
-            values (:a, :e, :w, :wid, :dw, :full, :inc)
-            on conflict (account_id, entity) do update set
-                watermark = greatest(sync_state.watermark, excluded.watermark),
-                watermark_id = case when excluded.watermark >= coalesce(sync_state.watermark, excluded.watermark)
-                                    then coalesce(excluded.watermark_id, sync_state.watermark_id)
-                                    else sync_state.watermark_id end,
-                deleted_watermark = greatest(sync_state.deleted_watermark, excluded.deleted_watermark),
-                last_full_at = coalesce(excluded.last_full_at, sync_state.last_full_at),
-                last_incremental_at = coalesce(excluded.last_incremental_at, sync_state.last_incremental_at),
-                updated_at = now()
-            """
-        ),
-        {
-            "a": account_id,
-            "e": entity,
-            "w": watermark,
-            "wid": watermark_id,
-            "dw": deleted_watermark,
-            "full": full_at,
-            "inc": incremental_at,
-        },
-    )
-
-
-async def load_connection(session: AsyncSession, *, account_id: str) -> CrmConnection | None:
-    return await session.get(CrmConnection, account_id)
-
-
-async def load_mapping(session: AsyncSession, *, account_id: str) -> Mapping:
-    """Returns the account's current mapping version, or the default one when none is saved (R7)."""
-    version = await session.scalar(
-        select(MappingVersion)
-        .where(MappingVersion.account_id == account_id)
-        .order_by(MappingVersion.version.desc())
-        .limit(1)
-    )
-    if version is None:
-        return default_salesforce_mapping()
-    rows = (
-        await session.scalars(
-            select(MappingRowRecord)
-            .where(
-                MappingRowRecord.account_id == account_id, MappingRowRecord.mapping_version_id == version.id
-            )
-            .order_by(MappingRowRecord.position)
-        )
-    ).all()
-    return Mapping(
-        version=version.version,
-        rows=tuple(
-            MappingRow(
-                destination=r.destination,
-                data_type=DataType(r.data_type),
-                kind=FieldKind(r.kind),
-                lead_source=r.lead_source,
-                contact_source=r.contact_source,
-                allow_push=r.allow_push,
-            )
-            for r in rows
-        ),
-    )
-
-
-class AccountLock:
-    """A session advisory lock on one account, held on a dedicated connection while its run executes.
-
-    It is what keeps one account's runs one at a time across puller replicas, and
-    it dies with the process, so a run left 'running' by a killed puller is free
-    to be resumed by the next one that takes the lock.
-    """
-
-    def __init__(self, engine: AsyncEngine, account_id: str) -> None:
-        self._engine = engine
-        self._account_id = account_id
-        self._conn: AsyncConnection | None = None
-
-    async def acquire(self) -> bool:
-        conn = await self._engine.connect()
-        try:
-            got = (
-                await conn.execute(
-                    text("select pg_try_advisory_lock(:space, hashtext(:account))"),
-                    {"space": ACCOUNT_LOCK_SPACE, "account": self._account_id},
-                )
-            ).scalar_one()
-            await conn.commit()
-        except BaseException:
-            await conn.close()
-            raise
-        if not got:
-            await conn.close()
-            return False
-        self._conn = conn
-        return True
-
-    async def release(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is None:
-            return
-        with contextlib.suppress(Exception):
-            await conn.execute(
-                text("select pg_advisory_unlock(:space, hashtext(:account))"),
-                {"space": ACCOUNT_LOCK_SPACE, "account": self._account_id},
-            )
-            await conn.commit()
-        with contextlib.suppress(Exception):
-            await conn.close()
+    await session.execute(_ADVANCE_ENTITY, {"a": account_id, "e": entity, **vars(advance)})

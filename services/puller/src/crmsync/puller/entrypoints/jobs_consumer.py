@@ -7,12 +7,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crmsync.common.kafka.consumer import ConsumerLoop, DeadLetters, Delivery
 from crmsync.common.kafka.topics import SYNC_JOBS
 from crmsync.common.messages import RunSync
 from crmsync.common.settings import CommonSettings
+from crmsync.puller.handlers.ports import JobStore
 from crmsync.puller.handlers.record_job import record_jobs
 
 
@@ -22,13 +22,13 @@ async def run_jobs_consumer(
     settings: CommonSettings,
     consumer: AIOKafkaConsumer,
     producer: AIOKafkaProducer,
-    sessions: async_sessionmaker[AsyncSession],
+    jobs: JobStore,
     on_new_jobs: Callable[[], None],
 ) -> None:
     """Runs until `stop`: each batch of jobs is recorded in one transaction, then committed."""
 
     async def handle(batch: Sequence[Delivery[Any]]) -> None:
-        if await record_jobs(sessions=sessions, jobs=[d.message for d in batch]):
+        if await record_jobs(store=jobs, jobs=[d.message for d in batch]):
             on_new_jobs()
 
     loop = ConsumerLoop(

@@ -8,12 +8,12 @@ everything that was in flight.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+from collections.abc import Callable
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from crmsync.puller.adapters.runs import AccountLock, accounts_with_work, claim_next_run
+from crmsync.puller.domain.runs import FAILED, PAUSED, QUEUED
+from crmsync.puller.handlers.ports import AccountLock, RunQueue
 from crmsync.puller.handlers.run_sync import SyncRunner
 
 log = structlog.get_logger(__name__)
@@ -23,14 +23,14 @@ class Workers:
     def __init__(
         self,
         *,
-        engine: AsyncEngine,
-        sessions: async_sessionmaker[AsyncSession],
+        queue: RunQueue,
+        lock_for: Callable[[str], AccountLock],
         runner: SyncRunner,
         concurrency: int,
         poll_s: float,
     ) -> None:
-        self._engine = engine
-        self._sessions = sessions
+        self._queue = queue
+        self._lock_for = lock_for
         self._runner = runner
         self._concurrency = concurrency
         self._poll_s = poll_s
@@ -86,15 +86,14 @@ class Workers:
         free = self._concurrency - len(self._active)
         if free <= 0:
             return
-        async with self._sessions() as session:
-            candidates = await accounts_with_work(session, limit=free + len(self._active) + 10)
+        candidates = await self._queue.accounts_with_work(free + len(self._active) + 10)
         for account_id in candidates:
             if len(self._active) >= self._concurrency:
                 return
             if account_id in self._active:
                 continue
-            lock = AccountLock(self._engine, account_id)
-            if not await lock.acquire():
+            lock = self._lock_for(account_id)
+            if not await lock.try_acquire():
                 continue  # another replica is syncing this account
             self._active[account_id] = asyncio.create_task(
                 self._drain(account_id, lock), name=f"sync-{account_id}"
@@ -104,8 +103,7 @@ class Workers:
         """Runs the account's runnable runs one after the other while holding its lock."""
         try:
             while True:
-                async with self._sessions.begin() as session:
-                    run = await claim_next_run(session, account_id=account_id)
+                run = await self._queue.claim_next_run(account_id)
                 if run is None:
                     return
                 log.info(
@@ -116,8 +114,7 @@ class Workers:
                     attempt=run.attempts,
                 )
                 status = await self._runner.execute(run)
-                if status in ("queued", "paused", "failed"):
+                if status in (QUEUED, PAUSED, FAILED):
                     return  # stopping, or waiting for its retry time: later runs wait behind it
         finally:
-            with contextlib.suppress(Exception):
-                await lock.release()
+            await lock.release()  # never raises for a lost connection: closing it frees the lock too

@@ -9,12 +9,12 @@ owner from the Owner (R5).
 from __future__ import annotations
 
 from collections.abc import Mapping as AnyMapping
-from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
 from crmsync.common.domain.fields import COMPANY, SALES_OWNER_EMAIL, SALES_OWNER_NAME, DataType
 from crmsync.common.domain.mapping import CrmObject, Mapping
+from crmsync.common.domain.pulled import MappedRecord
 
 LEAD = CrmObject.LEAD.value
 CONTACT = CrmObject.CONTACT.value
@@ -41,22 +41,6 @@ OPPORTUNITY_FIELDS = (
 
 class MappingMismatch(Exception):
     """A mapped source field is missing from the CRM's describe (renamed or deleted there)."""
-
-
-@dataclass(frozen=True)
-class MappedRecord:
-    """One CRM record as the contact store will hold it."""
-
-    external_id: str
-    crm_object: str
-    modstamp: datetime
-    values: dict[str, Any]
-    account_external_id: str | None
-    account_name: str | None
-    owner_external_id: str | None
-    owner_name: str | None
-    owner_email: str | None
-    converted_contact_id: str | None = None
 
 
 def check_mapping(*, mapping: Mapping, entity: str, described_fields: set[str]) -> None:

@@ -10,22 +10,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crmsync.common.messages import RunSync
-from crmsync.puller.adapters.runs import record_job
+from crmsync.puller.handlers.ports import JobStore
 
 log = structlog.get_logger(__name__)
 
 
-async def record_jobs(*, sessions: async_sessionmaker[AsyncSession], jobs: Sequence[RunSync]) -> int:
+async def record_jobs(*, store: JobStore, jobs: Sequence[RunSync]) -> int:
     """Returns how many of the jobs were new (a re-delivered job is ignored)."""
-    new = 0
-    async with sessions.begin() as session:
-        for job in jobs:
-            if await record_job(session, job=job):
-                new += 1
-                log.info("sync_job_queued", account_id=job.account_id, job_id=job.job_id, kind=job.kind.value)
-            else:
-                log.info("sync_job_known", account_id=job.account_id, job_id=job.job_id)
-    return new
+    new = await store.record_jobs(jobs)
+    for job, is_new in zip(jobs, new, strict=True):
+        if is_new:
+            log.info("sync_job_queued", account_id=job.account_id, job_id=job.job_id, kind=job.kind.value)
+        else:
+            log.info("sync_job_known", account_id=job.account_id, job_id=job.job_id)
+    return sum(new)

@@ -1,0 +1,170 @@
+"""The puller's ports over Postgres: transactions of a sync, the job record, the run queue, the lock.
+
+A unit of work opens and commits each transaction; the repositories here
+work inside it and never commit. A database that cannot be reached or that
+loses the connection is reported as `StoreUnavailable` (transient).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from crmsync.common.crm.connection import CrmConnectionInfo
+from crmsync.common.db import account_config
+from crmsync.common.db.locks import SessionAdvisoryLock
+from crmsync.common.db.unit_of_work import UnitOfWork
+from crmsync.common.domain.mapping import Mapping
+from crmsync.common.domain.pulled import MappedRecord
+from crmsync.common.messages import RunSync
+from crmsync.puller.adapters import contact_rows, contact_store, related, runs
+from crmsync.puller.domain.batches import BatchCounts, PreparedBatch
+from crmsync.puller.domain.errors import StoreUnavailable
+from crmsync.puller.domain.runs import EntityAdvance, EntityState, RunCounts, RunEnd, RunProgress, SyncRun
+
+# The database is away or the connection was lost (asyncpg's own errors come from the
+# contact store's statements, which run on the driver's connection).
+_UNAVAILABLE = (DBAPIError, asyncpg.PostgresConnectionError, asyncpg.exceptions.OperatorInterventionError)
+
+
+class PgRuns:
+    """Sync runs, sync state and the account's configuration in the session's transaction."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def covering_run(self, run: SyncRun) -> uuid.UUID | None:
+        return await runs.covering_run(self._session, run=run)
+
+    async def mapping(self, account_id: str) -> Mapping:
+        return await account_config.load_current_mapping(self._session, account_id=account_id)
+
+    async def connection(self, account_id: str) -> CrmConnectionInfo | None:
+        return await account_config.load_connection(self._session, account_id=account_id)
+
+    async def entity_state(self, account_id: str, entity: str) -> EntityState:
+        return await runs.entity_state(self._session, account_id=account_id, entity=entity)
+
+    async def advance_entity(self, account_id: str, entity: str, advance: EntityAdvance) -> None:
+        await runs.advance_entity(self._session, account_id=account_id, entity=entity, advance=advance)
+
+    async def add_progress(
+        self, run_id: uuid.UUID, counts: RunCounts, progress: RunProgress | None = None
+    ) -> None:
+        await runs.add_progress(self._session, run_id=run_id, counts=counts, progress=progress)
+
+    async def finish_run(self, run_id: uuid.UUID, end: RunEnd) -> None:
+        await runs.finish_run(self._session, run_id=run_id, end=end)
+
+    async def clear_full_request(self, account_id: str, started_at: datetime) -> None:
+        await runs.clear_full_request(self._session, account_id=account_id, started_at=started_at)
+
+
+class PgContacts:
+    """The contact store in the session's transaction (its statements run on the driver's connection)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def has_contacts(self, account_id: str) -> bool:
+        return await related.has_contacts(await self._session.connection(), account_id=account_id)
+
+    async def apply_records(
+        self, *, account_id: str, run_id: uuid.UUID, batch: PreparedBatch, full: bool
+    ) -> BatchCounts:
+        conn = await self._session.connection()
+        return await contact_store.apply_records(
+            conn, account_id=account_id, run_id=run_id, batch=batch, full=full
+        )
+
+    async def apply_opportunities(self, account_id: str, records: Sequence[dict[str, Any]]) -> int:
+        conn = await self._session.connection()
+        return await related.apply_opportunities(conn, account_id=account_id, records=records)
+
+    async def delete_by_external_ids(self, account_id: str, entity: str, external_ids: Sequence[str]) -> int:
+        conn = await self._session.connection()
+        return await related.delete_by_external_ids(
+            conn, account_id=account_id, entity=entity, external_ids=external_ids
+        )
+
+    async def sweep_unseen(
+        self, *, account_id: str, entity: str, run_id: uuid.UUID, started_at: datetime
+    ) -> int:
+        conn = await self._session.connection()
+        return await related.sweep_unseen(
+            conn, account_id=account_id, entity=entity, run_id=run_id, started_at=started_at
+        )
+
+
+class PgSyncTransaction:
+    def __init__(self, session: AsyncSession) -> None:
+        self.runs = PgRuns(session)
+        self.contacts = PgContacts(session)
+
+
+@asynccontextmanager
+async def _reported(unit: AbstractAsyncContextManager[AsyncSession]) -> AsyncIterator[PgSyncTransaction]:
+    """Yields the unit's transaction; a lost or unreachable database is raised as StoreUnavailable."""
+    try:
+        async with unit as session:
+            yield PgSyncTransaction(session)
+    except _UNAVAILABLE as exc:
+        raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
+
+
+class PgSyncStore:
+    """The transactions a sync writes in (the `SyncStore` port)."""
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+
+    def begin(self) -> AbstractAsyncContextManager[PgSyncTransaction]:
+        return _reported(self._uow.begin())
+
+    def read(self) -> AbstractAsyncContextManager[PgSyncTransaction]:
+        return _reported(self._uow.read())
+
+    def prepare(self, records: Sequence[MappedRecord], *, empty_store: bool) -> PreparedBatch:
+        return contact_rows.prepare(records, empty_store=empty_store)
+
+
+class PgJobStore:
+    """Sync jobs recorded as queued runs (the `JobStore` port)."""
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+
+    async def record_jobs(self, jobs: Sequence[RunSync]) -> list[bool]:
+        async with self._uow.begin() as session:
+            return [await runs.record_job(session, job=job) for job in jobs]
+
+
+class PgRunQueue:
+    """Where the workers find runs (the `RunQueue` port)."""
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+
+    async def accounts_with_work(self, limit: int) -> list[str]:
+        async with self._uow.read() as session:
+            return await runs.accounts_with_work(session, limit=limit)
+
+    async def claim_next_run(self, account_id: str) -> SyncRun | None:
+        async with self._uow.begin() as session:
+            return await runs.claim_next_run(session, account_id=account_id)
+
+
+def account_lock(engine: AsyncEngine, account_id: str) -> SessionAdvisoryLock:
+    """Returns the lock that keeps one account's runs one at a time across puller replicas.
+
+    It dies with the process, so a run left 'running' by a killed puller is free
+    to be resumed by the next one that takes the lock.
+    """
+    return SessionAdvisoryLock(engine, space=runs.ACCOUNT_LOCK_SPACE, name=account_id)

@@ -1,0 +1,85 @@
+"""The puller's process loop: the jobs consumer and the workers side by side until `stop`.
+
+A task that dies (a bug) stops the other one and its error ends the process;
+on `stop`, runs stop between batches and are requeued, and one stuck in a CRM
+call past the grace period is cancelled and resumed by the next process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from crmsync.puller.entrypoints.jobs_consumer import run_jobs_consumer
+from crmsync.puller.entrypoints.workers import Workers
+from crmsync.puller.handlers.ports import JobStore
+from crmsync.puller.settings import Settings
+
+
+async def run_puller(
+    stop: asyncio.Event,
+    *,
+    settings: Settings,
+    consumer: AIOKafkaConsumer,
+    producer: AIOKafkaProducer,
+    jobs: JobStore,
+    workers: Callable[[asyncio.Event], Workers],
+) -> None:
+    """Runs the consumer and the workers until `stop` or until one of them fails (raised here)."""
+    pool = workers(stop)
+    await producer.start()
+    try:
+        await consumer.start()
+        try:
+            await _run_until_stopped(
+                stop, settings=settings, consumer=consumer, producer=producer, jobs=jobs, pool=pool
+            )
+        finally:
+            await consumer.stop()
+    finally:
+        await producer.stop()
+
+
+async def _run_until_stopped(
+    stop: asyncio.Event,
+    *,
+    settings: Settings,
+    consumer: AIOKafkaConsumer,
+    producer: AIOKafkaProducer,
+    jobs: JobStore,
+    pool: Workers,
+) -> None:
+    tasks = [
+        asyncio.create_task(
+            run_jobs_consumer(
+                stop,
+                settings=settings,
+                consumer=consumer,
+                producer=producer,
+                jobs=jobs,
+                on_new_jobs=pool.notify,
+            ),
+            name="puller-consumer",
+        ),
+        asyncio.create_task(pool.run(stop), name="puller-workers"),
+    ]
+    stop_wait = asyncio.create_task(stop.wait())
+    try:
+        done, _ = await asyncio.wait([*tasks, stop_wait], return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task is not stop_wait and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+    finally:
+        stop.set()
+        stop_wait.cancel()
+        grace = max(1.0, settings.shutdown_timeout_s - 3)
+        _, pending = await asyncio.wait(tasks, timeout=grace)
+        for task in pending:
+            task.cancel()
+        for task in tasks:
+            # The first failure was raised above; what the others end with is of no more use.
+            with contextlib.suppress(BaseException):
+                await task
