@@ -57,6 +57,8 @@ class Org:
         self.writes: list[dict[str, Any]] = []
         self.cursors: dict[str, Cursor] = {}
         self.bulk_jobs: dict[str, dict[str, Any]] = {}
+        self.bulk_query_jobs = 0  # Bulk 2.0 query jobs created (DailyBulkV2QueryJobs)
+        self.bulk_batches = 0  # Bulk API batches created (DailyBulkApiBatches)
         columns = generate(leads=leads, contacts=contacts, seed=seed, now_ms=now or now_ms())
         self.tables = {
             name: Table(obj, self.tag, columns[name], columns[name]["SystemModstamp"].n)

@@ -78,7 +78,8 @@ async def bulk_create(request: Request, state: OrgState, version: str) -> Respon
     cursor = bulk_cursor(
         org, body.get("query") or "", include_deleted=operation == "queryAll", version=version
     )
-    job_id = ids.make_id("750", org.tag, len(org.bulk_jobs) + 1)
+    org.bulk_query_jobs += 1
+    job_id = ids.make_id("750", org.tag, org.bulk_query_jobs)
     stamp = format_datetime(now_ms())
     job = {
         "id": job_id,
