@@ -4,17 +4,12 @@ real Kafka and PostgreSQL, the Salesforce emulator over HTTP, one change each wa
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -23,56 +18,44 @@ from aiokafka import AIOKafkaProducer
 from crmsync.common.kafka.codec import encode
 from crmsync.common.messages import ContactChanged, contact_change_key
 from crmsync.common.settings import CommonSettings
+from tests.support.processes import (
+    Process,
+    answers,
+    free_port,
+    service_env,
+    start_process,
+    stop_all,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
 SERVICES = ("mapping-api", "scheduler", "puller", "pusher")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _eventually(check: Callable[[], Any], *, within: float, what: str) -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what}")
-        time.sleep(0.5)
-
-
 class Product:
     """The four services started as `make run` starts them, stopped with SIGTERM."""
 
     def __init__(self, settings: CommonSettings, logs: Path) -> None:
-        self.env = dict(
-            os.environ,
-            CRMSYNC_DATABASE_URL=settings.database_url,
-            CRMSYNC_KAFKA_BOOTSTRAP_SERVERS=settings.kafka_bootstrap_servers,
-            CRMSYNC_TOPIC_PREFIX=settings.topic_prefix,
-            CRMSYNC_ENVIRONMENT="test",
-        )
-        self.ports = {name: _free_port() for name in SERVICES}
+        self.env = service_env(settings, CRMSYNC_ENVIRONMENT="test")
+        self.ports = {name: free_port() for name in SERVICES}
         self.logs = logs
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.processes: dict[str, Process] = {}
 
     def start(self) -> None:
         for name, port in self.ports.items():
-            log = (self.logs / f"{name}.log").open("wb")
-            self.processes[name] = subprocess.Popen(
+            self.processes[name] = start_process(
                 [str(BIN / f"crmsync-{name}")],
                 env=dict(self.env, CRMSYNC_HTTP_PORT=str(port)),
-                stdout=log,
-                stderr=subprocess.STDOUT,
+                log=self.logs / f"{name}.log",
             )
         for name, port in self.ports.items():
-            _eventually(
-                lambda port=port: _ready(port), within=90, what=f"{name} /readyz (log {self.logs / name}.log)"
+            wait_until(
+                lambda port=port: answers(f"http://127.0.0.1:{port}/readyz"),
+                timeout=90,
+                what=f"{name} /readyz",
+                process=self.processes[name],
+                interval=0.5,
             )
 
     def admin(self, *args: str) -> str:
@@ -82,24 +65,7 @@ class Product:
         return done.stdout.strip()
 
     def stop(self) -> dict[str, int | None]:
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        codes: dict[str, int | None] = {}
-        for name, process in self.processes.items():
-            try:
-                codes[name] = process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                codes[name] = None
-        return codes
-
-
-def _ready(port: int) -> bool:
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
+        return dict(zip(self.processes, stop_all(self.processes.values(), timeout=10), strict=True))
 
 
 async def _produce(settings: CommonSettings, event: ContactChanged) -> None:
@@ -148,7 +114,7 @@ def test_one_change_each_way_through_the_four_services(product: Product, setting
         assert not [r for r in runs if r["status"] == "failed"], runs
         return any(r["status"] == "succeeded" for r in runs)
 
-    _eventually(full_sync_done, within=120, what="the first full sync")
+    wait_until(full_sync_done, timeout=120, what="the first full sync", interval=0.5)
     leads, contacts = crm_org.records("Lead"), crm_org.records("Contact")
     segments = {s["id"]: s["count"] for s in api.get("/v1/segments").json()}
     assert segments["salesforce-leads"] == len(leads)
@@ -166,7 +132,12 @@ def test_one_change_each_way_through_the_four_services(product: Product, setting
         contact = api.get(f"/v1/contacts/{found[0]['id']}").json()
         return contact["fields"].get("job_title", {}).get("value")
 
-    _eventually(lambda: local_title() == "Head of Reconciliation", within=120, what="the CRM edit to arrive")
+    wait_until(
+        lambda: local_title() == "Head of Reconciliation",
+        timeout=120,
+        what="the CRM edit to arrive",
+        interval=0.5,
+    )
 
     # Contact store -> CRM: a form submission, produced to Kafka like any producer does.
     event = ContactChanged.model_validate(
@@ -180,10 +151,11 @@ def test_one_change_each_way_through_the_four_services(product: Product, setting
         }
     )
     asyncio.run(_produce(settings, event))
-    _eventually(
+    wait_until(
         lambda: crm_org.get("Lead", lead["Id"])["Title"] == "Chief Form Filler",
-        within=60,
+        timeout=60,
         what="the form change to reach the CRM",
+        interval=0.5,
     )
     assert [w for w in crm_org.writes() if w["method"] == "DELETE"] == []
 
