@@ -8,9 +8,11 @@ its next poll.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 OUTBOX_WRITTEN = "crmsync.outbox_written"
@@ -45,3 +47,30 @@ class UnitOfWork:
         """Yields a session for reads only; whatever it did is rolled back at the end."""
         async with self._sessions() as session:
             yield session
+
+
+T = TypeVar("T")
+
+
+def connection_lost(error: BaseException) -> bool:
+    """Returns whether the error is the database having dropped the connection the work ran on."""
+    return isinstance(error, DBAPIError) and error.connection_invalidated
+
+
+async def retry_once_if_connection_lost(
+    attempt: Callable[[], Awaitable[T]], *, on_retry: Callable[[BaseException], None] | None = None
+) -> T:
+    """Returns what `attempt` returns, running it once more if the database dropped its connection.
+
+    Pooled connections that are not pinged before use fail when the server has
+    dropped them; the second run gets a fresh one. `attempt` must open its own
+    transactions and be harmless to run again. `on_retry(error)` is called before it.
+    """
+    try:
+        return await attempt()
+    except DBAPIError as error:
+        if not connection_lost(error):
+            raise
+        if on_retry is not None:
+            on_retry(error)
+    return await attempt()
