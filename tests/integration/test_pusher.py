@@ -13,8 +13,9 @@ from sqlalchemy import text
 
 from crmsync.common.db.schema import Account
 from crmsync.common.domain.mapping import DEFAULT_SALESFORCE_ROWS
+from crmsync.common.domain.push_log import PushLogEntry
 from crmsync.common.settings import CommonSettings
-from crmsync.pusher.adapters import store
+from crmsync.pusher.adapters.push_log import PgPushLog
 from tests.support.emulator import CrmOrg
 from tests.support.pusher import (
     connect_account,
@@ -209,7 +210,9 @@ async def test_r10_nothing_is_ever_deleted_in_the_crm(settings, sessions, accoun
         event(account_id, external_id=lead["Id"], changes={"email": None}),
     ]
     await _push(settings, sessions, account_id, events)
-    assert all(w["method"] in {"POST", "PATCH"} for w in org.writes())
+    writes = org.writes()
+    assert writes, "the events made no CRM write to check"
+    assert all(w["method"] in {"POST", "PATCH"} for w in writes)
     assert {r["Id"] for r in org.records("Lead")} == before
 
 
@@ -441,23 +444,39 @@ async def test_r18_an_event_is_recognised_as_seen_only_in_its_own_account(sessio
     async with sessions.begin() as session:
         session.add(Account(id=other, name="Other"))
     async with sessions.begin() as session:
-        await store.add_push_log(
-            session,
+        await PgPushLog(session).add(
             [
-                {
-                    "account_id": account_id,
-                    "event_id": "e1",
-                    "source": "form",
-                    "operation": "none",
-                    "status": "skipped",
-                }
-            ],
+                PushLogEntry(
+                    account_id=account_id, event_id="e1", source="form", operation="none", status="skipped"
+                )
+            ]
         )
     async with sessions() as session:
-        logged = await store.logged_events(
-            session, {account_id: ["e1", "e2"], other: ["e1"], "t-no-such-account": ["e3"]}
+        logged = await PgPushLog(session).logged_events(
+            {account_id: ["e1", "e2"], other: ["e1"], "t-no-such-account": ["e3"]}
         )
     assert set(logged) == {account_id, other}  # an account missing from the answer does not exist
     assert set(logged[account_id]) == {"e1"}
     assert logged[account_id]["e1"].status == "skipped"
     assert logged[other] == {}
+
+
+async def test_r11_an_outbound_run_keeps_the_time_it_finished_in_the_push_log(sessions, account_id) -> None:
+    # The run's entry is written with the time the run finished; every field of an
+    # entry is a column of the insert, none is dropped.
+    finished = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    entry = PushLogEntry(
+        account_id=account_id,
+        event_id="outbound:job-1",
+        source="outbound",
+        operation="outbound",
+        status="succeeded",
+        decisions={"sent": 1},
+        attempts=1,
+        updated_at=finished,
+    )
+    async with sessions.begin() as session:
+        await PgPushLog(session).add([entry])
+    (row,) = (await push_log(sessions, account_id=account_id, event_ids=["outbound:job-1"])).values()
+    assert row.updated_at == finished
+    assert (row.attempts, row.decisions, row.source) == (1, {"sent": 1}, "outbound")

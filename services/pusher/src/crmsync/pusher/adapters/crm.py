@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 
+from crmsync.common.clock import utc_now
+from crmsync.common.crm.connection import CrmConnectionInfo
+from crmsync.common.crm.factory import ConnectorFactory
 from crmsync.common.crm.interface import (
     CrmBudgetExhausted,
     CrmConnector,
@@ -29,34 +32,29 @@ from crmsync.common.crm.interface import (
     WriteError,
     WriteResult,
 )
-from crmsync.common.db.schema import CrmConnection
+from crmsync.common.observability.metrics import PUSH_RESULTS
+from crmsync.pusher.values import Outcome, PlannedWrite
 
 log = structlog.get_logger(__name__)
 
-ConnectorFactory = Callable[[CrmConnection], CrmConnector]
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """The final answer for one record: what the push log records."""
-
-    success: bool
-    crm_id: str | None
-    attempts: int
-    error_code: str | None = None
-    error_message: str | None = None
-    retryable: bool = False  # transient, and still failing when the attempts ran out
-
 
 class Connectors:
-    """One long-lived connector per account, rebuilt when its connection row changes."""
+    """One long-lived connector per account, rebuilt when what it is built from changes."""
 
     def __init__(self, factory: ConnectorFactory) -> None:
         self._factory = factory
         self._by_account: dict[str, tuple[Any, CrmConnector]] = {}
 
-    def for_connection(self, connection: CrmConnection) -> CrmConnector:
-        stamp = (connection.updated_at, connection.login_url, connection.client_id)
+    def for_connection(self, connection: CrmConnectionInfo) -> CrmConnector:
+        stamp = (
+            connection.provider,
+            connection.login_url,
+            connection.auth_method,
+            connection.client_id,
+            connection.username,
+            connection.secrets_encrypted,
+            connection.api_version,
+        )
         cached = self._by_account.get(connection.account_id)
         if cached is not None and cached[0] == stamp:
             return cached[1]
@@ -189,3 +187,98 @@ async def find_recent_by_email(
             if email in emails_lower:
                 found.setdefault(email, record["Id"])
     return found
+
+
+class ConnectedCrm:
+    """The CRM port: writes in composite batches per object and operation, reads back, finds creates."""
+
+    def __init__(
+        self, *, connectors: Connectors, writer: CrmWriter, concurrency: int, reconcile_margin: timedelta
+    ) -> None:
+        self._connectors = connectors
+        self._writer = writer
+        self._concurrency = concurrency
+        self._margin = reconcile_margin
+
+    @property
+    def batch_size(self) -> int:
+        return self._writer.batch_size
+
+    async def write(self, connection: CrmConnectionInfo, writes: Sequence[PlannedWrite]) -> list[Outcome]:
+        """Returns one outcome per planned write, in order."""
+        connector = self._connectors.for_connection(connection)
+        size = self._writer.batch_size
+        groups: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for i, w in enumerate(writes):
+            groups[(w.operation, w.crm_object)].append(i)
+        chunks = [
+            (op, obj, idx[k : k + size])
+            for (op, obj), idx in groups.items()
+            for k in range(0, len(idx), size)
+        ]
+        outcomes: list[Outcome | None] = [None] * len(writes)
+        gate = asyncio.Semaphore(self._concurrency)
+
+        async def one(op: str, obj: str, idx: list[int]) -> None:
+            async with gate:
+                results = await self._write_chunk(connector, op, obj, [writes[i] for i in idx])
+            for i, outcome in zip(idx, results, strict=True):
+                outcomes[i] = outcome
+            succeeded = sum(o.success for o in results)
+            PUSH_RESULTS.labels("succeeded").inc(succeeded)
+            PUSH_RESULTS.labels("failed").inc(len(results) - succeeded)
+
+        await asyncio.gather(*(one(op, obj, idx) for op, obj, idx in chunks))
+        return [o for o in outcomes if o is not None]
+
+    async def _write_chunk(
+        self, connector: CrmConnector, op: str, obj: str, chunk: Sequence[PlannedWrite]
+    ) -> list[Outcome]:
+        records = []
+        for w in chunk:
+            record = dict(w.values)
+            if op == "update":
+                record["Id"] = w.crm_id
+            records.append(record)
+        started = utc_now()
+
+        async def find_created(positions: Sequence[int]) -> dict[int, str]:
+            emails = {chunk[p].email_lower: p for p in positions if chunk[p].email_lower}
+            found = await find_recent_by_email(
+                connector,
+                crm_object=obj,
+                emails_lower=set(emails),  # type: ignore[arg-type]
+                since=started,
+                margin=self._margin,
+            )
+            return {emails[e]: crm_id for e, crm_id in found.items()}
+
+        return await self._writer.write(
+            connector,
+            operation=op,
+            crm_object=obj,
+            records=records,
+            find_created=find_created if op == "create" else None,
+        )
+
+    async def find_created(
+        self, connection: CrmConnectionInfo, *, crm_object: str, emails_lower: set[str], since: datetime
+    ) -> dict[str, str]:
+        """Returns {lower(email): record id} of records with these e-mails changed since `since` (less the margin)."""
+        return await find_recent_by_email(
+            self._connectors.for_connection(connection),
+            crm_object=crm_object,
+            emails_lower=emails_lower,
+            since=since,
+            margin=self._margin,
+        )
+
+    async def read(
+        self, connection: CrmConnectionInfo, *, crm_object: str, ids: Sequence[str], fields: Sequence[str]
+    ) -> dict[str, CrmRecord]:
+        """Returns the records with these ids that exist, by id."""
+        connector = self._connectors.for_connection(connection)
+        return {r["Id"]: r for r in await connector.get_by_ids(crm_object, list(ids), list(fields))}
+
+    async def aclose(self) -> None:
+        await self._connectors.aclose()

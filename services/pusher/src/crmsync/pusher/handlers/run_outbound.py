@@ -12,17 +12,20 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import datetime
 
 import structlog
 
+from crmsync.common.clock import utc_now
 from crmsync.common.domain.push import ContactState, decide_outbound
 from crmsync.common.kafka.consumer import Delivery
 from crmsync.common.messages import RunOutbound
-from crmsync.pusher.adapters import store
-from crmsync.pusher.adapters.dead_letters import dead_letter
-from crmsync.pusher.handlers.contact_changed import PushContext
-from crmsync.pusher.handlers.crm_writes import PlannedWrite, send_writes
+from crmsync.pusher.handlers.context import PushContext
+from crmsync.pusher.handlers.ports import AccountConfiguration, StoredContact
+from crmsync.pusher.handlers.record import NO_CONNECTION, Error, outbound_entry
+from crmsync.pusher.handlers.validate import UNKNOWN_ACCOUNT
+from crmsync.pusher.values import PlannedWrite
 
 log = structlog.get_logger(__name__)
 
@@ -30,6 +33,20 @@ log = structlog.get_logger(__name__)
 def outbound_event_id(job_id: str) -> str:
     """Returns the push log key of an outbound run."""
     return f"outbound:{job_id}"
+
+
+@dataclass
+class _Run:
+    """What an outbound run has done so far."""
+
+    counts: dict[str, int] = field(
+        default_factory=lambda: {"sent": 0, "failed": 0, "nothing_to_send": 0, "kept_for_retry": 0}
+    )
+    first_error: Error | None = None
+
+    def count(self, what: str, error: Error | None = None) -> None:
+        self.counts[what] += 1
+        self.first_error = self.first_error or error
 
 
 async def handle_outbound_jobs(ctx: PushContext, deliveries: Sequence[Delivery[RunOutbound]]) -> None:
@@ -41,42 +58,57 @@ async def handle_outbound_jobs(ctx: PushContext, deliveries: Sequence[Delivery[R
 async def run_outbound(ctx: PushContext, delivery: Delivery[RunOutbound]) -> None:
     job = delivery.message
     event_id = outbound_event_id(job.job_id)
-    async with ctx.sessions() as session:
-        if not await store.existing_accounts(session, [job.account_id]):
-            await dead_letter(ctx.dead_letters, delivery, error="account_id: unknown account")
+    async with ctx.store.read() as tx:
+        if not await tx.accounts.existing([job.account_id]):
+            await ctx.dead_letters.send(delivery, error=UNKNOWN_ACCOUNT)
             return
-        if await store.push_log_entries(session, account_id=job.account_id, event_ids=[event_id]):
+        if await tx.push_log.entries(account_id=job.account_id, event_ids=[event_id]):
             return
-        config = await store.load_config(session, job.account_id)
-    counts = {"sent": 0, "failed": 0, "nothing_to_send": 0, "kept_for_retry": 0}
-    first_error: tuple[str | None, str | None] | None = None
+        config = await tx.accounts.config(job.account_id, cached=False)
+    run = _Run()
     after: uuid.UUID | None = None
     while True:
-        async with ctx.sessions() as session:
-            page = await store.pending_outbound(
-                session, account_id=job.account_id, after=after, limit=ctx.writer.batch_size
+        async with ctx.store.read() as tx:
+            page = await tx.contacts.pending_outbound(
+                account_id=job.account_id, after=after, limit=ctx.crm.batch_size
             )
         if not page:
             break
         after = page[-1][0].id
-        clear: list[tuple[uuid.UUID, datetime]] = []
-        writes: list[PlannedWrite] = []
-        seen_at: list[datetime] = []
-        for contact, pending_at in page:
-            decision = decide_outbound(
-                mapping=config.mapping,
-                policy=config.policy,
-                contact=ContactState(contact.crm_object, contact.external_id, contact.values),
-            )
-            if not decision.sends:
-                counts["nothing_to_send"] += 1
-                clear.append((contact.id, pending_at))
-                continue
-            if config.connection is None:
-                # Kept flagged: a connection made later sends it.
-                counts["kept_for_retry"] += 1
-                first_error = first_error or ("NO_CONNECTION", "no CRM connection")
-                continue
+        clear = await _send_page(ctx, config, page, run)
+        async with ctx.store.begin() as tx:
+            await tx.contacts.clear_outbound(seen=clear)
+    entry = outbound_entry(
+        job, event_id=event_id, counts=run.counts, first_error=run.first_error, at=utc_now()
+    )
+    async with ctx.store.begin() as tx:
+        await tx.push_log.add([entry])
+    log.info("outbound_run", account_id=job.account_id, job_id=job.job_id, **run.counts)
+
+
+async def _send_page(
+    ctx: PushContext,
+    config: AccountConfiguration,
+    page: Sequence[tuple[StoredContact, datetime]],
+    run: _Run,
+) -> list[tuple[uuid.UUID, datetime]]:
+    """Decides and sends one page; returns the flags to clear (with the time each was read at)."""
+    clear: list[tuple[uuid.UUID, datetime]] = []
+    writes: list[PlannedWrite] = []
+    seen_at: list[datetime] = []
+    for contact, pending_at in page:
+        decision = decide_outbound(
+            mapping=config.mapping,
+            policy=config.policy,
+            contact=ContactState(contact.crm_object, contact.external_id, contact.values),
+        )
+        if not decision.sends:
+            run.count("nothing_to_send")
+            clear.append((contact.id, pending_at))
+        elif config.connection is None:
+            # Kept flagged: a connection made later sends it.
+            run.count("kept_for_retry", NO_CONNECTION)
+        else:
             assert contact.crm_object is not None
             writes.append(
                 PlannedWrite(
@@ -90,45 +122,17 @@ async def run_outbound(ctx: PushContext, delivery: Delivery[RunOutbound]) -> Non
                 )
             )
             seen_at.append(pending_at)
-        if writes:
-            assert config.connection is not None
-            outcomes = await send_writes(
-                connector=ctx.connectors.for_connection(config.connection),
-                writer=ctx.writer,
-                writes=writes,
-                concurrency=ctx.concurrency,
-                reconcile_margin=ctx.reconcile_margin,
-            )
-            for write, outcome, at in zip(writes, outcomes, seen_at, strict=True):
-                if outcome.success:
-                    counts["sent"] += 1
-                elif outcome.retryable:
-                    counts["kept_for_retry"] += 1
-                    continue
-                else:
-                    counts["failed"] += 1
-                    first_error = first_error or (outcome.error_code, outcome.error_message)
-                clear.append((write.contact_id, at))
-        async with ctx.sessions.begin() as session:
-            await store.clear_outbound(session, seen=clear)
-    status = "failed" if counts["failed"] or counts["kept_for_retry"] else "succeeded"
-    async with ctx.sessions.begin() as session:
-        await store.add_push_log(
-            session,
-            [
-                {
-                    "account_id": job.account_id,
-                    "event_id": event_id,
-                    "source": "outbound",
-                    "operation": "outbound",
-                    "status": status,
-                    "decisions": counts,
-                    "error_code": first_error[0] if first_error else None,
-                    "error_message": first_error[1] if first_error else None,
-                    "attempts": 1,
-                    "occurred_at": job.requested_at,
-                    "updated_at": datetime.now(UTC),
-                }
-            ],
-        )
-    log.info("outbound_run", account_id=job.account_id, job_id=job.job_id, **counts)
+    if not writes:
+        return clear
+    assert config.connection is not None
+    outcomes = await ctx.crm.write(config.connection, writes)
+    for write, outcome, at in zip(writes, outcomes, seen_at, strict=True):
+        if outcome.success:
+            run.count("sent")
+        elif outcome.retryable:
+            run.count("kept_for_retry")
+            continue
+        else:
+            run.count("failed", Error(outcome.error_code, outcome.error_message))
+        clear.append((write.contact_id, at))
+    return clear

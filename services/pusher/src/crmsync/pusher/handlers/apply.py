@@ -1,0 +1,66 @@
+"""Step 1 for one account: its new events applied to the contact store and logged, in one
+transaction; returns the CRM writes they call for."""
+
+from __future__ import annotations
+
+import time
+
+from crmsync.common.clock import utc_now
+from crmsync.common.domain.push_log import PushLogEntry
+from crmsync.common.kafka.consumer import Delivery
+from crmsync.common.messages import ContactChanged
+from crmsync.pusher.handlers.context import PushContext
+from crmsync.pusher.handlers.decide import Planner, decide_event
+from crmsync.pusher.handlers.ports import AccountConfiguration
+from crmsync.pusher.handlers.push import AccountPush
+from crmsync.pusher.handlers.record import invalid_entry
+from crmsync.pusher.handlers.resolve import ContactIndex, find_contacts, unknown_contact
+from crmsync.pusher.handlers.validate import known_fields, unknown_field
+
+
+async def apply_account(
+    ctx: PushContext, account_id: str, batch: list[Delivery[ContactChanged]]
+) -> AccountPush | None:
+    """Applies one account's new events and logs them; returns the CRM writes they call for."""
+    now = utc_now()
+    started = time.perf_counter()
+    planner = Planner()
+    async with ctx.store.begin() as tx:
+        config = await tx.accounts.config(account_id)
+        index = await find_contacts(tx.contacts, account_id, [d.message for d in batch])
+        known = known_fields(config.mapping)
+        entries = [await _apply_event(ctx, config, known, index, planner, d) for d in batch]
+        await tx.contacts.save(index.all(), now=now)
+        await tx.push_log.add(entries)
+    writes = planner.writes
+    if not writes:
+        return None
+    assert config.connection is not None
+    return AccountPush(
+        account_id=account_id,
+        connection=config.connection,
+        writes=writes,
+        batch=batch,
+        applied_ms=round((time.perf_counter() - started) * 1000, 1),
+        waited_ms=round(now.timestamp() * 1000 - min(d.timestamp_ms for d in batch), 1),
+    )
+
+
+async def _apply_event(
+    ctx: PushContext,
+    config: AccountConfiguration,
+    known: set[str],
+    index: ContactIndex,
+    planner: Planner,
+    delivery: Delivery[ContactChanged],
+) -> PushLogEntry:
+    event = delivery.message
+    error = unknown_field(event, known)
+    contact = None if error is not None else index.find(event)
+    if error is None and contact is None:
+        error = unknown_contact(event)
+    if error is not None:
+        await ctx.dead_letters.send(delivery, error=error)
+        return invalid_entry(event, error)
+    assert contact is not None
+    return decide_event(config, contact, event, planner)

@@ -1,0 +1,168 @@
+"""What the pusher's handlers need from the outside world, as Protocols (adapters implement them).
+
+A handler opens a session of the store (`begin`: one transaction, committed
+when the block ends; `autocommit`: each statement on its own; `read`) and
+works through its parts: accounts, contacts, the push log. The CRM and the
+dead-letter topic are ports of their own. The values that cross them are
+`crmsync.pusher.values` and `crmsync.common.domain.push_log`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
+from collections.abc import Mapping as AnyMapping
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
+from typing import Any, Protocol, TypeVar
+
+from crmsync.common.crm.connection import CrmConnectionInfo
+from crmsync.common.crm.interface import CrmRecord
+from crmsync.common.domain.mapping import Mapping, PushPolicy
+from crmsync.common.domain.push_log import LoggedEntry, PushLogEntry, PushResult
+from crmsync.common.kafka.consumer import Delivery
+from crmsync.pusher.values import ContactRefs, CreatedRecord, Outcome, PlannedWrite, StoredContact
+
+__all__ = [
+    "AccountConfiguration",
+    "AccountStore",
+    "ContactRefs",
+    "ContactStore",
+    "CrmPort",
+    "DeadLetterQueue",
+    "PushLogStore",
+    "Store",
+    "StoreSession",
+    "StoredContact",
+]
+
+T = TypeVar("T")
+
+
+class AccountConfiguration(Protocol):
+    """An account's mapping, push policy and CRM connection (None when none was made)."""
+
+    @property
+    def mapping(self) -> Mapping: ...
+
+    @property
+    def policy(self) -> PushPolicy: ...
+
+    @property
+    def connection(self) -> CrmConnectionInfo | None: ...
+
+
+class AccountStore(Protocol):
+    async def existing(self, account_ids: Iterable[str]) -> set[str]:
+        """Returns which of these accounts exist."""
+        ...
+
+    async def config(self, account_id: str, *, cached: bool = True) -> AccountConfiguration:
+        """Returns the account's configuration; `cached` allows one read a few seconds ago."""
+        ...
+
+
+class ContactStore(Protocol):
+    async def find(self, account_id: str, refs: ContactRefs) -> list[StoredContact]:
+        """Returns (and locks) the account's contacts that any of `refs` names."""
+        ...
+
+    async def save(self, contacts: Iterable[StoredContact], *, now: datetime) -> None:
+        """Inserts the new contacts and updates the changed ones (the fields they touched)."""
+        ...
+
+    async def link_created(self, records: Sequence[CreatedRecord], *, now: datetime) -> None:
+        """Stores created CRM records' ids on their contacts (unless one is stored already)."""
+        ...
+
+    async def pending_outbound(
+        self, *, account_id: str, after: uuid.UUID | None, limit: int
+    ) -> list[tuple[StoredContact, datetime]]:
+        """Returns the next contacts (by id) whose score or opt-out waits, with when it was flagged."""
+        ...
+
+    async def clear_outbound(self, *, seen: Sequence[tuple[uuid.UUID, datetime]]) -> None:
+        """Clears the outbound flag of contacts unless it was set again since it was read."""
+        ...
+
+
+class PushLogStore(Protocol):
+    async def logged_events(
+        self, events: AnyMapping[str, Collection[str]]
+    ) -> dict[str, dict[str, LoggedEntry]]:
+        """Returns, for each of these accounts that exists, the entries of its events by event id."""
+        ...
+
+    async def entries(self, *, account_id: str, event_ids: Sequence[str]) -> dict[str, LoggedEntry]:
+        """Returns the entries of these events, by event id."""
+        ...
+
+    async def add(self, entries: Sequence[PushLogEntry]) -> None:
+        """Inserts entries; an event already logged keeps its entry (R18)."""
+        ...
+
+    async def finish(self, results: Sequence[PushResult]) -> None:
+        """Records the CRM's answers on their pending entries."""
+        ...
+
+
+class StoreSession(Protocol):
+    """The store as one session sees it."""
+
+    @property
+    def accounts(self) -> AccountStore: ...
+
+    @property
+    def contacts(self) -> ContactStore: ...
+
+    @property
+    def push_log(self) -> PushLogStore: ...
+
+
+class Store(Protocol):
+    def begin(self) -> AbstractAsyncContextManager[StoreSession]:
+        """One transaction: committed when the block ends, rolled back on an error."""
+        ...
+
+    def autocommit(self) -> AbstractAsyncContextManager[StoreSession]:
+        """Each statement commits on its own: for steps of one statement, without BEGIN and COMMIT."""
+        ...
+
+    def read(self) -> AbstractAsyncContextManager[StoreSession]:
+        """Reads only."""
+        ...
+
+    async def retry_if_connection_lost(self, attempt: Callable[[], Awaitable[T]], *, step: str) -> T:
+        """Returns what `attempt` returns, run once more on fresh connections if the database dropped one."""
+        ...
+
+
+class CrmPort(Protocol):
+    """Writes to and reads from an account's CRM, through one long-lived connector per account."""
+
+    @property
+    def batch_size(self) -> int:
+        """Records per composite request."""
+        ...
+
+    async def write(self, connection: CrmConnectionInfo, writes: Sequence[PlannedWrite]) -> list[Outcome]:
+        """Returns one outcome per write, in order, after bounded retries of what was transient."""
+        ...
+
+    async def find_created(
+        self, connection: CrmConnectionInfo, *, crm_object: str, emails_lower: set[str], since: datetime
+    ) -> dict[str, str]:
+        """Returns {lower(email): record id} of records with these e-mails changed since about `since`."""
+        ...
+
+    async def read(
+        self, connection: CrmConnectionInfo, *, crm_object: str, ids: Sequence[str], fields: Sequence[str]
+    ) -> dict[str, CrmRecord]:
+        """Returns the records with these ids that exist, by id."""
+        ...
+
+
+class DeadLetterQueue(Protocol):
+    async def send(self, delivery: Delivery[Any], *, error: str) -> None:
+        """Publishes the event to its topic's dead-letter topic with the reason, acknowledged."""
+        ...
