@@ -26,12 +26,13 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from crmsync.common.clock import utc_now
 from crmsync.common.crypto import SecretBox
 from crmsync.common.db.schema import Contact, PushLog, SyncRun
 from crmsync.common.db.session import create_engine, create_sessionmaker
 from crmsync.common.kafka.topics import ensure_topics
-from crmsync.mapping_api.bootstrap import bootstrap
-from crmsync.mapping_api.handlers.connection import put_connection
+from crmsync.mapping_api.bootstrap import bootstrap, transactions
+from crmsync.mapping_api.handlers.connection import Credentials, put_connection
 from crmsync.mapping_api.settings import Settings
 from tests.support.mapping_api import Tenant, new_tenant
 
@@ -59,18 +60,21 @@ async def _seed(api_settings: Settings, org) -> tuple[Tenant, Tenant]:
     try:
         sessions = create_sessionmaker(engine)
         main, scratch = await new_tenant(sessions), await new_tenant(sessions)
-        async with sessions.begin() as session:
-            await put_connection(
-                session,
-                account_id=main.account_id,
+        await put_connection(
+            transactions(sessions),
+            account_id=main.account_id,
+            credentials=Credentials(
                 login_url=org.login_url,
                 auth_method="client_credentials",
                 client_id=org.client_id,
                 username=None,
                 api_version="60.0",
                 secrets={"client_secret": org.client_secret},
-                secret_box=SecretBox(api_settings.secret_key.get_secret_value()),
-            )
+            ),
+            secret_box=SecretBox(api_settings.secret_key.get_secret_value()),
+            now=utc_now(),
+        )
+        async with sessions.begin() as session:
             for i, crm_object in enumerate(("Lead", "Contact", None)):
                 contact = Contact(
                     account_id=main.account_id,

@@ -1,59 +1,67 @@
-"""The mapping API's composition root: settings, database, Kafka, the outbox relay, the CRM port."""
+"""The mapping API's composition root: settings, database, unit of work, stores, CRM port, outbox relay.
+
+`build()` wires everything not passed in and connects nothing: the engine
+connects on first use, and the Kafka producer (which binds to the running event
+loop) and the relay are made when the app starts (`Services.running`).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 
 from fastapi import FastAPI
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from crmsync.common.crypto import SecretBox
 from crmsync.common.db.session import create_engine, create_sessionmaker, ping
+from crmsync.common.db.unit_of_work import UnitOfWork
 from crmsync.common.kafka.outbox import OutboxRelay
 from crmsync.common.kafka.producer import Publisher, create_producer
-from crmsync.common.service import health_routes
+from crmsync.common.service import ReadinessCheck
 from crmsync.mapping_api.adapters.crm import ConnectorPort
-from crmsync.mapping_api.entrypoints import errors, metrics
-from crmsync.mapping_api.entrypoints.routes import api_router
+from crmsync.mapping_api.adapters.unit_of_work import PostgresTransactions
+from crmsync.mapping_api.entrypoints.app import create_app
 from crmsync.mapping_api.handlers.ports import CrmPort
 from crmsync.mapping_api.settings import Settings
 
-DESCRIPTION = """
-Configuration of crmsync for one account (tenant): the CRM connection, the field
-mapping, the push policy and the sync schedule; Sync Now; the CRM's entities;
-contacts and segments; sync-run history and the push log.
 
-Every call needs `Authorization: Bearer <key>` with a key from
-`crmsync-admin key create`. Everything is scoped to the key's account (R21);
-reader keys read, admin keys also write. Errors are JSON bodies that name the
-offending field (R22).
-"""
+@dataclass
+class OutboxWakeUp:
+    """Asks the running relay to publish now; before the app starts there is none to ask."""
+
+    relay: OutboxRelay | None = None
+    publisher: Publisher | None = None
+
+    def __call__(self) -> None:
+        if self.relay is not None:
+            self.relay.notify()
 
 
-def bootstrap(
-    settings: Settings | None = None, *, engine: AsyncEngine | None = None, crm: CrmPort | None = None
-) -> FastAPI:
-    """Returns the app with everything not passed in built from settings; nothing connects yet."""
-    settings = settings or Settings()
-    # An engine passed in belongs to the caller (tests share one), so only ours is disposed.
-    owns_engine = engine is None
-    engine = engine or create_engine(settings)
-    sessions = create_sessionmaker(engine)
-    secret_box = SecretBox(settings.secret_key.get_secret_value())
-    # aiokafka binds a producer to the running loop, so it is built when the app starts.
-    wired: dict[str, object] = {}
+@dataclass
+class Services:
+    """What the entry points use: the unit of work (as the handlers' `Transactions`), the CRM, secrets."""
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    tx: PostgresTransactions
+    crm: CrmPort
+    secret_box: SecretBox
+    owns_engine: bool = True
+    outbox: OutboxWakeUp = field(default_factory=OutboxWakeUp)
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Runs the Kafka producer and the outbox relay for as long as the block lasts."""
+        settings = self.settings
         producer = create_producer(settings)
         publisher = Publisher(producer, settings)
-        relay = OutboxRelay(sessions=sessions, publisher=publisher)
-        wired["publisher"] = publisher
-        app.state.relay = relay
+        relay = OutboxRelay(sessions=self.sessions, publisher=publisher)
         await producer.start()
+        self.outbox.relay, self.outbox.publisher = relay, publisher
         stop = asyncio.Event()
         relay_task = asyncio.create_task(relay.run(stop), name="outbox-relay")
         try:
@@ -66,29 +74,60 @@ def bootstrap(
             # Publish what the last requests committed; whatever fails stays for the next start.
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(relay.publish_pending(), settings.shutdown_timeout_s)
+            self.outbox.relay = self.outbox.publisher = None
             await producer.stop()
-            if owns_engine:
-                await engine.dispose()
+            if self.owns_engine:
+                await self.engine.dispose()
 
-    async def kafka_ready() -> None:
-        publisher = wired.get("publisher")
-        if not isinstance(publisher, Publisher):
-            raise RuntimeError("not started")
-        await publisher.ping()
+    def checks(self) -> dict[str, ReadinessCheck]:
+        """Returns the readiness checks: PostgreSQL answers, the Kafka cluster answers."""
 
-    app = FastAPI(
-        title="crmsync mapping API",
-        version="0.1.0",
-        description=DESCRIPTION,
-        lifespan=lifespan,
+        async def kafka() -> None:
+            if self.outbox.publisher is None:
+                raise RuntimeError("not started")
+            await self.outbox.publisher.ping()
+
+        return {"postgres": lambda: ping(self.engine), "kafka": kafka}
+
+
+def transactions(
+    sessions: async_sessionmaker[AsyncSession], *, wake_outbox: OutboxWakeUp | None = None
+) -> PostgresTransactions:
+    """Returns the handlers' unit of work over these sessions."""
+    return PostgresTransactions(UnitOfWork(sessions, wake_outbox=wake_outbox))
+
+
+def build(
+    settings: Settings | None = None,
+    *,
+    engine: AsyncEngine | None = None,
+    crm: CrmPort | None = None,
+    pool_size: int | None = None,
+) -> Services:
+    """Returns the services with everything not passed in built from settings; nothing connects yet."""
+    settings = settings or Settings()
+    # An engine passed in belongs to the caller (tests share one), so only ours is disposed.
+    owns_engine = engine is None
+    if engine is None:
+        pool = {"pool_size": pool_size, "max_overflow": 0} if pool_size else {}
+        engine = create_engine(settings, **pool)
+    sessions = create_sessionmaker(engine)
+    secret_box = SecretBox(settings.secret_key.get_secret_value())
+    wake = OutboxWakeUp()
+    return Services(
+        settings=settings,
+        engine=engine,
+        sessions=sessions,
+        tx=transactions(sessions, wake_outbox=wake),
+        crm=crm or ConnectorPort(secret_box=secret_box),
+        secret_box=secret_box,
+        owns_engine=owns_engine,
+        outbox=wake,
     )
-    errors.install(app)
-    metrics.install(app)
-    app.include_router(api_router)
-    checks = {"postgres": lambda: ping(engine), "kafka": kafka_ready}
-    app.router.routes.extend(health_routes(service="mapping-api", checks=checks))
-    app.state.settings = settings
-    app.state.sessions = sessions
-    app.state.secret_box = secret_box
-    app.state.crm = crm or ConnectorPort(secret_box=secret_box)
-    return app
+
+
+def bootstrap(
+    settings: Settings | None = None, *, engine: AsyncEngine | None = None, crm: CrmPort | None = None
+) -> FastAPI:
+    """Returns the HTTP app over the services `build` wires; nothing connects until it starts."""
+    return create_app(build(settings, engine=engine, crm=crm))

@@ -14,13 +14,8 @@ import argparse
 import asyncio
 import sys
 
-from crmsync.common.db.session import create_engine, create_sessionmaker
-from crmsync.mapping_api.handlers.accounts import (
-    create_account,
-    create_api_key,
-    list_api_keys,
-    revoke_api_key,
-)
+from crmsync.mapping_api.bootstrap import build
+from crmsync.mapping_api.handlers import admin
 from crmsync.mapping_api.handlers.errors import DomainError
 from crmsync.mapping_api.settings import Settings
 
@@ -50,26 +45,26 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> str:
-    engine = create_engine(settings, pool_size=1, max_overflow=0)
+    services = build(settings, pool_size=1)
+    tx = services.tx
     try:
-        async with create_sessionmaker(engine).begin() as session:
-            if args.group == "account":
-                account = await create_account(session, name=args.name, account_id=args.account_id)
-                return account.id
-            if args.action == "list":
-                keys = await list_api_keys(session, account_id=args.account)
-                return "\n".join(
-                    f"{k.prefix}\t{k.role}\t{k.name or '-'}\tcreated {k.created_at:%Y-%m-%d %H:%M}"
-                    + (f"\tlast used {k.last_used_at:%Y-%m-%d %H:%M}" if k.last_used_at else "\tnever used")
-                    + (f"\trevoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "")
-                    for k in keys
-                )
-            if args.action == "revoke":
-                revoked = await revoke_api_key(session, account_id=args.account, prefix=args.prefix)
-                return f"revoked {revoked.prefix}"
-            return await create_api_key(session, account_id=args.account, role=args.role, name=args.name)
+        if args.group == "account":
+            account = await admin.create_account(tx, name=args.name, account_id=args.account_id)
+            return account.id
+        if args.action == "list":
+            keys = await admin.list_api_keys(tx, account_id=args.account)
+            return "\n".join(
+                f"{k.prefix}\t{k.role}\t{k.name or '-'}\tcreated {k.created_at:%Y-%m-%d %H:%M}"
+                + (f"\tlast used {k.last_used_at:%Y-%m-%d %H:%M}" if k.last_used_at else "\tnever used")
+                + (f"\trevoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "")
+                for k in keys
+            )
+        if args.action == "revoke":
+            revoked = await admin.revoke_api_key(tx, account_id=args.account, prefix=args.prefix)
+            return f"revoked {revoked.prefix}"
+        return await admin.create_api_key(tx, account_id=args.account, role=args.role, name=args.name)
     finally:
-        await engine.dispose()
+        await services.engine.dispose()
 
 
 def main(argv: list[str] | None = None, settings: Settings | None = None) -> int:

@@ -1,19 +1,20 @@
-"""Request dependencies: the session, the caller (tenancy, R21) and the wired adapters."""
+"""Request dependencies: the caller (tenancy, R21) and the wired unit of work, CRM port and secrets.
+
+Routes never open transactions or commit: each use case runs in one
+transaction of the unit of work it is given (`TransactionsDep`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from crmsync.common.crypto import SecretBox
-from crmsync.common.kafka.outbox import OutboxRelay
+from crmsync.common.clock import utc_now
 from crmsync.mapping_api.handlers.accounts import Caller, authenticate
-from crmsync.mapping_api.handlers.errors import Forbidden, Unauthenticated
-from crmsync.mapping_api.handlers.ports import CrmPort
+from crmsync.mapping_api.handlers.errors import Unauthenticated
+from crmsync.mapping_api.handlers.ports import CrmPort, Secrets, Transactions
 from crmsync.mapping_api.settings import Settings
 
 bearer = HTTPBearer(
@@ -23,50 +24,41 @@ bearer = HTTPBearer(
 )
 
 
-async def _session(request: Request) -> AsyncIterator[AsyncSession]:
-    # Use cases commit themselves; anything left uncommitted is rolled back on close.
-    async with request.app.state.sessions() as session:
-        yield session
+def _transactions(request: Request) -> Transactions:
+    return request.app.state.services.tx
 
 
 async def _caller(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+    tx: Annotated[Transactions, Depends(_transactions)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Caller:
     if credentials is None or not credentials.credentials:
         raise Unauthenticated("send an API key as `Authorization: Bearer <key>`", field="Authorization")
-    async with request.app.state.sessions() as session:
-        caller = await authenticate(session, key=credentials.credentials)
+    caller = await authenticate(tx, key=credentials.credentials, now=utc_now())
     if caller is None:
         raise Unauthenticated("unknown or revoked API key", field="Authorization")
     return caller
 
 
 async def _admin(caller: Annotated[Caller, Depends(_caller)]) -> Caller:
-    if not caller.is_admin:
-        raise Forbidden("this needs an admin key; reader keys only read", field="Authorization")
-    return caller
+    return caller.require_admin()
 
 
 def _crm(request: Request) -> CrmPort:
-    return request.app.state.crm
+    return request.app.state.services.crm
 
 
-def _secret_box(request: Request) -> SecretBox:
-    return request.app.state.secret_box
-
-
-def _relay(request: Request) -> OutboxRelay:
-    return request.app.state.relay
+def _secrets(request: Request) -> Secrets:
+    return request.app.state.services.secret_box
 
 
 def _settings(request: Request) -> Settings:
-    return request.app.state.settings
+    return request.app.state.services.settings
 
 
-SessionDep = Annotated[AsyncSession, Depends(_session)]
+TransactionsDep = Annotated[Transactions, Depends(_transactions)]
 CurrentAccount = Annotated[Caller, Depends(_caller)]
 AdminAccount = Annotated[Caller, Depends(_admin)]
 CrmDep = Annotated[CrmPort, Depends(_crm)]
-SecretBoxDep = Annotated[SecretBox, Depends(_secret_box)]
-RelayDep = Annotated[OutboxRelay, Depends(_relay)]
+SecretsDep = Annotated[Secrets, Depends(_secrets)]
 SettingsDep = Annotated[Settings, Depends(_settings)]

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from crmsync.common.crm.interface import CrmAuthError, CrmError, ObjectDescribe
-from crmsync.common.crypto import SecretBox
-from crmsync.common.db.schema import CrmConnection
+from crmsync.common.crm.connection import CrmConnectionInfo
+from crmsync.common.crm.interface import CrmAuthError, CrmConnector, CrmError, ObjectDescribe
 from crmsync.common.domain.mapping import CrmObject
 from crmsync.mapping_api.handlers.errors import Conflict, CrmUnavailable, Invalid, NoConnection, NotFound
-from crmsync.mapping_api.handlers.ports import CrmPort
+from crmsync.mapping_api.handlers.ports import ConnectionStore, CrmPort, Secrets, Transactions
 
 SECRET_NAMES = ("client_secret", "refresh_token", "private_key")
 NEEDS = {
@@ -20,97 +19,128 @@ NEEDS = {
     "refresh_token": ("refresh_token",),
     "jwt_bearer": ("username", "private_key"),
 }
+T = TypeVar("T")
 
 
-async def get_connection(session: AsyncSession, *, account_id: str) -> CrmConnection:
+@dataclass(frozen=True)
+class ConnectionView:
+    """A stored connection and which secrets it holds (never their values)."""
+
+    connection: CrmConnectionInfo
+    secrets_set: list[str]
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What PUT /v1/connection gives; a secret left None keeps its stored value."""
+
+    login_url: str
+    auth_method: str
+    client_id: str
+    username: str | None
+    api_version: str
+    secrets: dict[str, str | None]
+
+
+async def stored_connection(connections: ConnectionStore, account_id: str) -> CrmConnectionInfo:
     """Returns the account's connection; NoConnection when none was stored."""
-    connection = await session.get(CrmConnection, account_id)
+    connection = await connections.get(account_id)
     if connection is None:
         raise NoConnection()
     return connection
 
 
-def stored_secret_names(connection: CrmConnection, *, secret_box: SecretBox) -> list[str]:
-    """Returns which secrets are stored, never their values."""
+def view(connection: CrmConnectionInfo, secret_box: Secrets) -> ConnectionView:
     try:
-        secrets = secret_box.open(connection.secrets_encrypted)
+        stored = secret_box.open(connection.secrets_encrypted)
     except ValueError:
-        return []
-    return [name for name in SECRET_NAMES if secrets.get(name)]
+        stored = {}
+    return ConnectionView(connection, [name for name in SECRET_NAMES if stored.get(name)])
+
+
+async def get_connection(tx: Transactions, *, account_id: str, secret_box: Secrets) -> ConnectionView:
+    """Returns the account's connection; NoConnection when none was stored."""
+    async with tx.read() as stores:
+        return view(await stored_connection(stores.connections, account_id), secret_box)
 
 
 async def put_connection(
-    session: AsyncSession,
-    *,
-    account_id: str,
-    login_url: str,
-    auth_method: str,
-    client_id: str,
-    username: str | None,
-    api_version: str,
-    secrets: dict[str, str | None],
-    secret_box: SecretBox,
-) -> CrmConnection:
+    tx: Transactions, *, account_id: str, credentials: Credentials, secret_box: Secrets, now: datetime
+) -> ConnectionView:
     """Returns the stored connection. Secrets not given keep their stored values; status resets."""
-    connection = await session.get(CrmConnection, account_id)
-    kept: dict[str, Any] = {}
-    if connection is not None:
-        try:
-            kept = secret_box.open(connection.secrets_encrypted)
-        except ValueError:
-            kept = {}  # sealed with another key: the new values must be given again
-    merged = {name: secrets.get(name) or kept.get(name) for name in SECRET_NAMES}
-    given = {**merged, "username": username}
-    for name in NEEDS[auth_method]:
-        if not given.get(name):
-            raise Invalid(f"auth_method {auth_method} needs {name}", field=name)
-    sealed = secret_box.seal({k: v for k, v in merged.items() if v})
-    if connection is None:
-        connection = CrmConnection(account_id=account_id, provider="salesforce")
-        session.add(connection)
-    connection.login_url = login_url.rstrip("/")
-    connection.auth_method = auth_method
-    connection.client_id = client_id
-    connection.username = username
-    connection.api_version = api_version
-    connection.secrets_encrypted = sealed
-    connection.status = "untested"
-    connection.status_message = None
-    connection.instance_url = None
-    connection.updated_at = datetime.now(UTC)
-    await session.flush()
-    return connection
+    async with tx.begin() as stores:
+        existing = await stores.connections.get(account_id)
+        kept: dict[str, Any] = {}
+        if existing is not None:
+            try:
+                kept = secret_box.open(existing.secrets_encrypted)
+            except ValueError:
+                kept = {}  # sealed with another key: the new values must be given again
+        merged = {name: credentials.secrets.get(name) or kept.get(name) for name in SECRET_NAMES}
+        given = {**merged, "username": credentials.username}
+        for name in NEEDS[credentials.auth_method]:
+            if not given.get(name):
+                raise Invalid(f"auth_method {credentials.auth_method} needs {name}", field=name)
+        written: dict[str, Any] = {
+            "login_url": credentials.login_url.rstrip("/"),
+            "auth_method": credentials.auth_method,
+            "client_id": credentials.client_id,
+            "username": credentials.username,
+            "api_version": credentials.api_version,
+            "secrets_encrypted": secret_box.seal({k: v for k, v in merged.items() if v}),
+            "status": "untested",
+            "status_message": None,
+            "instance_url": None,
+        }
+        connection = (
+            replace(existing, **written)
+            if existing is not None
+            else CrmConnectionInfo(account_id=account_id, provider="salesforce", **written)
+        )
+        await stores.connections.store(connection, updated_at=now)
+    return view(connection, secret_box)
 
 
 async def check_connection(
-    session: AsyncSession, *, account_id: str, crm: CrmPort, now: datetime
-) -> CrmConnection:
+    tx: Transactions, *, account_id: str, crm: CrmPort, secret_box: Secrets, now: datetime
+) -> ConnectionView:
     """Returns the connection after trying it: status connected or failed, and the API budget."""
-    connection = await get_connection(session, account_id=account_id)
-    try:
-        async with crm.connect(connection) as connector:
-            await connector.describe(CrmObject.LEAD.value)
-            budget = await connector.budget()
-            instance_url = getattr(connector, "instance_url", None)
-    except CrmAuthError as exc:
-        connection.status, connection.status_message = "failed", f"credentials refused: {exc.message}"
-    except CrmError as exc:
-        connection.status, connection.status_message = "failed", exc.message
-    except ValueError as exc:
-        # Credentials sealed under another secret key, or a connection the connector cannot use.
-        connection.status, connection.status_message = "failed", str(exc)
-    else:
-        connection.status, connection.status_message = "connected", None
-        connection.api_usage, connection.api_limit = budget.used, budget.limit
-        if isinstance(instance_url, str):
-            connection.instance_url = instance_url
-    connection.last_checked_at = now
-    await session.flush()
-    return connection
+    async with tx.begin() as stores:
+        connection = await stored_connection(stores.connections, account_id)
+        try:
+            async with crm.connect(connection) as connector:
+                await connector.describe(CrmObject.LEAD.value)
+                budget = await connector.budget()
+                instance_url = getattr(connector, "instance_url", None)
+        except CrmAuthError as exc:
+            checked = replace(
+                connection, status="failed", status_message=f"credentials refused: {exc.message}"
+            )
+        except CrmError as exc:
+            checked = replace(connection, status="failed", status_message=exc.message)
+        except ValueError as exc:
+            # Credentials sealed under another secret key, or a connection the connector cannot use.
+            checked = replace(connection, status="failed", status_message=str(exc))
+        else:
+            checked = replace(
+                connection,
+                status="connected",
+                status_message=None,
+                api_usage=budget.used,
+                api_limit=budget.limit,
+                instance_url=instance_url if isinstance(instance_url, str) else connection.instance_url,
+            )
+        checked = replace(checked, last_checked_at=now)
+        await stores.connections.record_check(checked)
+    return view(checked, secret_box)
 
 
-async def _with_connector(session: AsyncSession, *, account_id: str, crm: CrmPort, work: Any) -> Any:
-    connection = await get_connection(session, account_id=account_id)
+async def with_connector(
+    tx: Transactions, *, account_id: str, crm: CrmPort, work: Callable[[CrmConnector], Awaitable[T]]
+) -> T:
+    """Returns what `work` returns with a connector to the account's CRM; CRM errors classified."""
+    async with tx.read() as stores:
+        connection = await stored_connection(stores.connections, account_id)
     try:
         async with crm.connect(connection) as connector:
             return await work(connector)
@@ -121,35 +151,33 @@ async def _with_connector(session: AsyncSession, *, account_id: str, crm: CrmPor
         raise Conflict(f"the stored CRM connection cannot be used: {exc}", field="connection") from exc
 
 
-async def entity_counts(session: AsyncSession, *, account_id: str, crm: CrmPort) -> list[tuple[str, int]]:
+async def entity_counts(tx: Transactions, *, account_id: str, crm: CrmPort) -> list[tuple[str, int]]:
     """Returns the record count of each synced CRM entity (R20)."""
 
-    async def work(connector: Any) -> list[tuple[str, int]]:
+    async def work(connector: CrmConnector) -> list[tuple[str, int]]:
         return [(o.value, await connector.count(o.value)) for o in CrmObject]
 
-    return await _with_connector(session, account_id=account_id, crm=crm, work=work)
+    return await with_connector(tx, account_id=account_id, crm=crm, work=work)
 
 
-async def entity_describe(
-    session: AsyncSession, *, account_id: str, entity: str, crm: CrmPort
-) -> ObjectDescribe:
+async def entity_describe(tx: Transactions, *, account_id: str, entity: str, crm: CrmPort) -> ObjectDescribe:
     """Returns the live describe of one entity."""
 
-    async def work(connector: Any) -> ObjectDescribe:
+    async def work(connector: CrmConnector) -> ObjectDescribe:
         return await connector.describe(entity)
 
-    return await _with_connector(session, account_id=account_id, crm=crm, work=work)
+    return await with_connector(tx, account_id=account_id, crm=crm, work=work)
 
 
 async def sample_values(
-    session: AsyncSession, *, account_id: str, entity: str, field: str, limit: int, crm: CrmPort
+    tx: Transactions, *, account_id: str, entity: str, field: str, limit: int, crm: CrmPort
 ) -> list[Any]:
     """Returns up to `limit` distinct values of a field of the entity (R20)."""
 
-    async def work(connector: Any) -> list[Any]:
+    async def work(connector: CrmConnector) -> list[Any]:
         described = await connector.describe(entity)
         if field not in described.fields:
             raise NotFound(f"{entity} has no field {field!r}", field="field")
         return await connector.sample_values(entity, field, limit=limit)
 
-    return await _with_connector(session, account_id=account_id, crm=crm, work=work)
+    return await with_connector(tx, account_id=account_id, crm=crm, work=work)

@@ -1,23 +1,19 @@
-"""Contacts, segments (R19), user edits as contact-change events, sync runs and the push log."""
+"""Contacts, segments (R19), and user edits as contact-change events."""
 
 from __future__ import annotations
 
-import base64
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from crmsync.common.db.schema import Contact, CrmOwner, PushLog, SyncRun
+from crmsync.common.domain.contacts import stored_field_meta
 from crmsync.common.domain.fields import RELATED_OBJECT_FIELDS, DataType
-from crmsync.common.kafka.outbox import enqueue
-from crmsync.common.kafka.topics import CONTACT_CHANGES
-from crmsync.common.messages import ContactChanged, ContactRef, EventSource, contact_change_key
+from crmsync.common.messages import ContactChanged, ContactRef, EventSource
 from crmsync.mapping_api.handlers.errors import Invalid, NotFound
-from crmsync.mapping_api.handlers.mapping import load_mapping
+from crmsync.mapping_api.handlers.mapping import saved_mapping
+from crmsync.mapping_api.handlers.ports import Stores, Transactions
+from crmsync.mapping_api.values import ContactInfo, OwnerInfo, Page
 
 # Segment id -> (name, the contacts' crm_object or None for all of them) (R19).
 SEGMENTS: dict[str, tuple[str, str | None]] = {
@@ -28,14 +24,19 @@ SEGMENTS: dict[str, tuple[str, str | None]] = {
 
 
 @dataclass(frozen=True)
-class Page:
-    items: list[Any]
-    next_cursor: str | None
+class FieldValue:
+    """A contact's value of one field, where it came from (crm, or the event source) and when."""
+
+    value: Any
+    origin: str | None
+    at: datetime | None
 
 
-def _like(q: str) -> str:
-    escaped = q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
+@dataclass(frozen=True)
+class ContactDetail:
+    contact: ContactInfo
+    owner: OwnerInfo | None
+    fields: dict[str, FieldValue]
 
 
 def _uuid_cursor(cursor: str | None) -> uuid.UUID | None:
@@ -48,41 +49,31 @@ def _uuid_cursor(cursor: str | None) -> uuid.UUID | None:
 
 
 async def list_contacts(
-    session: AsyncSession,
+    tx: Transactions,
     *,
     account_id: str,
     segment: str = "all-contacts",
     q: str | None = None,
     cursor: str | None = None,
     limit: int = 50,
-) -> Page:
+) -> Page[ContactInfo]:
     """Returns a page of the segment's contacts matching `q` (name, email, company), by id."""
     if segment not in SEGMENTS:
         raise NotFound(f"segment {segment!r} does not exist", field="segment")
-    query = select(Contact).where(Contact.account_id == account_id)
-    crm_object = SEGMENTS[segment][1]
-    if crm_object is not None:
-        query = query.where(Contact.crm_object == crm_object)
-    if q:
-        # search_text is lower-cased and has a trigram index, so a substring match stays fast.
-        query = query.where(Contact.search_text.like(_like(q), escape="\\"))
     after = _uuid_cursor(cursor)
-    if after is not None:
-        query = query.where(Contact.id > after)
-    rows = list(await session.scalars(query.order_by(Contact.id).limit(limit + 1)))
+    async with tx.read() as stores:
+        rows = await stores.contacts.page(
+            account_id, crm_object=SEGMENTS[segment][1], search=q or None, after=after, limit=limit + 1
+        )
     more = len(rows) > limit
     rows = rows[:limit]
     return Page(rows, str(rows[-1].id) if more else None)
 
 
-async def segment_counts(session: AsyncSession, *, account_id: str) -> list[tuple[str, str, int]]:
+async def segment_counts(tx: Transactions, *, account_id: str) -> list[tuple[str, str, int]]:
     """Returns (id, name, count) of each segment (R19)."""
-    result = await session.execute(
-        select(Contact.crm_object, func.count())
-        .where(Contact.account_id == account_id)
-        .group_by(Contact.crm_object)
-    )
-    by_object = {crm_object: count for crm_object, count in result.all()}
+    async with tx.read() as stores:
+        by_object = await stores.contacts.count_by_object(account_id)
     total = sum(by_object.values())
     return [
         (segment_id, name, total if crm_object is None else by_object.get(crm_object, 0))
@@ -90,19 +81,34 @@ async def segment_counts(session: AsyncSession, *, account_id: str) -> list[tupl
     ]
 
 
-async def get_contact(
-    session: AsyncSession, *, account_id: str, contact_id: uuid.UUID
-) -> tuple[Contact, CrmOwner | None]:
-    """Returns the contact and its CRM owner; NotFound outside the caller's account (R21)."""
-    contact = await session.scalar(
-        select(Contact).where(Contact.account_id == account_id, Contact.id == contact_id)
-    )
+async def _contact(stores: Stores, account_id: str, contact_id: uuid.UUID) -> ContactInfo:
+    contact = await stores.contacts.get(account_id, contact_id)
     if contact is None:
         raise NotFound("contact not found", field="contact_id")
-    owner = None
-    if contact.owner_external_id:
-        owner = await session.get(CrmOwner, (account_id, contact.owner_external_id))
-    return contact, owner
+    return contact
+
+
+def field_values(contact: ContactInfo) -> dict[str, FieldValue]:
+    """Returns each stored field with its origin and time (R12, R13)."""
+    values = {}
+    fields = dict(contact.fields or {})
+    for name, value in fields.items():
+        try:
+            meta = stored_field_meta(name, fields, dict(contact.field_meta or {}), contact.crm_modstamp)
+        except (KeyError, TypeError, ValueError):
+            meta = None  # an entry this version cannot read: shown without origin rather than failing
+        values[name] = FieldValue(value, meta.origin if meta else None, meta.at if meta else None)
+    return values
+
+
+async def get_contact(tx: Transactions, *, account_id: str, contact_id: uuid.UUID) -> ContactDetail:
+    """Returns the contact, its CRM owner and fields; NotFound outside the caller's account (R21)."""
+    async with tx.read() as stores:
+        contact = await _contact(stores, account_id, contact_id)
+        owner = None
+        if contact.owner_external_id:
+            owner = await stores.contacts.owner(account_id, contact.owner_external_id)
+    return ContactDetail(contact, owner, field_values(contact))
 
 
 def _check_value(name: str, data_type: DataType, value: Any) -> None:
@@ -143,123 +149,32 @@ def _check_value(name: str, data_type: DataType, value: Any) -> None:
 
 
 async def edit_contact(
-    session: AsyncSession, *, account_id: str, contact_id: uuid.UUID, changes: dict[str, Any], now: datetime
+    tx: Transactions, *, account_id: str, contact_id: uuid.UUID, changes: dict[str, Any], now: datetime
 ) -> ContactChanged:
     """Returns the user_edit event enqueued for the contact; the pusher and store take it from there.
 
     A user edit takes the same road as every other change, so Allow Push, echo
     suppression and conflict rules apply to it too (R8, R12, R13).
     """
-    contact, _ = await get_contact(session, account_id=account_id, contact_id=contact_id)
-    mapping = await load_mapping(session, account_id=account_id)
-    types = {row.destination: row.data_type for row in mapping.rows}
-    for name, value in changes.items():
-        if name in RELATED_OBJECT_FIELDS:
-            raise Invalid(
-                f"{name} comes from the CRM record's owner and cannot be edited", field=f"changes.{name}"
-            )
-        if name not in types:
-            raise Invalid(f"{name!r} is not a field of the mapping", field=f"changes.{name}")
-        _check_value(name, types[name], value)
-    event = ContactChanged(
-        event_id=str(uuid.uuid4()),
-        account_id=account_id,
-        occurred_at=now,
-        source=EventSource.USER_EDIT,
-        contact=ContactRef(id=contact.id),
-        changes=changes,
-    )
-    enqueue(
-        session,
-        account_id=account_id,
-        topic=CONTACT_CHANGES,
-        key=contact_change_key(event).decode(),
-        message=event,
-    )
-    await session.flush()
+    async with tx.begin() as stores:
+        contact = await _contact(stores, account_id, contact_id)
+        mapping = await saved_mapping(stores, account_id)
+        types = {row.destination: row.data_type for row in mapping.rows}
+        for name, value in changes.items():
+            if name in RELATED_OBJECT_FIELDS:
+                raise Invalid(
+                    f"{name} comes from the CRM record's owner and cannot be edited", field=f"changes.{name}"
+                )
+            if name not in types:
+                raise Invalid(f"{name!r} is not a field of the mapping", field=f"changes.{name}")
+            _check_value(name, types[name], value)
+        event = ContactChanged(
+            event_id=str(uuid.uuid4()),
+            account_id=account_id,
+            occurred_at=now,
+            source=EventSource.USER_EDIT,
+            contact=ContactRef(id=contact.id),
+            changes=changes,
+        )
+        stores.outbox.contact_change(event)
     return event
-
-
-# --- sync runs and push log ---------------------------------------------------------
-
-
-def _encode_cursor(at: datetime, ident: object) -> str:
-    return base64.urlsafe_b64encode(f"{at.isoformat()}|{ident}".encode()).decode()
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        at, _, ident = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        parsed = datetime.fromisoformat(at)
-        if parsed.tzinfo is None:
-            raise ValueError("naive")
-        return parsed, uuid.UUID(ident)
-    except ValueError as exc:
-        raise Invalid("not a cursor returned by this listing", field="cursor") from exc
-
-
-async def list_sync_runs(
-    session: AsyncSession,
-    *,
-    account_id: str,
-    kind: str | None = None,
-    status: str | None = None,
-    cursor: str | None = None,
-    limit: int = 50,
-) -> Page:
-    """Returns sync runs, newest first."""
-    query: Select[tuple[SyncRun]] = select(SyncRun).where(SyncRun.account_id == account_id)
-    if kind:
-        query = query.where(SyncRun.kind == kind)
-    if status:
-        query = query.where(SyncRun.status == status)
-    if cursor:
-        at, ident = _decode_cursor(cursor)
-        query = query.where(or_(SyncRun.created_at < at, and_(SyncRun.created_at == at, SyncRun.id < ident)))
-    rows = list(
-        await session.scalars(query.order_by(SyncRun.created_at.desc(), SyncRun.id.desc()).limit(limit + 1))
-    )
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return Page(rows, _encode_cursor(rows[-1].created_at, rows[-1].id) if more else None)
-
-
-async def get_sync_run(session: AsyncSession, *, account_id: str, run_id: uuid.UUID) -> SyncRun:
-    """Returns one sync run of the caller's account."""
-    run = await session.scalar(select(SyncRun).where(SyncRun.account_id == account_id, SyncRun.id == run_id))
-    if run is None:
-        raise NotFound("sync run not found", field="run_id")
-    return run
-
-
-async def list_push_log(
-    session: AsyncSession,
-    *,
-    account_id: str,
-    contact_id: uuid.UUID | None = None,
-    status: str | None = None,
-    cursor: int | None = None,
-    limit: int = 50,
-) -> Page:
-    """Returns push log entries, newest first."""
-    query = select(PushLog).where(PushLog.account_id == account_id)
-    if contact_id is not None:
-        query = query.where(PushLog.contact_id == contact_id)
-    if status:
-        query = query.where(PushLog.status == status)
-    if cursor is not None:
-        query = query.where(PushLog.id < cursor)
-    rows = list(await session.scalars(query.order_by(PushLog.id.desc()).limit(limit + 1)))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return Page(rows, str(rows[-1].id) if more else None)
-
-
-async def get_push_log_entry(session: AsyncSession, *, account_id: str, entry_id: int) -> PushLog:
-    """Returns one push log entry of the caller's account."""
-    entry = await session.scalar(
-        select(PushLog).where(PushLog.account_id == account_id, PushLog.id == entry_id)
-    )
-    if entry is None:
-        raise NotFound("push log entry not found", field="entry_id")
-    return entry

@@ -1,106 +1,125 @@
-"""The mapping: read it, save a whole new version under the rules, list and diff versions (R1–R8, R15)."""
+"""The mapping and push policy: read, save a whole new version under the rules, list and diff (R1–R8, R15)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from typing import Any
 
 from crmsync.common.crm.interface import CrmError
-from crmsync.common.db.schema import CrmConnection, MappingRowRecord, MappingVersion, SyncSchedule
-from crmsync.common.db.schema import PushPolicy as PushPolicyRecord
-from crmsync.common.domain.fields import DataType
+from crmsync.common.domain.fields import STANDARD_FIELDS_BY_KEY, DataType
 from crmsync.common.domain.mapping import CrmObject, FieldKind, MappingRow, PushPolicy
 from crmsync.common.domain.mapping_rules import DescribedField, check_mapping
 from crmsync.common.domain.schedule import job_id_for
-from crmsync.common.kafka.outbox import enqueue
-from crmsync.common.kafka.topics import SYNC_JOBS
 from crmsync.common.messages import RunSync, SyncKind, SyncReason
-from crmsync.mapping_api.handlers.errors import Conflict, CrmUnavailable, MappingRefused, NotFound
-from crmsync.mapping_api.handlers.ports import CrmPort
+from crmsync.mapping_api.handlers.errors import Conflict, CrmUnavailable, Invalid, MappingRefused, NotFound
+from crmsync.mapping_api.handlers.ports import CrmPort, SavedMapping, Stores, Transactions
+from crmsync.mapping_api.values import VersionSummary
+
+Describes = tuple[Mapping[str, DescribedField] | None, Mapping[str, DescribedField] | None]
 
 
 @dataclass(frozen=True)
-class StoredMapping:
-    version: int
-    note: str | None
-    created_at: datetime
-    rows: tuple[MappingRow, ...]
+class RowInput:
+    """A mapping row as a client sends it: a standard field may leave its data type out."""
+
+    destination: str
+    kind: FieldKind = FieldKind.STANDARD
+    lead_source: str | None = None
+    contact_source: str | None = None
+    data_type: DataType | None = None
+    allow_push: bool | None = None
 
 
 @dataclass(frozen=True)
-class SaveResult:
-    mapping: StoredMapping
-    checked_against_crm: bool
+class MappingView:
+    """A saved mapping with the policy that decides its rows' effective Allow Push."""
+
+    mapping: SavedMapping
+    policy: PushPolicy
+
+
+@dataclass(frozen=True)
+class SaveResult(MappingView):
+    checked_against_crm: bool = False
     new_sources: list[str] = field(default_factory=list)
     full_sync_job_id: str | None = None
 
 
-def _row(record: MappingRowRecord) -> MappingRow:
-    return MappingRow(
-        destination=record.destination,
-        data_type=DataType(record.data_type),
-        kind=FieldKind(record.kind),
-        lead_source=record.lead_source,
-        contact_source=record.contact_source,
-        allow_push=record.allow_push,
-    )
+@dataclass(frozen=True)
+class MappingDiff:
+    from_version: int
+    to_version: int
+    added: list[MappingRow]
+    removed: list[MappingRow]
+    changed: list[tuple[str, dict[str, list[object]]]]
+    policy: PushPolicy
 
 
-async def load_policy(session: AsyncSession, *, account_id: str) -> PushPolicy:
-    """Returns the account's push policy (two-way when none was stored, R8)."""
-    record = await session.get(PushPolicyRecord, account_id)
-    return PushPolicy(default_allow_push=record.default_allow_push if record else True)
+def rows_from_input(rows: Sequence[RowInput]) -> list[MappingRow]:
+    """Returns the rows with their data types; a custom field must name its own (R6)."""
+    resolved = []
+    for index, row in enumerate(rows):
+        data_type = row.data_type
+        if data_type is None:
+            if row.kind == FieldKind.CUSTOM:
+                raise Invalid("a custom field needs a data_type", field=f"rows[{index}].data_type")
+            standard = STANDARD_FIELDS_BY_KEY.get(row.destination)
+            # An unknown standard field is reported by the rule checks (R1); any type will do here.
+            data_type = standard.data_type if standard else DataType.TEXT
+        resolved.append(
+            MappingRow(
+                destination=row.destination,
+                data_type=data_type,
+                kind=row.kind,
+                lead_source=row.lead_source,
+                contact_source=row.contact_source,
+                allow_push=row.allow_push,
+            )
+        )
+    return resolved
 
 
-async def load_mapping(
-    session: AsyncSession, *, account_id: str, version: int | None = None
-) -> StoredMapping:
+async def saved_mapping(stores: Stores, account_id: str, version: int | None = None) -> SavedMapping:
     """Returns a version of the account's mapping, the newest when `version` is None."""
-    query = select(MappingVersion).where(MappingVersion.account_id == account_id)
-    if version is None:
-        query = query.order_by(MappingVersion.version.desc()).limit(1)
-    else:
-        query = query.where(MappingVersion.version == version)
-    record = await session.scalar(query)
-    if record is None:
+    stored = await stores.mappings.get(account_id, version)
+    if stored is None:
         raise NotFound(
             f"mapping version {version} does not exist" if version else "the account has no mapping yet",
             field="version",
         )
-    rows = await session.scalars(
-        select(MappingRowRecord)
-        .where(MappingRowRecord.account_id == account_id, MappingRowRecord.mapping_version_id == record.id)
-        .order_by(MappingRowRecord.position)
-    )
-    return StoredMapping(record.version, record.note, record.created_at, tuple(_row(r) for r in rows))
+    return stored
 
 
-async def list_versions(session: AsyncSession, *, account_id: str) -> list[tuple[MappingVersion, int]]:
+async def read_mapping(tx: Transactions, *, account_id: str, version: int | None = None) -> MappingView:
+    """Returns a version of the mapping (the newest when None) and the push policy."""
+    async with tx.read() as stores:
+        stored = await saved_mapping(stores, account_id, version)
+        return MappingView(stored, await stores.policies.get(account_id))
+
+
+async def list_versions(tx: Transactions, *, account_id: str) -> list[VersionSummary]:
     """Returns every mapping version of the account with its row count, newest first."""
-    counts = (
-        select(MappingRowRecord.mapping_version_id, func.count().label("n"))
-        .where(MappingRowRecord.account_id == account_id)
-        .group_by(MappingRowRecord.mapping_version_id)
-        .subquery()
-    )
-    result = await session.execute(
-        select(MappingVersion, func.coalesce(counts.c.n, 0))
-        .outerjoin(counts, counts.c.mapping_version_id == MappingVersion.id)
-        .where(MappingVersion.account_id == account_id)
-        .order_by(MappingVersion.version.desc())
-    )
-    return [(version, int(count)) for version, count in result.all()]
+    async with tx.read() as stores:
+        return await stores.mappings.versions(account_id)
 
 
-async def describe_crm(
-    session: AsyncSession, *, account_id: str, crm: CrmPort
-) -> tuple[Mapping[str, DescribedField] | None, Mapping[str, DescribedField] | None]:
+async def diff_versions(
+    tx: Transactions, *, account_id: str, from_version: int, to_version: int
+) -> MappingDiff:
+    """Returns what changed between two saved versions."""
+    async with tx.read() as stores:
+        before = await saved_mapping(stores, account_id, from_version)
+        after = await saved_mapping(stores, account_id, to_version)
+        policy = await stores.policies.get(account_id)
+    added, removed, changed = diff_rows(before.rows, after.rows)
+    return MappingDiff(from_version, to_version, added, removed, changed, policy)
+
+
+async def describe_crm(stores: Stores, *, account_id: str, crm: CrmPort) -> Describes:
     """Returns the live Lead and Contact describes, or (None, None) when no connection exists yet."""
-    connection = await session.get(CrmConnection, account_id)
+    connection = await stores.connections.get(account_id)
     if connection is None:
         return None, None
     try:
@@ -116,30 +135,6 @@ async def describe_crm(
     return lead.fields, contact.fields
 
 
-async def add_mapping_version(
-    session: AsyncSession, *, account_id: str, version: int, note: str | None, rows: Sequence[MappingRow]
-) -> MappingVersion:
-    """Returns a new stored version of the account's mapping holding `rows`, in order."""
-    record = MappingVersion(account_id=account_id, version=version, note=note)
-    session.add(record)
-    await session.flush()
-    session.add_all(
-        MappingRowRecord(
-            account_id=account_id,
-            mapping_version_id=record.id,
-            position=position,
-            destination=row.destination,
-            kind=row.kind.value,
-            lead_source=row.lead_source,
-            contact_source=row.contact_source,
-            data_type=row.data_type.value,
-            allow_push=row.allow_push,
-        )
-        for position, row in enumerate(rows)
-    )
-    return record
-
-
 def source_pairs(rows: Sequence[MappingRow]) -> set[str]:
     """Returns every CRM field the rows read, as Object.Field."""
     pairs = set()
@@ -152,58 +147,59 @@ def source_pairs(rows: Sequence[MappingRow]) -> set[str]:
 
 
 async def save_mapping(
-    session: AsyncSession,
+    tx: Transactions,
     *,
     account_id: str,
-    rows: Sequence[MappingRow],
+    rows: Sequence[RowInput],
     note: str | None,
     crm: CrmPort,
     now: datetime,
-    policy: PushPolicy | None = None,
 ) -> SaveResult:
     """Returns the saved new version; refuses (MappingRefused) a mapping that breaks a rule.
 
     A mapping that reads a CRM field it did not read before flags a full sync and
     enqueues it in the same transaction (R15).
     """
-    policy = policy or await load_policy(session, account_id=account_id)
-    lead, contact = await describe_crm(session, account_id=account_id, crm=crm)
+    resolved = rows_from_input(rows)
+    async with tx.begin() as stores:
+        return await _save(stores, account_id=account_id, rows=resolved, note=note, crm=crm, now=now)
+
+
+async def _save(
+    stores: Stores,
+    *,
+    account_id: str,
+    rows: Sequence[MappingRow],
+    note: str | None,
+    crm: CrmPort,
+    now: datetime,
+) -> SaveResult:
+    policy = await stores.policies.get(account_id)
+    lead, contact = await describe_crm(stores, account_id=account_id, crm=crm)
     violations = check_mapping(rows, lead_describe=lead, contact_describe=contact, policy=policy)
     if violations:
         raise MappingRefused(violations)
-    try:
-        previous = await load_mapping(session, account_id=account_id)
-    except NotFound:
-        # An account made without crmsync-admin has no version 1 yet; this save starts its history.
-        previous = StoredMapping(0, None, now, ())
-    if previous.version and tuple(rows) == previous.rows:
+    # An account made without crmsync-admin has no version 1 yet; this save starts its history.
+    previous = await stores.mappings.get(account_id)
+    if previous is not None and tuple(rows) == previous.rows:
         # Saving what is already saved changes nothing: no new version, no sync.
-        return SaveResult(previous, lead is not None)
-    version = await add_mapping_version(
-        session, account_id=account_id, version=previous.version + 1, note=note, rows=rows
+        return SaveResult(previous, policy, lead is not None)
+    stored = await stores.mappings.add(
+        account_id=account_id, version=(previous.version if previous else 0) + 1, note=note, rows=rows
     )
-    new_sources = sorted(source_pairs(rows) - source_pairs(previous.rows))
-    job_id = None
-    if new_sources:
-        job_id = await request_full_sync(session, account_id=account_id, now=now)
-    await session.flush()
-    await session.refresh(version)
-    stored = StoredMapping(version.version, note, version.created_at, tuple(rows))
-    return SaveResult(stored, lead is not None, new_sources, job_id)
+    new_sources = sorted(source_pairs(rows) - source_pairs(previous.rows if previous else ()))
+    job_id = await request_full_sync(stores, account_id=account_id, now=now) if new_sources else None
+    return SaveResult(stored, policy, lead is not None, new_sources, job_id)
 
 
-async def request_full_sync(session: AsyncSession, *, account_id: str, now: datetime) -> str:
+async def request_full_sync(stores: Stores, *, account_id: str, now: datetime) -> str:
     """Flags a full sync (R15) and enqueues it; returns the job id.
 
     The id is the scheduler's for a new-field full sync requested at that second,
     so the scheduler seeing the flag emits the same job and the puller runs it once (R18).
     """
     requested = now.astimezone(UTC).replace(microsecond=0)
-    schedule = await session.get(SyncSchedule, account_id)
-    if schedule is None:
-        schedule = SyncSchedule(account_id=account_id, mode="automatic", timezone="UTC")
-        session.add(schedule)
-    schedule.full_sync_requested_at = requested
+    await stores.schedules.request_full_sync(account_id, at=requested)
     job = RunSync(
         job_id=job_id_for(account_id=account_id, kind="full", slot=requested),
         account_id=account_id,
@@ -211,7 +207,7 @@ async def request_full_sync(session: AsyncSession, *, account_id: str, now: date
         reason=SyncReason.NEW_FIELD,
         requested_at=requested,
     )
-    enqueue(session, account_id=account_id, topic=SYNC_JOBS, key=account_id, message=job)
+    stores.outbox.sync_job(job)
     return job.job_id
 
 
@@ -239,27 +235,23 @@ def diff_rows(
 
 
 async def set_default_push(
-    session: AsyncSession, *, account_id: str, default_allow_push: bool, crm: CrmPort
-) -> PushPolicy:
-    """Returns the new policy; refused when a mapped field that would then push is read-only (R4)."""
+    tx: Transactions, *, account_id: str, default_allow_push: bool, crm: CrmPort, now: datetime
+) -> MappingView:
+    """Returns the mapping under the new policy; refused when a mapped field that would then push
+    is read-only (R4)."""
     policy = PushPolicy(default_allow_push=default_allow_push)
-    current = await load_mapping(session, account_id=account_id)
-    lead, contact = await describe_crm(session, account_id=account_id, crm=crm)
-    violations = check_mapping(current.rows, lead_describe=lead, contact_describe=contact, policy=policy)
-    if violations:
-        raise MappingRefused(violations)
-    record = await session.get(PushPolicyRecord, account_id)
-    if record is None:
-        session.add(PushPolicyRecord(account_id=account_id, default_allow_push=default_allow_push))
-    else:
-        record.default_allow_push = default_allow_push
-        record.updated_at = datetime.now(UTC)
-    await session.flush()
-    return policy
+    async with tx.begin() as stores:
+        current = await saved_mapping(stores, account_id)
+        lead, contact = await describe_crm(stores, account_id=account_id, crm=crm)
+        violations = check_mapping(current.rows, lead_describe=lead, contact_describe=contact, policy=policy)
+        if violations:
+            raise MappingRefused(violations)
+        await stores.policies.put(account_id, policy, updated_at=now)
+    return MappingView(current, policy)
 
 
 async def set_field_push(
-    session: AsyncSession,
+    tx: Transactions,
     *,
     account_id: str,
     destination: str,
@@ -268,20 +260,26 @@ async def set_field_push(
     now: datetime,
 ) -> SaveResult:
     """Returns the new mapping version with one field's Allow Push changed (R8)."""
-    current = await load_mapping(session, account_id=account_id)
-    if destination not in {r.destination for r in current.rows}:
-        raise NotFound(f"{destination!r} is not in the mapping", field="destination")
-    rows = [
-        MappingRow(r.destination, r.data_type, r.kind, r.lead_source, r.contact_source, allow_push)
-        if r.destination == destination
-        else r
-        for r in current.rows
-    ]
-    return await save_mapping(
-        session,
-        account_id=account_id,
-        rows=rows,
-        note=f"Allow Push of {destination} set to {allow_push}",
-        crm=crm,
-        now=now,
+    async with tx.begin() as stores:
+        current = await saved_mapping(stores, account_id)
+        if destination not in {r.destination for r in current.rows}:
+            raise NotFound(f"{destination!r} is not in the mapping", field="destination")
+        rows = [
+            replace(r, allow_push=allow_push) if r.destination == destination else r for r in current.rows
+        ]
+        note = f"Allow Push of {destination} set to {allow_push}"
+        return await _save(stores, account_id=account_id, rows=rows, note=note, crm=crm, now=now)
+
+
+# Until the shared test helpers (tests/support) store mappings through the adapter: the same.
+
+
+async def add_mapping_version(
+    session: Any, *, account_id: str, version: int, note: str | None, rows: Sequence[MappingRow]
+) -> Any:
+    """Returns a new stored version of the account's mapping holding `rows` (see adapters.mappings)."""
+    from crmsync.mapping_api.adapters import mappings
+
+    return await mappings.add_mapping_version(
+        session, account_id=account_id, version=version, note=note, rows=rows
     )

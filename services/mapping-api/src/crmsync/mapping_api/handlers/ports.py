@@ -1,15 +1,219 @@
-"""What the use cases need from the outside world, as Protocols (adapters implement them)."""
+"""What the use cases need from the outside world, as Protocols (adapters implement them).
+
+Every use case runs in one transaction: `async with tx.begin() as stores:` (or
+`tx.read()` when it only reads) and reaches the database through `stores` alone.
+Values crossing these ports are frozen (`crmsync.mapping_api.values`, the
+domain's, `CrmConnectionInfo`), never ORM rows.
+"""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Protocol
+from datetime import datetime
+from typing import Any, Protocol
 
+from crmsync.common.crm.connection import CrmConnectionInfo
 from crmsync.common.crm.interface import CrmConnector
-from crmsync.common.db.schema import CrmConnection
+from crmsync.common.domain.mapping import MappingRow, PushPolicy
+from crmsync.common.domain.schedule import Schedule
+from crmsync.common.messages import ContactChanged, RunSync
+from crmsync.mapping_api.values import (
+    AccountInfo,
+    ApiKeyInfo,
+    ContactInfo,
+    OwnerInfo,
+    PushLogEntry,
+    RunHistory,
+    StoredSchedule,
+    SyncRunInfo,
+    VersionSummary,
+)
+
+
+class SavedMapping(Protocol):
+    """A saved version of an account's mapping (`account_config.StoredMapping` is one)."""
+
+    @property
+    def version(self) -> int: ...
+    @property
+    def note(self) -> str | None: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def rows(self) -> tuple[MappingRow, ...]: ...
+
+
+class AccountStore(Protocol):
+    async def get(self, account_id: str) -> AccountInfo | None: ...
+
+    async def add(self, *, account_id: str, name: str) -> AccountInfo: ...
+
+    async def add_key(self, *, account_id: str, name: str, prefix: str, key_hash: str, role: str) -> None: ...
+
+    async def keys(self, account_id: str) -> list[ApiKeyInfo]:
+        """Returns the account's keys, oldest first."""
+        ...
+
+    async def revoke_key(self, key_id: uuid.UUID, *, at: datetime) -> None: ...
+
+    async def active_key(self, key_hash: str) -> ApiKeyInfo | None:
+        """Returns the unrevoked key with that hash, of whichever account it is."""
+        ...
+
+    async def mark_key_used(self, key_id: uuid.UUID, *, at: datetime, unless_used_since: datetime) -> None:
+        """Sets the key's last use to `at`, unless a concurrent call set it after `unless_used_since`."""
+        ...
+
+
+class ConnectionStore(Protocol):
+    async def get(self, account_id: str) -> CrmConnectionInfo | None: ...
+
+    async def store(self, connection: CrmConnectionInfo, *, updated_at: datetime) -> None:
+        """Writes new credentials (inserting the connection if it is new)."""
+        ...
+
+    async def record_check(self, connection: CrmConnectionInfo) -> None:
+        """Writes the outcome of a test: status, message, budget, instance URL, when checked."""
+        ...
+
+
+class MappingStore(Protocol):
+    async def get(self, account_id: str, version: int | None = None) -> SavedMapping | None:
+        """Returns that version (the newest when None), or None."""
+        ...
+
+    async def add(
+        self, *, account_id: str, version: int, note: str | None, rows: Sequence[MappingRow]
+    ) -> SavedMapping: ...
+
+    async def versions(self, account_id: str) -> list[VersionSummary]:
+        """Returns every version with its row count, newest first."""
+        ...
+
+
+class PolicyStore(Protocol):
+    async def get(self, account_id: str) -> PushPolicy:
+        """Returns the stored policy, two-way when none was stored (R8)."""
+        ...
+
+    async def put(self, account_id: str, policy: PushPolicy, *, updated_at: datetime) -> None: ...
+
+
+class ScheduleStore(Protocol):
+    async def get(self, account_id: str) -> StoredSchedule | None: ...
+
+    async def put(self, account_id: str, schedule: Schedule, *, updated_at: datetime) -> None: ...
+
+    async def request_full_sync(self, account_id: str, *, at: datetime) -> None:
+        """Flags a full sync (R15), storing the automatic schedule if the account has none."""
+        ...
+
+
+class SyncRunStore(Protocol):
+    async def history(self, account_id: str) -> RunHistory: ...
+
+    async def page(
+        self,
+        account_id: str,
+        *,
+        kind: str | None,
+        status: str | None,
+        before: tuple[datetime, uuid.UUID] | None,
+        limit: int,
+    ) -> list[SyncRunInfo]:
+        """Returns up to `limit` runs created before `before` (created_at, id), newest first."""
+        ...
+
+    async def get(self, account_id: str, run_id: uuid.UUID) -> SyncRunInfo | None: ...
+
+
+class ContactStore(Protocol):
+    async def page(
+        self,
+        account_id: str,
+        *,
+        crm_object: str | None,
+        search: str | None,
+        after: uuid.UUID | None,
+        limit: int,
+    ) -> list[ContactInfo]:
+        """Returns up to `limit` contacts by id after `after`, of that CRM object (all when None)
+        whose name, e-mail or company contains `search`."""
+        ...
+
+    async def count_by_object(self, account_id: str) -> dict[str | None, int]: ...
+
+    async def get(self, account_id: str, contact_id: uuid.UUID) -> ContactInfo | None: ...
+
+    async def owner(self, account_id: str, external_id: str) -> OwnerInfo | None: ...
+
+
+class PushLogStore(Protocol):
+    async def page(
+        self,
+        account_id: str,
+        *,
+        contact_id: uuid.UUID | None,
+        status: str | None,
+        before: int | None,
+        limit: int,
+    ) -> list[PushLogEntry]:
+        """Returns up to `limit` entries with ids below `before`, newest first."""
+        ...
+
+    async def get(self, account_id: str, entry_id: int) -> PushLogEntry | None: ...
+
+
+class Outbox(Protocol):
+    """Queues messages in the transaction; they are published once it has committed."""
+
+    def sync_job(self, job: RunSync) -> None: ...
+
+    def contact_change(self, event: ContactChanged) -> None: ...
+
+
+class Stores(Protocol):
+    """Everything one transaction reaches."""
+
+    @property
+    def accounts(self) -> AccountStore: ...
+    @property
+    def connections(self) -> ConnectionStore: ...
+    @property
+    def mappings(self) -> MappingStore: ...
+    @property
+    def policies(self) -> PolicyStore: ...
+    @property
+    def schedules(self) -> ScheduleStore: ...
+    @property
+    def sync_runs(self) -> SyncRunStore: ...
+    @property
+    def contacts(self) -> ContactStore: ...
+    @property
+    def push_log(self) -> PushLogStore: ...
+    @property
+    def outbox(self) -> Outbox: ...
+
+
+class Transactions(Protocol):
+    """The unit of work: `begin()` commits when the block ends without an error, `read()` never does."""
+
+    def begin(self) -> AbstractAsyncContextManager[Stores]: ...
+
+    def read(self) -> AbstractAsyncContextManager[Stores]: ...
 
 
 class CrmPort(Protocol):
     """Opens a connector to the CRM of one stored connection; closed when the block ends."""
 
-    def connect(self, connection: CrmConnection) -> AbstractAsyncContextManager[CrmConnector]: ...
+    def connect(self, connection: CrmConnectionInfo) -> AbstractAsyncContextManager[CrmConnector]: ...
+
+
+class Secrets(Protocol):
+    """Seals credentials at rest (`crmsync.common.crypto.SecretBox`); `open` raises ValueError."""
+
+    def seal(self, secrets: dict[str, Any]) -> bytes: ...
+
+    def open(self, token: bytes) -> dict[str, Any]: ...

@@ -4,20 +4,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from crmsync.common.db.schema import Account
 from crmsync.common.domain.fields import RELATED_OBJECT_FIELDS, STANDARD_FIELDS, DataType
-from crmsync.mapping_api.entrypoints.deps import CurrentAccount, SessionDep
-from crmsync.mapping_api.handlers.errors import NotFound
+from crmsync.mapping_api.entrypoints.deps import CurrentAccount, TransactionsDep
+from crmsync.mapping_api.handlers.accounts import read_account as read_account_of
 from crmsync.mapping_api.schemas import AccountOut, CatalogueOut, StandardFieldOut
 
 router = APIRouter(tags=["account"])
 
 
 @router.get("/account", response_model=AccountOut, summary="The account of the API key")
-async def read_account(caller: CurrentAccount, session: SessionDep) -> AccountOut:
-    account = await session.get(Account, caller.account_id)
-    if account is None:
-        raise NotFound("account not found")
+async def read_account(caller: CurrentAccount, tx: TransactionsDep) -> AccountOut:
+    account = await read_account_of(tx, account_id=caller.account_id)
     return AccountOut(id=account.id, name=account.name, role=caller.role, created_at=account.created_at)
 
 

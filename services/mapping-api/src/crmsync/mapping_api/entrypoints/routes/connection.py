@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
 
-from crmsync.common.db.schema import CrmConnection
+from crmsync.common.clock import utc_now
 from crmsync.common.domain.mapping_rules import compatible_data_types
 from crmsync.mapping_api.entrypoints.deps import (
     AdminAccount,
     CrmDep,
     CurrentAccount,
-    SecretBoxDep,
-    SessionDep,
+    SecretsDep,
+    TransactionsDep,
 )
 from crmsync.mapping_api.handlers import connection as handlers
 from crmsync.mapping_api.schemas import (
@@ -30,7 +29,8 @@ router = APIRouter(tags=["crm"])
 Entity = Annotated[Literal["Lead", "Contact"], Path(description="A synced CRM entity.", examples=["Lead"])]
 
 
-def connection_out(connection: CrmConnection, secret_box: SecretBoxDep) -> ConnectionOut:
+def connection_out(view: handlers.ConnectionView) -> ConnectionOut:
+    connection = view.connection
     budget = None
     if connection.api_limit is not None and connection.api_usage is not None:
         budget = ApiBudgetOut(
@@ -38,30 +38,16 @@ def connection_out(connection: CrmConnection, secret_box: SecretBoxDep) -> Conne
             limit=connection.api_limit,
             remaining=max(0, connection.api_limit - connection.api_usage),
         )
-    return ConnectionOut(
-        provider=connection.provider,
-        login_url=connection.login_url,
-        instance_url=connection.instance_url,
-        auth_method=connection.auth_method,  # type: ignore[arg-type]
-        client_id=connection.client_id,
-        username=connection.username,
-        api_version=connection.api_version,
-        secrets_set=handlers.stored_secret_names(connection, secret_box=secret_box),
-        status=connection.status,  # type: ignore[arg-type]
-        status_message=connection.status_message,
-        last_checked_at=connection.last_checked_at,
-        api_budget=budget,
+    return ConnectionOut.model_validate(
+        {**vars(connection), "secrets_set": view.secrets_set, "api_budget": budget}, from_attributes=True
     )
 
 
 @router.get(
     "/connection", response_model=ConnectionOut, summary="The CRM connection, its status and API budget"
 )
-async def read_connection(
-    caller: CurrentAccount, session: SessionDep, secret_box: SecretBoxDep
-) -> ConnectionOut:
-    connection = await handlers.get_connection(session, account_id=caller.account_id)
-    return connection_out(connection, secret_box)
+async def read_connection(caller: CurrentAccount, tx: TransactionsDep, secrets: SecretsDep) -> ConnectionOut:
+    return connection_out(await handlers.get_connection(tx, account_id=caller.account_id, secret_box=secrets))
 
 
 @router.put(
@@ -71,25 +57,20 @@ async def read_connection(
     description="Secrets are encrypted at rest and never returned; a secret left out keeps its stored value.",
 )
 async def put_connection(
-    body: ConnectionIn, caller: AdminAccount, session: SessionDep, secret_box: SecretBoxDep
+    body: ConnectionIn, caller: AdminAccount, tx: TransactionsDep, secrets: SecretsDep
 ) -> ConnectionOut:
-    connection = await handlers.put_connection(
-        session,
-        account_id=caller.account_id,
+    credentials = handlers.Credentials(
         login_url=str(body.login_url),
         auth_method=body.auth_method,
         client_id=body.client_id,
         username=body.username,
         api_version=body.api_version,
-        secrets={
-            "client_secret": body.client_secret,
-            "refresh_token": body.refresh_token,
-            "private_key": body.private_key,
-        },
-        secret_box=secret_box,
+        secrets={name: getattr(body, name) for name in handlers.SECRET_NAMES},
     )
-    await session.commit()
-    return connection_out(connection, secret_box)
+    view = await handlers.put_connection(
+        tx, account_id=caller.account_id, credentials=credentials, secret_box=secrets, now=utc_now()
+    )
+    return connection_out(view)
 
 
 @router.post(
@@ -98,18 +79,17 @@ async def put_connection(
     summary="Try the connection; records its status and the API budget left",
 )
 async def test_connection(
-    caller: AdminAccount, session: SessionDep, crm: CrmDep, secret_box: SecretBoxDep
+    caller: AdminAccount, tx: TransactionsDep, crm: CrmDep, secrets: SecretsDep
 ) -> ConnectionOut:
-    connection = await handlers.check_connection(
-        session, account_id=caller.account_id, crm=crm, now=datetime.now(UTC)
+    view = await handlers.check_connection(
+        tx, account_id=caller.account_id, crm=crm, secret_box=secrets, now=utc_now()
     )
-    await session.commit()
-    return connection_out(connection, secret_box)
+    return connection_out(view)
 
 
 @router.get("/crm/entities", response_model=list[EntityOut], summary="Record count of each CRM entity (R20)")
-async def list_entities(caller: CurrentAccount, session: SessionDep, crm: CrmDep) -> list[EntityOut]:
-    counts = await handlers.entity_counts(session, account_id=caller.account_id, crm=crm)
+async def list_entities(caller: CurrentAccount, tx: TransactionsDep, crm: CrmDep) -> list[EntityOut]:
+    counts = await handlers.entity_counts(tx, account_id=caller.account_id, crm=crm)
     return [EntityOut(name=name, record_count=count) for name, count in counts]  # type: ignore[arg-type]
 
 
@@ -119,9 +99,9 @@ async def list_entities(caller: CurrentAccount, session: SessionDep, crm: CrmDep
     summary="The entity's fields from the CRM's describe, and what each may fill",
 )
 async def list_fields(
-    entity: Entity, caller: CurrentAccount, session: SessionDep, crm: CrmDep
+    entity: Entity, caller: CurrentAccount, tx: TransactionsDep, crm: CrmDep
 ) -> list[CrmFieldOut]:
-    described = await handlers.entity_describe(session, account_id=caller.account_id, entity=entity, crm=crm)
+    described = await handlers.entity_describe(tx, account_id=caller.account_id, entity=entity, crm=crm)
     return [
         CrmFieldOut(
             name=f.name,
@@ -143,11 +123,11 @@ async def field_samples(
     entity: Entity,
     field: Annotated[str, Path(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,79}$", examples=["Industry"])],
     caller: CurrentAccount,
-    session: SessionDep,
+    tx: TransactionsDep,
     crm: CrmDep,
     limit: Annotated[int, Query(ge=1, le=100, examples=[10])] = 10,
 ) -> SampleValuesOut:
     values = await handlers.sample_values(
-        session, account_id=caller.account_id, entity=entity, field=field, limit=limit, crm=crm
+        tx, account_id=caller.account_id, entity=entity, field=field, limit=limit, crm=crm
     )
     return SampleValuesOut(entity=entity, field=field, values=values)

@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from crmsync.common.db.schema import Contact, CrmOwner
-from crmsync.common.domain.contacts import stored_field_meta
+from crmsync.common.clock import utc_now
 from crmsync.common.kafka.topics import CONTACT_CHANGES
-from crmsync.mapping_api.entrypoints.deps import (
-    AdminAccount,
-    CurrentAccount,
-    RelayDep,
-    SessionDep,
-    SettingsDep,
-)
+from crmsync.mapping_api.entrypoints.deps import AdminAccount, CurrentAccount, SettingsDep, TransactionsDep
 from crmsync.mapping_api.handlers import contacts as handlers
 from crmsync.mapping_api.schemas import (
     ContactEditAccepted,
@@ -28,6 +20,7 @@ from crmsync.mapping_api.schemas import (
     FieldValueOut,
     Text,
 )
+from crmsync.mapping_api.values import ContactInfo, Page
 
 router = APIRouter(prefix="/contacts", tags=["contacts"])
 
@@ -44,9 +37,10 @@ Cursor = Annotated[
     ),
 ]
 Limit = Annotated[int, Query(ge=1, le=500, description="Page size.", examples=[50])]
+ContactId = Annotated[uuid.UUID, Path(examples=["7d0e5c1a-3b1f-4c55-9a0e-2f4b8f1d2c3e"])]
 
 
-def summary(contact: Contact) -> ContactSummary:
+def summary(contact: ContactInfo) -> ContactSummary:
     f = contact.fields or {}
     return ContactSummary(
         id=contact.id,
@@ -64,19 +58,13 @@ def _text(value: object) -> str | None:
     return None if value is None else str(value)
 
 
-def detail(contact: Contact, owner: CrmOwner | None) -> ContactOut:
-    fields = {}
-    for name, value in (contact.fields or {}).items():
-        try:
-            meta = stored_field_meta(name, contact.fields, contact.field_meta or {}, contact.crm_modstamp)
-        except (KeyError, TypeError, ValueError):
-            meta = None  # an entry this version cannot read: shown without origin rather than failing
-        fields[name] = FieldValueOut(
-            value=value, origin=meta.origin if meta else None, at=meta.at if meta else None
-        )
+def detail(found: handlers.ContactDetail) -> ContactOut:
+    contact, owner = found.contact, found.owner
     return ContactOut(
         **summary(contact).model_dump(),
-        fields=fields,
+        fields={
+            name: FieldValueOut.model_validate(v, from_attributes=True) for name, v in found.fields.items()
+        },
         owner_name=owner.name if owner else None,
         owner_email=owner.email if owner else None,
         crm_modstamp=contact.crm_modstamp,
@@ -84,29 +72,24 @@ def detail(contact: Contact, owner: CrmOwner | None) -> ContactOut:
     )
 
 
-def page_out(page: handlers.Page) -> ContactPage:
+def page_out(page: Page[ContactInfo]) -> ContactPage:
     return ContactPage(items=[summary(c) for c in page.items], next_cursor=page.next_cursor)
 
 
 @router.get("", response_model=ContactPage, summary="All Contacts, searchable, with cursor paging")
 async def list_contacts(
-    caller: CurrentAccount, session: SessionDep, q: Search = None, cursor: Cursor = None, limit: Limit = 50
+    caller: CurrentAccount, tx: TransactionsDep, q: Search = None, cursor: Cursor = None, limit: Limit = 50
 ) -> ContactPage:
     return page_out(
-        await handlers.list_contacts(session, account_id=caller.account_id, q=q, cursor=cursor, limit=limit)
+        await handlers.list_contacts(tx, account_id=caller.account_id, q=q, cursor=cursor, limit=limit)
     )
 
 
 @router.get(
     "/{contact_id}", response_model=ContactOut, summary="One contact, each field with origin and time"
 )
-async def read_contact(
-    contact_id: Annotated[uuid.UUID, Path(examples=["7d0e5c1a-3b1f-4c55-9a0e-2f4b8f1d2c3e"])],
-    caller: CurrentAccount,
-    session: SessionDep,
-) -> ContactOut:
-    contact, owner = await handlers.get_contact(session, account_id=caller.account_id, contact_id=contact_id)
-    return detail(contact, owner)
+async def read_contact(contact_id: ContactId, caller: CurrentAccount, tx: TransactionsDep) -> ContactOut:
+    return detail(await handlers.get_contact(tx, account_id=caller.account_id, contact_id=contact_id))
 
 
 @router.patch(
@@ -120,22 +103,15 @@ async def read_contact(
     ),
 )
 async def edit_contact(
-    contact_id: Annotated[uuid.UUID, Path(examples=["7d0e5c1a-3b1f-4c55-9a0e-2f4b8f1d2c3e"])],
+    contact_id: ContactId,
     body: ContactEditIn,
     caller: AdminAccount,
-    session: SessionDep,
-    relay: RelayDep,
+    tx: TransactionsDep,
     settings: SettingsDep,
 ) -> ContactEditAccepted:
     event = await handlers.edit_contact(
-        session,
-        account_id=caller.account_id,
-        contact_id=contact_id,
-        changes=dict(body.changes),
-        now=datetime.now(UTC),
+        tx, account_id=caller.account_id, contact_id=contact_id, changes=dict(body.changes), now=utc_now()
     )
-    await session.commit()
-    relay.notify()
     return ContactEditAccepted(
         event_id=event.event_id, contact_id=contact_id, topic=settings.topic(CONTACT_CHANGES)
     )

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from crmsync.common.domain.fields import STANDARD_FIELDS_BY_KEY, DataType
-from crmsync.common.domain.mapping import FieldKind, MappingRow, PushPolicy, effective_allow_push
-from crmsync.mapping_api.entrypoints.deps import AdminAccount, CrmDep, CurrentAccount, RelayDep, SessionDep
+from crmsync.common.clock import utc_now
+from crmsync.common.domain.mapping import MappingRow, PushPolicy, effective_allow_push
+from crmsync.mapping_api.entrypoints.deps import AdminAccount, CrmDep, CurrentAccount, TransactionsDep
 from crmsync.mapping_api.handlers import mapping as handlers
-from crmsync.mapping_api.handlers.errors import Invalid
 from crmsync.mapping_api.schemas import (
     MappingDiffOut,
     MappingIn,
     MappingOut,
-    MappingRowIn,
     MappingRowOut,
     MappingSaved,
     MappingVersionOut,
@@ -24,53 +21,29 @@ from crmsync.mapping_api.schemas import (
 )
 
 router = APIRouter(prefix="/mapping", tags=["mapping"])
+Version = Annotated[int, Path(ge=1, le=2_000_000_000, examples=[1])]
 
 
 def row_out(row: MappingRow, policy: PushPolicy) -> MappingRowOut:
-    return MappingRowOut(
-        destination=row.destination,
-        kind=row.kind,
-        lead_source=row.lead_source,
-        contact_source=row.contact_source,
-        data_type=row.data_type,
-        allow_push=row.allow_push,
-        effective_allow_push=effective_allow_push(row, policy),
-        local_only=row.local_only,
+    return MappingRowOut.model_validate(
+        {**vars(row), "effective_allow_push": effective_allow_push(row, policy), "local_only": row.local_only}
     )
 
 
-def mapping_out(stored: handlers.StoredMapping, policy: PushPolicy) -> MappingOut:
+def mapping_out(view: handlers.MappingView) -> MappingOut:
+    stored = view.mapping
     return MappingOut(
         version=stored.version,
         note=stored.note,
         created_at=stored.created_at,
-        default_allow_push=policy.default_allow_push,
-        rows=[row_out(r, policy) for r in stored.rows],
-    )
-
-
-def row_in(index: int, row: MappingRowIn) -> MappingRow:
-    data_type = row.data_type
-    if data_type is None:
-        if row.kind == FieldKind.CUSTOM:
-            raise Invalid("a custom field needs a data_type", field=f"rows[{index}].data_type")
-        standard = STANDARD_FIELDS_BY_KEY.get(row.destination)
-        # An unknown standard field is reported by the rule checks (R1); any type will do here.
-        data_type = standard.data_type if standard else DataType.TEXT
-    return MappingRow(
-        destination=row.destination,
-        data_type=data_type,
-        kind=row.kind,
-        lead_source=row.lead_source,
-        contact_source=row.contact_source,
-        allow_push=row.allow_push,
+        default_allow_push=view.policy.default_allow_push,
+        rows=[row_out(r, view.policy) for r in stored.rows],
     )
 
 
 @router.get("", response_model=MappingOut, summary="The current mapping")
-async def read_mapping(caller: CurrentAccount, session: SessionDep) -> MappingOut:
-    stored = await handlers.load_mapping(session, account_id=caller.account_id)
-    return mapping_out(stored, await handlers.load_policy(session, account_id=caller.account_id))
+async def read_mapping(caller: CurrentAccount, tx: TransactionsDep) -> MappingOut:
+    return mapping_out(await handlers.read_mapping(tx, account_id=caller.account_id))
 
 
 @router.put(
@@ -84,17 +57,14 @@ async def read_mapping(caller: CurrentAccount, session: SessionDep) -> MappingOu
     ),
 )
 async def save_mapping(
-    body: MappingIn, caller: AdminAccount, session: SessionDep, crm: CrmDep, relay: RelayDep
+    body: MappingIn, caller: AdminAccount, tx: TransactionsDep, crm: CrmDep
 ) -> MappingSaved:
-    rows = [row_in(i, r) for i, r in enumerate(body.rows)]
+    rows = [handlers.RowInput(**row.model_dump()) for row in body.rows]
     result = await handlers.save_mapping(
-        session, account_id=caller.account_id, rows=rows, note=body.note, crm=crm, now=datetime.now(UTC)
+        tx, account_id=caller.account_id, rows=rows, note=body.note, crm=crm, now=utc_now()
     )
-    await session.commit()
-    relay.notify()
-    policy = await handlers.load_policy(session, account_id=caller.account_id)
     return MappingSaved(
-        **mapping_out(result.mapping, policy).model_dump(),
+        **mapping_out(result).model_dump(),
         checked_against_crm=result.checked_against_crm,
         new_sources=result.new_sources,
         full_sync_job_id=result.full_sync_job_id,
@@ -102,38 +72,32 @@ async def save_mapping(
 
 
 @router.get("/versions", response_model=list[MappingVersionOut], summary="Every saved version, newest first")
-async def list_versions(caller: CurrentAccount, session: SessionDep) -> list[MappingVersionOut]:
+async def list_versions(caller: CurrentAccount, tx: TransactionsDep) -> list[MappingVersionOut]:
     return [
-        MappingVersionOut(version=v.version, note=v.note, created_at=v.created_at, row_count=n)
-        for v, n in await handlers.list_versions(session, account_id=caller.account_id)
+        MappingVersionOut.model_validate(v, from_attributes=True)
+        for v in await handlers.list_versions(tx, account_id=caller.account_id)
     ]
 
 
 @router.get("/versions/{version}", response_model=MappingOut, summary="One saved version")
-async def read_version(
-    version: Annotated[int, Path(ge=1, le=2_000_000_000, examples=[1])],
-    caller: CurrentAccount,
-    session: SessionDep,
-) -> MappingOut:
-    stored = await handlers.load_mapping(session, account_id=caller.account_id, version=version)
-    return mapping_out(stored, await handlers.load_policy(session, account_id=caller.account_id))
+async def read_version(version: Version, caller: CurrentAccount, tx: TransactionsDep) -> MappingOut:
+    return mapping_out(await handlers.read_mapping(tx, account_id=caller.account_id, version=version))
 
 
 @router.get("/diff", response_model=MappingDiffOut, summary="What changed between two versions")
 async def diff_versions(
     caller: CurrentAccount,
-    session: SessionDep,
+    tx: TransactionsDep,
     from_version: Annotated[int, Query(alias="from", ge=1, le=2_000_000_000, examples=[1])],
     to_version: Annotated[int, Query(alias="to", ge=1, le=2_000_000_000, examples=[2])],
 ) -> MappingDiffOut:
-    before = await handlers.load_mapping(session, account_id=caller.account_id, version=from_version)
-    after = await handlers.load_mapping(session, account_id=caller.account_id, version=to_version)
-    policy = await handlers.load_policy(session, account_id=caller.account_id)
-    added, removed, changed = handlers.diff_rows(before.rows, after.rows)
+    diff = await handlers.diff_versions(
+        tx, account_id=caller.account_id, from_version=from_version, to_version=to_version
+    )
     return MappingDiffOut(
-        from_version=from_version,
-        to_version=to_version,
-        added=[row_out(r, policy) for r in added],
-        removed=[row_out(r, policy) for r in removed],
-        changed=[RowChange(destination=d, changes=c) for d, c in changed],
+        from_version=diff.from_version,
+        to_version=diff.to_version,
+        added=[row_out(r, diff.policy) for r in diff.added],
+        removed=[row_out(r, diff.policy) for r in diff.removed],
+        changed=[RowChange(destination=d, changes=c) for d, c in diff.changed],
     )

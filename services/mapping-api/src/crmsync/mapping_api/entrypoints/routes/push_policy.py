@@ -2,40 +2,39 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path
 
-from crmsync.common.domain.mapping import PushPolicy, effective_allow_push
-from crmsync.mapping_api.entrypoints.deps import AdminAccount, CrmDep, CurrentAccount, SessionDep
+from crmsync.common.clock import utc_now
+from crmsync.common.domain.mapping import effective_allow_push
+from crmsync.mapping_api.entrypoints.deps import AdminAccount, CrmDep, CurrentAccount, TransactionsDep
 from crmsync.mapping_api.handlers import mapping as handlers
 from crmsync.mapping_api.schemas import FieldPushIn, FieldPushOut, PushPolicyIn, PushPolicyOut
 
 router = APIRouter(prefix="/push-policy", tags=["push policy"])
 
 
-def policy_out(stored: handlers.StoredMapping, policy: PushPolicy) -> PushPolicyOut:
+def policy_out(view: handlers.MappingView) -> PushPolicyOut:
     return PushPolicyOut(
-        default_allow_push=policy.default_allow_push,
-        mapping_version=stored.version,
+        default_allow_push=view.policy.default_allow_push,
+        mapping_version=view.mapping.version,
         fields=[
             FieldPushOut(
                 destination=r.destination,
                 allow_push=r.allow_push,
-                effective_allow_push=effective_allow_push(r, policy),
+                effective_allow_push=effective_allow_push(r, view.policy),
                 locked=r.is_score,
             )
-            for r in stored.rows
+            for r in view.mapping.rows
             if not r.local_only
         ],
     )
 
 
 @router.get("", response_model=PushPolicyOut, summary="The default and each mapped field's Allow Push")
-async def read_policy(caller: CurrentAccount, session: SessionDep) -> PushPolicyOut:
-    stored = await handlers.load_mapping(session, account_id=caller.account_id)
-    return policy_out(stored, await handlers.load_policy(session, account_id=caller.account_id))
+async def read_policy(caller: CurrentAccount, tx: TransactionsDep) -> PushPolicyOut:
+    return policy_out(await handlers.read_mapping(tx, account_id=caller.account_id))
 
 
 @router.put(
@@ -45,14 +44,12 @@ async def read_policy(caller: CurrentAccount, session: SessionDep) -> PushPolicy
     description="Refused (422, R4) when a mapped field that would then push is read-only in the CRM.",
 )
 async def set_default(
-    body: PushPolicyIn, caller: AdminAccount, session: SessionDep, crm: CrmDep
+    body: PushPolicyIn, caller: AdminAccount, tx: TransactionsDep, crm: CrmDep
 ) -> PushPolicyOut:
-    policy = await handlers.set_default_push(
-        session, account_id=caller.account_id, default_allow_push=body.default_allow_push, crm=crm
+    view = await handlers.set_default_push(
+        tx, account_id=caller.account_id, default_allow_push=body.default_allow_push, crm=crm, now=utc_now()
     )
-    await session.commit()
-    stored = await handlers.load_mapping(session, account_id=caller.account_id)
-    return policy_out(stored, policy)
+    return policy_out(view)
 
 
 @router.put(
@@ -65,16 +62,15 @@ async def set_field(
     destination: Annotated[str, Path(min_length=1, max_length=80, examples=["company"])],
     body: FieldPushIn,
     caller: AdminAccount,
-    session: SessionDep,
+    tx: TransactionsDep,
     crm: CrmDep,
 ) -> PushPolicyOut:
     result = await handlers.set_field_push(
-        session,
+        tx,
         account_id=caller.account_id,
         destination=destination,
         allow_push=body.allow_push,
         crm=crm,
-        now=datetime.now(UTC),
+        now=utc_now(),
     )
-    await session.commit()
-    return policy_out(result.mapping, await handlers.load_policy(session, account_id=caller.account_id))
+    return policy_out(result)

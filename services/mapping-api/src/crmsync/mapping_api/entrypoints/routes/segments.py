@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path
 
-from crmsync.mapping_api.entrypoints.deps import CurrentAccount, SessionDep
+from crmsync.mapping_api.entrypoints.deps import CurrentAccount, TransactionsDep
 from crmsync.mapping_api.entrypoints.routes.contacts import Cursor, Limit, Search, page_out
 from crmsync.mapping_api.handlers import contacts as handlers
 from crmsync.mapping_api.schemas import ContactPage, SegmentOut
@@ -16,10 +16,10 @@ SegmentId = Literal["all-contacts", "salesforce-leads", "salesforce-contacts"]
 
 
 @router.get("", response_model=list[SegmentOut], summary="The segments and their counts")
-async def list_segments(caller: CurrentAccount, session: SessionDep) -> list[SegmentOut]:
+async def list_segments(caller: CurrentAccount, tx: TransactionsDep) -> list[SegmentOut]:
     return [
         SegmentOut(id=segment_id, name=name, count=count)  # type: ignore[arg-type]
-        for segment_id, name, count in await handlers.segment_counts(session, account_id=caller.account_id)
+        for segment_id, name, count in await handlers.segment_counts(tx, account_id=caller.account_id)
     ]
 
 
@@ -27,13 +27,13 @@ async def list_segments(caller: CurrentAccount, session: SessionDep) -> list[Seg
 async def segment_members(
     segment_id: Annotated[SegmentId, Path(examples=["salesforce-leads"])],
     caller: CurrentAccount,
-    session: SessionDep,
+    tx: TransactionsDep,
     q: Search = None,
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> ContactPage:
     return page_out(
         await handlers.list_contacts(
-            session, account_id=caller.account_id, segment=segment_id, q=q, cursor=cursor, limit=limit
+            tx, account_id=caller.account_id, segment=segment_id, q=q, cursor=cursor, limit=limit
         )
     )

@@ -1,0 +1,60 @@
+"""Contacts and their CRM owners in PostgreSQL (the puller and pusher write them)."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crmsync.common.db.schema import Contact, CrmOwner
+from crmsync.mapping_api.adapters.rows import value_of
+from crmsync.mapping_api.values import ContactInfo, OwnerInfo
+
+
+def _like(q: str) -> str:
+    escaped = q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+class PostgresContacts:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def page(
+        self,
+        account_id: str,
+        *,
+        crm_object: str | None,
+        search: str | None,
+        after: uuid.UUID | None,
+        limit: int,
+    ) -> list[ContactInfo]:
+        query = select(Contact).where(Contact.account_id == account_id)
+        if crm_object is not None:
+            query = query.where(Contact.crm_object == crm_object)
+        if search:
+            # search_text is lower-cased and has a trigram index, so a substring match stays fast.
+            query = query.where(Contact.search_text.like(_like(search), escape="\\"))
+        if after is not None:
+            query = query.where(Contact.id > after)
+        rows = await self._session.scalars(query.order_by(Contact.id).limit(limit))
+        return [value_of(ContactInfo, row) for row in rows]
+
+    async def count_by_object(self, account_id: str) -> dict[str | None, int]:
+        result = await self._session.execute(
+            select(Contact.crm_object, func.count())
+            .where(Contact.account_id == account_id)
+            .group_by(Contact.crm_object)
+        )
+        return {crm_object: count for crm_object, count in result.all()}
+
+    async def get(self, account_id: str, contact_id: uuid.UUID) -> ContactInfo | None:
+        row = await self._session.scalar(
+            select(Contact).where(Contact.account_id == account_id, Contact.id == contact_id)
+        )
+        return value_of(ContactInfo, row) if row else None
+
+    async def owner(self, account_id: str, external_id: str) -> OwnerInfo | None:
+        row = await self._session.get(CrmOwner, (account_id, external_id))
+        return value_of(OwnerInfo, row) if row else None

@@ -1,0 +1,21 @@
+"""Messages written to the transactional outbox, published by the relay after the commit."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crmsync.common.kafka.outbox import enqueue
+from crmsync.common.kafka.topics import CONTACT_CHANGES, SYNC_JOBS
+from crmsync.common.messages import ContactChanged, RunSync, contact_change_key
+
+
+class PostgresOutbox:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    def sync_job(self, job: RunSync) -> None:
+        enqueue(self._session, account_id=job.account_id, topic=SYNC_JOBS, key=job.account_id, message=job)
+
+    def contact_change(self, event: ContactChanged) -> None:
+        key = contact_change_key(event).decode()
+        enqueue(self._session, account_id=event.account_id, topic=CONTACT_CHANGES, key=key, message=event)
