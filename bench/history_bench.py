@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import time
 from datetime import UTC, datetime, timedelta
@@ -29,13 +28,13 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from bench.machine import machine
-from crmsync.common.db.migrate import upgrade
 from crmsync.common.db.schema import OPEN_SYNC_RUN
 from crmsync.common.db.session import create_engine, create_sessionmaker
 from crmsync.common.settings import CommonSettings
 from crmsync.puller.adapters.runs import ACCOUNTS_WITH_WORK
 from crmsync.scheduler.handlers.purge_history import Housekeeping, Retention
 from crmsync.scheduler.settings import Settings as SchedulerSettings
+from tests.support.databases import asyncpg_dsn, scratch_database
 
 RETENTION = Retention(
     sync_runs=timedelta(days=30),
@@ -49,10 +48,6 @@ _OLD_INDEX = (
     "where status in ('queued', 'running', 'paused')"
 )
 _NEW_INDEX = f"create index ix_sync_runs_open on sync_runs (account_id, requested_at, created_at) where {OPEN_SYNC_RUN}"
-
-
-def _dsn(url: str) -> str:
-    return url.replace("postgresql+asyncpg://", "postgresql://")
 
 
 async def _poll_ms(conn: asyncpg.Connection, calls: int = 40) -> tuple[float, float]:
@@ -213,15 +208,10 @@ async def _housekeeping_section(
 
 
 async def bench(*, accounts: int, sizes: list[int], push_log: int) -> None:
-    base = CommonSettings()
-    prefix, _, _ = base.database_url.rpartition("/")
-    name = f"crmsync_bench_history_{os.getpid()}"
-    admin = await asyncpg.connect(_dsn(base.database_url))
-    await admin.execute(f'create database "{name}"')
-    url = f"{prefix}/{name}"
-    try:
-        await asyncio.to_thread(upgrade, url)
-        conn = await asyncpg.connect(_dsn(url))
+    async with scratch_database(
+        CommonSettings().database_url, label="history", prefix="crmsync_bench"
+    ) as url:
+        conn = await asyncpg.connect(asyncpg_dsn(url))
         try:
             print(f"machine: {machine(with_load=True)}")
             print(f"accounts: {accounts:,}")
@@ -239,9 +229,6 @@ async def bench(*, accounts: int, sizes: list[int], push_log: int) -> None:
             )
         finally:
             await conn.close()
-    finally:
-        await admin.execute(f'drop database if exists "{name}" with (force)')
-        await admin.close()
 
 
 def main() -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import resource
 import sys
 import time
@@ -34,7 +33,6 @@ from sqlalchemy import text
 from bench.machine import machine
 from crmsync.common.crm.interface import ApiBudget, CrmField, DeletedRecord, ObjectDescribe
 from crmsync.common.db.ids import new_id
-from crmsync.common.db.migrate import upgrade
 from crmsync.common.db.session import create_engine, create_sessionmaker
 from crmsync.common.domain.contacts import ContactValues, merge_from_crm
 from crmsync.common.domain.mapping import default_salesforce_mapping
@@ -45,6 +43,7 @@ from crmsync.puller.adapters.runs import claim_next_run, record_job
 from crmsync.puller.handlers.crm_records import map_record
 from crmsync.puller.handlers.run_sync import SyncRunner
 from crmsync.puller.settings import Settings
+from tests.support.databases import asyncpg_dsn, scratch_database
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 LEAD_FIELDS = (
@@ -251,16 +250,7 @@ async def _copy_baseline(dsn: str, account_id: str, per_entity: int) -> float:
 
 
 async def bench(records: int, changes: list[int]) -> None:
-    base = Settings()
-    prefix, _, _ = base.database_url.rpartition("/")
-    name = f"crmsync_bench_{os.getpid()}"
-    admin_dsn = base.database_url.replace("postgresql+asyncpg://", "postgresql://")
-    admin = await asyncpg.connect(admin_dsn)
-    await admin.execute(f'create database "{name}"')
-    await admin.close()
-    url = f"{prefix}/{name}"
-    try:
-        await asyncio.to_thread(upgrade, url)
+    async with scratch_database(Settings().database_url, label="puller", prefix="crmsync_bench") as url:
         settings = Settings(database_url=url, log_json=False)
         engine = create_engine(settings, pool_size=4)
         sessions = create_sessionmaker(engine)
@@ -307,19 +297,13 @@ async def bench(records: int, changes: list[int]) -> None:
             f"{resync_run['skipped']:,}, deleted {resync_run['deleted']:,}, WAL {resync_wal:,.0f} MiB)"
         )
         puller_rss = peak_rss_mib()
-        copy_s = await _copy_baseline(
-            url.replace("postgresql+asyncpg://", "postgresql://"), "copy", per_entity
-        )
+        copy_s = await _copy_baseline(asyncpg_dsn(url), "copy", per_entity)
         print(
             f"baseline COPY:    {copy_s:8.2f} s  {records / copy_s:10,.0f} records/s  (same mapped rows, same table)"
         )
         print(f"full sync / COPY: {full_s / copy_s:.2f}x")
         print(f"puller peak RSS:  {puller_rss:.0f} MiB")
         await engine.dispose()
-    finally:
-        admin = await asyncpg.connect(admin_dsn)
-        await admin.execute(f'drop database if exists "{name}" with (force)')
-        await admin.close()
 
 
 def main() -> None:

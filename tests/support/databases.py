@@ -1,4 +1,4 @@
-"""Scratch databases: a test that acts on whole tables gets a database of its own."""
+"""Scratch databases: a test (or a benchmark) that acts on whole tables gets a database of its own."""
 
 from __future__ import annotations
 
@@ -17,14 +17,16 @@ def asyncpg_dsn(url: str) -> str:
 
 
 @asynccontextmanager
-async def scratch_database(database_url: str, *, label: str) -> AsyncIterator[str]:
+async def scratch_database(
+    database_url: str, *, label: str, prefix: str = "crmsync_test"
+) -> AsyncIterator[str]:
     """Creates a database beside `database_url`'s, migrated to head; yields its URL, drops it after."""
-    prefix, _, _ = database_url.rpartition("/")
-    name = f"crmsync_test_{label}_{uuid.uuid4().hex[:8]}"
+    server, _, _ = database_url.rpartition("/")
+    name = f"{prefix}_{label}_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(asyncpg_dsn(database_url))
     try:
         await admin.execute(f'create database "{name}"')
-        url = f"{prefix}/{name}"
+        url = f"{server}/{name}"
         try:
             await asyncio.to_thread(upgrade, url)
             yield url
