@@ -16,17 +16,16 @@ import asyncio
 import os
 import re
 import resource
-import socket
 import subprocess
 import sys
 import time
-from contextlib import closing
 
 import httpx
 import orjson
 import psutil
 
 from bench.machine import machine
+from tests.support.processes import start_emulator
 
 CLIENT_ID = "bench-client"
 CLIENT_SECRET = "bench-secret"
@@ -166,49 +165,6 @@ def child(mode: str, base_url: str) -> None:
 # ----------------------------------------------------------------- parent side
 
 
-def _free_port() -> int:
-    with closing(socket.socket()) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_emulator(leads: int) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "crmsync.emulator",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--leads",
-        str(leads),
-        "--contacts",
-        "0",
-        "--seed",
-        "1",
-        "--client-id",
-        CLIENT_ID,
-        "--client-secret",
-        CLIENT_SECRET,
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base_url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the emulator exited with {process.returncode}")
-        try:
-            if httpx.get(f"{base_url}/services/data/", timeout=2).status_code == 200:
-                return process, base_url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    process.terminate()
-    raise RuntimeError("the emulator did not come up within 10 minutes")
-
-
 def run_child(mode: str, base_url: str, emulator: psutil.Process) -> dict[str, float]:
     before = emulator.cpu_times()
     output = subprocess.run(
@@ -242,7 +198,10 @@ def main() -> None:
     rows = [header, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     peaks: dict[tuple[int, str], float] = {}
     for size in sizes:
-        emulator_process, base_url = start_emulator(size)
+        emulator_process = start_emulator(
+            leads=size, contacts=0, seed=1, client_id=CLIENT_ID, client_secret=CLIENT_SECRET, timeout=600
+        )
+        base_url = emulator_process.base_url
         try:
             emulator = psutil.Process(emulator_process.pid)
             for road in ("bulk", "rest"):
@@ -260,8 +219,7 @@ def main() -> None:
                     )
                     print(rows[-1], flush=True)
         finally:
-            emulator_process.terminate()
-            emulator_process.wait(timeout=30)
+            emulator_process.stop(timeout=30)
     print("\n".join(["", *rows]))
     print(f"load average at end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     if len(sizes) >= 2:

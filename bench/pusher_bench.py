@@ -22,16 +22,12 @@ import argparse
 import asyncio
 import gc
 import os
-import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import asyncpg
 import httpx
 import orjson
 import psutil
@@ -41,7 +37,6 @@ from sqlalchemy import func, insert, select
 
 from bench.machine import machine
 from crmsync.common.crypto import SecretBox
-from crmsync.common.db.migrate import upgrade
 from crmsync.common.db.schema import Account, Contact, CrmConnection, PushLog
 from crmsync.common.db.session import create_engine, create_sessionmaker
 from crmsync.common.kafka.consumer import consumer_group
@@ -54,8 +49,9 @@ from crmsync.common.kafka.topics import (
 )
 from crmsync.common.messages import ContactChanged
 from crmsync.common.settings import CommonSettings
+from tests.support.databases import scratch_database
+from tests.support.processes import Process, service_env, start_emulator, start_service, stop_all, wait_for
 
-REPO = Path(__file__).resolve().parents[1]
 CLIENT_ID, CLIENT_SECRET = "bench-client", "bench-secret"
 BASELINE = "bench-baseline"
 # PUSHER_BENCH_LOG=/path keeps the pusher's debug log (per-batch timings) there.
@@ -109,71 +105,19 @@ class CpuMeter:
         return spent
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-def _start_emulator(leads: int) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "crmsync.emulator",
-            "--port",
-            str(port),
-            "--leads",
-            str(leads),
-            "--contacts",
-            "0",
-            "--seed",
-            "5",
-            "--client-id",
-            CLIENT_ID,
-            "--client-secret",
-            CLIENT_SECRET,
-            "--api-limit",
-            "100000000",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/__emulator/health").status_code == 200:
-                return process, base
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("the emulator did not start")
-
-
-def _start_pusher(settings: CommonSettings, group_id: str, n: int) -> subprocess.Popen[bytes]:
-    env = dict(
-        os.environ,
-        CRMSYNC_DATABASE_URL=settings.database_url,
-        CRMSYNC_KAFKA_BOOTSTRAP_SERVERS=settings.kafka_bootstrap_servers,
-        CRMSYNC_TOPIC_PREFIX=settings.topic_prefix,
-        CRMSYNC_HTTP_PORT="0",
+def _start_pusher(settings: CommonSettings, group_id: str, n: int) -> Process:
+    env = service_env(
+        settings,
         CRMSYNC_LOG_LEVEL="DEBUG" if LOG_PATH else "WARNING",
         CRMSYNC_PUSHER_GROUP_ID=group_id,
     )
-    return subprocess.Popen(
-        [sys.executable, "-m", "crmsync.pusher"],
-        cwd=REPO,
-        env=env,
-        stdout=open(f"{LOG_PATH}.{n}" if n else LOG_PATH, "wb") if LOG_PATH else subprocess.DEVNULL,
-    )
+    log = Path(f"{LOG_PATH}.{n}" if n else LOG_PATH) if LOG_PATH else None
+    return start_service("crmsync.pusher", env=env, log=log)
 
 
 async def _wait_for_members(settings: CommonSettings, group_id: str, members: int) -> None:
@@ -181,15 +125,14 @@ async def _wait_for_members(settings: CommonSettings, group_id: str, members: in
     rebalance falls inside a measured run."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
     await admin.start()
+
+    async def joined() -> bool:
+        (response,) = await admin.describe_consumer_groups([group_id])
+        _error, _group, state, _type, _protocol, found, *_ = response.groups[0]
+        return state == "Stable" and len(found) == members
+
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            (response,) = await admin.describe_consumer_groups([group_id])
-            _error, _group, state, _type, _protocol, found, *_ = response.groups[0]
-            if state == "Stable" and len(found) == members:
-                return
-            await asyncio.sleep(0.5)
-        raise RuntimeError(f"the {members} pushers did not join one group in time")
+        await wait_for(joined, timeout=120, what=f"the {members} pushers to join one group", interval=0.5)
     finally:
         await admin.close()
 
@@ -339,9 +282,8 @@ async def _pusher_run(
             )
 
     started = datetime.now(UTC)
-    await _produce(settings, messages(), rate=rate, topic=settings.topic(CONTACT_CHANGES))
-    deadline = time.monotonic() + 1800
-    while True:
+
+    async def pushed() -> bool:
         async with sessions() as session:
             done = await session.scalar(
                 select(func.count())
@@ -352,11 +294,10 @@ async def _pusher_run(
                     PushLog.created_at >= started,
                 )
             )
-        if done >= count:
-            break
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"only {done} of {count} events pushed in time")
-        await asyncio.sleep(0.5)
+        return done >= count
+
+    await _produce(settings, messages(), rate=rate, topic=settings.topic(CONTACT_CHANGES))
+    await wait_for(pushed, timeout=1800, what=f"{count} events to be pushed", interval=0.5)
     async with sessions() as session:
         rows = (
             await session.execute(
@@ -382,19 +323,33 @@ async def amain(args: argparse.Namespace) -> None:
     base_settings = CommonSettings(log_json=False)
     # A database of its own: services running against the shared one (a scheduler and
     # puller syncing every connected account) would otherwise join in.
-    database_url = await _create_database(base_settings.database_url)
-    settings = base_settings.model_copy(
-        update={"topic_prefix": f"bench{uuid.uuid4().hex[:6]}.crmsync.", "database_url": database_url}
-    )
+    async with scratch_database(
+        base_settings.database_url, label="pusher", prefix="crmsync_bench"
+    ) as database_url:
+        settings = base_settings.model_copy(
+            update={"topic_prefix": f"bench{uuid.uuid4().hex[:6]}.crmsync.", "database_url": database_url}
+        )
+        await _bench(args, settings)
+
+
+async def _bench(args: argparse.Namespace, settings: CommonSettings) -> None:
     await ensure_topics(settings, (*DESIGN_TOPICS, BASELINE))
     engine = create_engine(settings, pool_size=4)
     sessions = create_sessionmaker(engine)
-    emulator, base = _start_emulator(args.leads)
-    pushers: list[subprocess.Popen[bytes]] = []
+    emulator = start_emulator(
+        leads=args.leads,
+        contacts=0,
+        seed=5,
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        extra_args=("--api-limit", "100000000"),
+        timeout=120,
+    )
+    pushers: list[Process] = []
     group_id = f"bench-{uuid.uuid4().hex[:6]}"
     account_id = f"bench-{uuid.uuid4().hex[:8]}"
     try:
-        lead_ids = await _seed(settings, sessions, base, account_id, args.leads)
+        lead_ids = await _seed(settings, sessions, emulator.base_url, account_id, args.leads)
         pushers = [_start_pusher(settings, group_id, n) for n in range(args.pushers)]
         await _wait_for_members(settings, consumer_group(settings, group_id), args.pushers)
         await _pusher_run(settings, sessions, account_id, lead_ids, 200, None)  # warm-up: group join, token
@@ -437,34 +392,10 @@ async def amain(args: argparse.Namespace) -> None:
         )
         print("load average at end: " + " ".join(f"{x:.1f}" for x in os.getloadavg()))
     finally:
-        for pusher in pushers:
-            pusher.terminate()
-        for pusher in pushers:
-            pusher.wait(20)
-        emulator.terminate()
-        emulator.wait(20)
+        stop_all(pushers, timeout=20)
+        emulator.stop(timeout=20)
         await engine.dispose()
         await delete_topics_with_prefixes(settings.kafka_bootstrap_servers, [settings.topic_prefix])
-        await _admin(
-            base_settings.database_url, f'DROP DATABASE IF EXISTS "{database_url.rpartition("/")[2]}"'
-        )
-
-
-async def _admin(url: str, sql: str) -> None:
-    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-async def _create_database(base_url: str) -> str:
-    """Returns the URL of a new, migrated database beside the configured one."""
-    name = f"crmsync_bench_{uuid.uuid4().hex[:8]}"
-    await _admin(base_url, f'CREATE DATABASE "{name}"')
-    url = f"{base_url.rpartition('/')[0]}/{name}"
-    await asyncio.to_thread(upgrade, url)
-    return url
 
 
 def main() -> None:

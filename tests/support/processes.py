@@ -27,10 +27,12 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import httpx
 
-from crmsync.common.settings import CommonSettings
+if TYPE_CHECKING:  # only a type here: a benchmark's child process need not load the settings
+    from crmsync.common.settings import CommonSettings
 
 REPO = Path(__file__).resolve().parents[2]
 LOG_TAIL = 3000
