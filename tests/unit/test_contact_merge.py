@@ -13,6 +13,7 @@ from crmsync.common.domain.contacts import (
     merge_from_crm,
     merge_local_changes,
 )
+from crmsync.common.domain.conversion import local_only, merge_converted_lead
 
 T0 = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
 
@@ -131,3 +132,64 @@ def test_r13_a_local_value_and_an_older_crm_value_keep_their_entries() -> None:
 
 def test_r12_a_field_without_a_crm_time_has_no_origin_rather_than_a_made_up_one() -> None:
     assert ContactValues.from_stored({"first_name": "Ada"}, {}, None).meta == {}
+
+
+# ------------------------------------------------------------ lead conversion (R17)
+
+
+def test_r17_a_converted_lead_hands_over_its_local_values_and_their_history_not_its_crm_ones() -> None:
+    lead = ContactValues(
+        {"first_name": "Ada", "webinar": "attended", "score": 40},
+        {
+            "first_name": FieldMeta("crm", T0),
+            "webinar": FieldMeta("form", T0 - timedelta(days=3)),
+            "score": FieldMeta("scoring", T0 - timedelta(days=1)),
+        },
+    )
+    kept = local_only(lead)
+    assert kept.fields == {"webinar": "attended", "score": 40}
+    assert kept.meta == {"webinar": FieldMeta("form", T0 - timedelta(days=3)), "score": lead.meta["score"]}
+
+
+def test_r17_the_contact_takes_the_lead_s_newer_local_values_and_keeps_its_own_newer_ones() -> None:
+    contact = ContactValues(
+        {"first_name": "Ada", "score": 70, "phone": "1"},
+        {
+            "first_name": FieldMeta("crm", T0),
+            "score": FieldMeta("scoring", T0),
+            "phone": FieldMeta("crm", T0),
+        },
+    )
+    lead = ContactValues(
+        {"first_name": "A.", "score": 40, "webinar": "attended", "phone": "2"},
+        {
+            "first_name": FieldMeta("user_edit", T0 + timedelta(minutes=1)),
+            "score": FieldMeta("scoring", T0 - timedelta(days=1)),
+            "webinar": FieldMeta("form", T0 - timedelta(days=3)),
+            "phone": FieldMeta("crm", T0 + timedelta(minutes=5)),
+        },
+    )
+    merged = merge_converted_lead(contact, lead)
+    assert merged.fields == {"first_name": "A.", "score": 70, "phone": "1", "webinar": "attended"}
+    assert merged.meta["first_name"] == FieldMeta("user_edit", T0 + timedelta(minutes=1))
+    assert merged.meta["webinar"] == FieldMeta("form", T0 - timedelta(days=3))
+    assert merged.meta["phone"] == FieldMeta("crm", T0)  # the Lead's CRM values are not the Contact's
+
+
+@given(
+    contact_meta=st.dictionaries(names, metas),
+    lead_meta=st.dictionaries(names, metas),
+)
+def test_r17_after_a_conversion_every_field_holds_the_newest_local_value_or_the_contact_s_own(
+    contact_meta, lead_meta
+) -> None:
+    contact = ContactValues({n: f"contact {n}" for n in contact_meta}, contact_meta)
+    lead = ContactValues({n: f"lead {n}" for n in lead_meta}, lead_meta)
+    merged = merge_converted_lead(contact, lead)
+    assert set(merged.fields) == set(contact.fields) | set(local_only(lead).fields)
+    for name, value in merged.fields.items():
+        if value == f"lead {name}":
+            assert not lead_meta[name].from_crm
+            assert name not in contact_meta or contact_meta[name].at < lead_meta[name].at
+        else:
+            assert merged.meta[name] == contact_meta[name]
