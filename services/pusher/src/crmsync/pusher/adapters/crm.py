@@ -1,9 +1,10 @@
 """Writes to the CRM: one connector per account, composite batches, bounded retries.
 
 Transient failures (a CrmTransientError from the connector, or a record
-refused with UNABLE_TO_LOCK_ROW and the like) are retried with exponential
-backoff and full jitter, at most `push_max_attempts` times; what is still
-failing after that is reported as failed with the CRM's last message.
+refused with UNABLE_TO_LOCK_ROW and the like) are retried after the shared
+retry policy's waits (doubling, full jitter), at most `push_max_attempts`
+times; what is still failing after that is reported as failed with the CRM's
+last message.
 Permanent refusals are reported at once. Budget exhaustion is reported as
 failed, never retried in a loop that would eat the customer's API calls.
 """
@@ -11,7 +12,6 @@ failed, never retried in a loop that would eat the customer's API calls.
 from __future__ import annotations
 
 import asyncio
-import random
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -33,6 +33,7 @@ from crmsync.common.crm.interface import (
     WriteResult,
 )
 from crmsync.common.observability.metrics import PUSH_RESULTS
+from crmsync.common.retry import RetryPolicy
 from crmsync.pusher.values import Outcome, PlannedWrite
 
 log = structlog.get_logger(__name__)
@@ -72,14 +73,9 @@ class CrmWriter:
     def __init__(
         self, *, max_attempts: int, backoff_s: float, backoff_max_s: float, batch_size: int = 200
     ) -> None:
+        self._policy = RetryPolicy(max_attempts=max_attempts, base_s=backoff_s, cap_s=backoff_max_s)
         self._max_attempts = max_attempts
-        self._backoff_s = backoff_s
-        self._backoff_max_s = backoff_max_s
         self.batch_size = batch_size
-
-    async def _sleep(self, attempt: int) -> None:
-        # Full jitter: replicas that failed together do not come back together.
-        await asyncio.sleep(random.uniform(0, min(self._backoff_max_s, self._backoff_s * 2 ** (attempt - 1))))
 
     async def write(
         self,
@@ -102,7 +98,7 @@ class CrmWriter:
         uncertain = False
         for attempt in range(1, self._max_attempts + 1):
             if attempt > 1:
-                await self._sleep(attempt - 1)
+                await asyncio.sleep(self._policy.delay(attempt - 1))
             if uncertain and find_created is not None:
                 found: dict[int, str] = await find_created(todo)
                 for i, crm_id in found.items():
