@@ -282,8 +282,10 @@ async def _pusher_run(
             )
 
     started = datetime.now(UTC)
+    done = 0
 
     async def pushed() -> bool:
+        nonlocal done
         async with sessions() as session:
             done = await session.scalar(
                 select(func.count())
@@ -297,7 +299,9 @@ async def _pusher_run(
         return done >= count
 
     await _produce(settings, messages(), rate=rate, topic=settings.topic(CONTACT_CHANGES))
-    await wait_for(pushed, timeout=1800, what=f"{count} events to be pushed", interval=0.5)
+    await wait_for(
+        pushed, timeout=1800, what=lambda: f"{count} events to be pushed ({done} were)", interval=0.5
+    )
     async with sessions() as session:
         rows = (
             await session.execute(

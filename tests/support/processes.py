@@ -190,13 +190,15 @@ def start_emulator(
 
 
 Predicate = Callable[[], bool | Awaitable[bool]]
+# What is awaited; a callable is asked at the failure, to say the state reached by then.
+Description = str | Callable[[], str]
 
 
 async def wait_for(
     predicate: Predicate,
     *,
     timeout: float,
-    what: str,
+    what: Description,
     log: Path | None = None,
     process: Process | None = None,
     interval: float = 0.2,
@@ -218,7 +220,7 @@ def wait_until(
     predicate: Callable[[], bool],
     *,
     timeout: float,
-    what: str,
+    what: Description,
     log: Path | None = None,
     process: Process | None = None,
     interval: float = 0.2,
@@ -230,15 +232,20 @@ def wait_until(
         time.sleep(interval)
 
 
-def _check(deadline: float, *, timeout: float, what: str, log: Path | None, process: Process | None) -> None:
+def _check(
+    deadline: float, *, timeout: float, what: Description, log: Path | None, process: Process | None
+) -> None:
     if log is None and process is not None:
         log = process.log
-    if process is not None and process.popen.poll() is not None:
-        problem = f"the process exited with {process.popen.returncode} while waiting for {what}"
-    elif time.monotonic() > deadline:
-        problem = f"timed out after {timeout:g}s waiting for {what}"
-    else:
+    exited = process.popen.poll() if process is not None else None
+    if exited is None and time.monotonic() <= deadline:
         return
+    if callable(what):
+        what = what()
+    if exited is not None:
+        problem = f"the process exited with {exited} while waiting for {what}"
+    else:
+        problem = f"timed out after {timeout:g}s waiting for {what}"
     if log is not None:
         problem += f"; log {log}:\n{_tail(log)}"
     raise AssertionError(problem)

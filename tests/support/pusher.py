@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import replace
@@ -29,6 +28,7 @@ from crmsync.pusher.settings import Settings
 from tests.support.connections import add_connection
 from tests.support.emulator import CrmOrg
 from tests.support.mappings import store_mapping
+from tests.support.processes import wait_for
 
 FINAL = {"succeeded", "failed", "skipped"}
 
@@ -237,16 +237,20 @@ async def wait_logged(
     status: str | None = None,
 ) -> dict[str, PushLog]:
     """Returns the push log entries of these events once every one is final (or has `status`)."""
-    deadline = time.monotonic() + timeout
     wanted = FINAL if status is None else {status}
-    while True:
+    entries: dict[str, PushLog] = {}
+
+    async def final() -> bool:
+        nonlocal entries
         entries = await push_log(sessions, account_id=account_id, event_ids=event_ids)
-        if len(entries) == len(set(event_ids)) and all(e.status in wanted for e in entries.values()):
-            return entries
-        if time.monotonic() > deadline:
-            states = {e: entries[e].status if e in entries else None for e in event_ids}
-            raise AssertionError(f"push log not final in {timeout}s: {states}")
-        await asyncio.sleep(0.1)
+        return len(entries) == len(set(event_ids)) and all(e.status in wanted for e in entries.values())
+
+    def states() -> str:
+        found = {e: entries[e].status if e in entries else None for e in event_ids}
+        return f"the push log to be final: {found}"
+
+    await wait_for(final, timeout=timeout, what=states, interval=0.1)
+    return entries
 
 
 async def contact_row(
