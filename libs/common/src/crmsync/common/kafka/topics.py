@@ -15,13 +15,27 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
+from crmsync.common.messages.topics import (
+    CONTACT_CHANGES,
+    CONTACT_CHANGES_DLQ,
+    DESIGN_TOPICS,
+    OUTBOUND_JOBS,
+    SYNC_JOBS,
+)
 from crmsync.common.settings import CommonSettings
 
-SYNC_JOBS = "sync-jobs"
-OUTBOUND_JOBS = "outbound-jobs"
-CONTACT_CHANGES = "contact-changes"
-CONTACT_CHANGES_DLQ = "contact-changes.dlq"
-DESIGN_TOPICS = (SYNC_JOBS, OUTBOUND_JOBS, CONTACT_CHANGES, CONTACT_CHANGES_DLQ)
+__all__ = [
+    "CONTACT_CHANGES",
+    "CONTACT_CHANGES_DLQ",
+    "DESIGN_TOPICS",
+    "OUTBOUND_JOBS",
+    "SYNC_JOBS",
+    "TopicSpec",
+    "delete_topics_with_prefixes",
+    "ensure_topics",
+    "main",
+    "topic_specs",
+]
 
 
 @dataclass(frozen=True)

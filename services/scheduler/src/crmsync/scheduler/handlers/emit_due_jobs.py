@@ -14,8 +14,8 @@ from datetime import datetime
 import structlog
 
 from crmsync.common.domain.schedule import DueJob, due_jobs
-from crmsync.common.kafka.topics import OUTBOUND_JOBS, SYNC_JOBS
 from crmsync.common.messages import RunOutbound, RunSync, SyncKind
+from crmsync.common.messages.topics import OUTBOUND_JOBS, SYNC_JOBS
 from crmsync.scheduler.handlers.ports import JobStore, Transactions
 from crmsync.scheduler.values import AccountSchedule, JobRecord
 
