@@ -1,66 +1,82 @@
-"""Witness of fidelity: the third-party client simple-salesforce, unchanged, against the emulator.
+"""Witness of fidelity: the third-party client simple-salesforce, unchanged, against the emulator over HTTPS.
 
-simple-salesforce builds every URL as https://<host>; the requests Session it
-accepts (its documented `session=` option) carries a transport adapter that
-sends those requests to the emulator's plain-HTTP port. The library itself is
-not patched.
+No adapter and no patch: the emulator serves TLS with a certificate the client
+trusts the ordinary way (REQUESTS_CA_BUNDLE, or a requests Session's `verify`).
+simple-salesforce logs in at https://{domain}.salesforce.com/services/oauth2/token;
+the domain given here names the emulator's token endpoint and leaves the rest of
+that URL as a fragment, which an HTTP client never sends. Every later call goes
+to the instance_url the login answers (https://127.0.0.1:PORT).
 """
 
 from __future__ import annotations
 
 import csv
 import io
-from urllib.parse import urlsplit, urlunsplit
+import json
+from collections.abc import Callable
 
 import pytest
 import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from requests.adapters import HTTPAdapter
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceMalformedRequest
 
-from tests.support.emulator import CrmOrg, EmulatorServer
+from tests.support import emulator_tls
+from tests.support.emulator import CrmOrg
+from tests.support.emulator_tls import TlsEmulatorServer
+
+tls_emulator = emulator_tls.tls_emulator
+emulator = emulator_tls.tls_as_emulator  # crm_org and make_crm_org on HTTPS
 
 
-class _ToEmulator(HTTPAdapter):
-    """Sends https://*.salesforce.com and https://127.0.0.1:PORT requests to the emulator over HTTP."""
-
-    def __init__(self, base_url: str) -> None:
-        super().__init__()
-        self.target = urlsplit(base_url)
-
-    def send(self, request, *args, **kwargs):  # type: ignore[override]
-        parts = urlsplit(request.url)
-        request.url = urlunsplit(
-            (self.target.scheme, self.target.netloc, parts.path, parts.query, parts.fragment)
-        )
-        return super().send(request, *args, **kwargs)
+@pytest.fixture(autouse=True)
+def trust_the_emulator(tls_emulator: TlsEmulatorServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tls_emulator.cert))
 
 
-def _session(base_url: str) -> requests.Session:
-    session = requests.Session()
-    session.mount("https://", _ToEmulator(base_url))
-    return session
+def _domain(server: TlsEmulatorServer) -> str:
+    return server.base_url.removeprefix("https://") + "/services/oauth2/token#"
+
+
+def _login(server: TlsEmulatorServer, org: CrmOrg, **options: object) -> Salesforce:
+    return Salesforce(
+        consumer_key=org.client_id, consumer_secret=org.client_secret, domain=_domain(server), **options
+    )
 
 
 @pytest.fixture
-def sf(crm_org: CrmOrg, emulator: EmulatorServer) -> Salesforce:
+def sf(crm_org: CrmOrg, tls_emulator: TlsEmulatorServer) -> Salesforce:
     """simple-salesforce logged in with the OAuth client-credentials flow."""
-    return Salesforce(
-        consumer_key=crm_org.client_id,
-        consumer_secret=crm_org.client_secret,
-        domain="emulator",
-        session=_session(emulator.base_url),
-    )
+    return _login(tls_emulator, crm_org)
 
 
 def test_simple_salesforce_logs_in_with_client_credentials(sf: Salesforce, crm_org: CrmOrg):
     assert sf.session_id.startswith(crm_org.org_id[:15] + "!")
-    assert sf.sf_instance == crm_org.instance_url.removeprefix("http://")
+    assert sf.sf_instance == crm_org.instance_url.removeprefix("https://")
+    assert sf.base_url.startswith(crm_org.instance_url + "/services/data/")
 
 
-def test_simple_salesforce_logs_in_with_jwt_bearer(emulator: EmulatorServer, make_crm_org):
+def test_simple_salesforce_logs_in_with_a_session_id_and_instance_url(
+    crm_org: CrmOrg, tls_emulator: TlsEmulatorServer
+):
+    sf = Salesforce(session_id=crm_org.access_token(), instance_url=tls_emulator.base_url)
+    assert sf.query("SELECT COUNT() FROM Lead")["totalSize"] == 50
+
+
+def test_simple_salesforce_trusts_the_emulator_through_a_session_verify_path(
+    crm_org: CrmOrg, tls_emulator: TlsEmulatorServer, monkeypatch: pytest.MonkeyPatch
+):
+    # requests lets these override a Session's verify; a client given a verify path has neither.
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    session = requests.Session()
+    session.verify = str(tls_emulator.cert)
+    sf = _login(tls_emulator, crm_org, session=session)
+    assert sf.query("SELECT COUNT() FROM Contact")["totalSize"] == 50
+
+
+def test_simple_salesforce_logs_in_with_jwt_bearer(tls_emulator: TlsEmulatorServer, make_crm_org):
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     public = key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -73,20 +89,15 @@ def test_simple_salesforce_logs_in_with_jwt_bearer(emulator: EmulatorServer, mak
         username="integration@example.com",
         consumer_key=org.client_id,
         privatekey=private.decode(),
-        domain="emulator",
-        session=_session(emulator.base_url),
+        domain=_domain(tls_emulator),
     )
     assert sf.query("SELECT COUNT() FROM Lead")["totalSize"] == 50
 
 
-def test_simple_salesforce_query_all_follows_next_records_url(sf: Salesforce, make_crm_org, emulator):
-    org = make_crm_org(leads=2500, contacts=0)
-    big = Salesforce(
-        consumer_key=org.client_id,
-        consumer_secret=org.client_secret,
-        domain="emulator",
-        session=_session(emulator.base_url),
-    )
+def test_simple_salesforce_query_all_follows_next_records_url(
+    tls_emulator: TlsEmulatorServer, make_crm_org: Callable[..., CrmOrg]
+):
+    big = _login(tls_emulator, make_crm_org(leads=2500, contacts=0))
     result = big.query_all("SELECT Id, Email, Owner.Email FROM Lead ORDER BY SystemModstamp, Id")
     assert result["totalSize"] == 2500
     assert len(result["records"]) == 2500
@@ -111,6 +122,33 @@ def test_simple_salesforce_updates_and_creates_records(sf: Salesforce, crm_org: 
     assert created["success"] is True
     assert crm_org.get("Contact", created["id"])["Email"] == "grace@example.com"
     assert [(w["method"], w["object"]) for w in crm_org.writes()] == [("PATCH", "Lead"), ("POST", "Contact")]
+
+
+def test_simple_salesforce_composite_collections_create_and_update(sf: Salesforce, crm_org: CrmOrg):
+    created = sf.restful(
+        "composite/sobjects",
+        method="POST",
+        data=json.dumps(
+            {
+                "allOrNone": True,
+                "records": [
+                    {"attributes": {"type": "Contact"}, "LastName": "Lamarr", "Email": "hedy@example.com"},
+                    {"attributes": {"type": "Contact"}, "LastName": "Lovelace", "Email": "ada@example.com"},
+                ],
+            }
+        ),
+    )
+    assert [r["success"] for r in created] == [True, True]
+    ids = [r["id"] for r in created]
+    updated = sf.restful(
+        "composite/sobjects",
+        method="PATCH",
+        data=json.dumps(
+            {"records": [{"attributes": {"type": "Contact"}, "id": rid, "Title": "Inventor"} for rid in ids]}
+        ),
+    )
+    assert updated == [{"id": rid, "success": True, "errors": []} for rid in ids]
+    assert [crm_org.get("Contact", rid)["Title"] for rid in ids] == ["Inventor", "Inventor"]
 
 
 def test_simple_salesforce_sees_salesforce_errors(sf: Salesforce, crm_org: CrmOrg):
@@ -139,3 +177,10 @@ def test_simple_salesforce_reads_api_usage(sf: Salesforce):
     usage = sf.api_usage["api-usage"]
     assert usage.used >= 1
     assert usage.total == 100_000
+
+
+def test_simple_salesforce_reads_limits(sf: Salesforce, crm_org: CrmOrg):
+    crm_org.set_budget(used=0, limit=100_000)
+    limits = sf.limits()
+    assert limits["DailyApiRequests"] == {"Max": 100_000, "Remaining": 99_999}
+    assert limits["DailyBulkV2QueryJobs"]["Max"] == 10_000

@@ -13,6 +13,10 @@ Fixtures (register them by importing them into a test module)
     A fresh org (50 leads, 50 contacts, seed 1) on ``tls_emulator``, removed
     afterwards; its ``login_url`` and ``instance_url`` are https://.
 
+``tls_as_emulator`` (session, named ``emulator``)
+    ``tls_emulator`` under the name ``emulator``: a test module that imports it
+    gets ``crm_org`` and ``make_crm_org`` on the HTTPS emulator.
+
 ``trusting(cert)`` is an ``ssl.SSLContext`` trusting that certificate (for httpx).
 
 ``start_tls_emulator(cert_dir, extra_args=...)`` starts one such process
@@ -135,3 +139,10 @@ def tls_org(tls_emulator: TlsEmulatorServer) -> Iterator[CrmOrg]:
         yield org
     finally:
         tls_emulator.remove_org(org)
+
+
+@pytest.fixture(scope="session", name="emulator")
+def tls_as_emulator(tls_emulator: TlsEmulatorServer) -> TlsEmulatorServer:
+    """The HTTPS emulator under the name `emulator`: imported into a test module, it puts that
+    module's `crm_org` and `make_crm_org` (tests.support.emulator) on HTTPS."""
+    return tls_emulator
