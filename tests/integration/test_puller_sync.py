@@ -655,6 +655,15 @@ async def _first_sync_batch(conn, account_id: str, run_id: uuid.UUID, leads: lis
     )
 
 
+async def _written_meanwhile(
+    sessions, account_id: str, *, email: str, fields: dict[str, Any], local: tuple[str, ...], **link: Any
+) -> None:
+    """Stores a contact another writer made while the sync ran; its `local` fields came from a form."""
+    meta = {name: {"origin": "form", "at": "2026-11-28T08:00:00+00:00"} for name in local}
+    async with sessions.begin() as session:
+        session.add(Contact(account_id=account_id, email=email, fields=fields, field_meta=meta, **link))
+
+
 async def _contacts(sessions, account_id: str) -> list[Contact]:
     async with sessions() as session:
         return list((await session.scalars(select(Contact).where(Contact.account_id == account_id))).all())
@@ -665,20 +674,15 @@ async def test_r18_a_first_full_sync_into_an_empty_store_copies_new_rows_and_mer
 ) -> None:
     run_id = uuid.uuid4()
     # The store was empty when the sync began; the pusher then linked a record it created.
-    async with sessions.begin() as session:
-        session.add(
-            Contact(
-                account_id=account_id,
-                crm_object="Lead",
-                external_id=_mapped_lead(1, title="x").external_id,
-                email="lead1@example.com",
-                fields={"email": "lead1@example.com", "first_name": "Ada", "job_title": "Intern"},
-                field_meta={
-                    "first_name": {"origin": "form", "at": "2026-11-28T08:00:00+00:00"},
-                    "job_title": {"origin": "form", "at": "2026-11-28T08:00:00+00:00"},
-                },
-            )
-        )
+    await _written_meanwhile(
+        sessions,
+        account_id,
+        email="lead1@example.com",
+        fields={"email": "lead1@example.com", "first_name": "Ada", "job_title": "Intern"},
+        local=("first_name", "job_title"),
+        crm_object="Lead",
+        external_id=_mapped_lead(1, title="x").external_id,
+    )
     async with sessions.begin() as session:
         conn = await session.connection()
         first = await _first_sync_batch(conn, account_id, run_id, [(2, "CTO"), (3, "CFO")])
@@ -708,18 +712,13 @@ async def test_r5_a_first_full_sync_adopts_a_local_contact_a_form_created_meanwh
 ) -> None:
     run_id = uuid.uuid4()
     # The store was empty when the sync began; then a form created a contact for a Lead's e-mail.
-    async with sessions.begin() as session:
-        session.add(
-            Contact(
-                account_id=account_id,
-                email="Lead7@Example.com",
-                fields={"email": "Lead7@Example.com", "webinar": "attended"},
-                field_meta={
-                    "email": {"origin": "form", "at": "2026-11-28T08:00:00+00:00"},
-                    "webinar": {"origin": "form", "at": "2026-11-28T08:00:00+00:00"},
-                },
-            )
-        )
+    await _written_meanwhile(
+        sessions,
+        account_id,
+        email="Lead7@Example.com",
+        fields={"email": "Lead7@Example.com", "webinar": "attended"},
+        local=("email", "webinar"),
+    )
     async with sessions.begin() as session:
         conn = await session.connection()
         counts = await _first_sync_batch(conn, account_id, run_id, [(7, "CEO"), (8, "CTO")])

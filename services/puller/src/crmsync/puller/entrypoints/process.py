@@ -8,7 +8,6 @@ call past the grace period is cancelled and resumed by the next process.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -68,10 +67,7 @@ async def _run_until_stopped(
     ]
     stop_wait = asyncio.create_task(stop.wait())
     try:
-        done, _ = await asyncio.wait([*tasks, stop_wait], return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            if task is not stop_wait and task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
+        await asyncio.wait([*tasks, stop_wait], return_when=asyncio.FIRST_COMPLETED)
     finally:
         stop.set()
         stop_wait.cancel()
@@ -79,7 +75,8 @@ async def _run_until_stopped(
         _, pending = await asyncio.wait(tasks, timeout=grace)
         for task in pending:
             task.cancel()
-        for task in tasks:
-            # The first failure was raised above; what the others end with is of no more use.
-            with contextlib.suppress(BaseException):
-                await task
+        await asyncio.gather(*tasks, return_exceptions=True)
+    # The first failure, whether it ended the loop or came while stopping, ends the process.
+    for task in tasks:
+        if not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
