@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from crmsync.common.crm.interface import CrmRecord
 from crmsync.common.domain.pulled import MappedRecord
 from crmsync.puller.adapters.contact_rows import driver
 
@@ -67,9 +68,7 @@ async def upsert_related(pg: asyncpg.Connection, *, account_id: str, records: Se
         )
 
 
-async def apply_opportunities(
-    conn: AsyncConnection, *, account_id: str, records: Sequence[dict[str, Any]]
-) -> int:
+async def apply_opportunities(conn: AsyncConnection, *, account_id: str, records: Sequence[CrmRecord]) -> int:
     """Upserts opportunities, linked to their CRM account and contact (R5); returns how many."""
     if not records:
         return 0

@@ -11,13 +11,13 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
-from typing import Any
 
 import asyncpg
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from crmsync.common.crm.connection import CrmConnectionInfo
+from crmsync.common.crm.interface import CrmRecord
 from crmsync.common.db import account_config
 from crmsync.common.db.locks import SessionAdvisoryLock
 from crmsync.common.db.unit_of_work import UnitOfWork
@@ -84,7 +84,7 @@ class PgContacts:
             conn, account_id=account_id, run_id=run_id, batch=batch, full=full
         )
 
-    async def apply_opportunities(self, account_id: str, records: Sequence[dict[str, Any]]) -> int:
+    async def apply_opportunities(self, account_id: str, records: Sequence[CrmRecord]) -> int:
         conn = await self._session.connection()
         return await related.apply_opportunities(conn, account_id=account_id, records=records)
 

@@ -13,10 +13,11 @@ import uuid
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from crmsync.common.crm.connection import CrmConnectionInfo
 from crmsync.common.crm.factory import ConnectorFactory
+from crmsync.common.crm.interface import CrmRecord
 from crmsync.common.domain.mapping import Mapping
 from crmsync.common.domain.pulled import MappedRecord
 from crmsync.common.messages import RunSync
@@ -82,7 +83,7 @@ class ContactRepository(Protocol):
         """Merges a batch of CRM records into the store; returns what changed."""
         ...
 
-    async def apply_opportunities(self, account_id: str, records: Sequence[dict[str, Any]]) -> int: ...
+    async def apply_opportunities(self, account_id: str, records: Sequence[CrmRecord]) -> int: ...
 
     async def delete_by_external_ids(self, account_id: str, entity: str, external_ids: Sequence[str]) -> int:
         """Removes what the CRM deleted (R16); returns how many."""
