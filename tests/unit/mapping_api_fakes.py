@@ -24,9 +24,12 @@ from crmsync.mapping_api.values import (
     AccountInfo,
     ApiKeyInfo,
     ContactInfo,
+    ContactQuery,
     OwnerInfo,
     PushLogEntry,
+    PushLogQuery,
     RunHistory,
+    RunQuery,
     StoredSchedule,
     SyncRunInfo,
     VersionSummary,
@@ -179,23 +182,15 @@ class FakeSyncRuns:
     async def history(self, account_id: str) -> RunHistory:
         return self.data.history.get(account_id, RunHistory())
 
-    async def page(
-        self,
-        account_id: str,
-        *,
-        kind: str | None,
-        status: str | None,
-        before: tuple[datetime, uuid.UUID] | None,
-        limit: int,
-    ) -> list[SyncRunInfo]:
+    async def page(self, account_id: str, q: RunQuery) -> list[SyncRunInfo]:
         runs = sorted(self.data.runs.get(account_id, []), key=lambda r: (r.created_at, r.id), reverse=True)
         return [
             r
             for r in runs
-            if (kind is None or r.kind == kind)
-            and (status is None or r.status == status)
-            and (before is None or (r.created_at, r.id) < before)
-        ][:limit]
+            if (q.kind is None or r.kind == q.kind)
+            and (q.status is None or r.status == q.status)
+            and (q.before is None or (r.created_at, r.id) < q.before)
+        ][: q.limit]
 
     async def get(self, account_id: str, run_id: uuid.UUID) -> SyncRunInfo | None:
         return next((r for r in self.data.runs.get(account_id, []) if r.id == run_id), None)
@@ -205,27 +200,19 @@ class FakeContacts:
     def __init__(self, data: Data) -> None:
         self.data = data
 
-    async def page(
-        self,
-        account_id: str,
-        *,
-        crm_object: str | None,
-        search: str | None,
-        after: uuid.UUID | None,
-        limit: int,
-    ) -> list[ContactInfo]:
+    async def page(self, account_id: str, q: ContactQuery) -> list[ContactInfo]:
         def matches(c: ContactInfo) -> bool:
             text = " ".join(str(v) for v in (c.email, *c.fields.values()) if v).lower()
-            return not search or search.lower() in text
+            return not q.search or q.search.lower() in text
 
         contacts = sorted(self.data.contacts.get(account_id, []), key=lambda c: c.id)
         return [
             c
             for c in contacts
-            if (crm_object is None or c.crm_object == crm_object)
+            if (q.crm_object is None or c.crm_object == q.crm_object)
             and matches(c)
-            and (after is None or c.id > after)
-        ][:limit]
+            and (q.after is None or c.id > q.after)
+        ][: q.limit]
 
     async def count_by_object(self, account_id: str) -> dict[str | None, int]:
         counts: dict[str | None, int] = {}
@@ -244,23 +231,15 @@ class FakePushLog:
     def __init__(self, data: Data) -> None:
         self.data = data
 
-    async def page(
-        self,
-        account_id: str,
-        *,
-        contact_id: uuid.UUID | None,
-        status: str | None,
-        before: int | None,
-        limit: int,
-    ) -> list[PushLogEntry]:
+    async def page(self, account_id: str, q: PushLogQuery) -> list[PushLogEntry]:
         entries = sorted(self.data.push_log.get(account_id, []), key=lambda e: e.id, reverse=True)
         return [
             e
             for e in entries
-            if (contact_id is None or e.contact_id == contact_id)
-            and (status is None or e.status == status)
-            and (before is None or e.id < before)
-        ][:limit]
+            if (q.contact_id is None or e.contact_id == q.contact_id)
+            and (q.status is None or e.status == q.status)
+            and (q.before is None or e.id < q.before)
+        ][: q.limit]
 
     async def get(self, account_id: str, entry_id: int) -> PushLogEntry | None:
         return next((e for e in self.data.push_log.get(account_id, []) if e.id == entry_id), None)

@@ -26,6 +26,37 @@ class Page(Generic[T]):
 
 
 @dataclass(frozen=True)
+class ContactQuery:
+    """Contacts by id after `after`, of one CRM object (all when None), whose name, e-mail or
+    company contains `search`."""
+
+    crm_object: str | None
+    search: str | None
+    after: uuid.UUID | None
+    limit: int
+
+
+@dataclass(frozen=True)
+class RunQuery:
+    """Sync runs created before `before` (created_at, id), newest first."""
+
+    kind: str | None
+    status: str | None
+    before: tuple[datetime, uuid.UUID] | None
+    limit: int
+
+
+@dataclass(frozen=True)
+class PushLogQuery:
+    """Push log entries with ids below `before`, newest first."""
+
+    contact_id: uuid.UUID | None
+    status: str | None
+    before: int | None
+    limit: int
+
+
+@dataclass(frozen=True)
 class AccountInfo:
     id: str
     name: str

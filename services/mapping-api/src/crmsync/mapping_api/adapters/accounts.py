@@ -6,17 +6,13 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from crmsync.common.db.schema import Account, ApiKey
-from crmsync.mapping_api.adapters.rows import value_of
+from crmsync.mapping_api.adapters.rows import SessionStore, value_of
 from crmsync.mapping_api.values import AccountInfo, ApiKeyInfo
 
 
-class PostgresAccounts:
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
-
+class PostgresAccounts(SessionStore):
     async def get(self, account_id: str) -> AccountInfo | None:
         row = await self._session.get(Account, account_id)
         return value_of(AccountInfo, row) if row else None

@@ -4,21 +4,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from crmsync.common.crm.connection import CrmConnectionInfo
 from crmsync.common.db.account_config import load_connection
 from crmsync.common.db.schema import CrmConnection
+from crmsync.mapping_api.adapters.rows import SessionStore
 
 # The columns a test of the connection writes; storing credentials writes these and the rest.
 _CHECKED = ("status", "status_message", "api_usage", "api_limit", "instance_url", "last_checked_at")
 _CREDENTIALS = ("login_url", "auth_method", "client_id", "username", "api_version", "secrets_encrypted")
 
 
-class PostgresConnections:
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
-
+class PostgresConnections(SessionStore):
     async def get(self, account_id: str) -> CrmConnectionInfo | None:
         return await load_connection(self._session, account_id=account_id)
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 import uuid
 
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from crmsync.common.db.schema import Contact, CrmOwner
-from crmsync.mapping_api.adapters.rows import value_of
-from crmsync.mapping_api.values import ContactInfo, OwnerInfo
+from crmsync.mapping_api.adapters.rows import SessionStore, value_of
+from crmsync.mapping_api.values import ContactInfo, ContactQuery, OwnerInfo
 
 
 def _like(q: str) -> str:
@@ -17,28 +16,17 @@ def _like(q: str) -> str:
     return f"%{escaped}%"
 
 
-class PostgresContacts:
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
-
-    async def page(
-        self,
-        account_id: str,
-        *,
-        crm_object: str | None,
-        search: str | None,
-        after: uuid.UUID | None,
-        limit: int,
-    ) -> list[ContactInfo]:
+class PostgresContacts(SessionStore):
+    async def page(self, account_id: str, q: ContactQuery) -> list[ContactInfo]:
         query = select(Contact).where(Contact.account_id == account_id)
-        if crm_object is not None:
-            query = query.where(Contact.crm_object == crm_object)
-        if search:
+        if q.crm_object is not None:
+            query = query.where(Contact.crm_object == q.crm_object)
+        if q.search:
             # search_text is lower-cased and has a trigram index, so a substring match stays fast.
-            query = query.where(Contact.search_text.like(_like(search), escape="\\"))
-        if after is not None:
-            query = query.where(Contact.id > after)
-        rows = await self._session.scalars(query.order_by(Contact.id).limit(limit))
+            query = query.where(Contact.search_text.like(_like(q.search), escape="\\"))
+        if q.after is not None:
+            query = query.where(Contact.id > q.after)
+        rows = await self._session.scalars(query.order_by(Contact.id).limit(q.limit))
         return [value_of(ContactInfo, row) for row in rows]
 
     async def count_by_object(self, account_id: str) -> dict[str | None, int]:

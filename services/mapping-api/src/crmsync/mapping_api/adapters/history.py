@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 
 from sqlalchemy import and_, func, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from crmsync.common.db.schema import PushLog, SyncRun
-from crmsync.mapping_api.adapters.rows import value_of
-from crmsync.mapping_api.values import PushLogEntry, RunHistory, SyncRunInfo
+from crmsync.mapping_api.adapters.rows import SessionStore, value_of
+from crmsync.mapping_api.values import PushLogEntry, PushLogQuery, RunHistory, RunQuery, SyncRunInfo
 
 
-class PostgresSyncRuns:
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
-
+class PostgresSyncRuns(SessionStore):
     async def history(self, account_id: str) -> RunHistory:
         """Returns the last successful full sync (its start and pull count), the latest sync
         requested that did not fail, and the latest outbound job, as the scheduler reads them."""
@@ -49,27 +44,19 @@ class PostgresSyncRuns:
             last_outbound=last_outbound,
         )
 
-    async def page(
-        self,
-        account_id: str,
-        *,
-        kind: str | None,
-        status: str | None,
-        before: tuple[datetime, uuid.UUID] | None,
-        limit: int,
-    ) -> list[SyncRunInfo]:
+    async def page(self, account_id: str, q: RunQuery) -> list[SyncRunInfo]:
         query = select(SyncRun).where(SyncRun.account_id == account_id)
-        if kind:
-            query = query.where(SyncRun.kind == kind)
-        if status:
-            query = query.where(SyncRun.status == status)
-        if before:
-            at, ident = before
+        if q.kind:
+            query = query.where(SyncRun.kind == q.kind)
+        if q.status:
+            query = query.where(SyncRun.status == q.status)
+        if q.before:
+            at, ident = q.before
             query = query.where(
                 or_(SyncRun.created_at < at, and_(SyncRun.created_at == at, SyncRun.id < ident))
             )
         rows = await self._session.scalars(
-            query.order_by(SyncRun.created_at.desc(), SyncRun.id.desc()).limit(limit)
+            query.order_by(SyncRun.created_at.desc(), SyncRun.id.desc()).limit(q.limit)
         )
         return [value_of(SyncRunInfo, row) for row in rows]
 
@@ -80,27 +67,16 @@ class PostgresSyncRuns:
         return value_of(SyncRunInfo, row) if row else None
 
 
-class PostgresPushLog:
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
-
-    async def page(
-        self,
-        account_id: str,
-        *,
-        contact_id: uuid.UUID | None,
-        status: str | None,
-        before: int | None,
-        limit: int,
-    ) -> list[PushLogEntry]:
+class PostgresPushLog(SessionStore):
+    async def page(self, account_id: str, q: PushLogQuery) -> list[PushLogEntry]:
         query = select(PushLog).where(PushLog.account_id == account_id)
-        if contact_id is not None:
-            query = query.where(PushLog.contact_id == contact_id)
-        if status:
-            query = query.where(PushLog.status == status)
-        if before is not None:
-            query = query.where(PushLog.id < before)
-        rows = await self._session.scalars(query.order_by(PushLog.id.desc()).limit(limit))
+        if q.contact_id is not None:
+            query = query.where(PushLog.contact_id == q.contact_id)
+        if q.status:
+            query = query.where(PushLog.status == q.status)
+        if q.before is not None:
+            query = query.where(PushLog.id < q.before)
+        rows = await self._session.scalars(query.order_by(PushLog.id.desc()).limit(q.limit))
         return [value_of(PushLogEntry, row) for row in rows]
 
     async def get(self, account_id: str, entry_id: int) -> PushLogEntry | None:

@@ -12,6 +12,7 @@ from crmsync.common.db.account_config import StoredMapping, load_mapping, load_p
 from crmsync.common.db.schema import MappingRowRecord, MappingVersion
 from crmsync.common.db.schema import PushPolicy as PushPolicyRecord
 from crmsync.common.domain.mapping import MappingRow, PushPolicy
+from crmsync.mapping_api.adapters.rows import SessionStore
 from crmsync.mapping_api.values import VersionSummary
 
 
@@ -39,10 +40,7 @@ async def add_mapping_version(
     return record
 
 
-class PostgresMappings:
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
-
+class PostgresMappings(SessionStore):
     async def get(self, account_id: str, version: int | None = None) -> StoredMapping | None:
         return await load_mapping(self._session, account_id=account_id, version=version)
 
@@ -72,10 +70,7 @@ class PostgresMappings:
         return [VersionSummary(v.version, v.note, v.created_at, int(n)) for v, n in result.all()]
 
 
-class PostgresPolicies:
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
-
+class PostgresPolicies(SessionStore):
     async def get(self, account_id: str) -> PushPolicy:
         return await load_policy(self._session, account_id=account_id)
 

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from crmsync.common.kafka.outbox import enqueue
 from crmsync.common.kafka.topics import CONTACT_CHANGES, SYNC_JOBS
 from crmsync.common.messages import ContactChanged, RunSync, contact_change_key
+from crmsync.mapping_api.adapters.rows import SessionStore
 
 
-class PostgresOutbox:
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
-
+class PostgresOutbox(SessionStore):
     def sync_job(self, job: RunSync) -> None:
         enqueue(self._session, account_id=job.account_id, topic=SYNC_JOBS, key=job.account_id, message=job)
 

@@ -1,11 +1,20 @@
-"""ORM rows to the frozen values that cross the ports."""
+"""What every store shares: the session it works in, and ORM rows turned into frozen values."""
 
 from __future__ import annotations
 
 from dataclasses import fields
 from typing import Any, TypeVar
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 T = TypeVar("T")
+
+
+class SessionStore:
+    """A store over the session of the transaction it belongs to; it never commits."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
 
 
 def value_of(cls: type[T], row: Any) -> T:

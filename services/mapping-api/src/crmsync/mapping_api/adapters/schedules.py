@@ -4,17 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from crmsync.common.db.schema import SyncSchedule
 from crmsync.common.domain.schedule import Schedule, ScheduleMode
+from crmsync.mapping_api.adapters.rows import SessionStore
 from crmsync.mapping_api.values import StoredSchedule
 
 
-class PostgresSchedules:
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
-
+class PostgresSchedules(SessionStore):
     async def get(self, account_id: str) -> StoredSchedule | None:
         record = await self._session.get(SyncSchedule, account_id)
         if record is None:

@@ -13,7 +13,7 @@ from crmsync.common.messages import ContactChanged, ContactRef, EventSource
 from crmsync.mapping_api.handlers.errors import Invalid, NotFound
 from crmsync.mapping_api.handlers.mapping import saved_mapping
 from crmsync.mapping_api.handlers.ports import Stores, Transactions
-from crmsync.mapping_api.values import ContactInfo, OwnerInfo, Page
+from crmsync.mapping_api.values import ContactInfo, ContactQuery, OwnerInfo, Page
 
 # Segment id -> (name, the contacts' crm_object or None for all of them) (R19).
 SEGMENTS: dict[str, tuple[str, str | None]] = {
@@ -62,9 +62,8 @@ async def list_contacts(
         raise NotFound(f"segment {segment!r} does not exist", field="segment")
     after = _uuid_cursor(cursor)
     async with tx.read() as stores:
-        rows = await stores.contacts.page(
-            account_id, crm_object=SEGMENTS[segment][1], search=q or None, after=after, limit=limit + 1
-        )
+        query = ContactQuery(crm_object=SEGMENTS[segment][1], search=q or None, after=after, limit=limit + 1)
+        rows = await stores.contacts.page(account_id, query)
     more = len(rows) > limit
     rows = rows[:limit]
     return Page(rows, str(rows[-1].id) if more else None)

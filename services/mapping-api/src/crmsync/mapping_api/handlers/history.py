@@ -8,7 +8,7 @@ from datetime import datetime
 
 from crmsync.mapping_api.handlers.errors import Invalid, NotFound
 from crmsync.mapping_api.handlers.ports import Transactions
-from crmsync.mapping_api.values import Page, PushLogEntry, SyncRunInfo
+from crmsync.mapping_api.values import Page, PushLogEntry, PushLogQuery, RunQuery, SyncRunInfo
 
 
 def _encode_cursor(at: datetime, ident: object) -> str:
@@ -38,9 +38,8 @@ async def list_sync_runs(
     """Returns sync runs, newest first."""
     before = _decode_cursor(cursor) if cursor else None
     async with tx.read() as stores:
-        rows = await stores.sync_runs.page(
-            account_id, kind=kind or None, status=status or None, before=before, limit=limit + 1
-        )
+        query = RunQuery(kind=kind or None, status=status or None, before=before, limit=limit + 1)
+        rows = await stores.sync_runs.page(account_id, query)
     more = len(rows) > limit
     rows = rows[:limit]
     return Page(rows, _encode_cursor(rows[-1].created_at, rows[-1].id) if more else None)
@@ -66,9 +65,8 @@ async def list_push_log(
 ) -> Page[PushLogEntry]:
     """Returns push log entries, newest first."""
     async with tx.read() as stores:
-        rows = await stores.push_log.page(
-            account_id, contact_id=contact_id, status=status or None, before=cursor, limit=limit + 1
-        )
+        query = PushLogQuery(contact_id=contact_id, status=status or None, before=cursor, limit=limit + 1)
+        rows = await stores.push_log.page(account_id, query)
     more = len(rows) > limit
     rows = rows[:limit]
     return Page(rows, str(rows[-1].id) if more else None)

@@ -23,9 +23,12 @@ from crmsync.mapping_api.values import (
     AccountInfo,
     ApiKeyInfo,
     ContactInfo,
+    ContactQuery,
     OwnerInfo,
     PushLogEntry,
+    PushLogQuery,
     RunHistory,
+    RunQuery,
     StoredSchedule,
     SyncRunInfo,
     VersionSummary,
@@ -114,34 +117,13 @@ class ScheduleStore(Protocol):
 class SyncRunStore(Protocol):
     async def history(self, account_id: str) -> RunHistory: ...
 
-    async def page(
-        self,
-        account_id: str,
-        *,
-        kind: str | None,
-        status: str | None,
-        before: tuple[datetime, uuid.UUID] | None,
-        limit: int,
-    ) -> list[SyncRunInfo]:
-        """Returns up to `limit` runs created before `before` (created_at, id), newest first."""
-        ...
+    async def page(self, account_id: str, query: RunQuery) -> list[SyncRunInfo]: ...
 
     async def get(self, account_id: str, run_id: uuid.UUID) -> SyncRunInfo | None: ...
 
 
 class ContactStore(Protocol):
-    async def page(
-        self,
-        account_id: str,
-        *,
-        crm_object: str | None,
-        search: str | None,
-        after: uuid.UUID | None,
-        limit: int,
-    ) -> list[ContactInfo]:
-        """Returns up to `limit` contacts by id after `after`, of that CRM object (all when None)
-        whose name, e-mail or company contains `search`."""
-        ...
+    async def page(self, account_id: str, query: ContactQuery) -> list[ContactInfo]: ...
 
     async def count_by_object(self, account_id: str) -> dict[str | None, int]: ...
 
@@ -151,17 +133,7 @@ class ContactStore(Protocol):
 
 
 class PushLogStore(Protocol):
-    async def page(
-        self,
-        account_id: str,
-        *,
-        contact_id: uuid.UUID | None,
-        status: str | None,
-        before: int | None,
-        limit: int,
-    ) -> list[PushLogEntry]:
-        """Returns up to `limit` entries with ids below `before`, newest first."""
-        ...
+    async def page(self, account_id: str, query: PushLogQuery) -> list[PushLogEntry]: ...
 
     async def get(self, account_id: str, entry_id: int) -> PushLogEntry | None: ...
 

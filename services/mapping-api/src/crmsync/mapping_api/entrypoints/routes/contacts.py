@@ -17,7 +17,6 @@ from crmsync.mapping_api.schemas import (
     ContactOut,
     ContactPage,
     ContactSummary,
-    FieldValueOut,
     Text,
 )
 from crmsync.mapping_api.values import ContactInfo, Page
@@ -62,9 +61,7 @@ def detail(found: handlers.ContactDetail) -> ContactOut:
     contact, owner = found.contact, found.owner
     return ContactOut(
         **summary(contact).model_dump(),
-        fields={
-            name: FieldValueOut.model_validate(v, from_attributes=True) for name, v in found.fields.items()
-        },
+        fields={name: vars(value) for name, value in found.fields.items()},
         owner_name=owner.name if owner else None,
         owner_email=owner.email if owner else None,
         crm_modstamp=contact.crm_modstamp,
