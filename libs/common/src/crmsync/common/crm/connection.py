@@ -2,46 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from crmsync.common.domain.account import CrmConnectionInfo
 
-
-@dataclass(frozen=True)
-class CrmConnectionInfo:
-    """An account's CRM connection; the secrets stay sealed until a connector opens them."""
-
-    account_id: str
-    provider: str
-    login_url: str
-    auth_method: str
-    client_id: str
-    secrets_encrypted: bytes
-    api_version: str = "60.0"
-    instance_url: str | None = None
-    username: str | None = None
-    status: str = "untested"
-    status_message: str | None = None
-    last_checked_at: datetime | None = None
-    api_usage: int | None = None
-    api_limit: int | None = None
-
-    @classmethod
-    def from_record(cls, record: Any) -> CrmConnectionInfo:
-        """Returns the value of a `crm_connections` row (any object with its columns as attributes)."""
-        return cls(
-            account_id=record.account_id,
-            provider=record.provider,
-            login_url=record.login_url,
-            auth_method=record.auth_method,
-            client_id=record.client_id,
-            secrets_encrypted=record.secrets_encrypted,
-            api_version=record.api_version or "60.0",
-            instance_url=record.instance_url,
-            username=record.username,
-            status=record.status,
-            status_message=record.status_message,
-            last_checked_at=record.last_checked_at,
-            api_usage=record.api_usage,
-            api_limit=record.api_limit,
-        )
+__all__ = ["CrmConnectionInfo"]

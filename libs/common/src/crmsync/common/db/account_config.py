@@ -8,15 +8,12 @@ and never commit.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
-
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crmsync.common.crm.connection import CrmConnectionInfo
 from crmsync.common.db.schema import CrmConnection, MappingRowRecord, MappingVersion
 from crmsync.common.db.schema import PushPolicy as PushPolicyRecord
+from crmsync.common.domain.account import AccountConfig, CrmConnectionInfo, StoredMapping
 from crmsync.common.domain.fields import DataType
 from crmsync.common.domain.mapping import (
     FieldKind,
@@ -26,29 +23,16 @@ from crmsync.common.domain.mapping import (
     default_salesforce_mapping,
 )
 
-
-@dataclass(frozen=True)
-class StoredMapping:
-    """A saved version of an account's mapping, with when and why it was saved."""
-
-    version: int
-    note: str | None
-    created_at: datetime
-    rows: tuple[MappingRow, ...]
-
-    @property
-    def mapping(self) -> Mapping:
-        return Mapping(version=self.version, rows=self.rows)
-
-
-@dataclass(frozen=True)
-class AccountConfig:
-    """What a service needs to know about one account to pull or push for it."""
-
-    account_id: str
-    mapping: Mapping
-    policy: PushPolicy
-    connection: CrmConnectionInfo | None
+__all__ = [
+    "AccountConfig",
+    "StoredMapping",
+    "load_account_config",
+    "load_connection",
+    "load_current_mapping",
+    "load_mapping",
+    "load_policy",
+    "mapping_row",
+]
 
 
 def mapping_row(record: MappingRowRecord) -> MappingRow:
