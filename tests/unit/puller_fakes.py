@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from crmsync.common.crm.connection import CrmConnectionInfo
 from crmsync.common.crm.interface import CrmField, CrmRecord, CrmRejected, DeletedRecord, ObjectDescribe
+from crmsync.common.domain.account import CrmConnectionInfo
 from crmsync.common.domain.mapping import Mapping, default_salesforce_mapping
 from crmsync.common.domain.pulled import MappedRecord
 from crmsync.common.messages import RunSync, SyncKind, SyncReason

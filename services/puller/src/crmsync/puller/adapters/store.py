@@ -16,11 +16,11 @@ import asyncpg
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from crmsync.common.crm.connection import CrmConnectionInfo
 from crmsync.common.crm.interface import CrmRecord
 from crmsync.common.db import account_config
 from crmsync.common.db.locks import SessionAdvisoryLock
 from crmsync.common.db.unit_of_work import UnitOfWork
+from crmsync.common.domain.account import CrmConnectionInfo
 from crmsync.common.domain.mapping import Mapping
 from crmsync.common.domain.pulled import MappedRecord
 from crmsync.common.messages import RunSync

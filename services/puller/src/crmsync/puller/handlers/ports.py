@@ -15,9 +15,9 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Protocol
 
-from crmsync.common.crm.connection import CrmConnectionInfo
 from crmsync.common.crm.factory import ConnectorFactory
 from crmsync.common.crm.interface import CrmRecord
+from crmsync.common.domain.account import CrmConnectionInfo
 from crmsync.common.domain.mapping import Mapping
 from crmsync.common.domain.pulled import MappedRecord
 from crmsync.common.messages import RunSync
