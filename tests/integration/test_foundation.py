@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crmsync.common.db.migrate import alembic_config, upgrade
 from crmsync.common.db.schema import Base, Contact
@@ -33,6 +35,7 @@ from crmsync.common.kafka.topics import (
 )
 from crmsync.common.messages import ContactChanged, RunSync, SyncKind, SyncReason
 from crmsync.common.settings import CommonSettings
+from tests.support.broker import publish
 from tests.support.databases import asyncpg_dsn, scratch_database
 from tests.support.processes import Process, service_env, start_service, wait_for
 
@@ -246,11 +249,6 @@ async def test_r22_an_invalid_event_goes_to_the_dlq_with_its_reason_and_the_loop
 # ----------------------------------------------------------------- crash safety
 
 
-def _start_probe(settings: CommonSettings, *, group: str, marker: Path, delay: float) -> Process:
-    env = service_env(settings, PROBE_GROUP=group, PROBE_MARKER=str(marker), PROBE_DELAY_S=str(delay))
-    return start_service("tests.support.probe_consumer", env=env, log=marker.with_suffix(".log"))
-
-
 async def _committed(settings: CommonSettings, group: str) -> dict[int, int | None]:
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers, group_id=consumer_group(settings, group)
@@ -267,73 +265,81 @@ async def _committed(settings: CommonSettings, group: str) -> dict[int, int | No
         await consumer.stop()
 
 
+@dataclass
+class _Probe:
+    """The probe consumer (tests.support.probe_consumer) of one test: its consumer group,
+    its marker file, and the job published for it."""
+
+    settings: CommonSettings
+    engine: AsyncEngine
+    workdir: Path
+    job: RunSync
+    group: str = field(default_factory=lambda: f"probe-{uuid.uuid4().hex[:8]}")
+
+    @property
+    def marker(self) -> Path:
+        return self.workdir / "marker"
+
+    def start(self, *, delay: float) -> Process:
+        """Starts a probe process whose handler takes `delay` seconds over each job."""
+        env = service_env(
+            self.settings, PROBE_GROUP=self.group, PROBE_MARKER=str(self.marker), PROBE_DELAY_S=str(delay)
+        )
+        return start_service("tests.support.probe_consumer", env=env, log=self.workdir / "probe.log")
+
+    async def handling(self, process: Process) -> None:
+        """Returns once the process's handler has started on the job."""
+        await wait_for(
+            lambda: self.marker.exists() and "started" in self.marker.read_text(),
+            timeout=60,
+            what="the handler to start",
+            process=process,
+        )
+
+    async def deliveries(self) -> int:
+        """How many times the handler finished the job."""
+        async with self.engine.connect() as conn:
+            query = text("select count(*) from probe_deliveries where job_id = :j")
+            return (await conn.execute(query, {"j": self.job.job_id})).scalar_one()
+
+    async def committed(self) -> dict[int, int | None]:
+        return await _committed(self.settings, self.group)
+
+
 @pytest.fixture
-async def probe_table(engine) -> None:
+async def probe(settings: CommonSettings, engine: AsyncEngine, account_id: str, tmp_path: Path) -> _Probe:
+    """A probe with its job already published."""
     async with engine.begin() as conn:
         await conn.execute(text("create table if not exists probe_deliveries (job_id text not null)"))
-
-
-async def _deliveries(engine, job_id: str) -> int:
-    async with engine.connect() as conn:
-        return (
-            await conn.execute(text("select count(*) from probe_deliveries where job_id = :j"), {"j": job_id})
-        ).scalar_one()
-
-
-async def _publish_job(settings: CommonSettings, account_id: str) -> RunSync:
     job = _job(account_id)
-    producer = create_producer(settings)
-    await producer.start()
-    try:
-        await Publisher(producer, settings).publish(SYNC_JOBS, key=account_id, message=job)
-    finally:
-        await producer.stop()
-    return job
-
-
-async def _probe_started(probe: Process, marker: Path) -> None:
-    await wait_for(
-        lambda: marker.exists() and "started" in marker.read_text(),
-        timeout=60,
-        what="the handler to start",
-        process=probe,
-    )
+    await publish(settings, [job])
+    return _Probe(settings, engine, tmp_path, job)
 
 
 async def test_r18_sigkill_mid_message_leaves_the_offset_uncommitted_and_the_restart_processes_it(
-    settings: CommonSettings, engine, probe_table, account_id, tmp_path: Path
+    probe: _Probe,
 ) -> None:
-    group = f"probe-{uuid.uuid4().hex[:8]}"
-    marker = tmp_path / "marker"
-    job = await _publish_job(settings, account_id)
-
-    with _start_probe(settings, group=group, marker=marker, delay=60) as first:
-        await _probe_started(first, marker)
+    with probe.start(delay=60) as first:
+        await probe.handling(first)
         first.kill()
-    assert await _deliveries(engine, job.job_id) == 0
-    assert all(offset is None for offset in (await _committed(settings, group)).values())
+    assert await probe.deliveries() == 0
+    assert all(offset is None for offset in (await probe.committed()).values())
 
     async def delivered() -> bool:
-        return await _deliveries(engine, job.job_id) > 0
+        return await probe.deliveries() > 0
 
-    with _start_probe(settings, group=group, marker=marker, delay=0) as second:
+    with probe.start(delay=0) as second:
         await wait_for(delivered, timeout=60, what="the restarted consumer to process", process=second)
         assert second.stop(timeout=10) == 0
-    assert await _deliveries(engine, job.job_id) == 1
-    assert sum(o or 0 for o in (await _committed(settings, group)).values()) == 1
+    assert await probe.deliveries() == 1
+    assert sum(o or 0 for o in (await probe.committed()).values()) == 1
 
 
-async def test_sigterm_finishes_the_message_in_hand_commits_and_exits_within_10s(
-    settings: CommonSettings, engine, probe_table, account_id, tmp_path: Path
-) -> None:
-    group = f"probe-{uuid.uuid4().hex[:8]}"
-    marker = tmp_path / "marker"
-    job = await _publish_job(settings, account_id)
-
-    with _start_probe(settings, group=group, marker=marker, delay=3) as probe:
-        await _probe_started(probe, marker)
+async def test_sigterm_finishes_the_message_in_hand_commits_and_exits_within_10s(probe: _Probe) -> None:
+    with probe.start(delay=3) as process:
+        await probe.handling(process)
         started = time.monotonic()
-        assert probe.stop(timeout=10) == 0
+        assert process.stop(timeout=10) == 0
         assert time.monotonic() - started < 10
-    assert await _deliveries(engine, job.job_id) == 1
-    assert sum(o or 0 for o in (await _committed(settings, group)).values()) == 1
+    assert await probe.deliveries() == 1
+    assert sum(o or 0 for o in (await probe.committed()).values()) == 1

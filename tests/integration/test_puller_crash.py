@@ -10,10 +10,9 @@ import pytest
 from sqlalchemy import func, select
 
 from crmsync.common.db.schema import Contact, SyncRun
-from crmsync.common.kafka.producer import Publisher, create_producer
-from crmsync.common.kafka.topics import SYNC_JOBS
 from crmsync.common.messages import RunSync, SyncKind, SyncReason
 from tests.integration.test_puller_sync import connect, expected_store, store_of
+from tests.support.broker import publish
 from tests.support.processes import Process, service_env, start_service, wait_for
 
 pytestmark = pytest.mark.integration
@@ -42,12 +41,7 @@ async def test_r18_a_puller_killed_mid_full_sync_of_50000_records_and_restarted_
         reason=SyncReason.FIRST_SYNC,
         requested_at=datetime.now(UTC),
     )
-    producer = create_producer(settings)
-    await producer.start()
-    try:
-        await Publisher(producer, settings).publish(SYNC_JOBS, key=account_id, message=job)
-    finally:
-        await producer.stop()
+    await publish(settings, [job])
 
     async def run() -> SyncRun | None:
         async with sessions() as session:

@@ -13,8 +13,9 @@ from sqlalchemy import func, select
 
 from crmsync.common.db.schema import PushLog
 from crmsync.common.settings import CommonSettings
+from tests.support.broker import publish
 from tests.support.processes import Process, service_env, start_service, wait_for
-from tests.support.pusher import connect_account, event, publish, seed_many_from_crm, wait_logged
+from tests.support.pusher import connect_account, event, seed_many_from_crm, wait_logged
 
 pytestmark = pytest.mark.integration
 UPDATES, CREATES = 9_000, 1_000

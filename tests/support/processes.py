@@ -6,10 +6,11 @@
   a ``Process`` handle (``popen``, ``pid``, ``log``, ``tail()``, ``kill()``,
   ``stop()``; a context manager that kills what is still running on exit).
 - ``start_emulator(leads=, contacts=, seed=, client_id=, client_secret=, extra_args=)``:
-  an ``Emulator`` (a ``Process`` with ``base_url``) on a free loopback port, healthy.
+  an ``Emulator`` (a ``Process`` with ``base_url``) on a free loopback port, healthy
+  (``port=``, ``scheme=`` and ``healthy=`` for one serving HTTPS).
 - ``wait_for(predicate, timeout=, what=, log=, process=)`` (async) and
-  ``wait_until(...)`` (the same for synchronous callers): poll until the predicate
-  holds; fail with what was awaited, the log's tail, and a process that exited.
+  ``wait_until(predicate, timeout=, what=, process=)`` (synchronous): poll until the
+  predicate holds; fail with what was awaited, the log's tail, and a process that exited.
 """
 
 from __future__ import annotations
@@ -160,9 +161,13 @@ def start_emulator(
     extra_args: Sequence[str] = (),
     log: Path | None = None,
     timeout: float = 30,
+    port: int | None = None,
+    scheme: str = "http",
+    healthy: Callable[[str], bool] = answers,
 ) -> Emulator:
-    """Starts the emulator with one generated org on a free port; returns once it is healthy."""
-    port = free_port()
+    """Starts the emulator with one generated org (on a free port unless given); returns once
+    `healthy` holds for its health URL (an HTTPS one needs a `healthy` trusting its certificate)."""
+    port = port or free_port()
     command = [
         sys.executable, "-m", "crmsync.emulator", "--host", "127.0.0.1", "--port", str(port),
         "--leads", str(leads), "--contacts", str(contacts), "--seed", str(seed),
@@ -174,10 +179,10 @@ def start_emulator(
         os.close(handle)
         log = Path(name)
     started = start_process(command, log=log)
-    emulator = Emulator(started.popen, log, base_url=f"http://127.0.0.1:{port}", owns_log=owns_log)
+    emulator = Emulator(started.popen, log, base_url=f"{scheme}://127.0.0.1:{port}", owns_log=owns_log)
     try:
         wait_until(
-            lambda: answers(f"{emulator.base_url}/__emulator/health"),
+            lambda: healthy(f"{emulator.base_url}/__emulator/health"),
             timeout=timeout,
             what=f"crmsync-emulator to start on port {port}",
             process=emulator,
@@ -221,14 +226,13 @@ def wait_until(
     *,
     timeout: float,
     what: Description,
-    log: Path | None = None,
     process: Process | None = None,
     interval: float = 0.2,
 ) -> None:
-    """`wait_for` for synchronous callers."""
+    """`wait_for` for synchronous callers (a plain predicate; the log is the process's)."""
     deadline = time.monotonic() + timeout
     while not predicate():
-        _check(deadline, timeout=timeout, what=what, log=log, process=process)
+        _check(deadline, timeout=timeout, what=what, log=None, process=process)
         time.sleep(interval)
 
 

@@ -20,11 +20,11 @@ from crmsync.common.db.schema import (
     PushPolicy,
 )
 from crmsync.common.domain.mapping import DEFAULT_SALESFORCE_ROWS, MappingRow
-from crmsync.common.kafka.producer import Publisher, create_producer
-from crmsync.common.messages import ContactChanged, RunOutbound, contact_change_key
+from crmsync.common.messages import ContactChanged, RunOutbound
 from crmsync.common.settings import CommonSettings
 from crmsync.pusher.bootstrap import bootstrap
 from crmsync.pusher.settings import Settings
+from tests.support.broker import publish as publish
 from tests.support.connections import add_connection
 from tests.support.emulator import CrmOrg
 from tests.support.mappings import store_mapping
@@ -167,21 +167,6 @@ def event(
             "crm_create": {"object": crm_create} if crm_create else None,
         }
     )
-
-
-async def publish(settings: CommonSettings, events: Sequence[ContactChanged | RunOutbound]) -> None:
-    """Sends events (to contact-changes) and jobs (to outbound-jobs) through the broker."""
-    producer = create_producer(settings)
-    await producer.start()
-    try:
-        publisher = Publisher(producer, settings)
-        for message in events:
-            if isinstance(message, RunOutbound):
-                await publisher.publish("outbound-jobs", key=message.account_id, message=message)
-            else:
-                await publisher.publish("contact-changes", key=contact_change_key(message), message=message)
-    finally:
-        await producer.stop()
 
 
 def outbound_job(account_id: str) -> RunOutbound:
