@@ -107,6 +107,8 @@ def _config(app: object, args: argparse.Namespace, port: int, pair: CertPair | N
         # The app writes Date itself (in Salesforce's spelling); Salesforce names no server.
         server_header=False,
         date_header=False,
+        # A TLS connection a client left open waits for its close_notify; don't let it hold the exit.
+        timeout_graceful_shutdown=2,
         ssl_certfile=str(pair.certfile) if pair else None,
         ssl_keyfile=str(pair.keyfile) if pair else None,
     )

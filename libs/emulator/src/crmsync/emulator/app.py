@@ -13,7 +13,18 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
-from crmsync.emulator.api import auth, bulk, composite, control, discovery, feeds, limits, query, sobjects
+from crmsync.emulator.api import (
+    auth,
+    bulk,
+    bulk1,
+    composite,
+    control,
+    discovery,
+    feeds,
+    limits,
+    query,
+    sobjects,
+)
 from crmsync.emulator.faults import Fault
 from crmsync.emulator.headers import SalesforceHeaders
 from crmsync.emulator.state import Emulator, OrgState, Token
@@ -21,7 +32,7 @@ from crmsync.emulator.web import PathGuard, http_error, json_response, method_no
 
 __all__ = ["Emulator", "Fault", "OrgState", "Token", "build", "create_app", "json_response"]
 
-AREAS = (auth, discovery, limits, sobjects, feeds, query, composite, bulk, control)
+AREAS = (auth, discovery, limits, sobjects, feeds, query, composite, bulk, bulk1, control)
 
 
 def _lifespan(*, freeze_heap: bool):

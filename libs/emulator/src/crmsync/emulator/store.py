@@ -57,8 +57,10 @@ class Org:
         self.writes: list[dict[str, Any]] = []
         self.cursors: dict[str, Cursor] = {}
         self.bulk_jobs: dict[str, dict[str, Any]] = {}
+        self.bulk1_jobs: dict[str, Any] = {}  # Bulk API 1.0 jobs (crmsync.emulator.api.bulk1)
         self.bulk_query_jobs = 0  # Bulk 2.0 query jobs created (DailyBulkV2QueryJobs)
         self.bulk_batches = 0  # Bulk API batches created (DailyBulkApiBatches)
+        self._serials: dict[str, int] = {}
         columns = generate(leads=leads, contacts=contacts, seed=seed, now_ms=now or now_ms())
         self.tables = {
             name: Table(obj, self.tag, columns[name], columns[name]["SystemModstamp"].n)
@@ -104,6 +106,12 @@ class Org:
         self, table: Table, row: int, version: str, fields: Iterable[str] | None = None
     ) -> dict[str, Any]:
         return render.full_record(self.tables, table, row, version, fields)
+
+    def next_id(self, prefix: str) -> str:
+        """Returns a new id of an entity that is no record (jobs 750, batches 751, results 752)."""
+        number = self._serials.get(prefix, 0) + 1
+        self._serials[prefix] = number
+        return ids.make_id(prefix, self.tag, number)
 
     # -- SOQL ----------------------------------------------------------------------------
     def run_query(

@@ -45,6 +45,8 @@ _convertor("version", r"\d+\.\d")
 _convertor("name", r"\w+")
 _convertor("sfid", r"[A-Za-z0-9]{15,18}")
 _convertor("job", r"750\w+")
+_convertor("batch", r"751\w+")
+_convertor("result", r"752\w+")
 _convertor("org", r"00D\w+")
 _convertor("locator", r"[A-Za-z0-9]+-\d+")
 
@@ -115,11 +117,14 @@ def guarded(handler: Endpoint) -> Endpoint:
     return endpoint
 
 
-def _authenticated(request: Request) -> OrgState | None:
+def bearer_token(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    return header.split(" ", 1)[1].strip() if " " in header else ""
+
+
+def authenticated(request: Request, token_text: str) -> OrgState | None:
     """Returns the org an access token belongs to, if the token is valid (a fault may expire it)."""
     emulator = emulator_of(request)
-    header = request.headers.get("authorization", "")
-    token_text = header.split(" ", 1)[1].strip() if " " in header else ""
     token = emulator.tokens.get(token_text)
     if token is None or token.org_id not in emulator.orgs:
         return None
@@ -129,6 +134,17 @@ def _authenticated(request: Request) -> OrgState | None:
     if token.expires_at < time.time() or token_text in state.expired:
         return None
     return state
+
+
+def charge(state: OrgState, request: Request) -> bool:
+    """Counts a call against the org's daily budget; False (and not counted) when it is spent."""
+    org = state.org
+    if state.faults.draw("budget", path=request.url.path, method=request.method):
+        org.api_used = max(org.api_used, org.api_limit)
+    if org.api_used >= org.api_limit:
+        return False
+    org.api_used += 1
+    return True
 
 
 def _injected(faults: FaultPlan, path: str, method: str) -> Response | None:
@@ -159,20 +175,17 @@ def data_endpoint(handler: DataHandler) -> Endpoint:
     counted against the org's daily budget, subject to the org's faults, with Sforce-Limit-Info."""
 
     async def endpoint(request: Request) -> Response:
-        state = _authenticated(request)
+        state = authenticated(request, bearer_token(request))
         if state is None:
             return errors_response(401, "Session expired or invalid", "INVALID_SESSION_ID")
         org = state.org
         path, method = request.url.path, request.method
-        if state.faults.draw("budget", path=path, method=method):
-            org.api_used = max(org.api_used, org.api_limit)
-        if org.api_used >= org.api_limit:
+        if not charge(state, request):
             return json_response(
                 [{"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}],
                 403,
                 limit_info(org),
             )
-        org.api_used += 1
         if fault := state.faults.draw("latency", path=path, method=method):
             await asyncio.sleep(fault.latency_ms / 1000)
         response = _injected(state.faults, path, method)

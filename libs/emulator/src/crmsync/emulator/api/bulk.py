@@ -79,7 +79,7 @@ async def bulk_create(request: Request, state: OrgState, version: str) -> Respon
         org, body.get("query") or "", include_deleted=operation == "queryAll", version=version
     )
     org.bulk_query_jobs += 1
-    job_id = ids.make_id("750", org.tag, org.bulk_query_jobs)
+    job_id = org.next_id("750")
     stamp = format_datetime(now_ms())
     job = {
         "id": job_id,
