@@ -36,8 +36,9 @@ from crmsync.common.domain.schedule import (
     due_jobs,
 )
 from crmsync.common.kafka.topics import CONTACT_CHANGES, SYNC_JOBS
+from crmsync.mapping_api.bootstrap import transactions
 from crmsync.mapping_api.entrypoints.admin_cli import main as admin_main
-from crmsync.mapping_api.handlers.accounts import create_api_key
+from crmsync.mapping_api.handlers.admin import create_api_key
 from crmsync.mapping_api.settings import Settings
 from tests.support.mapping_api import new_tenant, read_messages, running_api
 
@@ -919,8 +920,7 @@ async def test_health_endpoints_stay_beside_the_api(client) -> None:
 async def test_an_account_made_without_defaults_saves_its_first_mapping_as_version_1(
     client, sessions, account_id
 ) -> None:
-    async with sessions.begin() as session:
-        key = await create_api_key(session, account_id=account_id, role="admin")
+    key = await create_api_key(transactions(sessions), account_id=account_id, role="admin")
     headers = {"Authorization": f"Bearer {key}"}
     missing = await client.get("/v1/mapping", headers=headers)
     assert missing.status_code == 404 and missing.json()["field"] == "version"

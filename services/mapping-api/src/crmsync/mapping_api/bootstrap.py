@@ -12,6 +12,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+import structlog
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -20,12 +21,14 @@ from crmsync.common.db.session import create_engine, create_sessionmaker, ping
 from crmsync.common.db.unit_of_work import UnitOfWork
 from crmsync.common.kafka.outbox import OutboxRelay
 from crmsync.common.kafka.producer import Publisher, create_producer
-from crmsync.common.service import ReadinessCheck
+from crmsync.common.service import DEPENDENCY_ERRORS, ReadinessCheck
 from crmsync.mapping_api.adapters.crm import ConnectorPort
 from crmsync.mapping_api.adapters.unit_of_work import PostgresTransactions
 from crmsync.mapping_api.entrypoints.app import create_app
 from crmsync.mapping_api.handlers.ports import CrmPort
 from crmsync.mapping_api.settings import Settings
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass
@@ -71,9 +74,12 @@ class Services:
             relay.notify()
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(relay_task, settings.shutdown_timeout_s)
-            # Publish what the last requests committed; whatever fails stays for the next start.
-            with contextlib.suppress(Exception):
+            # Publish what the last requests committed; what Kafka or PostgreSQL refuses now stays
+            # in the outbox for the next start.
+            try:
                 await asyncio.wait_for(relay.publish_pending(), settings.shutdown_timeout_s)
+            except DEPENDENCY_ERRORS as exc:
+                log.warning("outbox_left_for_next_start", error=str(exc)[:300])
             self.outbox.relay = self.outbox.publisher = None
             await producer.stop()
             if self.owns_engine:
