@@ -11,6 +11,8 @@
 - `is_transient(exc, *, idempotent=True)`: whether a failure is worth another try:
   a `CrmTransientError` that has not had its round of retries yet (and, for a
   request that is not idempotent, one the CRM surely did not act on).
+- `is_transient_result(result)`: whether a record the CRM refused in a batch write
+  was refused for a passing reason only (a locked row), so sending it again may work.
 - `call_with_retries(attempt, policy=...)`: runs `attempt` up to `max_attempts`
   times; a `CrmTransientError` leaving it is marked `retried`, so an enclosing
   loop using `is_transient` does not retry it again (which would multiply the tries).
@@ -26,7 +28,7 @@ from typing import TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
-from crmsync.common.crm.interface import CrmTransientError
+from crmsync.common.crm.interface import CrmTransientError, WriteResult
 from crmsync.common.domain.backoff import Uniform, backoff_ceiling, backoff_delay
 
 __all__ = [
@@ -36,6 +38,7 @@ __all__ = [
     "backoff_delay",
     "call_with_retries",
     "is_transient",
+    "is_transient_result",
 ]
 
 T = TypeVar("T")
@@ -85,6 +88,16 @@ def is_transient(error: BaseException, *, idempotent: bool = True) -> bool:
     if not isinstance(error, CrmTransientError) or error.retried:
         return False
     return idempotent or not error.maybe_applied
+
+
+def is_transient_result(result: WriteResult | None) -> bool:
+    """Returns whether a record's refusal was for passing reasons only (UNABLE_TO_LOCK_ROW and the like)."""
+    return (
+        result is not None
+        and not result.success
+        and bool(result.errors)
+        and all(e.transient for e in result.errors)
+    )
 
 
 async def call_with_retries(

@@ -104,7 +104,9 @@ class Outcome:
     attempts: int
     error_code: str | None = None
     error_message: str | None = None
-    retryable: bool = False  # transient, and still failing when the attempts ran out
+    retryable: bool = False  # transient, and still failing after the round of retries
+    parked: bool = False  # the API budget is at its reserve: wait for it, not a failure
+    retry_after: float | None = None  # seconds the CRM asked to wait
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,11 @@
-"""Writes to the CRM: one connector per account, composite batches, bounded retries.
+"""Writes to the CRM: one connector per account, composite batches, one round of retries.
 
-Transient failures (a CrmTransientError from the connector, or a record
-refused with UNABLE_TO_LOCK_ROW and the like) are retried after the shared
-retry policy's waits (doubling, full jitter), at most `push_max_attempts`
-times; what is still failing after that is reported as failed with the CRM's
-last message.
-Permanent refusals are reported at once. Budget exhaustion is reported as
-failed, never retried in a loop that would eat the customer's API calls.
+The connector retries transient failures (a whole request, or a record refused
+with UNABLE_TO_LOCK_ROW and the like) under the shared retry policy; what is
+still transient after its round is reported `retryable` and waits in Postgres
+for re-delivery (R24). Permanent refusals are reported at once. An exhausted
+budget is reported `parked`, never retried in a loop that would eat the
+customer's API calls.
 """
 
 from __future__ import annotations
@@ -33,7 +32,7 @@ from crmsync.common.crm.interface import (
     WriteResult,
 )
 from crmsync.common.observability.metrics import PUSH_RESULTS
-from crmsync.common.retry import RetryPolicy
+from crmsync.common.retry import RetryPolicy, is_transient, is_transient_result
 from crmsync.pusher.values import Outcome, PlannedWrite
 
 log = structlog.get_logger(__name__)
@@ -70,11 +69,19 @@ class Connectors:
 
 
 class CrmWriter:
+    """One round of writes per delivery attempt, under the one retry policy (crmsync.common.retry).
+
+    The connector retries what is transient itself (whole requests, and records
+    refused for a passing reason); an error it has retried is not retried here
+    again, so tries never multiply. What is still transient after that round
+    comes back `retryable`, for durable re-delivery; an exhausted budget comes
+    back `parked`.
+    """
+
     def __init__(
         self, *, max_attempts: int, backoff_s: float, backoff_max_s: float, batch_size: int = 200
     ) -> None:
         self._policy = RetryPolicy(max_attempts=max_attempts, base_s=backoff_s, cap_s=backoff_max_s)
-        self._max_attempts = max_attempts
         self.batch_size = batch_size
 
     async def write(
@@ -86,79 +93,87 @@ class CrmWriter:
         records: Sequence[CrmRecord],
         find_created: Callable[[Sequence[int]], Any] | None = None,
     ) -> list[Outcome]:
-        """Returns one outcome per record, in order, after bounded retries of what was transient.
+        """Returns one outcome per record, in order.
 
-        For creates, `find_created(indexes)` is asked before a retry of a
-        request that failed as a whole (it may have been applied): it returns
+        For creates, `find_created(indexes)` is asked before a request that
+        failed as a whole is sent again (it may have been applied): it returns
         {index: record id} of records the CRM already has.
         """
         outcomes: list[Outcome | None] = [None] * len(records)
         todo = list(range(len(records)))
-        last: dict[int, WriteError] = {}
-        uncertain = False
-        for attempt in range(1, self._max_attempts + 1):
-            if attempt > 1:
-                await asyncio.sleep(self._policy.delay(attempt - 1))
-            if uncertain and find_created is not None:
+        idempotent = operation != "create"
+        for attempt in range(1, self._policy.max_attempts + 1):
+            if attempt > 1 and find_created is not None:
                 found: dict[int, str] = await find_created(todo)
                 for i, crm_id in found.items():
                     outcomes[i] = Outcome(True, crm_id, attempt - 1)
                 todo = [i for i in todo if i not in found]
                 if not todo:
                     break
-            batch = [records[i] for i in todo]
             try:
-                if operation == "create":
-                    results = await connector.create(crm_object, batch)
-                else:
-                    results = await connector.update(crm_object, batch)
+                results = await self._send(connector, operation, crm_object, [records[i] for i in todo])
             except CrmTransientError as exc:
-                uncertain = True
                 log.warning("crm_write_transient", attempt=attempt, error=exc.message, code=exc.error_code)
-                for i in todo:
-                    last[i] = WriteError(exc.error_code or "TRANSIENT", exc.message)
-                continue
+                if is_transient(exc, idempotent=idempotent) and self._policy.can_retry(attempt):
+                    await asyncio.sleep(self._policy.wait(attempt, exc))
+                    continue
+                return self._fill(outcomes, todo, _retryable(exc, records, attempt))
             except CrmBudgetExhausted as exc:
-                return self._fill(outcomes, todo, attempt, exc)
+                return self._fill(outcomes, todo, _parked(exc, attempt))
             except CrmRejected as exc:
-                return self._fill(outcomes, todo, attempt, exc)
-            uncertain = False
-            retry = []
+                return self._fill(outcomes, todo, _failed(exc, attempt))
             for i, result in zip(todo, results, strict=True):
-                if result.success:
-                    outcomes[i] = Outcome(True, result.id or records[i].get("Id"), attempt)
-                elif _transient(result):
-                    last[i] = result.errors[0]
-                    retry.append(i)
-                else:
-                    error = result.errors[0] if result.errors else WriteError("UNKNOWN", "refused")
-                    outcomes[i] = Outcome(
-                        False, records[i].get("Id"), attempt, error.status_code, error.message
-                    )
-            todo = retry
-            if not todo:
-                break
-        for i in todo:
-            error = last.get(i, WriteError("TRANSIENT", "retries exhausted"))
-            outcomes[i] = Outcome(
-                False,
-                records[i].get("Id"),
-                self._max_attempts,
-                error.status_code,
-                f"{error.message} (gave up after {self._max_attempts} attempts)",
-                retryable=True,
-            )
+                outcomes[i] = _outcome(result, records[i].get("Id"), attempt)
+            break
         return [o for o in outcomes if o is not None]
 
     @staticmethod
-    def _fill(outcomes: list[Outcome | None], todo: list[int], attempt: int, exc: CrmError) -> list[Outcome]:
+    async def _send(
+        connector: CrmConnector, operation: str, crm_object: str, batch: Sequence[CrmRecord]
+    ) -> list[WriteResult]:
+        if operation == "create":
+            return await connector.create(crm_object, batch)
+        return await connector.update(crm_object, batch)
+
+    @staticmethod
+    def _fill(
+        outcomes: list[Outcome | None], todo: list[int], outcome_of: Callable[[int], Outcome]
+    ) -> list[Outcome]:
         for i in todo:
-            outcomes[i] = Outcome(False, None, attempt, exc.error_code or type(exc).__name__, exc.message)
+            outcomes[i] = outcome_of(i)
         return [o for o in outcomes if o is not None]
 
 
-def _transient(result: WriteResult) -> bool:
-    return bool(result.errors) and all(e.transient for e in result.errors)
+def _outcome(result: WriteResult, crm_id: str | None, attempt: int) -> Outcome:
+    if result.success:
+        return Outcome(True, result.id or crm_id, attempt)
+    error = result.errors[0] if result.errors else WriteError("UNKNOWN", "refused")
+    # Still refused for a passing reason after the connector's round: it waits for re-delivery.
+    return Outcome(
+        False, crm_id, attempt, error.status_code, error.message, retryable=is_transient_result(result)
+    )
+
+
+def _retryable(
+    exc: CrmTransientError, records: Sequence[CrmRecord], attempt: int
+) -> Callable[[int], Outcome]:
+    return lambda i: Outcome(
+        False,
+        records[i].get("Id"),
+        attempt,
+        exc.error_code or "TRANSIENT",
+        exc.message,
+        retryable=True,
+        retry_after=exc.retry_after,
+    )
+
+
+def _parked(exc: CrmBudgetExhausted, attempt: int) -> Callable[[int], Outcome]:
+    return lambda i: Outcome(False, None, attempt, exc.error_code, exc.message, parked=True)
+
+
+def _failed(exc: CrmError, attempt: int) -> Callable[[int], Outcome]:
+    return lambda i: Outcome(False, None, attempt, exc.error_code or type(exc).__name__, exc.message)
 
 
 async def find_recent_by_email(

@@ -13,6 +13,7 @@ from crmsync.common.crm.interface import CrmRecord, CrmRejected, CrmTransientErr
 from crmsync.common.crm.salesforce import _soql as soql
 from crmsync.common.crm.salesforce._transport import Transport
 from crmsync.common.crm.salesforce._values import to_salesforce
+from crmsync.common.retry import is_transient_result
 
 log = structlog.get_logger(__name__)
 
@@ -42,7 +43,7 @@ class CompositeWriter:
                 for index, answer in zip(chunk, answers, strict=True):
                     results[index] = _write_result(answer)
             # Records refused for a passing reason (a locked row) are sent again, alone.
-            pending = [i for i in pending if _only_transient(results[i])]
+            pending = [i for i in pending if is_transient_result(results[i])]
             if not pending or not policy.can_retry(attempt):
                 break
             log.info("crm.write.retry", operation=operation, records=len(pending), attempt=attempt)
@@ -100,11 +101,3 @@ def _write_result(answer: dict[str, Any]) -> WriteResult:
     )
     return WriteResult(id=answer.get("id"), success=bool(answer.get("success")), errors=errors)
 
-
-def _only_transient(result: WriteResult | None) -> bool:
-    return (
-        result is not None
-        and not result.success
-        and bool(result.errors)
-        and all(e.transient for e in result.errors)
-    )
