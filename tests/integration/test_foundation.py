@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,7 +16,7 @@ from typing import Any
 import asyncpg
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -24,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crmsync.common.db.migrate import alembic_config, upgrade
 from crmsync.common.db.schema import Base, Contact
-from crmsync.common.kafka.consumer import ConsumerLoop, DeadLetters, consumer_group, create_consumer
+from crmsync.common.kafka.consumer import ConsumerLoop, DeadLetters, Delivery, consumer_group, create_consumer
 from crmsync.common.kafka.producer import Publisher, create_producer
 from crmsync.common.kafka.topics import (
     CONTACT_CHANGES,
@@ -153,61 +155,60 @@ async def test_topics_are_created_once_and_a_throwaway_prefix_deletes_only_its_o
         await delete_topics_with_prefixes(base_settings.kafka_bootstrap_servers, [other.topic_prefix])
 
 
-async def test_an_event_goes_through_the_broker_and_the_consumer_loop(
-    settings: CommonSettings, account_id
-) -> None:
+@asynccontextmanager
+async def _producer_and_consumer(
+    settings: CommonSettings, topic: str
+) -> AsyncIterator[tuple[AIOKafkaProducer, AIOKafkaConsumer]]:
+    """A started producer, and a started consumer of `topic` in a group of its own."""
     producer = create_producer(settings)
     await producer.start()
-    consumer = create_consumer(settings, SYNC_JOBS, group_id=f"g-{uuid.uuid4().hex[:8]}")
+    consumer = create_consumer(settings, topic, group_id=f"g-{uuid.uuid4().hex[:8]}")
     await consumer.start()
-    received: list[RunSync] = []
-    partitions: set[int] = set()
-    stop = asyncio.Event()
-
-    async def handle(batch) -> None:
-        received.extend(d.message for d in batch)
-        partitions.update(d.partition for d in batch)
-        stop.set()
-
     try:
-        sent = _job(account_id)
-        await Publisher(producer, settings).publish(SYNC_JOBS, key=account_id, message=sent)
-        loop = ConsumerLoop(
-            consumer=consumer,
-            models={settings.topic(SYNC_JOBS): RunSync},
-            handler=handle,
-            dead_letters=DeadLetters.via(producer),
-        )
-        await asyncio.wait_for(loop.run(stop), 30)
-        assert received == [sent]
-        (partition,) = partitions
-        assert await consumer.committed(TopicPartition(settings.topic(SYNC_JOBS), partition)) == 1
+        yield producer, consumer
     finally:
         await consumer.stop()
         await producer.stop()
 
 
+async def _one_batch(producer, consumer, topic: str, model: type) -> list[Delivery[Any]]:
+    """Runs a consumer loop over `topic` (dead letters through `producer`) until it has
+    handled one batch; returns that batch."""
+    handled: list[Delivery[Any]] = []
+    stop = asyncio.Event()
+
+    async def handle(batch: Sequence[Delivery[Any]]) -> None:
+        handled.extend(batch)
+        stop.set()
+
+    loop = ConsumerLoop(
+        consumer=consumer, models={topic: model}, handler=handle, dead_letters=DeadLetters.via(producer)
+    )
+    await asyncio.wait_for(loop.run(stop), 30)
+    return handled
+
+
+async def test_an_event_goes_through_the_broker_and_the_consumer_loop(
+    settings: CommonSettings, account_id
+) -> None:
+    async with _producer_and_consumer(settings, SYNC_JOBS) as (producer, consumer):
+        sent = _job(account_id)
+        await Publisher(producer, settings).publish(SYNC_JOBS, key=account_id, message=sent)
+        handled = await _one_batch(producer, consumer, settings.topic(SYNC_JOBS), RunSync)
+        assert [d.message for d in handled] == [sent]
+        (partition,) = {d.partition for d in handled}
+        assert await consumer.committed(TopicPartition(settings.topic(SYNC_JOBS), partition)) == 1
+
+
 async def test_r22_an_invalid_event_goes_to_the_dlq_with_its_reason_and_the_loop_goes_on(
     settings: CommonSettings, account_id
 ) -> None:
-    producer = create_producer(settings)
-    await producer.start()
-    consumer = create_consumer(settings, CONTACT_CHANGES, group_id=f"g-{uuid.uuid4().hex[:8]}")
-    await consumer.start()
     dlq = AIOKafkaConsumer(
         settings.topic("contact-changes.dlq"),
         bootstrap_servers=settings.kafka_bootstrap_servers,
         auto_offset_reset="earliest",
         group_id=f"dlq-{uuid.uuid4().hex[:8]}",
     )
-    await dlq.start()
-    handled: list[ContactChanged] = []
-    stop = asyncio.Event()
-
-    async def handle(batch) -> None:
-        handled.extend(d.message for d in batch)
-        stop.set()
-
     good = {
         "event_id": "e-good",
         "account_id": account_id,
@@ -217,33 +218,27 @@ async def test_r22_an_invalid_event_goes_to_the_dlq_with_its_reason_and_the_loop
         "changes": {"first_name": "Ada"},
     }
     bad_type = dict(good, event_id="e-bad", source="carrier_pigeon")
-    try:
-        topic = settings.topic(CONTACT_CHANGES)
-        key = f"{account_id}:ada@example.com".encode()
-        await producer.send_and_wait(topic, b"\xff not json", key=key)
-        await producer.send_and_wait(topic, orjson.dumps(bad_type), key=key)
-        await producer.send_and_wait(topic, orjson.dumps(good), key=key)
-        loop = ConsumerLoop(
-            consumer=consumer,
-            models={topic: ContactChanged},
-            handler=handle,
-            dead_letters=DeadLetters.via(producer),
-        )
-        await asyncio.wait_for(loop.run(stop), 30)
-        assert [e.event_id for e in handled] == ["e-good"]
-        letters = []
-        while len(letters) < 2:
-            batch = await asyncio.wait_for(dlq.getmany(timeout_ms=1000), 10)
-            letters += [orjson.loads(r.value) for records in batch.values() for r in records]
-        assert letters[0]["original_encoding"] == "base64"
-        assert "JSON" in letters[0]["error"]
-        assert letters[1]["original"] == orjson.dumps(bad_type).decode()
-        assert letters[1]["error"].startswith("source:")
-        assert {letter["attempts"] for letter in letters} == {1}
-    finally:
-        await dlq.stop()
-        await consumer.stop()
-        await producer.stop()
+    async with _producer_and_consumer(settings, CONTACT_CHANGES) as (producer, consumer):
+        await dlq.start()
+        try:
+            topic = settings.topic(CONTACT_CHANGES)
+            key = f"{account_id}:ada@example.com".encode()
+            await producer.send_and_wait(topic, b"\xff not json", key=key)
+            await producer.send_and_wait(topic, orjson.dumps(bad_type), key=key)
+            await producer.send_and_wait(topic, orjson.dumps(good), key=key)
+            handled = await _one_batch(producer, consumer, topic, ContactChanged)
+            assert [d.message.event_id for d in handled] == ["e-good"]
+            letters = []
+            while len(letters) < 2:
+                batch = await asyncio.wait_for(dlq.getmany(timeout_ms=1000), 10)
+                letters += [orjson.loads(r.value) for records in batch.values() for r in records]
+            assert letters[0]["original_encoding"] == "base64"
+            assert "JSON" in letters[0]["error"]
+            assert letters[1]["original"] == orjson.dumps(bad_type).decode()
+            assert letters[1]["error"].startswith("source:")
+            assert {letter["attempts"] for letter in letters} == {1}
+        finally:
+            await dlq.stop()
 
 
 # ----------------------------------------------------------------- crash safety
