@@ -3,8 +3,9 @@
 - ``service_env(settings, **extra)``: the environment a service process reads its
   settings from (database, broker, topic prefix; HTTP port 0 unless given).
 - ``start_service(module, env=, log=)`` / ``start_process(command, env=, log=)``:
-  a ``Process`` handle (``popen``, ``pid``, ``log``, ``tail()``, ``kill()``,
-  ``stop()``; a context manager that kills what is still running on exit).
+  a ``Process`` handle (``popen``, ``pid``, ``log``, ``tail()``, ``kill()``, ``stop()``; a context
+  manager that kills what is still running on exit); ``stop_all(processes)`` stops
+  several at once.
 - ``start_emulator(leads=, contacts=, seed=, client_id=, client_secret=, extra_args=)``:
   an ``Emulator`` (a ``Process`` with ``base_url``) on a free loopback port, healthy
   (``port=``, ``scheme=`` and ``healthy=`` for one serving HTTPS).
