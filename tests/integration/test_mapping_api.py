@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
+from crmsync.common.clock import utc_now
 from crmsync.common.crypto import SecretBox
 from crmsync.common.db.schema import (
     Account,
@@ -28,6 +29,8 @@ from crmsync.common.db.schema import (
     SyncRun,
     SyncSchedule,
 )
+from crmsync.common.domain.fields import DataType
+from crmsync.common.domain.mapping import FieldKind
 from crmsync.common.domain.schedule import (
     LastRuns,
     Schedule,
@@ -36,11 +39,12 @@ from crmsync.common.domain.schedule import (
     due_jobs,
 )
 from crmsync.common.kafka.topics import CONTACT_CHANGES, SYNC_JOBS
-from crmsync.mapping_api.bootstrap import transactions
+from crmsync.mapping_api.bootstrap import build, transactions
 from crmsync.mapping_api.entrypoints.admin_cli import main as admin_main
 from crmsync.mapping_api.handlers.admin import create_api_key
+from crmsync.mapping_api.handlers.mapping import RowInput, read_mapping, save_mapping
 from crmsync.mapping_api.settings import Settings
-from tests.support.mapping_api import new_tenant, read_messages, running_api
+from tests.support.mapping_api import api_settings, new_tenant, read_messages, running_api
 
 pytestmark = pytest.mark.integration
 
@@ -935,3 +939,37 @@ async def test_an_account_made_without_defaults_saves_its_first_mapping_as_versi
     assert body["new_sources"] == ["Contact.Email", "Lead.Email", "Lead.Marketing_Score__c"]
     schedule = (await client.get("/v1/schedule", headers=headers)).json()
     assert schedule["mode"] == "automatic" and schedule["full_sync_requested_at"] is not None
+
+
+async def test_the_unit_of_work_wakes_the_outbox_relay_only_after_a_use_case_wrote_to_the_outbox(
+    settings, engine, sessions, tenant
+) -> None:
+    services = build(api_settings(settings), engine=engine)
+    woken: list[int] = []
+
+    class Relay:
+        def notify(self) -> None:
+            woken.append(1)
+
+    services.outbox.relay = Relay()  # type: ignore[assignment]
+    current = await read_mapping(services.tx, account_id=tenant.account_id)
+    rows = [
+        RowInput(r.destination, r.kind, r.lead_source, r.contact_source, r.data_type)
+        for r in current.mapping.rows
+    ]
+    await save_mapping(
+        services.tx, account_id=tenant.account_id, rows=rows, note=None, crm=services.crm, now=utc_now()
+    )
+    assert woken == []  # nothing changed, nothing enqueued
+    rows.append(RowInput("Notes", FieldKind.CUSTOM, lead_source="Description", data_type=DataType.TEXT))
+    saved = await save_mapping(
+        services.tx, account_id=tenant.account_id, rows=rows, note=None, crm=services.crm, now=utc_now()
+    )
+    assert woken == [1] and saved.full_sync_job_id
+    async with sessions() as session:
+        queued = await session.scalar(
+            select(func.count())
+            .select_from(OutboxMessage)
+            .where(OutboxMessage.account_id == tenant.account_id)
+        )
+    assert queued == 1
