@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
-from crmsync.emulator import ids, soql
+from crmsync.emulator import dateliterals, ids, soql
 from crmsync.emulator.clock import now_ms
 from crmsync.emulator.errors import ApiError
 from crmsync.emulator.render import Tables, page_renderer, resolve, resolve_parent
@@ -13,6 +15,48 @@ from crmsync.emulator.schema import NUMBER_TYPES, STRING_TYPES, FieldDef, Object
 from crmsync.emulator.table import DELETED_REACH_MS, Cursor, Table
 
 Predicate = Callable[[int], bool]
+
+
+@dataclass(frozen=True)
+class Span:
+    """What a relative date literal stands for: stored values from `start` (in) to `end` (out)."""
+
+    start: Any
+    end: Any
+
+    def holds(self, op: str, value: Any) -> bool:
+        if op == "=":
+            return self.start <= value < self.end
+        if op == "!=":
+            return not self.start <= value < self.end
+        if op == "<":
+            return value < self.start
+        if op == "<=":
+            return value < self.end
+        if op == ">":
+            return value >= self.end
+        return value >= self.start
+
+
+def _span(f: FieldDef, lit: soql.Literal) -> Span:
+    if f.type not in ("date", "datetime"):
+        raise ApiError(
+            400,
+            "INVALID_FIELD",
+            f"value of filter criterion for field '{f.name}' must be of type "
+            f"{'string' if f.type in STRING_TYPES else f.type} and should not be a date literal",
+        )
+    name, n = lit.value
+    start, end = dateliterals.date_range(name, n, dt.datetime.fromtimestamp(now_ms() / 1000, dt.UTC).date())
+    if f.type == "date":
+        return Span(start.isoformat(), end.isoformat())
+    midnight = dt.time(tzinfo=dt.UTC)
+    return Span(
+        int(dt.datetime.combine(start, midnight).timestamp() * 1000),
+        int(dt.datetime.combine(end, midnight).timestamp() * 1000),
+    )
+
+
 RowFilter = Callable[[list[int] | range], list[int]]
 
 
@@ -49,6 +93,8 @@ def literal(tables: Tables, f: FieldDef, lit: soql.Literal, owner: Table) -> Any
     """Returns a literal in the field's stored form, refusing mismatched types as Salesforce does."""
     if lit.kind == "null":
         return None
+    if lit.kind == "dateliteral":
+        return _span(f, lit)
     kinds = {"datetime": "datetime", "date": "date", "boolean": "boolean"}
     expected = kinds.get(f.type, "number" if f.type in NUMBER_TYPES else "string")
     if lit.kind != expected:
@@ -119,6 +165,15 @@ def predicate(tables: Tables, table: Table, cond: soql.Condition) -> Predicate:
     value_of = (lambda row: v.lower() if (v := get(row)) is not None else None) if _is_text(f) else get
     if cond.op in ("IN", "NOTIN"):
         values = {literal(tables, f, lit, owner) for lit in cond.value}  # type: ignore[union-attr]
+        spans = [v for v in values if isinstance(v, Span)]
+        if spans:
+            scalars = values - set(spans)
+
+            def within(row: int) -> bool:
+                v = value_of(row)
+                return v in scalars or (v is not None and any(s.holds("=", v) for s in spans))
+
+            return within if cond.op == "IN" else (lambda row: not within(row))
         if cond.op == "IN":
             return lambda row: value_of(row) in values
         return lambda row: value_of(row) not in values
@@ -126,6 +181,10 @@ def predicate(tables: Tables, table: Table, cond: soql.Condition) -> Predicate:
         return _like(f, cond.value, get)  # type: ignore[arg-type]
     target = literal(tables, f, cond.value, owner)  # type: ignore[arg-type]
     op = cond.op
+    if isinstance(target, Span):
+        if op == "!=":
+            return lambda row: (v := get(row)) is None or target.holds(op, v)
+        return lambda row: (v := get(row)) is not None and target.holds(op, v)
     if target is None:
         if op == "=":
             return lambda row: get(row) is None
@@ -172,6 +231,8 @@ def vector_filter(tables: Tables, table: Table, cond: soql.Condition) -> RowFilt
         if not isinstance(item, soql.Comparison) or len(item.field.path) != 1:
             return None
         if item.op not in ("=", "!=", "<", "<=", ">", ">=") or not isinstance(item.value, soql.Literal):
+            return None
+        if item.value.kind == "dateliteral":
             return None
         f = table.obj.field(item.field.path[0])
         if f is None or f.name not in table.cols or f.name == "IsDeleted" or f.type == "address":

@@ -2,7 +2,8 @@
 
 Supported: SELECT of fields, parent fields (`Account.Name`) or `COUNT()`; FROM;
 WHERE with = != <> < <= > >= LIKE, [NOT] IN (...), NULL, booleans, numbers,
-strings, date and date-time literals, AND / OR / NOT and parentheses (AND and OR
+strings, date and date-time literals, relative date literals (TODAY,
+LAST_N_DAYS:n, THIS_QUARTER, …), AND / OR / NOT and parentheses (AND and OR
 may not be mixed without parentheses, as in Salesforce); ORDER BY several
 fields with ASC/DESC and NULLS FIRST/LAST; LIMIT; OFFSET. Anything else is a
 `SoqlError("MALFORMED_QUERY")`, never another exception.
@@ -14,6 +15,8 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+from crmsync.emulator import dateliterals
 
 
 class SoqlError(Exception):
@@ -36,7 +39,8 @@ class FieldRef:
 
 @dataclass(frozen=True)
 class Literal:
-    kind: str  # string, number, boolean, null, datetime (epoch ms), date (YYYY-MM-DD)
+    kind: str  # string, number, boolean, null, datetime (epoch ms), date (YYYY-MM-DD),
+    # dateliteral ((NAME, n or None): TODAY, LAST_N_DAYS:7, …; see crmsync.emulator.dateliterals)
     value: Any
 
 
@@ -86,6 +90,7 @@ _TOKEN = re.compile(
   | (?P<datetime>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,3})?(?:Z|[+-]\d{2}:?\d{2}))
   | (?P<date>\d{4}-\d{2}-\d{2}(?![\dT]))
   | (?P<number>[+-]?\d+(?:\.\d+)?(?![\w.]))
+  | (?P<counted>(?i:(?:LAST_N_|NEXT_N_)(?:DAYS|WEEKS|MONTHS|QUARTERS|YEARS)|N_(?:DAYS|WEEKS|MONTHS|QUARTERS|YEARS)_AGO)\s*:\s*\d+)
   | (?P<ident>[A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z][A-Za-z0-9_]*)*)
   | (?P<op>!=|<>|<=|>=|=|<|>|\(|\)|,)
     """,
@@ -249,6 +254,11 @@ class _Parser:
             except ValueError as exc:
                 raise SoqlError(f"line 1:0 no viable alternative at character '{token.text}'") from exc
             return Literal("date", token.text)
+        if token.kind == "counted":
+            name, _, n = token.text.partition(":")
+            return Literal("dateliteral", (name.strip().upper(), int(n)))
+        if token.kind == "ident" and token.upper in dateliterals.FIXED:
+            return Literal("dateliteral", (token.upper, None))
         if token.kind == "ident" and token.upper in ("TRUE", "FALSE"):
             return Literal("boolean", token.upper == "TRUE")
         if token.kind == "ident" and token.upper == "NULL":
