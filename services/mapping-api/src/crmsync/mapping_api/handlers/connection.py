@@ -51,6 +51,7 @@ async def stored_connection(connections: ConnectionStore, account_id: str) -> Cr
 
 
 def view(connection: CrmConnectionInfo, secret_box: Secrets) -> ConnectionView:
+    """Returns the connection with the names of the secrets it holds (none when they cannot be opened)."""
     try:
         stored = secret_box.open(connection.secrets_encrypted)
     except ValueError:
@@ -59,7 +60,7 @@ def view(connection: CrmConnectionInfo, secret_box: Secrets) -> ConnectionView:
 
 
 async def get_connection(tx: Transactions, *, account_id: str, secret_box: Secrets) -> ConnectionView:
-    """Returns the account's connection; NoConnection when none was stored."""
+    """Returns the account's connection and which secrets it holds; NoConnection when none was stored."""
     async with tx.read() as stores:
         return view(await stored_connection(stores.connections, account_id), secret_box)
 

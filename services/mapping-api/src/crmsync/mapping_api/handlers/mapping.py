@@ -68,16 +68,7 @@ def rows_from_input(rows: Sequence[RowInput]) -> list[MappingRow]:
             standard = STANDARD_FIELDS_BY_KEY.get(row.destination)
             # An unknown standard field is reported by the rule checks (R1); any type will do here.
             data_type = standard.data_type if standard else DataType.TEXT
-        resolved.append(
-            MappingRow(
-                destination=row.destination,
-                data_type=data_type,
-                kind=row.kind,
-                lead_source=row.lead_source,
-                contact_source=row.contact_source,
-                allow_push=row.allow_push,
-            )
-        )
+        resolved.append(MappingRow(**{**vars(row), "data_type": data_type}))
     return resolved
 
 
