@@ -395,7 +395,8 @@ async def test_r22_permanent_failures_are_logged_with_the_crms_message_and_the_o
     org.delete("Lead", deleted["Id"])  # deleted in the CRM while its event is in flight
     events = [
         event(account_id, external_id=deleted["Id"], changes={"job_title": "Ghost"}),
-        event(account_id, external_id=invalid["Id"], changes={"email": "not an address"}),
+        # Shaped like an address, so it passes the edge (R22), yet the CRM refuses it.
+        event(account_id, external_id=invalid["Id"], changes={"email": "ada@@example.com"}),
         event(account_id, external_id=fine["Id"], changes={"job_title": "Fine"}),
     ]
     logged = await _push(settings, sessions, account_id, events)

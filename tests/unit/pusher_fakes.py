@@ -178,6 +178,10 @@ class _PushLog:
             )
 
 
+# Text fields' lengths as Salesforce's describe gives them (Title holds 128 characters).
+LENGTHS = {"Title": 128, "FirstName": 40, "LastName": 80, "Email": 80, "Company": 255, "City": 40}
+
+
 class FakeCrm:
     """Accepts every write; a create gets a new record id."""
 
@@ -186,6 +190,10 @@ class FakeCrm:
     def __init__(self) -> None:
         self.writes: list[PlannedWrite] = []
         self._ids = count(1)
+        self.lengths: dict[str, dict[str, int]] = {"Lead": dict(LENGTHS), "Contact": dict(LENGTHS)}
+
+    async def field_lengths(self, connection: CrmConnectionInfo, crm_object: str) -> dict[str, int]:
+        return self.lengths[crm_object]
 
     async def write(self, connection: CrmConnectionInfo, writes: Sequence[PlannedWrite]) -> list[Outcome]:
         self.writes += [copy.deepcopy(w) for w in writes]

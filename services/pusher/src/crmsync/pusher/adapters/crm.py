@@ -284,6 +284,11 @@ class ConnectedCrm:
             margin=self._margin,
         )
 
+    async def field_lengths(self, connection: CrmConnectionInfo, crm_object: str) -> dict[str, int]:
+        """Returns the most characters each text field of the object holds (the describe is cached)."""
+        described = await self._connectors.for_connection(connection).describe(crm_object)
+        return {name: f.length for name, f in described.fields.items() if f.length > 0}
+
     async def read(
         self, connection: CrmConnectionInfo, *, crm_object: str, ids: Sequence[str], fields: Sequence[str]
     ) -> dict[str, CrmRecord]:

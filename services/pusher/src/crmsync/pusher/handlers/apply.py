@@ -15,7 +15,13 @@ from crmsync.pusher.handlers.ports import AccountConfiguration
 from crmsync.pusher.handlers.push import AccountPush
 from crmsync.pusher.handlers.record import invalid_entry
 from crmsync.pusher.handlers.resolve import ContactIndex, find_contacts, unknown_contact
-from crmsync.pusher.handlers.validate import known_fields, unknown_field
+from crmsync.pusher.handlers.validate import (
+    FieldLengths,
+    field_lengths,
+    known_fields,
+    unknown_field,
+    value_problem,
+)
 
 
 async def apply_account(
@@ -25,11 +31,14 @@ async def apply_account(
     now = utc_now()
     started = time.perf_counter()
     planner = Planner()
+    # The describe is read outside the transaction: a CRM call must not hold its locks.
+    async with ctx.store.read() as tx:
+        lengths = await field_lengths(ctx.crm, (await tx.accounts.config(account_id)).connection)
     async with ctx.store.begin() as tx:
         config = await tx.accounts.config(account_id)
         index = await find_contacts(tx.contacts, account_id, [d.message for d in batch])
         known = known_fields(config.mapping)
-        entries = [await _apply_event(ctx, config, known, index, planner, d) for d in batch]
+        entries = [await _apply_event(ctx, config, known, lengths, index, planner, d) for d in batch]
         await tx.contacts.save(index.all(), now=now)
         await tx.push_log.add(entries)
     writes = planner.writes
@@ -50,12 +59,13 @@ async def _apply_event(
     ctx: PushContext,
     config: AccountConfiguration,
     known: set[str],
+    lengths: FieldLengths,
     index: ContactIndex,
     planner: Planner,
     delivery: Delivery[ContactChanged],
 ) -> PushLogEntry:
     event = delivery.message
-    error = unknown_field(event, known)
+    error = unknown_field(event, known) or value_problem(event, config.mapping)
     contact = None if error is not None else index.find(event)
     if error is None and contact is None:
         error = unknown_contact(event)
@@ -63,4 +73,4 @@ async def _apply_event(
         await ctx.dead_letters.send(delivery, error=error)
         return invalid_entry(event, error)
     assert contact is not None
-    return decide_event(config, contact, event, planner)
+    return decide_event(config, contact, event, planner, lengths=lengths)

@@ -13,6 +13,7 @@ from crmsync.common.domain.push_log import FAILED, PENDING, SKIPPED, PushLogEntr
 from crmsync.common.messages import ContactChanged
 from crmsync.pusher.handlers.ports import AccountConfiguration, StoredContact
 from crmsync.pusher.handlers.record import NO_CONNECTION, event_entry
+from crmsync.pusher.handlers.validate import VALUE_TOO_LONG, FieldLengths, length_problem
 from crmsync.pusher.values import PlannedWrite
 
 # The external id of a contact whose record is being created in this batch.
@@ -55,9 +56,18 @@ class Planner:
 
 
 def decide_event(
-    config: AccountConfiguration, contact: StoredContact, event: ContactChanged, planner: Planner
+    config: AccountConfiguration,
+    contact: StoredContact,
+    event: ContactChanged,
+    planner: Planner,
+    *,
+    lengths: FieldLengths | None = None,
 ) -> PushLogEntry:
-    """Merges the event into the contact, plans its CRM write; returns its push log entry."""
+    """Merges the event into the contact, plans its CRM write; returns its push log entry.
+
+    A value longer than its CRM field holds is kept locally; the push fails for
+    good without a CRM call (R22).
+    """
     state = planner.state_of(contact, event)
     merge = merge_local_changes(
         state.values, event.changes, source=event.source.value, occurred_at=event.occurred_at
@@ -86,6 +96,11 @@ def decide_event(
         return replace(
             entry, status=FAILED, error_code=NO_CONNECTION.code, error_message=NO_CONNECTION.message
         )
+    too_long = decision.sends and length_problem(
+        config.mapping, decision.crm_object or "", decision.values, lengths or {}
+    )
+    if too_long:
+        return replace(entry, status=FAILED, error_code=VALUE_TOO_LONG, error_message=too_long)
     if decision.sends:
         planner.plan(contact, decision, crm_id, event.event_id)
         return replace(entry, status=PENDING)

@@ -155,6 +155,10 @@ class CrmPort(Protocol):
         """Returns {lower(email): record id} of records with these e-mails changed since about `since`."""
         ...
 
+    async def field_lengths(self, connection: CrmConnectionInfo, crm_object: str) -> dict[str, int]:
+        """Returns the most characters each text field of the object holds, from its describe (R22)."""
+        ...
+
     async def read(
         self, connection: CrmConnectionInfo, *, crm_object: str, ids: Sequence[str], fields: Sequence[str]
     ) -> dict[str, CrmRecord]:
