@@ -28,6 +28,7 @@ from crmsync.common.db.schema import Account
 from crmsync.common.db.session import create_engine, create_sessionmaker
 from crmsync.common.kafka.topics import delete_topics_with_prefixes, ensure_topics
 from crmsync.common.settings import DEFAULT_DATABASE_URL, CommonSettings
+from tests.support.databases import asyncpg_dsn
 
 pytest_plugins = ["tests.support.emulator"]
 
@@ -35,11 +36,13 @@ pytest_plugins = ["tests.support.emulator"]
 def _docker_answers() -> bool:
     try:
         import docker  # shipped with testcontainers
-
-        docker.from_env(timeout=2).ping()
-        return True
-    except Exception:
+    except ImportError:
         return False
+    try:
+        docker.from_env(timeout=2).ping()
+    except (docker.errors.DockerException, OSError):  # no engine, or one that does not answer
+        return False
+    return True
 
 
 @pytest.fixture(scope="session")
@@ -74,10 +77,6 @@ def infrastructure() -> Iterator[dict[str, str]]:
             container.stop()
 
 
-def _asyncpg_dsn(url: str) -> str:
-    return url.replace("postgresql+asyncpg://", "postgresql://")
-
-
 @pytest.fixture(scope="session")
 def database_url(infrastructure: dict[str, str]) -> Iterator[str]:
     """Creates a fresh database for this run, migrates it to head, drops it afterwards."""
@@ -86,7 +85,7 @@ def database_url(infrastructure: dict[str, str]) -> Iterator[str]:
     name = f"crmsync_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
 
     async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(_asyncpg_dsn(base))
+        conn = await asyncpg.connect(asyncpg_dsn(base))
         try:
             await conn.execute(sql)
         finally:
@@ -97,7 +96,7 @@ def database_url(infrastructure: dict[str, str]) -> Iterator[str]:
     upgrade(url)
     yield url
     if os.environ.get("CRMSYNC_TEST_KEEP_DB") != "1":
-        with suppress(Exception):
+        with suppress(asyncpg.PostgresError, OSError):  # tidying only: the tests have passed or failed
             asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
