@@ -104,6 +104,20 @@ def test_simple_salesforce_query_all_follows_next_records_url(
     assert len({r["Id"] for r in result["records"]}) == 2500
 
 
+def test_simple_salesforce_query_all_with_a_parent_to_child_subquery(sf: Salesforce):
+    result = sf.query_all(
+        "SELECT Name, (SELECT LastName FROM Contacts ORDER BY LastName) FROM Account ORDER BY Name"
+    )
+    assert result["totalSize"] > 0 and result["done"] is True
+    nested = [r["Contacts"] for r in result["records"] if r["Contacts"] is not None]
+    assert nested
+    assert (
+        sum(n["totalSize"] for n in nested)
+        == sf.query("SELECT COUNT() FROM Contact WHERE AccountId != null")["totalSize"]
+    )
+    assert all(n["done"] is True and n["records"][0]["attributes"]["type"] == "Contact" for n in nested)
+
+
 def test_simple_salesforce_describe_global_and_lead(sf: Salesforce):
     names = {o["name"] for o in sf.describe()["sobjects"]}
     assert {"Lead", "Contact", "Account", "User", "Opportunity"} <= names

@@ -1,4 +1,4 @@
-"""SOQL evaluated over an org's tables: filters, ordering, paging bounds, the cursor a query leaves."""
+"""SOQL conditions and ordering evaluated over an org's tables: which rows match, in which order."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from typing import Any
 from crmsync.emulator import dateliterals, ids, soql
 from crmsync.emulator.clock import now_ms
 from crmsync.emulator.errors import ApiError
-from crmsync.emulator.render import Tables, page_renderer, resolve, resolve_parent
-from crmsync.emulator.schema import NUMBER_TYPES, STRING_TYPES, FieldDef, ObjectDef, find_object
-from crmsync.emulator.table import DELETED_REACH_MS, Cursor, Table
+from crmsync.emulator.render import Tables, resolve, resolve_parent
+from crmsync.emulator.schema import NUMBER_TYPES, STRING_TYPES, FieldDef
+from crmsync.emulator.table import DELETED_REACH_MS, Table
 
 Predicate = Callable[[int], bool]
 
@@ -266,30 +266,7 @@ def id_rows(tables: Tables, table: Table, cond: soql.Condition) -> set[int] | No
     return None
 
 
-def _parse(text: str) -> tuple[soql.Query, ObjectDef]:
-    try:
-        query = soql.parse(text)
-    except soql.SoqlError as exc:
-        raise ApiError(400, exc.error_code, exc.message) from exc
-    obj = find_object(query.sobject)
-    if obj is None:
-        raise ApiError(
-            400,
-            "INVALID_TYPE",
-            f"sObject type '{query.sobject}' is not supported. If you are attempting to use a custom object, be "
-            "sure to append the '__c' after the entity name. Please reference your WSDL or the describe call for "
-            "the appropriate names.",
-        )
-    seen = set()
-    for ref in query.fields:
-        key = ref.text.lower()
-        if key in seen:
-            raise ApiError(400, "MALFORMED_QUERY", f"duplicate field selected: {ref.text}")
-        seen.add(key)
-    return query, obj
-
-
-def _matching(
+def matching(
     tables: Tables, table: Table, where: soql.Condition | None, include_deleted: bool
 ) -> Iterable[int]:
     """Returns the rows that pass the WHERE clause and the recycle bin, in id order."""
@@ -312,7 +289,7 @@ def _matching(
     return rows
 
 
-def _ordered(
+def ordered(
     tables: Tables, table: Table, rows: Iterable[int], order_by: tuple[soql.OrderItem, ...]
 ) -> list[int] | range:
     order = list(order_by)
@@ -336,20 +313,3 @@ def _ordered(
         positions = sorted(range(len(matched)), key=values.__getitem__, reverse=item.descending)
         matched = [matched[i] for i in positions]
     return matched
-
-
-def run_query(
-    tables: Tables, text: str, *, include_deleted: bool, version: str, csv: bool = False
-) -> tuple[Cursor, int | None]:
-    """Returns the cursor of a query and, for COUNT(), the count."""
-    query, obj = _parse(text)
-    table = tables[obj.name]
-    render, columns = page_renderer(tables, table, query.fields, version, csv=csv)
-    rows = _matching(tables, table, query.where, include_deleted)
-    matched = _ordered(tables, table, rows, query.order_by)
-    if query.offset:
-        matched = matched[query.offset :]
-    if query.limit is not None:
-        matched = matched[: query.limit]
-    cursor = Cursor(table, matched, render, columns)
-    return cursor, (len(matched) if query.count else None)

@@ -300,6 +300,33 @@ def _build() -> dict[str, ObjectDef]:
 
 
 OBJECTS: dict[str, ObjectDef] = _build()
+
+
+@dataclass(frozen=True)
+class ChildRelationship:
+    """A parent's name for the records that reference it (Account.Contacts: Contact.AccountId)."""
+
+    name: str
+    child: str
+    field: str
+
+
+CHILD_RELATIONSHIPS: dict[str, tuple[ChildRelationship, ...]] = {
+    "Account": (
+        ChildRelationship("Contacts", "Contact", "AccountId"),
+        ChildRelationship("Opportunities", "Opportunity", "AccountId"),
+    ),
+}
+
+
+def child_relationship(parent: str, name: str) -> ChildRelationship | None:
+    """Returns the child relationship of that name (any case) on a parent object."""
+    for relationship in CHILD_RELATIONSHIPS.get(parent, ()):
+        if relationship.name.lower() == name.lower():
+            return relationship
+    return None
+
+
 OBJECTS_LOWER = {name.lower(): name for name in OBJECTS}
 
 
@@ -387,7 +414,19 @@ def describe_object(obj: ObjectDef, version: str) -> dict[str, Any]:
     """Returns an sObject describe."""
     return {
         **describe_global_entry(obj, version),
-        "childRelationships": [],
+        "childRelationships": [
+            {
+                "cascadeDelete": False,
+                "childSObject": r.child,
+                "deprecatedAndHidden": False,
+                "field": r.field,
+                "junctionIdListNames": [],
+                "junctionReferenceTo": [],
+                "relationshipName": r.name,
+                "restrictedDelete": False,
+            }
+            for r in CHILD_RELATIONSHIPS.get(obj.name, ())
+        ],
         "fields": [describe_field(f) for f in obj.fields.values()],
         "recordTypeInfos": [],
         "supportedScopes": [{"label": "All " + obj.label_plural, "name": "everything"}],

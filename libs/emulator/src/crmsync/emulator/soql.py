@@ -1,6 +1,7 @@
 """A parser for the subset of SOQL the emulator answers (pure: text in, syntax tree out).
 
-Supported: SELECT of fields, parent fields (`Account.Name`) or `COUNT()`; FROM;
+Supported: SELECT of fields, parent fields (`Account.Name`), parent-to-child
+subqueries (`(SELECT Id FROM Contacts WHERE … ORDER BY … LIMIT n)`) or `COUNT()`; FROM;
 WHERE with = != <> < <= > >= LIKE, [NOT] IN (...), NULL, booleans, numbers,
 strings, date and date-time literals, relative date literals (TODAY,
 LAST_N_DAYS:n, THIS_QUARTER, …), AND / OR / NOT and parentheses (AND and OR
@@ -81,6 +82,8 @@ class Query:
     order_by: tuple[OrderItem, ...] = ()
     limit: int | None = None
     offset: int | None = None
+    # Parent-to-child subqueries: each one's `sobject` is a child relationship name (Contacts).
+    subqueries: tuple[Query, ...] = ()
 
 
 _TOKEN = re.compile(
@@ -265,10 +268,21 @@ class _Parser:
             return Literal("null", None)
         raise SoqlError(f"unexpected token: '{token.text}'")
 
-    def query(self) -> Query:
+    def select_item(self, fields: list[FieldRef], subqueries: list[Query], *, nested: bool) -> None:
+        if self.at("(") and (nxt := self.peek(1)) is not None and nxt.upper == "SELECT":
+            if nested:
+                raise SoqlError("Nesting of semi join sub-selects is not supported")
+            self.take()
+            subqueries.append(self.query(nested=True))
+            self.expect(")")
+        else:
+            fields.append(self.field())
+
+    def query(self, *, nested: bool = False) -> Query:
         self.expect("SELECT")
         count = False
         fields: list[FieldRef] = []
+        subqueries: list[Query] = []
         if self.at("COUNT") and (nxt := self.peek(1)) is not None and nxt.text == "(":
             self.take()
             self.expect("(")
@@ -277,10 +291,10 @@ class _Parser:
                 raise SoqlError("Aggregate functions other than COUNT() are not supported")
             count = True
         else:
-            fields.append(self.field())
+            self.select_item(fields, subqueries, nested=nested)
             while self.at(","):
                 self.take()
-                fields.append(self.field())
+                self.select_item(fields, subqueries, nested=nested)
         self.expect("FROM")
         sobject = self.take()
         if sobject.kind != "ident" or "." in sobject.text or sobject.upper in _KEYWORDS:
@@ -309,9 +323,11 @@ class _Parser:
                     "Maximum SOQL offset allowed is 2000", error_code="NUMBER_OUTSIDE_VALID_RANGE"
                 )
         token = self.peek()
-        if token is not None:
+        if token is not None and not (nested and token.text == ")"):
             raise SoqlError(f"unexpected token: '{token.text}'")
-        return Query(sobject.text, tuple(fields), count, where, tuple(order), limit, offset)
+        return Query(
+            sobject.text, tuple(fields), count, where, tuple(order), limit, offset, tuple(subqueries)
+        )
 
     def integer(self, clause: str) -> int:
         token = self.take()

@@ -6,7 +6,7 @@ import secrets
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from crmsync.emulator import coerce, evaluate, ids, render, soql
+from crmsync.emulator import coerce, ids, queries, render, soql
 from crmsync.emulator.clock import day, format_datetime, now_ms, parse_datetime
 from crmsync.emulator.dataset import generate
 from crmsync.emulator.errors import ApiError, RecordError, RecordRejected
@@ -118,9 +118,7 @@ class Org:
         self, text: str, *, include_deleted: bool, version: str, csv: bool = False
     ) -> tuple[Cursor, int | None]:
         """Returns the cursor of a query and, for COUNT(), the count."""
-        return evaluate.run_query(
-            self.tables, text, include_deleted=include_deleted, version=version, csv=csv
-        )
+        return queries.run_query(self.tables, text, include_deleted=include_deleted, version=version, csv=csv)
 
     def save_cursor(self, cursor: Cursor) -> str:
         """Returns the locator of a cursor kept for nextRecordsUrl (the oldest go first, as in Salesforce)."""
