@@ -10,6 +10,7 @@ from crmsync.emulator.clock import now_ms
 from crmsync.emulator.dateliterals import date_range
 from crmsync.emulator.soql import Literal, parse
 from crmsync.emulator.store import ApiError, Org
+from tests.support.emulator_orgs import in_process_org
 
 WEDNESDAY = dt.date(2026, 12, 2)
 D = dt.date
@@ -74,16 +75,7 @@ def test_date_literals_parse(text: str, value: tuple[str, int | None]):
 
 
 def _org() -> Org:
-    return Org(
-        org_id="00Dtest",
-        number=1,
-        leads=0,
-        contacts=30,
-        seed=3,
-        client_id="c",
-        client_secret="s",
-        api_limit=10**6,
-    )
+    return in_process_org(leads=0, contacts=30, seed=3)
 
 
 def _ids(org: Org, query: str) -> set[str]:

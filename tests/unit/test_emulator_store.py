@@ -9,22 +9,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crmsync.emulator.store import Org
+from tests.support.emulator_orgs import in_process_org
 
 FIELDS = ("LastName", "Email", "Marketing_Score__c", "HasOptedOutOfEmail", "Title")
 
 
 @cache
 def org() -> Org:
-    org = Org(
-        org_id="00Dtest",
-        number=1,
-        leads=300,
-        contacts=0,
-        seed=21,
-        client_id="c",
-        client_secret="s",
-        api_limit=10**6,
-    )
+    org = in_process_org(leads=300, contacts=0, seed=21)
     table = org.tables["Lead"]
     for row in range(0, 300, 7):  # some values the generator would not give, to reach more edges
         table.cols["Title"][row] = None

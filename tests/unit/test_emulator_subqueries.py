@@ -10,22 +10,14 @@ import pytest
 from crmsync.emulator.schema import OBJECTS, describe_object
 from crmsync.emulator.soql import FieldRef, Query, parse
 from crmsync.emulator.store import ApiError, Org
+from tests.support.emulator_orgs import in_process_org
 
 CHILD_TYPES = {"Contacts": "Contact", "Opportunities": "Opportunity"}
 
 
 @cache
 def _org() -> Org:
-    return Org(
-        org_id="00Dtest",
-        number=1,
-        leads=0,
-        contacts=60,
-        seed=5,
-        client_id="c",
-        client_secret="s",
-        api_limit=10**6,
-    )
+    return in_process_org(leads=0, contacts=60, seed=5)
 
 
 def _records(query: str, *, include_deleted: bool = False) -> list[dict[str, Any]]:
