@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from crmsync.common.crm.connection import CrmConnectionInfo
 from crmsync.common.crm.interface import ApiBudget, CrmError, CrmField, ObjectDescribe
-from crmsync.common.db.account_config import StoredMapping
+from crmsync.common.domain.account import StoredMapping
 from crmsync.common.domain.fields import DataType
 from crmsync.common.domain.mapping import DEFAULT_SALESFORCE_ROWS, MappingRow, PushPolicy
 from crmsync.common.domain.schedule import Schedule

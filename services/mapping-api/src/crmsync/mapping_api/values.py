@@ -1,6 +1,6 @@
 """Frozen values that cross the mapping API's ports: what the stores return, never ORM rows.
 
-A stored mapping is `crmsync.common.db.account_config.StoredMapping` and a CRM
+A stored mapping is `crmsync.common.domain.account.StoredMapping` and a CRM
 connection `crmsync.common.crm.connection.CrmConnectionInfo`; the rest is here.
 """
 

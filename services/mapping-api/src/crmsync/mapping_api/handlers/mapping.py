@@ -8,13 +8,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from crmsync.common.crm.interface import CrmError
+from crmsync.common.domain.account import StoredMapping
 from crmsync.common.domain.fields import STANDARD_FIELDS_BY_KEY, DataType
 from crmsync.common.domain.mapping import CrmObject, FieldKind, MappingRow, PushPolicy
 from crmsync.common.domain.mapping_rules import DescribedField, check_mapping
 from crmsync.common.domain.schedule import job_id_for
 from crmsync.common.messages import RunSync, SyncKind, SyncReason
 from crmsync.mapping_api.handlers.errors import Conflict, CrmUnavailable, Invalid, MappingRefused, NotFound
-from crmsync.mapping_api.handlers.ports import CrmPort, SavedMapping, Stores, Transactions
+from crmsync.mapping_api.handlers.ports import CrmPort, Stores, Transactions
 from crmsync.mapping_api.values import VersionSummary
 
 Describes = tuple[Mapping[str, DescribedField] | None, Mapping[str, DescribedField] | None]
@@ -36,7 +37,7 @@ class RowInput:
 class MappingView:
     """A saved mapping with the policy that decides its rows' effective Allow Push."""
 
-    mapping: SavedMapping
+    mapping: StoredMapping
     policy: PushPolicy
 
 
@@ -72,7 +73,7 @@ def rows_from_input(rows: Sequence[RowInput]) -> list[MappingRow]:
     return resolved
 
 
-async def saved_mapping(stores: Stores, account_id: str, version: int | None = None) -> SavedMapping:
+async def saved_mapping(stores: Stores, account_id: str, version: int | None = None) -> StoredMapping:
     """Returns a version of the account's mapping, the newest when `version` is None."""
     stored = await stores.mappings.get(account_id, version)
     if stored is None:

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from crmsync.common.crm.connection import CrmConnectionInfo
 from crmsync.common.crm.interface import CrmConnector
+from crmsync.common.domain.account import StoredMapping
 from crmsync.common.domain.mapping import MappingRow, PushPolicy
 from crmsync.common.domain.schedule import Schedule
 from crmsync.common.messages import ContactChanged, RunSync
@@ -33,19 +34,6 @@ from crmsync.mapping_api.values import (
     SyncRunInfo,
     VersionSummary,
 )
-
-
-class SavedMapping(Protocol):
-    """A saved version of an account's mapping (`account_config.StoredMapping` is one)."""
-
-    @property
-    def version(self) -> int: ...
-    @property
-    def note(self) -> str | None: ...
-    @property
-    def created_at(self) -> datetime: ...
-    @property
-    def rows(self) -> tuple[MappingRow, ...]: ...
 
 
 class AccountStore(Protocol):
@@ -83,13 +71,13 @@ class ConnectionStore(Protocol):
 
 
 class MappingStore(Protocol):
-    async def get(self, account_id: str, version: int | None = None) -> SavedMapping | None:
+    async def get(self, account_id: str, version: int | None = None) -> StoredMapping | None:
         """Returns that version (the newest when None), or None."""
         ...
 
     async def add(
         self, *, account_id: str, version: int, note: str | None, rows: Sequence[MappingRow]
-    ) -> SavedMapping: ...
+    ) -> StoredMapping: ...
 
     async def versions(self, account_id: str) -> list[VersionSummary]:
         """Returns every version with its row count, newest first."""
