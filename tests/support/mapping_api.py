@@ -15,8 +15,8 @@ from aiokafka import AIOKafkaConsumer
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from crmsync.common.settings import CommonSettings
-from crmsync.mapping_api.bootstrap import bootstrap
-from crmsync.mapping_api.handlers.accounts import create_account, create_api_key
+from crmsync.mapping_api.bootstrap import bootstrap, transactions
+from crmsync.mapping_api.handlers.admin import create_account, create_api_key
 from crmsync.mapping_api.handlers.ports import CrmPort
 from crmsync.mapping_api.settings import Settings
 
@@ -31,10 +31,10 @@ class Tenant:
 async def new_tenant(sessions: async_sessionmaker[AsyncSession], *, name: str = "Acme") -> Tenant:
     """Returns a fresh account (as crmsync-admin creates it) with an admin and a reader key."""
     account_id = f"m-{uuid.uuid4().hex[:12]}"
-    async with sessions.begin() as session:
-        await create_account(session, name=name, account_id=account_id)
-        admin = await create_api_key(session, account_id=account_id, role="admin")
-        reader = await create_api_key(session, account_id=account_id, role="reader")
+    tx = transactions(sessions)
+    await create_account(tx, name=name, account_id=account_id)
+    admin = await create_api_key(tx, account_id=account_id, role="admin")
+    reader = await create_api_key(tx, account_id=account_id, role="reader")
     return Tenant(
         account_id,
         {"Authorization": f"Bearer {admin}"},

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crmsync.common.db.schema import MappingVersion
 from crmsync.common.domain.mapping import MappingRow
-from crmsync.mapping_api.handlers.mapping import add_mapping_version
+from crmsync.mapping_api.adapters.mappings import add_mapping_version
 
 
 async def store_mapping(

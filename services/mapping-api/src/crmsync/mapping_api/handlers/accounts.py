@@ -6,7 +6,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal, cast
+from typing import Literal, cast
 
 from crmsync.mapping_api.handlers.errors import Forbidden, NotFound
 from crmsync.mapping_api.handlers.ports import Transactions
@@ -70,23 +70,3 @@ async def read_account(tx: Transactions, *, account_id: str) -> AccountInfo:
     if account is None:
         raise NotFound("account not found")
     return account
-
-
-# Until the shared test helpers (tests/support) call `handlers.admin` with a unit of work:
-# the same use cases, inside a transaction the caller holds on its own session.
-
-
-async def create_account(session: Any, *, name: str, account_id: str | None = None) -> AccountInfo:
-    """Returns a new account as `handlers.admin.create_account` makes it, in the session's transaction."""
-    from crmsync.mapping_api.adapters.unit_of_work import InSession
-    from crmsync.mapping_api.handlers import admin
-
-    return await admin.create_account(InSession(session), name=name, account_id=account_id)
-
-
-async def create_api_key(session: Any, *, account_id: str, role: Role, name: str = "") -> str:
-    """Returns a new API key as `handlers.admin.create_api_key` makes it, in the session's transaction."""
-    from crmsync.mapping_api.adapters.unit_of_work import InSession
-    from crmsync.mapping_api.handlers import admin
-
-    return await admin.create_api_key(InSession(session), account_id=account_id, role=role, name=name)

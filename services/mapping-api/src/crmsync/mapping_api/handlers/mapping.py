@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
 
 from crmsync.common.crm.interface import CrmError
 from crmsync.common.domain.account import StoredMapping
@@ -261,17 +260,3 @@ async def set_field_push(
         ]
         note = f"Allow Push of {destination} set to {allow_push}"
         return await _save(stores, account_id=account_id, rows=rows, note=note, crm=crm, now=now)
-
-
-# Until the shared test helpers (tests/support) store mappings through the adapter: the same.
-
-
-async def add_mapping_version(
-    session: Any, *, account_id: str, version: int, note: str | None, rows: Sequence[MappingRow]
-) -> Any:
-    """Returns a new stored version of the account's mapping holding `rows` (see adapters.mappings)."""
-    from crmsync.mapping_api.adapters import mappings
-
-    return await mappings.add_mapping_version(
-        session, account_id=account_id, version=version, note=note, rows=rows
-    )
