@@ -14,6 +14,10 @@ Fixtures (register them by importing them into a test module)
     ``dynamics_emulator``, reset (records as generated, faults cleared) when the test ends.
 
 ``start_dynamics_emulator(cert_dir, leads=, contacts=, seed=, extra_args=)`` starts one process.
+
+``in_process(leads=, contacts=, seed=)`` is the app without a process, for unit tests: an
+``InProcess`` with ``emulator`` (its state), ``client`` (an ``httpx.AsyncClient`` over ASGI at
+``https://dataverse.test``), ``sign_in()`` (sets the bearer token on the client) and ``control``.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from crmsync.dynamics_emulator.app import create_app
+from crmsync.dynamics_emulator.state import Emulator, Settings
 from tests.support.processes import Process, free_port, start_process, wait_until
 
 TENANT = "5f0c1e2d-7a3b-4c5d-9e8f-0a1b2c3d4e5f"
@@ -120,3 +126,32 @@ def dynamics_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dyna
 def dynamics(dynamics_emulator: DynamicsEmulator) -> Iterator[DynamicsEmulator]:
     yield dynamics_emulator
     dynamics_emulator.control("POST", "/reset").raise_for_status()
+
+
+IN_PROCESS_URL = "https://dataverse.test"
+
+
+@dataclass
+class InProcess:
+    emulator: Emulator
+    client: httpx.AsyncClient
+
+    async def sign_in(self) -> str:
+        form = {"grant_type": "client_credentials", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
+                "scope": f"{IN_PROCESS_URL}/.default"}  # fmt: skip
+        answer = await self.client.post(f"/{TENANT}/oauth2/v2.0/token", data=form)
+        answer.raise_for_status()
+        token = answer.json()["access_token"]
+        self.client.headers["Authorization"] = f"Bearer {token}"
+        return token
+
+    async def control(self, method: str, path: str, json: object = None) -> httpx.Response:
+        return await self.client.request(method, f"/__emulator{path}", json=json)
+
+
+def in_process(*, leads: int = 120, contacts: int = 90, seed: int = 3) -> InProcess:
+    """The emulator's app over ASGI, no process and no port: for unit tests."""
+    emulator = Emulator(Settings(leads, contacts, seed, CLIENT_ID, CLIENT_SECRET, TENANT))
+    transport = httpx.ASGITransport(app=create_app(emulator))
+    client = httpx.AsyncClient(transport=transport, base_url=IN_PROCESS_URL, headers={"OData-Version": "4.0"})
+    return InProcess(emulator, client)
