@@ -20,6 +20,7 @@ from crmsync.emulator.table import Cursor
 from crmsync.emulator.web import data_route, json_response, read_json
 
 BULK_DEFAULT_MAX_RECORDS = 100_000
+CSV_TYPE = {"Content-Type": "text/csv"}  # as Salesforce sends it: no charset
 DELIMITERS = {"COMMA": ",", "TAB": "\t", "PIPE": "|", "SEMICOLON": ";", "CARET": "^", "BACKQUOTE": "`"}
 
 
@@ -175,8 +176,7 @@ async def bulk_results(request: Request, state: OrgState, version: str, job: str
     return Response(
         body,
         200,
-        {"Sforce-Locator": next_locator, "Sforce-NumberOfRecords": str(len(rows))},
-        media_type="text/csv",
+        {"Sforce-Locator": next_locator, "Sforce-NumberOfRecords": str(len(rows)), **CSV_TYPE},
     )
 
 

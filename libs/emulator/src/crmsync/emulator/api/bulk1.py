@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from crmsync.emulator import bulk1_format as fmt
 from crmsync.emulator import ids, soql
-from crmsync.emulator.api.bulk import bulk_cursor, write_csv
+from crmsync.emulator.api.bulk import CSV_TYPE, bulk_cursor, write_csv
 from crmsync.emulator.api.limits import DAILY_BULK_API_BATCHES
 from crmsync.emulator.clock import format_datetime, now_ms
 from crmsync.emulator.errors import ApiError
@@ -356,7 +356,7 @@ async def result(
     rows = cursor.rows
     if found.content_type == "CSV":
         body = write_csv(cursor, rows, delimiter=",", line_ending="LF") if len(rows) else NO_RECORDS
-        return Response(body, media_type="text/csv")
+        return Response(body, headers=CSV_TYPE)
     records = cursor.render_page(list(rows))
     if found.content_type == "JSON":
         return Response(orjson.dumps([fmt.json_record(r) for r in records]), media_type=fmt.JSON_TYPE)
