@@ -64,6 +64,14 @@ def test_subqueries_give_each_parent_its_children_in_the_nested_shape():
             )
 
 
+def test_subqueries_keys_stand_where_the_select_list_puts_them():
+    (account,) = _records(
+        "SELECT Id, (SELECT Id FROM Contacts), Name, Owner.Email, Owner.Name, "
+        "(SELECT Id FROM Opportunities), Industry FROM Account LIMIT 1"
+    )
+    assert list(account) == ["attributes", "Id", "Contacts", "Name", "Owner", "Opportunities", "Industry"]
+
+
 def test_subqueries_filter_order_and_limit_per_parent():
     accounts = _records(
         "SELECT Id, (SELECT LastName, Email FROM contacts WHERE Email != null ORDER BY LastName DESC LIMIT 2) "

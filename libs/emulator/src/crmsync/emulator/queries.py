@@ -82,13 +82,29 @@ def _children(
     return relationship.name, children
 
 
-def _with_children(render: RenderPage, subqueries: list[tuple[str, Children]]) -> RenderPage:
+def _keys_before(fields: tuple[soql.FieldRef, ...], position: int) -> int:
+    """Returns how many record keys the first `position` fields make (parent fields share one)."""
+    return len(
+        {
+            ref.path[0].lower() if len(ref.path) == 1 else ("parent", ref.path[0].lower())
+            for ref in fields[:position]
+        }
+    )
+
+
+def _with_children(render: RenderPage, joined: list[tuple[int, str, Children]]) -> RenderPage:
+    """Returns render with each subquery's key where it stands in the SELECT list."""
+
     def render_page(rows: list[int]) -> list[dict[str, Any]]:
         records = render(rows)
-        for key, children in subqueries:
-            for record, value in zip(records, children(rows), strict=True):
-                record[key] = value
-        return records
+        columns = [(at, key, children(rows)) for at, key, children in joined]
+        out = []
+        for i, record in enumerate(records):
+            items = list(record.items())
+            for at, key, values in reversed(columns):
+                items.insert(1 + at, (key, values[i]))  # after "attributes"
+            out.append(dict(items))
+        return out
 
     return render_page
 
@@ -103,7 +119,13 @@ def run_query(
     if query.subqueries:
         if csv:
             raise ApiError(400, "MALFORMED_QUERY", "Bulk queries do not support parent-to-child subqueries")
-        joined = [_children(tables, table, sub, version, include_deleted) for sub in query.subqueries]
+        joined = [
+            (
+                _keys_before(query.fields, sub.position),
+                *_children(tables, table, sub, version, include_deleted),
+            )
+            for sub in query.subqueries
+        ]
         render = _with_children(render, joined)
     rows = matching(tables, table, query.where, include_deleted)
     matched = ordered(tables, table, rows, query.order_by)

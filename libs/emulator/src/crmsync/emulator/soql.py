@@ -13,7 +13,7 @@ fields with ASC/DESC and NULLS FIRST/LAST; LIMIT; OFFSET. Anything else is a
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -82,8 +82,10 @@ class Query:
     order_by: tuple[OrderItem, ...] = ()
     limit: int | None = None
     offset: int | None = None
-    # Parent-to-child subqueries: each one's `sobject` is a child relationship name (Contacts).
+    # Parent-to-child subqueries: each one's `sobject` is a child relationship name (Contacts),
+    # its `position` how many of the fields above come before it in the SELECT list.
     subqueries: tuple[Query, ...] = ()
+    position: int = 0
 
 
 _TOKEN = re.compile(
@@ -273,7 +275,8 @@ class _Parser:
             if nested:
                 raise SoqlError("Nesting of semi join sub-selects is not supported")
             self.take()
-            subqueries.append(self.query(nested=True))
+            sub = self.query(nested=True)
+            subqueries.append(replace(sub, position=len(fields)))
             self.expect(")")
         else:
             fields.append(self.field())
