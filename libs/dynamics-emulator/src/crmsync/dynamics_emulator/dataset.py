@@ -8,11 +8,13 @@ same records. References point at rows of other tables by their generated ids.
 
 from __future__ import annotations
 
+import functools
 import random
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from crmsync.dynamics_emulator import names
 from crmsync.dynamics_emulator.ids import RowIds
@@ -39,6 +41,42 @@ def sizes(*, leads: int, contacts: int) -> dict[str, int]:
     }
 
 
+DAY = 86_400
+
+
+@functools.cache
+def _row_ids(seed: int, logical: str) -> RowIds:
+    return RowIds(seed, logical)
+
+
+@functools.cache
+def _blank(logical: str) -> Record:
+    return {a.field: None for a in TABLES[logical].attributes}
+
+
+@functools.cache
+def _day_text(day: int) -> str:
+    return datetime.fromtimestamp(day * DAY, UTC).strftime("%Y-%m-%d")
+
+
+def _stamp_text(seconds: int) -> str:
+    """`iso` of a Unix time, without a datetime per record (the generator's hot path)."""
+    day, rest = divmod(seconds, DAY)
+    return f"{_day_text(day)}T{rest // 3600:02d}:{rest % 3600 // 60:02d}:{rest % 60:02d}Z"
+
+
+T = TypeVar("T")
+
+
+def _int(rng: random.Random, low: int, high: int) -> int:
+    """`randint` from one C call: the generator draws millions of these."""
+    return low + int(rng.random() * (high - low + 1))
+
+
+def _pick(rng: random.Random, options: Sequence[T]) -> T:
+    return options[int(rng.random() * len(options))]
+
+
 def ascii_address(text: str) -> str:
     """An e-mail local part or domain in ASCII: accents dropped, apostrophes gone, lower case."""
     return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().replace("'", "").lower()
@@ -55,7 +93,7 @@ class Dataset:
     epoch: datetime  # the day the data was made for: dates fall in the weeks before it
 
     def ids(self, logical: str) -> RowIds:
-        return RowIds(self.seed, logical)
+        return _row_ids(self.seed, logical)
 
     def chunk(self, logical: str, index: int) -> list[Record]:
         """The generated records of one chunk of a table."""
@@ -75,15 +113,14 @@ class Dataset:
 
     def _stamp(self, logical: str, row: int, guid: str, values: Record, rng: random.Random) -> Record:
         table = TABLES[logical]
-        created = self.epoch - timedelta(days=rng.randint(30, 400), seconds=rng.randint(0, 86_399))
-        modified = max(
-            created, self.epoch - timedelta(days=rng.randint(0, 27), seconds=rng.randint(0, 86_399))
-        )
-        record: Record = {a.field: None for a in table.attributes}
+        base = int(self.epoch.timestamp())
+        created = base - _int(rng, 30, 400) * DAY - _int(rng, 0, DAY - 1)
+        modified = max(created, base - _int(rng, 0, 27) * DAY - _int(rng, 0, DAY - 1))
+        record: Record = dict(_blank(logical))
         record.update(values)
         record[table.primary_id] = guid
-        record["createdon"] = iso(created)
-        record["modifiedon"] = iso(modified)
+        record["createdon"] = _stamp_text(created)
+        record["modifiedon"] = _stamp_text(modified)
         record["versionnumber"] = ORDER.index(logical) * VERSION_BLOCK + row + 1
         if "_ownerid_value" in record:
             owner = self.ref("systemuser", row * 7 + 3)
@@ -98,27 +135,25 @@ class Dataset:
 
 
 def _person(rng: random.Random, row: int) -> Record:
-    first = rng.choice(names.FIRST) if rng.random() > 0.03 else None
-    last = rng.choice(names.LAST)
-    email = None if rng.random() < 0.01 else f"{(first or 'info')}.{last}{row}@{rng.choice(names.DOMAINS)}"
-    city, state, country = rng.choice(names.CITIES)
+    first = _pick(rng, names.FIRST) if rng.random() > 0.03 else None
+    last = _pick(rng, names.LAST)
+    email = None if rng.random() < 0.01 else f"{(first or 'info')}.{last}{row}@{_pick(rng, names.DOMAINS)}"
+    city, state, country = _pick(rng, names.CITIES)
     return {
         "firstname": first,
         "lastname": last,
         "emailaddress1": ascii_address(email) if email else None,
-        "telephone1": f"+1 {rng.randint(200, 989)} 555 {rng.randint(0, 9999):04d}"
+        "telephone1": f"+1 {_int(rng, 200, 989)} 555 {_int(rng, 0, 9999):04d}"
         if rng.random() > 0.1
         else None,
-        "mobilephone": f"+1 {rng.randint(200, 989)} 555 {rng.randint(0, 9999):04d}"
+        "mobilephone": f"+1 {_int(rng, 200, 989)} 555 {_int(rng, 0, 9999):04d}"
         if rng.random() > 0.5
         else None,
-        "jobtitle": rng.choice(names.TITLES),
-        "address1_line1": f"{rng.randint(1, 9999)} {rng.choice(names.STREETS)}"
-        if rng.random() > 0.2
-        else None,
+        "jobtitle": _pick(rng, names.TITLES),
+        "address1_line1": f"{_int(rng, 1, 9999)} {_pick(rng, names.STREETS)}" if rng.random() > 0.2 else None,
         "address1_city": city,
         "address1_stateorprovince": state,
-        "address1_postalcode": f"{rng.randint(10000, 99999)}" if rng.random() > 0.2 else None,
+        "address1_postalcode": f"{_int(rng, 10000, 99999)}" if rng.random() > 0.2 else None,
         "address1_country": country,
         "donotemail": rng.random() < 0.05,
         "donotbulkemail": rng.random() < 0.1,
@@ -127,21 +162,21 @@ def _person(rng: random.Random, row: int) -> Record:
 
 
 def _company(rng: random.Random) -> str:
-    return f"{rng.choice(names.COMPANY_A)} {rng.choice(names.COMPANY_B)}"
+    return f"{_pick(rng, names.COMPANY_A)} {_pick(rng, names.COMPANY_B)}"
 
 
 def _lead(data: Dataset, rng: random.Random, row: int) -> Record:
     record = _person(rng, row)
     disqualified = rng.random() < 0.05
     record.update(
-        subject=f"Interested in {rng.choice(names.PRODUCTS)}",
+        subject=f"Interested in {_pick(rng, names.PRODUCTS)}",
         companyname=_company(rng) if rng.random() > 0.1 else None,
-        leadsourcecode=rng.choice(LEAD_SOURCES)[0] if rng.random() > 0.3 else None,
-        industrycode=rng.choice(INDUSTRIES)[0] if rng.random() > 0.4 else None,
-        numberofemployees=rng.randint(1, 50_000) if rng.random() > 0.5 else None,
+        leadsourcecode=_pick(rng, LEAD_SOURCES)[0] if rng.random() > 0.3 else None,
+        industrycode=_pick(rng, INDUSTRIES)[0] if rng.random() > 0.4 else None,
+        numberofemployees=_int(rng, 1, 50_000) if rng.random() > 0.5 else None,
         revenue=round(rng.uniform(10_000, 50_000_000), 2) if rng.random() > 0.6 else None,
         statecode=2 if disqualified else 0,
-        statuscode=rng.choice((4, 5, 6, 7)) if disqualified else rng.choice((1, 2)),
+        statuscode=_pick(rng, (4, 5, 6, 7)) if disqualified else _pick(rng, (1, 2)),
     )
     return record
 
@@ -157,17 +192,17 @@ def _contact(data: Dataset, rng: random.Random, row: int) -> Record:
 
 
 def _account(data: Dataset, rng: random.Random, row: int) -> Record:
-    city, state, country = rng.choice(names.CITIES)
+    city, state, country = _pick(rng, names.CITIES)
     name = _company(rng)
     return {
         "name": name,
-        "telephone1": f"+1 {rng.randint(200, 989)} 555 {rng.randint(0, 9999):04d}",
+        "telephone1": f"+1 {_int(rng, 200, 989)} 555 {_int(rng, 0, 9999):04d}",
         "websiteurl": f"https://www.{name.split()[0].lower().replace(chr(39), '')}{row}.example.com",
         "address1_city": city,
         "address1_stateorprovince": state,
         "address1_country": country,
-        "industrycode": rng.choice(INDUSTRIES)[0] if rng.random() > 0.1 else None,
-        "numberofemployees": rng.randint(1, 50_000),
+        "industrycode": _pick(rng, INDUSTRIES)[0] if rng.random() > 0.1 else None,
+        "numberofemployees": _int(rng, 1, 50_000),
         "revenue": round(rng.uniform(100_000, 900_000_000), 2),
         "statecode": 0,
         "statuscode": 1,
@@ -175,25 +210,25 @@ def _account(data: Dataset, rng: random.Random, row: int) -> Record:
 
 
 def _user(data: Dataset, rng: random.Random, row: int) -> Record:
-    first, last = rng.choice(names.FIRST), rng.choice(names.LAST)
+    first, last = _pick(rng, names.FIRST), _pick(rng, names.LAST)
     email = ascii_address(f"{first}.{last}{row}@crm.example.com")
     return {
         "firstname": first,
         "lastname": last,
         "internalemailaddress": email,
         "domainname": email,
-        "title": rng.choice(names.TITLES),
+        "title": _pick(rng, names.TITLES),
         "isdisabled": row % 10 == 9,
     }
 
 
 def _opportunity(data: Dataset, rng: random.Random, row: int) -> Record:
-    state = rng.choice((0, 0, 0, 1, 2))
+    state = _pick(rng, (0, 0, 0, 1, 2))
     return {
-        "name": f"{rng.randint(5, 500)} units of {rng.choice(names.PRODUCTS)}",
+        "name": f"{_int(rng, 5, 500)} units of {_pick(rng, names.PRODUCTS)}",
         "estimatedvalue": round(rng.uniform(1_000, 2_000_000), 2),
-        "estimatedclosedate": iso(data.epoch + timedelta(days=rng.randint(-60, 180))),
-        "closeprobability": rng.randint(0, 100),
+        "estimatedclosedate": iso(data.epoch + timedelta(days=_int(rng, -60, 180))),
+        "closeprobability": _int(rng, 0, 100),
         "statecode": state,
         "statuscode": {0: 1, 1: 3, 2: 4}[state],
         "_parentcontactid_value": data.ref("contact", row * 5),
