@@ -3,6 +3,7 @@ service protection window applied, each request handed to the dispatcher (or to 
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 
@@ -13,7 +14,7 @@ from starlette.routing import Route
 from crmsync.dynamics_emulator.api import batch
 from crmsync.dynamics_emulator.api.auth import challenge
 from crmsync.dynamics_emulator.api.webapi import dispatch
-from crmsync.dynamics_emulator.errors import DataverseError
+from crmsync.dynamics_emulator.errors import DataverseError, invalid
 from crmsync.dynamics_emulator.http import Call, Reply
 from crmsync.dynamics_emulator.state import Emulator
 
@@ -41,6 +42,9 @@ async def web_api(request: Request) -> Response:
     if refusal is not None:
         return _response(Reply.json(refusal.status, refusal.body(), refusal.headers), common)
     version = request.path_params["version"]
+    if not VERSIONS.match(version):
+        error = invalid(f"Resource not found for the segment '{version}'.", status=404)
+        return _response(Reply.json(error.status, error.body()), common)
     root = f"{request.url.scheme}://{request.url.netloc}/api/data/{version}"
     call = Call(
         request.method,
@@ -60,6 +64,7 @@ async def web_api(request: Request) -> Response:
     return _response(reply, common)
 
 
+VERSIONS = re.compile(r"^v9\.[0-2]$")
 METHODS = ["GET", "POST", "PATCH", "PUT", "DELETE"]
 routes = [
     Route("/api/data/{version:str}/{path:path}", web_api, methods=METHODS),
