@@ -12,8 +12,10 @@ import contextlib
 import gc
 import signal
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
+import asyncpg
 import structlog
 import uvicorn
 from aiokafka.errors import KafkaError
@@ -25,6 +27,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from crmsync.common.domain.backoff import backoff_delay
 from crmsync.common.observability.logging import configure_logging
 from crmsync.common.observability.metrics import SERVICE_UP
 from crmsync.common.settings import CommonSettings
@@ -37,7 +40,92 @@ Main = Callable[[asyncio.Event], Awaitable[None]]
 # Postgres or Kafka is away (or the network to them): a service's loop logs these and
 # tries again at its next round. Anything else is a bug: it ends `main`, and the
 # process exits 1 to be restarted, rather than logging the same failure for ever.
-DEPENDENCY_ERRORS: tuple[type[BaseException], ...] = (DBAPIError, KafkaError, OSError, TimeoutError)
+# asyncpg's own connection errors come unwrapped from a new connection (a server
+# starting up or shutting down) and from statements run on the driver's connection.
+DEPENDENCY_ERRORS: tuple[type[BaseException], ...] = (
+    DBAPIError,
+    KafkaError,
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+)
+
+T = TypeVar("T")
+
+
+@dataclass
+class Outage:
+    """A loop's consecutive failures for want of a dependency, and how long to wait before the next try.
+
+    The wait doubles from `base_s` up to `cap_s` (full jitter, so replicas that lost
+    a server together do not come back together); a success starts again from `base_s`.
+    """
+
+    what: str
+    base_s: float = 0.5
+    cap_s: float = 10.0
+    failures: int = 0
+    # The wait the last failure asked for (0 when there is no outage).
+    wait_s: float = 0.0
+
+    @property
+    def ongoing(self) -> bool:
+        return self.failures > 0
+
+    def failed(self, error: BaseException, **context: object) -> float:
+        """Counts a failure, logs it; returns the wait before the next try."""
+        self.failures += 1
+        delay = self.wait_s = backoff_delay(self.failures, base=self.base_s, cap=self.cap_s)
+        log.warning(
+            "dependency_unavailable",
+            what=self.what,
+            failures=self.failures,
+            retry_in_s=round(delay, 2),
+            error=f"{type(error).__name__}: {error}"[:300],
+            **context,
+        )
+        return delay
+
+    def recovered(self) -> None:
+        """Ends the outage, if there was one."""
+        if self.failures:
+            log.info("dependency_recovered", what=self.what, failures=self.failures)
+        self.failures, self.wait_s = 0, 0.0
+
+    async def wait(self, stop: asyncio.Event, error: BaseException, **context: object) -> bool:
+        """Counts a failure and waits before the next try; returns False when `stop` came meanwhile."""
+        return not await wait_for_stop(stop, self.failed(error, **context))
+
+
+async def wait_for_stop(stop: asyncio.Event, seconds: float) -> bool:
+    """Waits up to `seconds`; returns whether `stop` was set by then."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+    return stop.is_set()
+
+
+async def ride_out(
+    attempt: Callable[[], Awaitable[T]],
+    *,
+    stop: asyncio.Event,
+    outage: Outage,
+    transient: tuple[type[BaseException], ...] = DEPENDENCY_ERRORS,
+) -> tuple[bool, T | None]:
+    """Runs `attempt` until it succeeds, waiting out `transient` errors with backoff.
+
+    Returns (True, its result), or (False, None) when `stop` was set during an
+    outage. Any other error goes on up: a bug is not retried.
+    """
+    while True:
+        try:
+            result = await attempt()
+        except transient as error:
+            if not await outage.wait(stop, error):
+                return False, None
+            continue
+        outage.recovered()
+        return True, result
 
 
 async def check_readiness(

@@ -3,9 +3,12 @@
 Offsets are committed after the handler returns, so a process killed in the
 middle of a batch gets that batch again after a restart: handlers must make
 redelivery harmless (R18). A message that cannot be decoded or validated goes to
-the topic's dead-letter topic with the reason, and the loop goes on (R22). Any
-other exception from a handler is a bug or an outage: the loop stops without
-committing and the exception propagates, so the process restarts and retries.
+the topic's dead-letter topic with the reason, and the loop goes on (R22). When
+Postgres or Kafka is away (`transient`, by default `DEPENDENCY_ERRORS`), the
+poll or the batch in hand is tried again with backoff until it goes through or
+the loop is stopped (then uncommitted: it comes again after a restart). Any
+other exception from a handler is a bug: the loop stops without committing and
+the exception propagates, so the process restarts and retries.
 """
 
 from __future__ import annotations
@@ -19,11 +22,13 @@ from typing import Any, Generic, TypeVar
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError
 from pydantic import BaseModel, ValidationError
 
 from crmsync.common.kafka.codec import decode, encode
 from crmsync.common.messages import DeadLetter
 from crmsync.common.observability.metrics import CONSUMER_LAG, MESSAGES_CONSUMED, MESSAGES_DEAD_LETTERED
+from crmsync.common.service import DEPENDENCY_ERRORS, Outage, ride_out
 from crmsync.common.settings import DEFAULT_TOPIC_PREFIX, CommonSettings
 
 log = structlog.get_logger(__name__)
@@ -134,6 +139,7 @@ class ConsumerLoop:
         dead_letters: DeadLetters,
         max_batch: int = 500,
         poll_timeout_ms: int = 200,
+        transient: tuple[type[BaseException], ...] = DEPENDENCY_ERRORS,
     ) -> None:
         self._consumer = consumer
         self._models = dict(models)
@@ -141,17 +147,35 @@ class ConsumerLoop:
         self._dead_letters = dead_letters
         self._max_batch = max_batch
         self._poll_timeout_ms = poll_timeout_ms
+        self._transient = transient
+        self._outage = Outage("kafka consumer")
 
     async def run(self, stop: asyncio.Event) -> None:
         """Runs until `stop` is set; the batch in hand is finished and committed first."""
         while not stop.is_set():
-            batches = await self._consumer.getmany(
-                timeout_ms=self._poll_timeout_ms, max_records=self._max_batch
+            polled, batches = await ride_out(
+                lambda: self._consumer.getmany(timeout_ms=self._poll_timeout_ms, max_records=self._max_batch),
+                stop=stop,
+                outage=self._outage,
             )
-            if not batches:
+            if not polled or not batches:
                 continue
-            await self.process(batches)
+            if not await self.handle(batches, stop):
+                return
             await self._report_lag(batches.keys())
+
+    async def handle(
+        self, batches: Mapping[TopicPartition, list[ConsumerRecord]], stop: asyncio.Event
+    ) -> bool:
+        """Processes a batch, again and again while a dependency is away; returns False if stopped first.
+
+        A batch tried again is handled again from its start: handlers make that
+        harmless (R18), as they do for a redelivery.
+        """
+        done, _ = await ride_out(
+            lambda: self.process(batches), stop=stop, outage=self._outage, transient=self._transient
+        )
+        return done
 
     async def process(self, batches: Mapping[TopicPartition, list[ConsumerRecord]]) -> None:
         assert self._handler is not None
@@ -165,7 +189,17 @@ class ConsumerLoop:
                 raise
             for d in deliveries:
                 MESSAGES_CONSUMED.labels(d.topic, "ok").inc()
-        await self._consumer.commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
+        await self.commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
+
+    async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """Commits the offsets; partitions this member lost meanwhile (a rebalance) are left to their new owner.
+
+        The new owner gets the batch again, which handlers make harmless (R18).
+        """
+        try:
+            await self._consumer.commit(dict(offsets))
+        except (CommitFailedError, IllegalStateError) as error:
+            log.warning("offsets_left_to_new_owner", error=str(error)[:300])
 
     async def decode(self, batches: Mapping[TopicPartition, list[ConsumerRecord]]) -> list[Delivery[Any]]:
         """Returns the batches' valid messages; invalid ones go to the dead-letter topic (R22)."""

@@ -18,7 +18,7 @@ from crmsync.common.db.schema import OutboxMessage
 from crmsync.common.db.unit_of_work import mark_outbox_written
 from crmsync.common.kafka.codec import encode
 from crmsync.common.kafka.producer import Publisher
-from crmsync.common.service import DEPENDENCY_ERRORS
+from crmsync.common.service import DEPENDENCY_ERRORS, Outage
 
 log = structlog.get_logger(__name__)
 
@@ -37,6 +37,7 @@ class OutboxRelay:
         self._publisher = publisher
         self._batch = batch
         self._wakeup = asyncio.Event()
+        self._outage = Outage("outbox relay")
 
     def notify(self) -> None:
         """Asks the relay to publish now rather than at its next poll."""
@@ -67,14 +68,16 @@ class OutboxRelay:
     async def run(self, stop: asyncio.Event, *, interval_s: float = 1.0) -> None:
         """Publishes until `stop`; a bug (any error but Postgres or Kafka being away) ends it."""
         while not stop.is_set():
+            wait_s = interval_s
             try:
                 while await self.publish_pending() == self._batch:
                     pass
-            except DEPENDENCY_ERRORS:
-                # Kafka or Postgres is away: the rows stay and the next round retries.
-                log.exception("outbox_publish_failed")
+                self._outage.recovered()
+            except DEPENDENCY_ERRORS as error:
+                # Kafka or Postgres is away: the rows stay and a later round retries, backing off.
+                wait_s = max(interval_s, self._outage.failed(error))
             self._wakeup.clear()
             waiters = {asyncio.ensure_future(self._wakeup.wait()), asyncio.ensure_future(stop.wait())}
-            _, pending = await asyncio.wait(waiters, timeout=interval_s, return_when=asyncio.FIRST_COMPLETED)
+            _, pending = await asyncio.wait(waiters, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
             for task in pending:
                 task.cancel()

@@ -8,12 +8,11 @@ loses the connection is reported as `StoreUnavailable` (transient).
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
+from typing import TypeVar
 
-import asyncpg
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from crmsync.common.crm.interface import CrmRecord
@@ -24,14 +23,21 @@ from crmsync.common.domain.account import CrmConnectionInfo
 from crmsync.common.domain.mapping import Mapping
 from crmsync.common.domain.pulled import MappedRecord
 from crmsync.common.messages import RunSync
+from crmsync.common.service import DEPENDENCY_ERRORS
 from crmsync.puller.adapters import contact_rows, contact_store, related, runs
 from crmsync.puller.domain.batches import BatchCounts, PreparedBatch
 from crmsync.puller.domain.errors import StoreUnavailable
 from crmsync.puller.domain.runs import EntityAdvance, EntityState, RunCounts, RunEnd, RunProgress, SyncRun
 
-# The database is away or the connection was lost (asyncpg's own errors come from the
-# contact store's statements, which run on the driver's connection).
-_UNAVAILABLE = (DBAPIError, asyncpg.PostgresConnectionError, asyncpg.exceptions.OperatorInterventionError)
+T = TypeVar("T")
+
+
+async def _reported_call(call: Awaitable[T]) -> T:
+    """Returns what `call` returns; a lost or unreachable database is raised as StoreUnavailable."""
+    try:
+        return await call
+    except DEPENDENCY_ERRORS as exc:
+        raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
 
 
 class PgRuns:
@@ -105,6 +111,7 @@ class PgContacts:
 
 class PgSyncTransaction:
     def __init__(self, session: AsyncSession) -> None:
+        self.session = session
         self.runs = PgRuns(session)
         self.contacts = PgContacts(session)
 
@@ -115,7 +122,7 @@ async def _reported(unit: AbstractAsyncContextManager[AsyncSession]) -> AsyncIte
     try:
         async with unit as session:
             yield PgSyncTransaction(session)
-    except _UNAVAILABLE as exc:
+    except DEPENDENCY_ERRORS as exc:
         raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
 
 
@@ -142,8 +149,8 @@ class PgJobStore:
         self._uow = uow
 
     async def record_jobs(self, jobs: Sequence[RunSync]) -> list[bool]:
-        async with self._uow.begin() as session:
-            return [await runs.record_job(session, job=job) for job in jobs]
+        async with _reported(self._uow.begin()) as tx:
+            return [await runs.record_job(tx.session, job=job) for job in jobs]
 
 
 class PgRunQueue:
@@ -153,18 +160,35 @@ class PgRunQueue:
         self._uow = uow
 
     async def accounts_with_work(self, limit: int) -> list[str]:
-        async with self._uow.read() as session:
-            return await runs.accounts_with_work(session, limit=limit)
+        async with _reported(self._uow.read()) as tx:
+            return await runs.accounts_with_work(tx.session, limit=limit)
 
     async def claim_next_run(self, account_id: str) -> SyncRun | None:
-        async with self._uow.begin() as session:
-            return await runs.claim_next_run(session, account_id=account_id)
+        async with _reported(self._uow.begin()) as tx:
+            return await runs.claim_next_run(tx.session, account_id=account_id)
 
 
-def account_lock(engine: AsyncEngine, account_id: str) -> SessionAdvisoryLock:
-    """Returns the lock that keeps one account's runs one at a time across puller replicas.
+class PgAccountLock:
+    """The lock that keeps one account's runs one at a time across puller replicas (the `AccountLock` port).
 
-    It dies with the process, so a run left 'running' by a killed puller is free
-    to be resumed by the next one that takes the lock.
+    It dies with its connection, so a run left 'running' by a killed puller, or by
+    one that lost the database, is free to be resumed by the next one that takes it.
     """
-    return SessionAdvisoryLock(engine, space=runs.ACCOUNT_LOCK_SPACE, name=account_id)
+
+    def __init__(self, engine: AsyncEngine, account_id: str) -> None:
+        self._lock = SessionAdvisoryLock(engine, space=runs.ACCOUNT_LOCK_SPACE, name=account_id)
+
+    async def try_acquire(self) -> bool:
+        return await _reported_call(self._lock.try_acquire())
+
+    async def release(self) -> None:
+        """Gives the lock back; never raises for a lost database (closing the connection frees it too)."""
+        try:
+            await self._lock.release()
+        except DEPENDENCY_ERRORS:
+            return
+
+
+def account_lock(engine: AsyncEngine, account_id: str) -> PgAccountLock:
+    """Returns the account's run lock."""
+    return PgAccountLock(engine, account_id)

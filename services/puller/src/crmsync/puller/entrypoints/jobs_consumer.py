@@ -11,7 +11,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from crmsync.common.kafka.consumer import ConsumerLoop, DeadLetters, Delivery
 from crmsync.common.kafka.topics import SYNC_JOBS
 from crmsync.common.messages import RunSync
+from crmsync.common.service import DEPENDENCY_ERRORS
 from crmsync.common.settings import CommonSettings
+from crmsync.puller.domain.errors import StoreUnavailable
 from crmsync.puller.handlers.ports import JobStore
 from crmsync.puller.handlers.record_job import record_jobs
 
@@ -25,7 +27,10 @@ async def run_jobs_consumer(
     jobs: JobStore,
     on_new_jobs: Callable[[], None],
 ) -> None:
-    """Runs until `stop`: each batch of jobs is recorded in one transaction, then committed."""
+    """Runs until `stop`: each batch of jobs is recorded in one transaction, then committed.
+
+    While the database or the broker is away, the batch in hand waits and is tried again.
+    """
 
     async def handle(batch: Sequence[Delivery[Any]]) -> None:
         if await record_jobs(store=jobs, jobs=[d.message for d in batch]):
@@ -36,5 +41,6 @@ async def run_jobs_consumer(
         models={settings.topic(SYNC_JOBS): RunSync},
         handler=handle,
         dead_letters=DeadLetters.via(producer),
+        transient=(*DEPENDENCY_ERRORS, StoreUnavailable),
     )
     await loop.run(stop)

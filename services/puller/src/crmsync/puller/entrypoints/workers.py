@@ -2,7 +2,9 @@
 
 Queued runs, runs left 'running' by a process that died, and paused or failed
 runs whose retry time has come are all picked up here, so a restart resumes
-everything that was in flight.
+everything that was in flight. While the database is away (`StoreUnavailable`)
+the dispatcher backs off and the runs in hand stop where their last batch was
+committed; each is resumed from there once the database is back (R18).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from collections.abc import Callable
 
 import structlog
 
+from crmsync.common.service import Outage
+from crmsync.puller.domain.errors import StoreUnavailable
 from crmsync.puller.domain.runs import FAILED, PAUSED, QUEUED
 from crmsync.puller.handlers.ports import AccountLock, RunQueue
 from crmsync.puller.handlers.run_sync import SyncRunner
@@ -36,6 +40,7 @@ class Workers:
         self._poll_s = poll_s
         self._active: dict[str, asyncio.Task[None]] = {}
         self._wakeup = asyncio.Event()
+        self._outage = Outage("puller workers", cap_s=max(10.0, poll_s))
 
     def notify(self) -> None:
         """Asks the dispatcher to look for work now rather than at its next poll."""
@@ -49,13 +54,16 @@ class Workers:
         """
         try:
             while not stop.is_set():
-                await self._dispatch()
+                wait_s = self._poll_s
+                try:
+                    await self._dispatch()
+                    self._outage.recovered()
+                except StoreUnavailable as error:
+                    wait_s = max(wait_s, self._outage.failed(error))
                 self._wakeup.clear()
                 waiters = {asyncio.ensure_future(self._wakeup.wait()), asyncio.ensure_future(stop.wait())}
                 waiters |= set(self._active.values())
-                _, pending = await asyncio.wait(
-                    waiters, timeout=self._poll_s, return_when=asyncio.FIRST_COMPLETED
-                )
+                _, pending = await asyncio.wait(waiters, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
                 for task in pending:
                     if task not in self._active.values():
                         task.cancel()
@@ -100,7 +108,12 @@ class Workers:
             )
 
     async def _drain(self, account_id: str, lock: AccountLock) -> None:
-        """Runs the account's runnable runs one after the other while holding its lock."""
+        """Runs the account's runnable runs one after the other while holding its lock.
+
+        The database going away ends the drain: the run in hand stays as its last
+        transaction left it ('running', or failed with a retry time) and its lock is
+        gone with the connection, so whichever worker takes the lock next resumes it.
+        """
         try:
             while True:
                 run = await self._queue.claim_next_run(account_id)
@@ -116,5 +129,7 @@ class Workers:
                 status = await self._runner.execute(run)
                 if status in (QUEUED, PAUSED, FAILED):
                     return  # stopping, or waiting for its retry time: later runs wait behind it
+        except StoreUnavailable as error:
+            log.warning("sync_runs_interrupted", account_id=account_id, error=str(error)[:300])
         finally:
             await lock.release()  # never raises for a lost connection: closing it frees the lock too

@@ -4,7 +4,9 @@ Outcomes: succeeded; queued again (the process is stopping); paused (API
 budget, resumed later); failed with a retry time (transient trouble, with
 backoff); failed for good (the mapping no longer matches the CRM — the error
 names the field and the row). Anything else is a bug: the run is recorded as
-failed and the exception goes on up (see `outcomes`).
+failed and the exception goes on up (see `outcomes`). A database that cannot
+record the outcome (`StoreUnavailable`) ends `execute` with that error: the run
+stays as its last transaction left it and is resumed once the database is back.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from crmsync.common.clock import utc_now
 from crmsync.common.messages import SyncKind
 from crmsync.common.observability.metrics import JOBS
 from crmsync.common.retry import RetryPolicy
+from crmsync.puller.domain.errors import StoreUnavailable
 from crmsync.puller.domain.runs import FAILED, SUCCEEDED, RunEnd, RunProgress, SyncRun
 from crmsync.puller.handlers import outcomes
 from crmsync.puller.handlers.ports import ConnectorFactory, SyncStore
@@ -66,8 +69,12 @@ class SyncRunner:
         except outcomes.CLASSIFIED as exc:
             return await self._stopped(pull, exc, log_)
         except Exception as exc:
-            await self._finish(run, outcomes.bug(exc, self._stopped_at(pull)))
             JOBS.labels(run.kind, "bug").inc()
+            try:
+                await self._finish(run, outcomes.bug(exc, self._stopped_at(pull)))
+            except StoreUnavailable as unrecorded:
+                # The bug is what ends the process; the run stays 'running' and is resumed later.
+                raise exc from unrecorded
             raise
         finally:
             await pull.connector.aclose()

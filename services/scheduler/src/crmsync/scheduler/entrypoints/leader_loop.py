@@ -1,7 +1,8 @@
 """The scheduler's loop: every tick, the leader emits what is due, relays the outbox and deletes expired history.
 
-Postgres or Kafka being away is logged and the next tick tries again; any other
-error is a bug and ends the loop, so the service exits and is restarted.
+Postgres or Kafka being away is logged and the next tick tries again (the lead,
+lost with its connection, is taken again then); any other error is a bug and
+ends the loop, so the service exits and is restarted.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import structlog
@@ -17,7 +18,7 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crmsync.common.clock import utc_now
-from crmsync.common.service import DEPENDENCY_ERRORS
+from crmsync.common.service import DEPENDENCY_ERRORS, Outage
 from crmsync.scheduler.handlers.emit_due_jobs import emit_due_jobs
 from crmsync.scheduler.handlers.ports import JobStore, Leader, Outbox, Transactions
 from crmsync.scheduler.handlers.purge_history import Housekeeping
@@ -35,6 +36,7 @@ class LeaderLoop:
     housekeeping: Housekeeping
     tick_s: float
     clock: Callable[[], datetime] = utc_now
+    outage: Outage = field(default_factory=lambda: Outage("scheduler tick"))
 
     async def tick(self) -> bool:
         """Runs one tick; returns whether this replica leads."""
@@ -45,17 +47,18 @@ class LeaderLoop:
                 await emit_due_jobs(jobs=self.jobs, now=self.clock())
                 while await self.outbox.publish_pending():
                     pass
-        except DEPENDENCY_ERRORS:
+            self.outage.recovered()
+        except DEPENDENCY_ERRORS as error:
             # Nothing was committed half-way; the next tick retries.
-            log.exception("scheduler_tick_failed")
+            self.outage.failed(error, step="scheduler_tick")
         if not leading:
             self.housekeeping.abandon()
             return False
         try:
             # After the jobs: deleting old history never delays them by more than a tick's batches.
             await self.housekeeping.tick(self.clock())
-        except DEPENDENCY_ERRORS:
-            log.exception("housekeeping_failed")  # the same batch is tried again next tick
+        except DEPENDENCY_ERRORS as error:
+            self.outage.failed(error, step="housekeeping")  # the same batch is tried again next tick
         return True
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -64,7 +67,7 @@ class LeaderLoop:
             while not stop.is_set():
                 await self.tick()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.tick_s)
+                    await asyncio.wait_for(stop.wait(), max(self.tick_s, self.outage.wait_s))
         finally:
             await self.leader.release()
 
