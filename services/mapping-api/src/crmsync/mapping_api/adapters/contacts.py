@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
 from sqlalchemy import func, select
 
 from crmsync.common.db.schema import Contact, CrmOwner
 from crmsync.mapping_api.adapters.rows import SessionStore, value_of
+from crmsync.mapping_api.field_fill import FieldFill
 from crmsync.mapping_api.values import ContactInfo, ContactQuery, OwnerInfo
 
 
@@ -46,3 +48,19 @@ class PostgresContacts(SessionStore):
     async def owner(self, account_id: str, external_id: str) -> OwnerInfo | None:
         row = await self._session.get(CrmOwner, (account_id, external_id))
         return value_of(OwnerInfo, row) if row else None
+
+    async def field_counts(self, account_id: str, fields: Sequence[str]) -> dict[str | None, FieldFill]:
+        """Returns, per crm_object, the contact count and how many hold a non-null value of each field."""
+        held = [
+            func.count().filter(Contact.fields[name].astext.isnot(None)).label(f"f{i}")
+            for i, name in enumerate(fields)
+        ]
+        result = await self._session.execute(
+            select(Contact.crm_object, func.count(), *held)
+            .where(Contact.account_id == account_id)
+            .group_by(Contact.crm_object)
+        )
+        return {
+            crm_object: FieldFill(total, dict(zip(fields, counts, strict=True)))
+            for crm_object, total, *counts in result.all()
+        }

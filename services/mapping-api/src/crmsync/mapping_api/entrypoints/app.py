@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 
 from crmsync.common.service import health_routes
+from crmsync.mapping_api.console.app import mount_console
 from crmsync.mapping_api.entrypoints import errors, metrics
 from crmsync.mapping_api.entrypoints.routes import api_router
 
@@ -40,5 +41,6 @@ def create_app(services: Services) -> FastAPI:
     metrics.install(app)
     app.include_router(api_router)
     app.router.routes.extend(health_routes(service="mapping-api", checks=services.checks()))
+    mount_console(app, services)
     app.state.services = services
     return app

@@ -10,6 +10,7 @@ from crmsync.mapping_api.entrypoints.routes import (
     connection,
     contacts,
     mapping,
+    preview,
     push_log,
     push_policy,
     schedule,
@@ -19,5 +20,5 @@ from crmsync.mapping_api.entrypoints.routes import (
 
 API_PREFIX = "/v1"
 api_router = APIRouter(prefix=API_PREFIX, responses=ERROR_RESPONSES)
-for module in (account, mapping, push_policy, schedule, connection, contacts, segments, sync_runs, push_log):
+for module in (account, mapping, preview, push_policy, schedule, connection, contacts, segments, sync_runs, push_log):
     api_router.include_router(module.router)

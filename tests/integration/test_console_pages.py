@@ -1,0 +1,111 @@
+"""The admin console over the real PostgreSQL, Kafka and emulator, through the ASGI app: sign-in,
+the session and CSRF, each screen rendered, tenancy (R21) and reader keys."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import httpx
+import pytest
+
+from crmsync.common.settings import CommonSettings
+from tests.support.connections import add_connection
+from tests.support.emulator import CrmOrg
+from tests.support.mapping_api import Tenant, new_tenant, running_api
+
+pytestmark = pytest.mark.integration
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def _key(tenant: Tenant, role: str = "admin") -> str:
+    return getattr(tenant, role)["Authorization"].removeprefix("Bearer ")
+
+
+async def sign_in(client: httpx.AsyncClient, key: str) -> str:
+    """Signs in with `key`; returns the session's CSRF token."""
+    page = await client.get("/console/sign-in")
+    token = CSRF.search(page.text).group(1)
+    done = await client.post(
+        "/console/sign-in", data={"api_key": key, "csrf_token": token, "next": "/console/mapping"}
+    )
+    assert done.status_code == 303, done.text
+    mapping = await client.get("/console/mapping")
+    assert mapping.status_code == 200, mapping.text
+    return CSRF.search(mapping.text).group(1)
+
+
+@pytest.fixture
+async def tenant(sessions, settings: CommonSettings, crm_org: CrmOrg) -> Tenant:
+    tenant = await new_tenant(sessions)
+    async with sessions.begin() as session:
+        add_connection(session, settings=settings, account_id=tenant.account_id, org=crm_org, status="connected")
+    return tenant
+
+
+async def test_sign_in_sets_a_secure_session_cookie_and_every_screen_renders(settings, engine, tenant) -> None:
+    async with running_api(settings, engine=engine) as client:
+        assert (await client.get("/console/mapping")).status_code == 303
+        page = await client.get("/console/sign-in")
+        token = CSRF.search(page.text).group(1)
+        done = await client.post("/console/sign-in", data={"api_key": _key(tenant), "csrf_token": token})
+        cookie = done.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Max-Age=" in cookie
+        for path in (
+            "/console/mapping",
+            "/console/schedule",
+            "/console/contacts",
+            "/console/connection",
+            "/console/entities",
+            "/console/entities/Lead?field=Industry",
+            "/console/health",
+        ):
+            response = await client.get(path)
+            assert response.status_code == 200, (path, response.text[-2000:])
+            assert "Content-Security-Policy" in response.headers
+
+
+async def test_a_wrong_key_is_refused_at_sign_in(settings, engine, tenant) -> None:
+    async with running_api(settings, engine=engine) as client:
+        page = await client.get("/console/sign-in")
+        token = CSRF.search(page.text).group(1)
+        done = await client.post("/console/sign-in", data={"api_key": "crmsync_nope", "csrf_token": token})
+        assert done.status_code == 401
+        assert "unknown or revoked" in done.text
+
+
+async def test_a_post_without_the_session_csrf_token_is_refused(settings, engine, tenant) -> None:
+    async with running_api(settings, engine=engine) as client:
+        await sign_in(client, _key(tenant))
+        for data in ({}, {"csrf_token": "forged"}):
+            response = await client.post("/console/schedule/sync-now", data=data)
+            assert response.status_code == 403
+        client.cookies.clear()
+        assert (await client.post("/console/schedule/sync-now", data={"csrf_token": "x"})).status_code == 403
+
+
+async def test_a_reader_sees_disabled_forms_and_its_posts_are_refused(settings, engine, tenant) -> None:
+    async with running_api(settings, engine=engine) as client:
+        token = await sign_in(client, _key(tenant, "reader"))
+        page = await client.get("/console/mapping")
+        assert "Read-only" in page.text and "<fieldset disabled" in page.text
+        response = await client.post("/console/mapping", data={"csrf_token": token, "action": "save"})
+        assert response.status_code == 403
+
+
+async def test_another_accounts_contact_answers_404(settings, engine, sessions, tenant) -> None:
+    async with running_api(settings, engine=engine) as client:
+        await sign_in(client, _key(tenant))
+        assert (await client.get(f"/console/contacts/{uuid.uuid4()}")).status_code == 404
+        assert (await client.get("/console/contacts/not-an-id")).status_code == 404
+
+
+async def test_the_json_preview_names_the_rules_a_save_would_break(settings, engine, tenant) -> None:
+    async with running_api(settings, engine=engine) as client:
+        body = {"rows": [{"destination": "email", "lead_source": "Email", "contact_source": "Email"}]}
+        response = await client.post("/v1/mapping/preview", json=body, headers=tenant.reader)
+        assert response.status_code == 200, response.text
+        preview = response.json()
+        assert preview["valid"] is False
+        assert any(v["rule"] == "R3" for v in preview["violations"])
+        assert preview["removed"] and not preview["full_sync"]
