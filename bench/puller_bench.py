@@ -40,8 +40,8 @@ from crmsync.common.messages import RunSync, SyncKind, SyncReason
 from crmsync.common.service import tune_collector
 from crmsync.puller.adapters.contact_store import COPY_COLUMNS
 from crmsync.puller.adapters.runs import claim_next_run, record_job
+from crmsync.puller.bootstrap import sync_runner
 from crmsync.puller.handlers.crm_records import map_record
-from crmsync.puller.handlers.run_sync import SyncRunner
 from crmsync.puller.settings import Settings
 from tests.support.databases import asyncpg_dsn, scratch_database
 
@@ -177,7 +177,7 @@ async def _run(
     )
     async with sessions.begin() as session:
         await record_job(session, job=job)
-    runner = SyncRunner(sessions=sessions, crm_factory=lambda _: crm, settings=settings)
+    runner = sync_runner(sessions=sessions, crm_factory=lambda _: crm, settings=settings)
     async with sessions.begin() as session:
         run = await claim_next_run(session, account_id=account_id)
     wal_before = await _wal_position(sessions)
