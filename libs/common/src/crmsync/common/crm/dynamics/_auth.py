@@ -1,0 +1,96 @@
+"""OAuth 2.0 client credentials against the Microsoft identity platform, and the token they give."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import httpx
+import orjson
+import structlog
+
+from crmsync.common.crm.dynamics._config import DynamicsCredentials
+from crmsync.common.crm.interface import CrmAuthError, CrmTransientError
+
+log = structlog.get_logger(__name__)
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    value: str
+    expires_at: float  # on the cache's clock (monotonic seconds)
+
+
+async def request_token(
+    client: httpx.AsyncClient, credentials: DynamicsCredentials, *, clock: Clock = time.monotonic
+) -> AccessToken:
+    """Returns a fresh token; a refused client raises CrmAuthError, an outage CrmTransientError."""
+    form = {
+        "grant_type": "client_credentials",
+        "client_id": credentials.client_id,
+        "client_secret": credentials.client_secret,
+        "scope": credentials.scope,
+    }
+    asked_at = clock()
+    try:
+        response = await client.post(credentials.token_url, data=form, headers={"Accept": "application/json"})
+    except httpx.TransportError as exc:
+        raise CrmTransientError(f"token request failed: {exc!r}") from exc
+    if response.status_code == 429 or response.status_code >= 500:
+        raise CrmTransientError(
+            f"token endpoint answered {response.status_code}", status=response.status_code
+        )
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        body = None
+    if not isinstance(body, dict):
+        body = {}
+    if response.status_code != 200 or not body.get("access_token"):
+        description = str(body.get("error_description") or response.text[:200])
+        raise CrmAuthError(
+            f"the identity platform refused the client credentials: {description}",
+            error_code=str(body.get("error") or "invalid_client"),
+            status=response.status_code,
+        )
+    lifetime = float(body.get("expires_in") or 3600)
+    return AccessToken(value=str(body["access_token"]), expires_at=asked_at + lifetime)
+
+
+class TokenCache:
+    """The environment's token: obtained once, renewed shortly before it expires or when refused."""
+
+    def __init__(
+        self, obtain: Callable[[], Awaitable[AccessToken]], *, margin_s: float, clock: Clock = time.monotonic
+    ) -> None:
+        self._obtain = obtain
+        self._margin_s = margin_s
+        self._clock = clock
+        self._token: AccessToken | None = None
+        self._lock = asyncio.Lock()
+
+    def _fresh(self, token: AccessToken | None) -> bool:
+        return token is not None and token.expires_at - self._margin_s > self._clock()
+
+    async def current(self) -> AccessToken:
+        """Returns a token good for a while yet, obtaining one when there is none or it is about to expire."""
+        if not self._fresh(self._token):
+            async with self._lock:
+                if not self._fresh(self._token):
+                    self._token = await self._obtain()
+        assert self._token is not None
+        return self._token
+
+    async def renew(self, stale: AccessToken) -> AccessToken:
+        """Returns a token other than `stale` (refused with a 401)."""
+        async with self._lock:
+            # Another call may have renewed it while this one waited.
+            if self._token is None or self._token is stale:
+                self._token = None
+                self._token = await self._obtain()
+                log.info("crm.token.renewed", crm="dynamics")
+        return self._token

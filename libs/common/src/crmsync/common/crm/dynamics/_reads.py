@@ -1,0 +1,199 @@
+"""Reads of a table: pages (`odata.maxpagesize`, `@odata.nextLink`), change tracking
+(`odata.track-changes`, `@odata.deltaLink`, `$deletedEntity`), reads by id, counts and samples."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
+
+from crmsync.common.clock import utc_now
+from crmsync.common.crm.dynamics._entities import Entity, entity_named
+from crmsync.common.crm.dynamics._metadata import Describes
+from crmsync.common.crm.dynamics._records import Selection
+from crmsync.common.crm.dynamics._transport import Transport
+from crmsync.common.crm.interface import CrmRecord, CrmRejected, DeletedRecord
+
+GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+COUNT_LIMIT = 5000  # @odata.count counts at most this many
+
+
+@dataclass(frozen=True)
+class ChangeBatch:
+    """One page of a change-tracking read.
+
+    `records`: new and changed records; `deleted`: records deleted since the
+    cursor (R16); `cursor`: set on the last batch only, the opaque cursor the
+    next read starts from (kept in the transaction that stores these changes, R18).
+    """
+
+    records: list[CrmRecord]
+    deleted: list[DeletedRecord] = field(default_factory=list)
+    cursor: str | None = None
+
+
+def odata_datetime(value: datetime) -> str:
+    """Returns a `$filter` literal of an aware datetime, in UTC to the second (rounded down: `ge` keeps all)."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def delta_token(link: str | None) -> str | None:
+    """Returns the `$deltatoken` of a delta link (the cursor crmsync keeps)."""
+    if not link:
+        return None
+    tokens = parse_qs(urlsplit(link).query).get("$deltatoken")
+    return tokens[0] if tokens else None
+
+
+def _deleted_entry(item: dict[str, Any]) -> bool:
+    return "$deletedEntity" in str(item.get("@odata.context") or "")
+
+
+class Reads:
+    """Reads of the environment's tables, typed and shaped by each table's describe."""
+
+    def __init__(self, http: Transport, describes: Describes) -> None:
+        self._http = http
+        self._describes = describes
+
+    async def selection(self, object_name: str, fields: Sequence[str]) -> Selection:
+        entity = entity_named(object_name)
+        return Selection.of(entity, fields, await self._describes.describe(entity.role))
+
+    async def _pages(
+        self, path: str, *, params: dict[str, str], prefer: str, operation: str
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Yields each page's answer, following `@odata.nextLink` (with the same preferences)."""
+        url: str | None = path
+        query: dict[str, str] | None = params
+        while url:
+            response = await self._http.call(
+                "GET", url, params=query, headers={"Prefer": prefer}, operation=operation
+            )
+            body = orjson.loads(response.content)
+            yield body
+            url, query = body.get("@odata.nextLink"), None
+
+    async def stream(
+        self, selection: Selection, *, where: str | None = None, order_by: str | None = None, page_size: int
+    ) -> AsyncIterator[list[CrmRecord]]:
+        """Yields the matching records, a page at a time."""
+        params = {"$select": ",".join(selection.attributes)}
+        if where:
+            params["$filter"] = where
+        if order_by:
+            params["$orderby"] = order_by
+        prefer = f"odata.maxpagesize={page_size}"
+        async for body in self._pages(
+            selection.entity.entity_set, params=params, prefer=prefer, operation="query"
+        ):
+            records = await self._finish(selection, body.get("value") or [])
+            if records:
+                yield records
+
+    async def changes(
+        self, selection: Selection, cursor: str | None, *, page_size: int
+    ) -> AsyncIterator[ChangeBatch]:
+        """Yields what changed since `cursor` (everything, when None); the last batch carries the next cursor.
+
+        Raises ChangeTokenExpired when Dataverse can no longer follow the cursor.
+        """
+        params = {"$select": ",".join(selection.attributes)}
+        prefer = f"odata.track-changes,odata.maxpagesize={page_size}"
+        if cursor is not None:
+            params["$deltatoken"] = cursor
+            prefer = f"odata.maxpagesize={page_size}"
+        async for body in self._pages(
+            selection.entity.entity_set, params=params, prefer=prefer, operation="changes"
+        ):
+            items = body.get("value") or []
+            now = utc_now()
+            deleted = [DeletedRecord(id=str(i["id"]), deleted_at=now) for i in items if _deleted_entry(i)]
+            records = await self._finish(selection, [i for i in items if not _deleted_entry(i)])
+            next_cursor = delta_token(body.get("@odata.deltaLink"))
+            if "@odata.nextLink" not in body and next_cursor is None:
+                raise CrmRejected("change tracking answered without a delta link", error_code="NO_DELTA_LINK")
+            yield ChangeBatch(records=records, deleted=deleted, cursor=next_cursor)
+
+    async def by_ids(self, selection: Selection, ids: Sequence[str]) -> list[CrmRecord]:
+        """Returns the records with these ids (missing ones, and ids that are no GUID, left out)."""
+        found = await self._raw_by_ids(selection.entity, ids, selection.attributes)
+        return await self._finish(selection, list(found.values()))
+
+    async def _raw_by_ids(
+        self, entity: Entity, ids: Sequence[str], attributes: Sequence[str]
+    ) -> dict[str, dict[str, Any]]:
+        wanted = list(dict.fromkeys(i.lower() for i in ids if i and GUID.match(i)))
+        found: dict[str, dict[str, Any]] = {}
+        step = self._http.options.ids_per_query
+        select = ",".join(dict.fromkeys([entity.primary_id, *attributes]))
+        for start in range(0, len(wanted), step):
+            where = " or ".join(f"{entity.primary_id} eq {guid}" for guid in wanted[start : start + step])
+            params = {"$select": select, "$filter": where}
+            prefer = f"odata.maxpagesize={self._http.options.page_size}"
+            async for body in self._pages(
+                entity.entity_set, params=params, prefer=prefer, operation="by_ids"
+            ):
+                for item in body.get("value") or []:
+                    found[str(item[entity.primary_id]).lower()] = item
+        return found
+
+    async def _finish(self, selection: Selection, items: list[dict[str, Any]]) -> list[CrmRecord]:
+        """Returns the page's records, shaped, their parents (owner, account) filled in."""
+        records = [selection.shape(item) for item in items]
+        for related in selection.entity.related:
+            if related.name not in selection.parents:
+                continue
+            ids = [str(r[related.lookup]) for r in records if r.get(related.lookup)]
+            parent = entity_named(related.target)
+            parents = await self._raw_by_ids(parent, ids, selection.parent_attributes(related)) if ids else {}
+            for record in records:
+                selection.fill_parent(record, related, parents)
+        return records
+
+    async def count(self, object_name: str) -> int:
+        """Returns how many records the table has (paging through ids beyond what `$count` counts)."""
+        entity = entity_named(object_name)
+        params = {"$select": entity.primary_id, "$count": "true"}
+        response = await self._http.call(
+            "GET",
+            entity.entity_set,
+            params=params,
+            headers={"Prefer": "odata.maxpagesize=1"},
+            operation="count",
+        )
+        counted = int(orjson.loads(response.content).get("@odata.count") or 0)
+        if counted < COUNT_LIMIT:
+            return counted
+        total = 0
+        params = {"$select": entity.primary_id}
+        async for body in self._pages(
+            entity.entity_set, params=params, prefer="odata.maxpagesize=5000", operation="count"
+        ):
+            total += len(body.get("value") or [])
+        return total
+
+    async def sample_values(self, object_name: str, field_name: str, *, limit: int) -> list[Any]:
+        """Returns up to `limit` distinct non-empty values of a column, in the order found."""
+        selection = await self.selection(object_name, [field_name])
+        attribute = selection.entity.attribute_of(field_name)
+        if attribute not in selection.attributes:
+            attribute = attribute.lower()
+        seen: dict[Any, None] = {}
+        params = {"$select": attribute, "$filter": f"{attribute} ne null"}
+        prefer = f"odata.maxpagesize={min(self._http.options.page_size, max(limit * 10, 50))}"
+        async for body in self._pages(
+            selection.entity.entity_set, params=params, prefer=prefer, operation="sample"
+        ):
+            for item in body.get("value") or []:
+                value = selection.shape(item).get(attribute)
+                if value not in (None, "") and len(seen) < limit:
+                    seen.setdefault(value, None)
+            if len(seen) >= limit:
+                break
+        return list(seen)

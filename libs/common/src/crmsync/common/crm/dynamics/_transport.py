@@ -1,0 +1,151 @@
+"""One environment over HTTP: the keep-alive client, the token, retries and service protection."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import httpx
+import orjson
+import structlog
+
+from crmsync.common.crm.dynamics._auth import AccessToken, TokenCache, request_token
+from crmsync.common.crm.dynamics._config import DynamicsCredentials, DynamicsOptions
+from crmsync.common.crm.dynamics._errors import raise_for
+from crmsync.common.crm.dynamics._limits import RequestBudget
+from crmsync.common.crm.interface import CrmTransientError
+from crmsync.common.observability.metrics import CRM_CALLS
+from crmsync.common.retry import RetryPolicy, call_with_retries, is_transient
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+
+ODATA_HEADERS = {"OData-Version": "4.0", "OData-MaxVersion": "4.0", "Accept": "application/json"}
+
+
+def _unreachable(operation: str, exc: httpx.TransportError) -> CrmTransientError:
+    """Returns the transient error a failed exchange stands for, noting whether Dataverse may have acted."""
+    if isinstance(exc, httpx.TimeoutException):
+        error = CrmTransientError(f"{operation}: Dataverse did not answer in time ({exc!r})")
+        error.maybe_applied = not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout)
+        CRM_CALLS.labels(operation, "timeout").inc()
+    else:
+        error = CrmTransientError(f"{operation}: the connection to Dataverse failed ({exc!r})")
+        error.maybe_applied = not isinstance(exc, httpx.ConnectError)
+        CRM_CALLS.labels(operation, "connection_error").inc()
+    return error
+
+
+class Transport:
+    """Sends Web API calls: signed in, paced by service protection, retried when transient."""
+
+    def __init__(
+        self,
+        credentials: DynamicsCredentials,
+        options: DynamicsOptions,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        account_id: str | None = None,
+    ) -> None:
+        self.options = options
+        self.web_api = credentials.web_api
+        self.policy = RetryPolicy(
+            max_attempts=options.max_retries + 1,
+            base_s=options.backoff_initial_s,
+            cap_s=options.backoff_max_s,
+        )
+        self.budget = RequestBudget(options, account=account_id or "-")
+        self._client = httpx.AsyncClient(
+            transport=transport,
+            timeout=httpx.Timeout(options.timeout_s, connect=options.connect_timeout_s),
+            limits=httpx.Limits(
+                max_connections=options.max_connections, max_keepalive_connections=options.max_connections
+            ),
+            headers={"User-Agent": "crmsync-connector"},
+        )
+        self._tokens = TokenCache(
+            lambda: self.retrying(lambda: request_token(self._client, credentials)),
+            margin_s=options.token_refresh_margin_s,
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        operation: str,
+        params: dict[str, str] | None = None,
+        json: Any = None,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        idempotent: bool = True,
+    ) -> httpx.Response:
+        """Returns a successful answer; transient failures are retried with backoff (Retry-After honoured).
+
+        `path` is below the Web API root, or a whole URL (a next or delta link). A
+        call that is not idempotent is repeated only when Dataverse surely did not
+        act on it (throttled, unavailable, no connection), never after a timeout or a 500.
+        """
+        body = orjson.dumps(json) if json is not None else content
+        sent = dict(ODATA_HEADERS)
+        if json is not None:
+            sent["Content-Type"] = "application/json"
+        sent.update(headers or {})
+        url = path if path.startswith(("http://", "https://")) else f"{self.web_api}/{path}"
+
+        async def once() -> httpx.Response:
+            token = await self._tokens.current()
+            await self.budget.pace()
+            response = await self._send(token, method, url, params, body, sent, operation)
+            if response.status_code == 401:
+                # Expired or revoked before its time: renew once and repeat the call.
+                token = await self._tokens.renew(token)
+                response = await self._send(token, method, url, params, body, sent, operation)
+            raise_for(response)
+            return response
+
+        return await self.retrying(once, idempotent=idempotent)
+
+    async def retrying(self, attempt: Callable[[], Awaitable[T]], *, idempotent: bool = True) -> T:
+        """Returns what `attempt` returns, retried under the one retry policy."""
+        return await call_with_retries(
+            attempt,
+            policy=self.policy,
+            retry_if=lambda error: is_transient(error, idempotent=idempotent),
+            on_retry=_log_retry,
+        )
+
+    async def _send(
+        self,
+        token: AccessToken,
+        method: str,
+        url: str,
+        params: dict[str, str] | None,
+        body: bytes | None,
+        headers: dict[str, str],
+        operation: str,
+    ) -> httpx.Response:
+        headers = {**headers, "Authorization": f"Bearer {token.value}"}
+        self.budget.count_call()
+        try:
+            response = await self._client.request(method, url, params=params, content=body, headers=headers)
+        except httpx.TransportError as exc:
+            raise _unreachable(operation, exc) from exc
+        CRM_CALLS.labels(operation, str(response.status_code)).inc()
+        self.budget.read(response)
+        return response
+
+
+def _log_retry(attempt: int, error: BaseException | None) -> None:
+    log.warning(
+        "crm.retry",
+        crm="dynamics",
+        attempt=attempt,
+        error=type(error).__name__,
+        error_code=getattr(error, "error_code", None),
+        status=getattr(error, "status", None),
+    )
