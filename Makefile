@@ -10,9 +10,11 @@ UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+# The console's npm packages (package-lock.json), installed outside the tree git tracks.
+NPM_DIR := .local/npm
 
 .PHONY: help setup infra-up infra-down infra-status migrate topics test test-unit test-integration \
-        test-e2e lint manifests run stop emulator bench clean
+        test-e2e chromium lint manifests run stop emulator bench clean
 
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -25,6 +27,14 @@ $(UV):
 setup: $(UV) ## Install every package and the dev tools, pinned by uv.lock, into .venv
 	@$(UV) sync --locked --all-packages --quiet
 	@echo "[setup] .venv ready ($$($(BIN)/python --version))"
+	@mkdir -p $(NPM_DIR) && cp package.json package-lock.json $(NPM_DIR)/
+	@npm ci --prefix $(NPM_DIR) --no-audit --no-fund --silent
+	@echo "[setup] console assets ready in $(NPM_DIR)/node_modules"
+
+chromium: ## Install Debian's chromium for the console's browser tests, if it is missing
+	@test -x /usr/bin/chromium || { echo "[setup] installing chromium"; \
+	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq && \
+	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 infra-up: setup ## Start local Kafka and PostgreSQL (idempotent) and create the topics
 	@deploy/local/infra.sh up
@@ -39,7 +49,7 @@ infra-status: ## Say whether Kafka and PostgreSQL answer
 migrate: setup ## Bring the database to the newest schema
 	@$(BIN)/crmsync-migrate
 
-test: infra-up migrate ## Everything CI runs: lint, manifests, unit, integration and e2e tests
+test: infra-up migrate chromium ## Everything CI runs: lint, manifests, unit, integration and e2e tests
 	@$(MAKE) --no-print-directory lint
 	@$(BIN)/pytest $(PYTEST_ARGS)
 
@@ -49,7 +59,7 @@ test-unit: setup ## Fast tests of the pure logic (no servers)
 test-integration: infra-up migrate ## Tests against the real Kafka, PostgreSQL and emulator
 	@$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
-test-e2e: infra-up migrate ## The services as separate processes
+test-e2e: infra-up migrate chromium ## The services as separate processes
 	@$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
 
 lint: setup ## ruff and the import contracts (the domain stays pure)
