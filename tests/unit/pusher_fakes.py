@@ -12,13 +12,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iter
 from collections.abc import Mapping as AnyMapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import count
 from typing import Any, TypeVar
 
 from crmsync.common.crm.connection import CrmConnectionInfo
 from crmsync.common.domain.mapping import Mapping, PushPolicy, default_salesforce_mapping
 from crmsync.common.domain.push_log import LoggedEntry, PushLogEntry, PushResult
+from crmsync.common.domain.redelivery import WAITING, RedeliveryPolicy, WaitingPush
 from crmsync.common.kafka.consumer import Delivery
 from crmsync.common.messages import ContactChanged
 from crmsync.pusher.handlers.context import PushContext
@@ -54,7 +55,9 @@ class FakeStore:
         self.rows: dict[uuid.UUID, StoredContact] = {}  # the contacts, by id
         self.log: dict[tuple[str, str], LoggedEntry] = {}
         self.entries: dict[tuple[str, str], PushLogEntry] = {}
+        self.pushes: dict[int, WaitingPush] = {}  # waiting and failed pushes, by id
         self._ids = count(1)
+        self._push_ids = count(1)
 
     def add_account(self, account_id: str, *, connected: bool = True) -> None:
         self.configs[account_id] = Config(
@@ -84,6 +87,10 @@ class FakeStore:
     @property
     def push_log(self) -> _PushLog:
         return _PushLog(self)
+
+    @property
+    def deliveries(self) -> _Deliveries:
+        return _Deliveries(self)
 
     # -- AccountStore
     async def existing(self, account_ids: Iterable[str]) -> set[str]:
@@ -169,12 +176,15 @@ class _PushLog:
         for r in results:
             key = (r.account_id, r.event_id)
             self._store.log[key] = replace(self._store.log[key], status=r.status, crm_id=r.crm_id)
+            entry = self._store.entries[key]
             self._store.entries[key] = replace(
-                self._store.entries[key],
+                entry,
                 status=r.status,
                 crm_id=r.crm_id,
                 error_code=r.error_code,
                 error_message=r.error_message,
+                attempts=entry.attempts + r.attempts,
+                decisions={**entry.decisions, **r.decisions},
             )
 
 
@@ -182,8 +192,50 @@ class _PushLog:
 LENGTHS = {"Title": 128, "FirstName": 40, "LastName": 80, "Email": 80, "Company": 255, "City": 40}
 
 
+class _Deliveries:
+    def __init__(self, store: FakeStore) -> None:
+        self._store = store
+
+    def _waiting(self) -> list[WaitingPush]:
+        return [p for p in self._store.pushes.values() if p.state == WAITING]
+
+    async def waiting_for(
+        self, account_id: str, contact_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, WaitingPush]:
+        return {
+            p.contact_id: p
+            for p in self._waiting()
+            if p.account_id == account_id and p.contact_id in contact_ids
+        }
+
+    async def claim_due(self, *, now: datetime, limit: int, until: datetime) -> list[WaitingPush]:
+        due = sorted(
+            (p for p in self._waiting() if p.next_attempt_at <= now), key=lambda p: p.next_attempt_at
+        )
+        for p in due[:limit]:
+            assert p.id is not None
+            self._store.pushes[p.id] = replace(p, next_attempt_at=until)
+        return due[:limit]
+
+    async def locked(self, ids: Sequence[int]) -> dict[int, WaitingPush]:
+        return {i: self._store.pushes[i] for i in ids if i in self._store.pushes}
+
+    async def save(self, pushes: Sequence[WaitingPush], *, now: datetime) -> None:
+        for p in pushes:
+            if p.id is not None and not p.values:
+                self._store.pushes.pop(p.id, None)
+            elif p.id is not None:
+                self._store.pushes[p.id] = p
+            elif p.values:
+                assert not [
+                    w for w in self._waiting() if (w.account_id, w.contact_id) == (p.account_id, p.contact_id)
+                ]
+                new_id = next(self._store._push_ids)
+                self._store.pushes[new_id] = replace(p, id=new_id, created_at=now)
+
+
 class FakeCrm:
-    """Accepts every write; a create gets a new record id."""
+    """Accepts every write (a create gets a new record id), unless it is `down` or its budget `exhausted`."""
 
     batch_size = 200
 
@@ -191,11 +243,29 @@ class FakeCrm:
         self.writes: list[PlannedWrite] = []
         self._ids = count(1)
         self.lengths: dict[str, dict[str, int]] = {"Lead": dict(LENGTHS), "Contact": dict(LENGTHS)}
+        self.down = False  # every write is answered 503, after the connector's round
+        self.exhausted = False  # the API budget is at its reserve
+        self.budget_rechecks = 0
+        self.refused: list[PlannedWrite] = []  # what reached a CRM that could not take it
 
     async def field_lengths(self, connection: CrmConnectionInfo, crm_object: str) -> dict[str, int]:
         return self.lengths[crm_object]
 
+    async def recheck_budget(self, connection: CrmConnectionInfo) -> None:
+        self.budget_rechecks += 1
+
     async def write(self, connection: CrmConnectionInfo, writes: Sequence[PlannedWrite]) -> list[Outcome]:
+        if self.exhausted:
+            return [
+                Outcome(False, None, 1, "REQUEST_LIMIT_EXCEEDED", "budget at reserve", parked=True)
+                for _ in writes
+            ]
+        if self.down:
+            self.refused += [copy.deepcopy(w) for w in writes]
+            return [
+                Outcome(False, w.crm_id, 6, "SERVER_UNAVAILABLE", "503 Service Unavailable", retryable=True)
+                for w in writes
+            ]
         self.writes += [copy.deepcopy(w) for w in writes]
         return [
             Outcome(True, w.crm_id if w.operation == "update" else f"00Q{next(self._ids):015d}", 1)
@@ -221,6 +291,10 @@ class FakeDeadLetters:
         self.letters.append((delivery.message.event_id, error))
 
 
+# Waits of nothing: a waiting push is due again at once, so a test re-delivers it when it likes.
+AT_ONCE = RedeliveryPolicy(base=timedelta(0), cap=timedelta(0), min_wait=timedelta(0))
+
+
 @dataclass
 class Pusher:
     """The handlers over the fakes."""
@@ -228,10 +302,24 @@ class Pusher:
     store: FakeStore = field(default_factory=FakeStore)
     crm: FakeCrm = field(default_factory=FakeCrm)
     dead_letters: FakeDeadLetters = field(default_factory=FakeDeadLetters)
+    redelivery: RedeliveryPolicy = AT_ONCE
+    budget_recheck: timedelta = timedelta(minutes=15)
 
     @property
     def ctx(self) -> PushContext:
-        return PushContext(store=self.store, crm=self.crm, dead_letters=self.dead_letters)  # type: ignore[arg-type]
+        return PushContext(
+            store=self.store,  # type: ignore[arg-type]
+            crm=self.crm,  # type: ignore[arg-type]
+            dead_letters=self.dead_letters,
+            redelivery=self.redelivery,
+            budget_recheck=self.budget_recheck,
+        )
+
+    async def redeliver(self) -> int:
+        """Runs one round of re-delivery; returns how many pushes it claimed."""
+        from crmsync.pusher.handlers.redeliver import redeliver_due
+
+        return await redeliver_due(self.ctx, limit=100, lease=timedelta(minutes=5))
 
     async def handle(self, *events: ContactChanged) -> dict[str, PushLogEntry]:
         """Runs the events through steps 1 to 3; returns their push log entries by event id."""

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crmsync.common.crm.factory import ConnectorFactory, connector_factory
 from crmsync.common.db.session import create_engine, create_sessionmaker, ping
+from crmsync.common.domain.redelivery import RedeliveryPolicy
 from crmsync.common.kafka.consumer import DeadLetters
 from crmsync.common.kafka.producer import Publisher, create_producer
 from crmsync.pusher.adapters.accounts import ConfigCache
@@ -59,7 +60,12 @@ class App:
             configs=ConfigCache(ttl_s=s.push_config_ttl_s),
         )
         return PushContext(
-            store=store, crm=crm, dead_letters=KafkaDeadLetters(dead_letters), lanes=s.push_lanes
+            store=store,
+            crm=crm,
+            dead_letters=KafkaDeadLetters(dead_letters),
+            lanes=s.push_lanes,
+            redelivery=redelivery_policy(s),
+            budget_recheck=timedelta(seconds=s.push_budget_recheck_s),
         )
 
     async def main(self, stop: asyncio.Event) -> None:
@@ -76,6 +82,18 @@ class App:
             await self.producer.stop()
             if self.owns_engine:
                 await self.engine.dispose()
+
+
+def redelivery_policy(settings: Settings) -> RedeliveryPolicy:
+    """Returns the re-delivery policy the settings describe (the cap and minimum follow a shorter base)."""
+    s = settings
+    base = timedelta(seconds=s.push_redelivery_base_s)
+    return RedeliveryPolicy(
+        base=base,
+        cap=max(base, timedelta(seconds=s.push_redelivery_cap_s)),
+        horizon=timedelta(seconds=s.push_redelivery_horizon_s),
+        min_wait=min(base, timedelta(seconds=s.push_redelivery_min_wait_s)),
+    )
 
 
 def _json_text(value: Any) -> str:

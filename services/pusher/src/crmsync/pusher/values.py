@@ -14,6 +14,7 @@ from typing import Any
 
 from crmsync.common.domain.contacts import ContactValues, is_implied, stored_field_meta
 from crmsync.common.domain.push import fold_writes
+from crmsync.common.domain.redelivery import WaitingValue, coalesce
 
 
 @dataclass(frozen=True)
@@ -89,10 +90,15 @@ class PlannedWrite:
     values: dict[str, Any]
     email_lower: str | None
     event_ids: list[str] = field(default_factory=list)
+    # Each value's change time, event and contact field: what waits if the CRM cannot take it now.
+    origins: dict[str, WaitingValue] = field(default_factory=dict)
 
-    def fold(self, values: dict[str, Any], event_id: str) -> None:
+    def fold(
+        self, values: dict[str, Any], event_id: str, origins: dict[str, WaitingValue] | None = None
+    ) -> None:
         self.values = fold_writes(self.values, values)
         self.event_ids.append(event_id)
+        self.origins = coalesce(self.origins, origins or {})
 
 
 @dataclass(frozen=True)
@@ -107,6 +113,11 @@ class Outcome:
     retryable: bool = False  # transient, and still failing after the round of retries
     parked: bool = False  # the API budget is at its reserve: wait for it, not a failure
     retry_after: float | None = None  # seconds the CRM asked to wait
+
+    @property
+    def waits(self) -> bool:
+        """True when the write waits in the store for re-delivery rather than failing (R24)."""
+        return not self.success and (self.retryable or self.parked)
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from crmsync.common.db.ids import new_id
@@ -392,11 +392,55 @@ class PushLog(Base):
     __table_args__ = (
         UniqueConstraint("account_id", "event_id"),
         CheckConstraint("operation in ('create', 'update', 'none', 'outbound')", name="operation"),
-        CheckConstraint("status in ('pending', 'succeeded', 'failed', 'skipped')", name="status"),
+        CheckConstraint("status in ('pending', 'waiting', 'succeeded', 'failed', 'skipped')", name="status"),
         Index(None, "account_id", "created_at"),
         Index(None, "account_id", "contact_id"),
         # Every entry is written pending, then updated with the CRM's answer.
         {"postgresql_with": {"fillfactor": FILLFACTOR_UPDATED_IN_PLACE}},
+    )
+
+
+class PushDelivery(Base):
+    """A contact's push waiting for its next attempt after a transient failure (R24).
+
+    One waiting row per account and contact: later changes of the contact join
+    it (newest value per field) instead of overtaking it. `fields` holds, per
+    CRM field, {value, occurred_at, event_id, field}; `event_ids` the events
+    whose push log entries wait on it. A row past the horizon turns `failed`.
+    """
+
+    __tablename__ = "push_deliveries"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = _account_fk()
+    contact_id: Mapped[uuid.UUID] = mapped_column(nullable=False)
+    operation: Mapped[str] = mapped_column(Text, nullable=False)
+    crm_object: Mapped[str] = mapped_column(Text, nullable=False)
+    crm_id: Mapped[str | None] = mapped_column(Text)
+    email_lower: Mapped[str | None] = mapped_column(Text)
+    fields: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default=text("'{}'::jsonb"))
+    event_ids: Mapped[list[str]] = mapped_column(
+        ARRAY(Text), nullable=False, server_default=text("'{}'::text[]")
+    )
+    state: Mapped[str] = mapped_column(Text, nullable=False)
+    failures: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    first_failed_at: Mapped[datetime | None]
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    last_error_code: Mapped[str | None] = mapped_column(Text)
+    last_error_message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+    __table_args__ = (
+        CheckConstraint("operation in ('create', 'update')", name="operation"),
+        CheckConstraint("state in ('waiting', 'failed')", name="state"),
+        Index(
+            "uq_push_deliveries_waiting_contact",
+            "account_id",
+            "contact_id",
+            unique=True,
+            postgresql_where=text("state = 'waiting'"),
+        ),
+        Index("ix_push_deliveries_due", "next_attempt_at", postgresql_where=text("state = 'waiting'")),
+        Index(None, "account_id", "state", "last_error_code"),
     )
 
 

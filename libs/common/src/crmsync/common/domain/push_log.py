@@ -2,8 +2,10 @@
 recorded on it, and an entry as read back.
 
 Every event the pusher handles gets one entry, keyed by (account, event id):
-`pending` while its CRM write is in flight, then final. A redelivered event
-whose entry is final has no second effect (R18).
+`pending` while its CRM write is in flight, then final; `waiting` while its
+values wait in the store for re-delivery after a transient failure or an
+exhausted API budget (R24), then final. A redelivered event whose entry is
+final or waiting has no second effect (R18).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ PENDING = "pending"
 SUCCEEDED = "succeeded"
 FAILED = "failed"
 SKIPPED = "skipped"
+WAITING = "waiting"
 FINAL_STATUSES = frozenset({SUCCEEDED, FAILED, SKIPPED})
 
 
@@ -29,7 +32,7 @@ class PushLogEntry:
     event_id: str
     source: str
     operation: str  # create | update | none | outbound
-    status: str  # pending | succeeded | failed | skipped
+    status: str  # pending | waiting | succeeded | failed | skipped
     contact_id: uuid.UUID | None = None
     crm_object: str | None = None
     crm_id: str | None = None
@@ -49,12 +52,14 @@ class PushResult:
 
     account_id: str
     event_id: str
-    status: str  # succeeded | failed
+    status: str  # waiting | succeeded | failed | skipped
     crm_id: str | None
     attempts: int  # added to the entry's
     at: datetime
     error_code: str | None = None
     error_message: str | None = None
+    # Reasons joined to the entry's decisions (a field dropped before a re-send, R13).
+    decisions: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

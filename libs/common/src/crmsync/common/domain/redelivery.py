@@ -11,7 +11,8 @@ at its reserve parks it without counting an attempt.
 from __future__ import annotations
 
 from collections.abc import Mapping as AnyMapping
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -34,13 +35,40 @@ class RedeliveryPolicy:
             raise ValueError("horizon must be positive")
 
 
+# The states of a waiting push (`push_deliveries.state`).
+WAITING = "waiting"
+FAILED = "failed"
+# Why a waiting value was dropped before a re-send (push log decisions, R13).
+SUPERSEDED_BY_CRM = "superseded_by_crm"
+SUPERSEDED = "superseded"
+
+
 @dataclass(frozen=True)
 class WaitingValue:
-    """One field's value waiting for the CRM, with when it changed and the event that changed it."""
+    """One field's value waiting for the CRM, with when it changed and the event that changed it.
+
+    `field` is the contact field (destination) the CRM field is mapped from,
+    when known: it names where the store keeps the field's origin and time.
+    """
 
     value: Any
     occurred_at: datetime
     event_id: str
+    field: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "value": self.value,
+            "occurred_at": self.occurred_at.isoformat(),
+            "event_id": self.event_id,
+            "field": self.field,
+        }
+
+    @classmethod
+    def from_json(cls, raw: AnyMapping[str, Any]) -> WaitingValue:
+        return cls(
+            raw["value"], datetime.fromisoformat(raw["occurred_at"]), raw["event_id"], raw.get("field")
+        )
 
 
 def next_attempt_at(
@@ -104,3 +132,104 @@ def superseded_by_crm(
         else:
             keep[name] = value
     return keep, dropped
+
+
+def superseded(
+    waiting: AnyMapping[str, WaitingValue],
+    stored: AnyMapping[str, tuple[datetime, bool] | None],
+) -> tuple[dict[str, WaitingValue], dict[str, str]]:
+    """Returns (the values still to send, {dropped field: why}) against the store's latest changes.
+
+    `stored` gives, per waiting CRM field, the time and whether it came from the
+    CRM (True) of the value the store holds for it now. A CRM change at least
+    as new wins (R13: `superseded_by_crm`); a newer local change that was sent
+    on its own meanwhile wins too (`superseded`): an older value must not
+    overwrite it.
+    """
+    crm_times = {n: s[0] for n, s in stored.items() if s is not None and s[1]}
+    keep, by_crm = superseded_by_crm(waiting, crm_times)
+    dropped = dict.fromkeys(by_crm, SUPERSEDED_BY_CRM)
+    for name in list(keep):
+        local = stored.get(name)
+        if local is not None and not local[1] and local[0] > keep[name].occurred_at:
+            dropped[name] = SUPERSEDED
+            del keep[name]
+    return keep, dropped
+
+
+@dataclass(frozen=True)
+class WaitingPush:
+    """One contact's push waiting in the store for its next attempt (R24).
+
+    `values` are by CRM field; `event_ids` the events whose push log entries
+    wait on it (an outbound run's values have none). `failures` counts the
+    transient failures since `first_failed_at`; a budget at its reserve parks
+    the push without counting one.
+    """
+
+    account_id: str
+    contact_id: Any
+    operation: str  # create | update
+    crm_object: str
+    crm_id: str | None
+    email_lower: str | None
+    values: AnyMapping[str, WaitingValue]
+    next_attempt_at: datetime
+    event_ids: tuple[str, ...] = ()
+    failures: int = 0
+    first_failed_at: datetime | None = None
+    last_error_code: str | None = None
+    last_error_message: str | None = None
+    state: str = WAITING
+    id: int | None = None
+    created_at: datetime | None = None
+
+    def joined(self, values: AnyMapping[str, WaitingValue], event_ids: Sequence[str]) -> WaitingPush:
+        """Returns the push with a later change's values joined (newest per field) and its events."""
+        events = self.event_ids + tuple(e for e in event_ids if e not in self.event_ids)
+        return replace(self, values=coalesce(self.values, values), event_ids=events)
+
+    def failed_again(
+        self,
+        *,
+        policy: RedeliveryPolicy,
+        now: datetime,
+        error_code: str | None,
+        error_message: str | None,
+        retry_after: timedelta | None = None,
+        rng: Uniform | None = None,
+    ) -> WaitingPush:
+        """Returns the push after one more transient failure: waiting again, or failed past the horizon."""
+        first = self.first_failed_at or now
+        failures = self.failures + 1
+        at = next_attempt_at(
+            policy=policy, failures=failures, first_failed_at=first, now=now, retry_after=retry_after, rng=rng
+        )
+        failed = replace(
+            self,
+            failures=failures,
+            first_failed_at=first,
+            last_error_code=error_code,
+            last_error_message=error_message,
+        )
+        if at is None:
+            return replace(failed, state=FAILED)
+        return replace(failed, next_attempt_at=at)
+
+    def parked(self, *, until: datetime, error_code: str | None, error_message: str | None) -> WaitingPush:
+        """Returns the push parked until `until` (the API budget's reset): no failure is counted."""
+        return replace(
+            self, next_attempt_at=until, last_error_code=error_code, last_error_message=error_message
+        )
+
+    def without(self, sent: AnyMapping[str, WaitingValue], events: Sequence[str]) -> WaitingPush:
+        """Returns what is left once `sent` went out: values joined since the send, their events."""
+        left = {n: v for n, v in self.values.items() if sent.get(n) != v}
+        return replace(self, values=left, event_ids=tuple(e for e in self.event_ids if e not in events))
+
+
+def waiting_values(
+    values: AnyMapping[str, Any], *, fields: AnyMapping[str, str], occurred_at: datetime, event_id: str
+) -> dict[str, WaitingValue]:
+    """Returns one change's CRM values as waiting values; `fields` names each CRM field's contact field."""
+    return {n: WaitingValue(v, occurred_at, event_id, fields.get(n)) for n, v in values.items()}

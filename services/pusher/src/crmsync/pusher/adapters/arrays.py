@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Text, Uuid, any_, bindparam
+from sqlalchemy import any_, bindparam
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.types import TypeEngine
 
 
-def any_of(values: Iterable[Any], item_type: type[Text] | type[Uuid]) -> Any:
+def any_of(values: Iterable[Any], item_type: type[TypeEngine[Any]]) -> Any:
     """Returns `= any(array)` for the values.
 
     `in_()` writes one placeholder per value, so each batch size is a new

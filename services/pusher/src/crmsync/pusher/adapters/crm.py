@@ -44,6 +44,7 @@ class Connectors:
     def __init__(self, factory: ConnectorFactory) -> None:
         self._factory = factory
         self._by_account: dict[str, tuple[Any, CrmConnector]] = {}
+        self._retired: list[CrmConnector] = []
 
     def for_connection(self, connection: CrmConnectionInfo) -> CrmConnector:
         stamp = (
@@ -62,10 +63,18 @@ class Connectors:
         self._by_account[connection.account_id] = (stamp, connector)
         return connector
 
+    def renew(self, connection: CrmConnectionInfo) -> CrmConnector:
+        """Returns a new connector for the account; the one it replaces may be in use, it is closed at the end."""
+        cached = self._by_account.pop(connection.account_id, None)
+        if cached is not None:
+            self._retired.append(cached[1])
+        return self.for_connection(connection)
+
     async def aclose(self) -> None:
-        for _, connector in self._by_account.values():
+        for connector in [c for _, c in self._by_account.values()] + self._retired:
             await connector.aclose()
         self._by_account.clear()
+        self._retired.clear()
 
 
 class CrmWriter:
@@ -288,6 +297,10 @@ class ConnectedCrm:
         """Returns the most characters each text field of the object holds (the describe is cached)."""
         described = await self._connectors.for_connection(connection).describe(crm_object)
         return {name: f.length for name, f in described.fields.items() if f.length > 0}
+
+    async def recheck_budget(self, connection: CrmConnectionInfo) -> None:
+        """Reads the API budget afresh through a new connector (it asks /limits)."""
+        await self._connectors.renew(connection).budget()
 
     async def read(
         self, connection: CrmConnectionInfo, *, crm_object: str, ids: Sequence[str], fields: Sequence[str]

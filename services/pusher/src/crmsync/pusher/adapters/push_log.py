@@ -58,11 +58,12 @@ _INSERT = text(
 
 _FINISH = text(
     "update push_log p set status = v.status, crm_id = v.crm_id, error_code = v.code, "
-    "error_message = v.message, attempts = p.attempts + v.attempts, updated_at = v.at "
+    "error_message = v.message, attempts = p.attempts + v.attempts, updated_at = v.at, "
+    "decisions = p.decisions || v.decisions::jsonb "
     "from unnest(cast(:accounts as text[]), cast(:events as text[]), cast(:statuses as text[]), "
     "cast(:crm_ids as text[]), cast(:codes as text[]), cast(:messages as text[]), "
-    "cast(:attempts as int[]), cast(:ats as timestamptz[])) "
-    "as v(account_id, event_id, status, crm_id, code, message, attempts, at) "
+    "cast(:attempts as int[]), cast(:ats as timestamptz[]), cast(:decisions as text[])) "
+    "as v(account_id, event_id, status, crm_id, code, message, attempts, at, decisions) "
     "where p.account_id = v.account_id and p.event_id = v.event_id"
 )
 
@@ -134,7 +135,7 @@ class PgPushLog:
         )
 
     async def finish(self, results: Sequence[PushResult]) -> None:
-        """Records the CRM's answer on pending entries: status, crm_id, error, attempts, updated_at."""
+        """Records the CRM's answer on entries: status, crm_id, error, attempts, updated_at, added decisions."""
         if not results:
             return
         await self._session.execute(
@@ -148,5 +149,6 @@ class PgPushLog:
                 "messages": [r.error_message for r in results],
                 "attempts": [r.attempts for r in results],
                 "ats": [r.at for r in results],
+                "decisions": [orjson.dumps(dict(r.decisions)).decode() for r in results],
             },
         )

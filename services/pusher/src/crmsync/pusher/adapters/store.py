@@ -1,4 +1,5 @@
-"""The pusher's Postgres store (the Store port): sessions over its accounts, contacts and push log.
+"""The pusher's Postgres store (the Store port): sessions over its accounts, contacts, push log
+and waiting pushes.
 
 `begin()` is a unit of work: one transaction, committed when the block ends.
 The repositories take the session it opened and never commit.
@@ -16,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from crmsync.common.db.unit_of_work import UnitOfWork, retry_once_if_connection_lost
 from crmsync.pusher.adapters.accounts import ConfigCache, PgAccounts
 from crmsync.pusher.adapters.contacts import PgContacts
+from crmsync.pusher.adapters.deliveries import PgDeliveries
 from crmsync.pusher.adapters.push_log import PgPushLog
 
 log = structlog.get_logger(__name__)
@@ -30,6 +32,7 @@ class PgSession:
         self.accounts = PgAccounts(session, configs)
         self.contacts = PgContacts(session)
         self.push_log = PgPushLog(session)
+        self.deliveries = PgDeliveries(session)
 
 
 class PgStore:

@@ -1,7 +1,8 @@
-"""The pusher's process loops: contact changes (pipelined) and outbound jobs, each in its own group.
+"""The pusher's process loops: contact changes (pipelined) and outbound jobs, each in its own group,
+and the re-delivery of waiting pushes (`entrypoints.redelivery`).
 
 They run until `stop`; the batches in hand finish first. A handler's bug
-stops both loops and is raised: the process restarts and the batch comes again.
+stops every loop and is raised: the process restarts and the batch comes again.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from crmsync.common.kafka.consumer import DeadLetters, create_consumer
 from crmsync.common.kafka.topics import CONTACT_CHANGES, OUTBOUND_JOBS
 from crmsync.common.messages import ContactChanged, RunOutbound
 from crmsync.pusher.entrypoints.consumer import LingeringLoop, PipelinedLoop
+from crmsync.pusher.entrypoints.redelivery import run_redelivery
 from crmsync.pusher.handlers.contact_changed import AppliedBatch, PushContext, apply_contact_changes
 from crmsync.pusher.handlers.run_outbound import handle_outbound_jobs
 from crmsync.pusher.settings import Settings
@@ -54,7 +56,7 @@ def _loops(
 async def run_consumers(
     settings: Settings, ctx: PushContext, *, dead_letters: DeadLetters, stop: asyncio.Event
 ) -> None:
-    """Consumes contact changes and outbound jobs until `stop`; the batches in hand finish first."""
+    """Consumes contact changes and outbound jobs, and re-delivers waiting pushes, until `stop`."""
     s = settings
     consumers = {
         CONTACT_CHANGES: create_consumer(
@@ -68,6 +70,8 @@ async def run_consumers(
             await consumer.start()
         for topic, loop in _loops(s, ctx, consumers, dead_letters).items():
             tasks.append(asyncio.create_task(loop.run(stop), name=f"pusher-{topic}"))
+        if s.push_redelivery_enabled:
+            tasks.append(asyncio.create_task(run_redelivery(s, ctx, stop=stop), name="pusher-redelivery"))
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         for task in done:
             task.result()  # a handler's bug stops the process loudly

@@ -4,14 +4,17 @@ transaction; returns the CRM writes they call for."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
+from datetime import datetime
 
 from crmsync.common.clock import utc_now
-from crmsync.common.domain.push_log import PushLogEntry
+from crmsync.common.domain.push_log import WAITING, PushLogEntry
 from crmsync.common.kafka.consumer import Delivery
 from crmsync.common.messages import ContactChanged
 from crmsync.pusher.handlers.context import PushContext
 from crmsync.pusher.handlers.decide import Planner, decide_event
-from crmsync.pusher.handlers.ports import AccountConfiguration
+from crmsync.pusher.handlers.hold import join_waiting
+from crmsync.pusher.handlers.ports import AccountConfiguration, StoreSession
 from crmsync.pusher.handlers.push import AccountPush
 from crmsync.pusher.handlers.record import invalid_entry
 from crmsync.pusher.handlers.resolve import ContactIndex, find_contacts, unknown_contact
@@ -40,6 +43,7 @@ async def apply_account(
         known = known_fields(config.mapping)
         entries = [await _apply_event(ctx, config, known, lengths, index, planner, d) for d in batch]
         await tx.contacts.save(index.all(), now=now)
+        entries = await _join_waiting(tx, account_id, planner, entries, now=now)
         await tx.push_log.add(entries)
     writes = planner.writes
     if not writes:
@@ -53,6 +57,19 @@ async def apply_account(
         applied_ms=round((time.perf_counter() - started) * 1000, 1),
         waited_ms=round(now.timestamp() * 1000 - min(d.timestamp_ms for d in batch), 1),
     )
+
+
+async def _join_waiting(
+    tx: StoreSession, account_id: str, planner: Planner, entries: list[PushLogEntry], *, now: datetime
+) -> list[PushLogEntry]:
+    """Sends no write of a contact whose push waits: it joins that push, its entries `waiting` (R24)."""
+    writes = planner.writes
+    joined = await join_waiting(tx, account_id, writes, now=now) if writes else set()
+    if not joined:
+        return entries
+    planner.drop(joined)
+    waiting = {e for w in writes if w.contact_id in joined for e in w.event_ids}
+    return [replace(e, status=WAITING) if e.event_id in waiting else e for e in entries]
 
 
 async def _apply_event(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 
+from crmsync.common.domain.redelivery import RedeliveryPolicy
 from crmsync.pusher.handlers.ports import CrmPort, DeadLetterQueue, Store
 
 
@@ -13,3 +15,7 @@ class PushContext:
     crm: CrmPort
     dead_letters: DeadLetterQueue
     lanes: int = 1
+    # How a push that failed for a transient reason is tried again (R24).
+    redelivery: RedeliveryPolicy = field(default_factory=RedeliveryPolicy)
+    # How long a push waits for an API budget at its reserve before the budget is read again.
+    budget_recheck: timedelta = timedelta(minutes=15)

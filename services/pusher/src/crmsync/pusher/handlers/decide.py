@@ -10,7 +10,9 @@ from crmsync.common.domain.contacts import Merge, merge_local_changes
 from crmsync.common.domain.fields import EMAIL
 from crmsync.common.domain.push import ContactState, PushDecision, decide_push
 from crmsync.common.domain.push_log import FAILED, PENDING, SKIPPED, PushLogEntry
+from crmsync.common.domain.redelivery import WaitingValue, waiting_values
 from crmsync.common.messages import ContactChanged
+from crmsync.pusher.handlers.hold import contact_fields
 from crmsync.pusher.handlers.ports import AccountConfiguration, StoredContact
 from crmsync.pusher.handlers.record import NO_CONNECTION, event_entry
 from crmsync.pusher.handlers.validate import VALUE_TOO_LONG, FieldLengths, length_problem
@@ -38,10 +40,17 @@ class Planner:
             return ContactState(planned.crm_object, BEING_CREATED, before)
         return ContactState(contact.crm_object, contact.external_id, before)
 
-    def plan(self, contact: StoredContact, decision: PushDecision, crm_id: str | None, event_id: str) -> None:
+    def plan(
+        self,
+        contact: StoredContact,
+        decision: PushDecision,
+        crm_id: str | None,
+        event_id: str,
+        origins: dict[str, WaitingValue],
+    ) -> None:
         existing = self._writes.get(contact.id)
         if existing is not None:
-            existing.fold(decision.values, event_id)
+            existing.fold(decision.values, event_id, origins)
             return
         assert decision.crm_object is not None
         self._writes[contact.id] = PlannedWrite(
@@ -52,7 +61,13 @@ class Planner:
             values=dict(decision.values),
             email_lower=contact.email_lower,
             event_ids=[event_id],
+            origins=dict(origins),
         )
+
+    def drop(self, contact_ids: set[uuid.UUID]) -> None:
+        """Forgets the writes of these contacts (they joined their waiting pushes)."""
+        for contact_id in contact_ids:
+            self._writes.pop(contact_id, None)
 
 
 def decide_event(
@@ -102,7 +117,14 @@ def decide_event(
     if too_long:
         return replace(entry, status=FAILED, error_code=VALUE_TOO_LONG, error_message=too_long)
     if decision.sends:
-        planner.plan(contact, decision, crm_id, event.event_id)
+        assert decision.crm_object is not None
+        origins = waiting_values(
+            decision.values,
+            fields=contact_fields(config.mapping, decision.crm_object),
+            occurred_at=event.occurred_at,
+            event_id=event.event_id,
+        )
+        planner.plan(contact, decision, crm_id, event.event_id, origins)
         return replace(entry, status=PENDING)
     return entry
 

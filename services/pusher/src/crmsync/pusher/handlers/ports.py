@@ -20,6 +20,7 @@ from crmsync.common.crm.connection import CrmConnectionInfo
 from crmsync.common.crm.interface import CrmRecord
 from crmsync.common.domain.mapping import Mapping, PushPolicy
 from crmsync.common.domain.push_log import LoggedEntry, PushLogEntry, PushResult
+from crmsync.common.domain.redelivery import WaitingPush
 from crmsync.common.kafka.consumer import Delivery
 from crmsync.pusher.values import ContactRefs, CreatedRecord, Outcome, PlannedWrite, StoredContact
 
@@ -30,6 +31,7 @@ __all__ = [
     "ContactStore",
     "CrmPort",
     "DeadLetterQueue",
+    "DeliveryStore",
     "PushLogStore",
     "Store",
     "StoreSession",
@@ -106,6 +108,28 @@ class PushLogStore(Protocol):
         ...
 
 
+class DeliveryStore(Protocol):
+    """Pushes waiting for their next attempt (R24). Lock a contact (`ContactStore.find`) before its push."""
+
+    async def waiting_for(
+        self, account_id: str, contact_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, WaitingPush]:
+        """Returns (and locks) the waiting pushes of these contacts, by contact id."""
+        ...
+
+    async def claim_due(self, *, now: datetime, limit: int, until: datetime) -> list[WaitingPush]:
+        """Returns waiting pushes due by `now` that no other replica holds, moved to `until` meanwhile."""
+        ...
+
+    async def locked(self, ids: Sequence[int]) -> dict[int, WaitingPush]:
+        """Returns (and locks) these pushes, by id."""
+        ...
+
+    async def save(self, pushes: Sequence[WaitingPush], *, now: datetime) -> None:
+        """Inserts new pushes, updates the others; one left with no values is deleted."""
+        ...
+
+
 class StoreSession(Protocol):
     """The store as one session sees it."""
 
@@ -117,6 +141,9 @@ class StoreSession(Protocol):
 
     @property
     def push_log(self) -> PushLogStore: ...
+
+    @property
+    def deliveries(self) -> DeliveryStore: ...
 
 
 class Store(Protocol):
@@ -157,6 +184,10 @@ class CrmPort(Protocol):
 
     async def field_lengths(self, connection: CrmConnectionInfo, crm_object: str) -> dict[str, int]:
         """Returns the most characters each text field of the object holds, from its describe (R22)."""
+        ...
+
+    async def recheck_budget(self, connection: CrmConnectionInfo) -> None:
+        """Reads the API budget afresh: a connector at its reserve stops calling, so never sees a reset."""
         ...
 
     async def read(

@@ -36,7 +36,7 @@ class AccountPush:
         started = time.perf_counter()
         outcomes = await ctx.crm.write(self.connection, self.writes)
         written = time.perf_counter()
-        await record(ctx.store, account_id=self.account_id, writes=self.writes, outcomes=outcomes)
+        await record(ctx, account_id=self.account_id, writes=self.writes, outcomes=outcomes)
         _observe_latency(self.batch)
         log.debug(
             "push_batch",

@@ -60,7 +60,7 @@ async def reconcile(ctx: PushContext, account_id: str, pending: list[LoggedEntry
     remaining = list(plan.writes.values())
     outcomes = await ctx.crm.write(connection, remaining) if remaining else []
     await record(
-        ctx.store,
+        ctx,
         account_id=account_id,
         writes=[w for w, _ in plan.done] + remaining,
         outcomes=[o for _, o in plan.done] + list(outcomes),

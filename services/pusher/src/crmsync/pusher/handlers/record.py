@@ -16,11 +16,15 @@ from crmsync.common.domain.push_log import (
     FAILED,
     SKIPPED,
     SUCCEEDED,
+    WAITING,
     LoggedEntry,
     PushLogEntry,
     PushResult,
 )
+from crmsync.common.domain.redelivery import WaitingPush
 from crmsync.common.messages import ContactChanged, RunOutbound
+from crmsync.pusher.handlers.context import PushContext
+from crmsync.pusher.handlers.hold import hold
 from crmsync.pusher.handlers.ports import Store
 from crmsync.pusher.values import CreatedRecord, Outcome, PlannedWrite
 
@@ -84,7 +88,10 @@ def outbound_entry(
     first_error: Error | None,
     at: datetime,
 ) -> PushLogEntry:
-    """Returns the one entry of an outbound run: failed when anything failed or is kept for a retry."""
+    """Returns the one entry of an outbound run: failed when anything failed or is kept for a retry.
+
+    Values that wait for re-delivery (`waiting`) are the store's now: the run did its part.
+    """
     return PushLogEntry(
         account_id=job.account_id,
         event_id=event_id,
@@ -109,12 +116,13 @@ def results_of(
     for write, outcome in zip(writes, outcomes, strict=True):
         if write.operation == "create" and outcome.success and outcome.crm_id:
             created.append(CreatedRecord(write.contact_id, write.crm_object, outcome.crm_id))
+        status = SUCCEEDED if outcome.success else WAITING if outcome.waits else FAILED
         for event_id in write.event_ids:
             results.append(
                 PushResult(
                     account_id=account_id,
                     event_id=event_id,
-                    status=SUCCEEDED if outcome.success else FAILED,
+                    status=status,
                     crm_id=outcome.crm_id or write.crm_id,
                     attempts=outcome.attempts,
                     at=at,
@@ -142,20 +150,48 @@ def failed_results(entries: Sequence[LoggedEntry], *, error: Error, at: datetime
     ]
 
 
+def gave_up_results(pushes: Sequence[WaitingPush], *, at: datetime) -> list[PushResult]:
+    """Returns the entries of waiting pushes given up past the horizon: failed, with the last error."""
+    return [
+        PushResult(
+            account_id=p.account_id,
+            event_id=event_id,
+            status=FAILED,
+            crm_id=p.crm_id,
+            attempts=0,
+            at=at,
+            error_code=p.last_error_code,
+            error_message=f"{p.last_error_message} (gave up after {p.failures} failed attempts "
+            f"since {p.first_failed_at:%Y-%m-%d %H:%M} UTC)",
+        )
+        for p in pushes
+        for event_id in p.event_ids
+    ]
+
+
 async def record(
-    store: Store, *, account_id: str, writes: Sequence[PlannedWrite], outcomes: Sequence[Outcome]
+    ctx: PushContext, *, account_id: str, writes: Sequence[PlannedWrite], outcomes: Sequence[Outcome]
 ) -> None:
-    """Stores the CRM's answers on the writes' entries and the ids of the records they created."""
+    """Stores the CRM's answers on the writes' entries and the ids of the records they created.
+
+    A write the CRM could not take now (transient, or the budget at its
+    reserve) waits in the store for re-delivery, its entries `waiting` (R24).
+    """
+    store = ctx.store
     at = utc_now()
     results, created = results_of(account_id=account_id, writes=writes, outcomes=outcomes, at=at)
+    held = [(w, o) for w, o in zip(writes, outcomes, strict=True) if o.waits]
 
     async def attempt() -> None:
-        if created:
+        if created or held:
             # A created record's id and its entry's success are stored together, or
             # neither: an entry marked done without the id would let a later event create it again.
             async with store.begin() as tx:
                 await tx.push_log.finish(results)
                 await tx.contacts.link_created(created, now=at)
+                if held:
+                    given_up = await hold(ctx, tx, account_id, held, now=at)
+                    await tx.push_log.finish(gave_up_results(given_up, at=at))
         else:
             async with store.autocommit() as tx:
                 await tx.push_log.finish(results)
@@ -165,6 +201,8 @@ async def record(
     failed = [r for r in results if r.status == FAILED]
     if failed:
         log.warning("push_failed", account_id=account_id, count=len(failed), first=failed[0])
+    if held:
+        log.info("push_waiting", account_id=account_id, count=len(held), first=held[0][1].error_code)
 
 
 async def record_all_failed(store: Store, entries: Sequence[LoggedEntry], *, error: Error) -> None:
