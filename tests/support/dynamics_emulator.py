@@ -18,13 +18,14 @@ Fixtures (register them by importing them into a test module)
 ``in_process(leads=, contacts=, seed=)`` is the app without a process, for unit tests: an
 ``InProcess`` with ``emulator`` (its state), ``client`` (an ``httpx.AsyncClient`` over ASGI at
 ``https://dataverse.test``), ``sign_in()`` (sets the bearer token on the client) and ``control``.
+``dataverse`` (function, async) is one of them, signed in, closed afterwards.
 """
 
 from __future__ import annotations
 
 import ssl
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,3 +156,11 @@ def in_process(*, leads: int = 120, contacts: int = 90, seed: int = 3) -> InProc
     transport = httpx.ASGITransport(app=create_app(emulator))
     client = httpx.AsyncClient(transport=transport, base_url=IN_PROCESS_URL, headers={"OData-Version": "4.0"})
     return InProcess(emulator, client)
+
+
+@pytest.fixture
+async def dataverse() -> AsyncIterator[InProcess]:
+    emulator = in_process()
+    await emulator.sign_in()
+    yield emulator
+    await emulator.client.aclose()

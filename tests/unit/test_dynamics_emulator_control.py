@@ -2,109 +2,100 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from tests.support.dynamics_emulator import TENANT, InProcess, dataverse
 
-import pytest
-
-from tests.support.dynamics_emulator import TENANT, InProcess, in_process
-
+__all__ = ["dataverse"]
 API = "/api/data/v9.2"
 
 
-@pytest.fixture
-async def dv() -> AsyncIterator[InProcess]:
-    emulator = in_process()
-    await emulator.sign_in()
-    yield emulator
-    await emulator.client.aclose()
-
-
-async def test_environments_list_the_one_served(dv: InProcess) -> None:
-    (environment,) = (await dv.control("GET", "/environments")).json()
+async def test_environments_list_the_one_served(dataverse: InProcess) -> None:
+    (environment,) = (await dataverse.control("GET", "/environments")).json()
     assert (
         environment["web_api"] == "https://dataverse.test/api/data/v9.2" and environment["tenant"] == TENANT
     )
     assert environment["records"]["lead"] == 120 and environment["records"]["contact"] == 90
 
 
-async def test_a_user_edit_and_delete_show_through_the_web_api(dv: InProcess) -> None:
-    lead = (await dv.client.get(f"{API}/leads?$top=1")).json()["value"][0]
-    edited = await dv.control(
+async def test_a_user_edit_and_delete_show_through_the_web_api(dataverse: InProcess) -> None:
+    lead = (await dataverse.client.get(f"{API}/leads?$top=1")).json()["value"][0]
+    edited = await dataverse.control(
         "PATCH", f"/tables/lead/{lead['leadid']}", {"fields": {"donotemail": True, "lastname": "Renamed"}}
     )
     assert edited.status_code == 200 and edited.json()["fullname"].endswith("Renamed")
-    read = (await dv.client.get(f"{API}/leads({lead['leadid']})?$select=donotemail,lastname")).json()
+    read = (await dataverse.client.get(f"{API}/leads({lead['leadid']})?$select=donotemail,lastname")).json()
     assert (read["donotemail"], read["lastname"]) == (True, "Renamed")
-    assert (await dv.control("DELETE", f"/tables/lead/{lead['leadid']}")).status_code == 204
-    assert (await dv.client.get(f"{API}/leads({lead['leadid']})")).status_code == 404
-    assert (await dv.control("DELETE", f"/tables/lead/{lead['leadid']}")).status_code == 404
-    assert (await dv.control("GET", "/tables/invoice/x")).status_code == 404
+    assert (await dataverse.control("DELETE", f"/tables/lead/{lead['leadid']}")).status_code == 204
+    assert (await dataverse.client.get(f"{API}/leads({lead['leadid']})")).status_code == 404
+    assert (await dataverse.control("DELETE", f"/tables/lead/{lead['leadid']}")).status_code == 404
+    assert (await dataverse.control("GET", "/tables/invoice/x")).status_code == 404
 
 
-async def test_qualifying_a_lead_makes_a_contact_and_links_both_ways(dv: InProcess) -> None:
+async def test_qualifying_a_lead_makes_a_contact_and_links_both_ways(dataverse: InProcess) -> None:
     lead = (
-        await dv.client.get(f"{API}/leads?$filter=statecode eq 0 and emailaddress1 ne null&$top=1")
+        await dataverse.client.get(f"{API}/leads?$filter=statecode eq 0 and emailaddress1 ne null&$top=1")
     ).json()["value"][0]
-    qualified = await dv.control("POST", f"/leads/{lead['leadid']}/qualify")
+    qualified = await dataverse.control("POST", f"/leads/{lead['leadid']}/qualify")
     assert qualified.status_code == 200
     contact_id = qualified.json()["contactid"]
     after = (
-        await dv.client.get(
+        await dataverse.client.get(
             f"{API}/leads({lead['leadid']})?$select=statecode,statuscode,_parentcontactid_value"
         )
     ).json()
     assert (after["statecode"], after["statuscode"], after["_parentcontactid_value"]) == (1, 3, contact_id)
-    contact = (await dv.client.get(f"{API}/contacts({contact_id})")).json()
+    contact = (await dataverse.client.get(f"{API}/contacts({contact_id})")).json()
     assert (
         contact["emailaddress1"] == lead["emailaddress1"]
         and contact["_originatingleadid_value"] == lead["leadid"]
     )
     assert contact["donotemail"] == lead["donotemail"]
-    again = await dv.control("POST", f"/leads/{lead['leadid']}/qualify")
+    again = await dataverse.control("POST", f"/leads/{lead['leadid']}/qualify")
     assert again.status_code == 400
-    other = (await dv.client.get(f"{API}/leads?$filter=statecode eq 0&$top=1&$select=lastname")).json()[
-        "value"
-    ][0]
-    linked = await dv.control("POST", f"/leads/{other['leadid']}/qualify", {"contact_id": contact_id})
+    other = (
+        await dataverse.client.get(f"{API}/leads?$filter=statecode eq 0&$top=1&$select=lastname")
+    ).json()["value"][0]
+    linked = await dataverse.control("POST", f"/leads/{other['leadid']}/qualify", {"contact_id": contact_id})
     assert linked.json()["contactid"] == contact_id
 
 
-async def test_the_next_requests_can_be_answered_429_with_retry_after(dv: InProcess) -> None:
-    await dv.control("POST", "/faults", {"kind": "429", "count": 2, "retry_after": 7})
+async def test_the_next_requests_can_be_answered_429_with_retry_after(dataverse: InProcess) -> None:
+    await dataverse.control("POST", "/faults", {"kind": "429", "count": 2, "retry_after": 7})
     for _ in range(2):
-        refused = await dv.client.get(f"{API}/leads?$top=1")
+        refused = await dataverse.client.get(f"{API}/leads?$top=1")
         assert refused.status_code == 429 and refused.headers["Retry-After"] == "7"
         assert refused.json()["error"]["code"] == "0x80072322"
-    assert (await dv.client.get(f"{API}/leads?$top=1")).status_code == 200
+    assert (await dataverse.client.get(f"{API}/leads?$top=1")).status_code == 200
 
 
-async def test_503_for_some_seconds_then_service_again(dv: InProcess) -> None:
-    await dv.control("POST", "/faults", {"kind": "503", "seconds": 30})
-    refused = await dv.client.get(f"{API}/leads?$top=1")
+async def test_503_for_some_seconds_then_service_again(dataverse: InProcess) -> None:
+    await dataverse.control("POST", "/faults", {"kind": "503", "seconds": 30})
+    refused = await dataverse.client.get(f"{API}/leads?$top=1")
     assert refused.status_code == 503 and int(refused.headers["Retry-After"]) > 0
-    await dv.control("DELETE", "/faults")
-    assert (await dv.client.get(f"{API}/leads?$top=1")).status_code == 200
+    await dataverse.control("DELETE", "/faults")
+    assert (await dataverse.client.get(f"{API}/leads?$top=1")).status_code == 200
 
 
-async def test_a_sliding_window_limit_throttles_and_reports_what_is_left(dv: InProcess) -> None:
-    await dv.control("POST", "/faults", {"kind": "throttle", "limit": 3, "window_seconds": 60})
+async def test_a_sliding_window_limit_throttles_and_reports_what_is_left(dataverse: InProcess) -> None:
+    await dataverse.control("POST", "/faults", {"kind": "throttle", "limit": 3, "window_seconds": 60})
     remaining = []
     for _ in range(3):
-        answer = await dv.client.get(f"{API}/leads?$top=1")
+        answer = await dataverse.client.get(f"{API}/leads?$top=1")
         assert answer.status_code == 200
         remaining.append(int(answer.headers["x-ms-ratelimit-burst-remaining-xrm-requests"]))
     assert remaining == [2, 1, 0]
-    refused = await dv.client.get(f"{API}/leads?$top=1")
+    refused = await dataverse.client.get(f"{API}/leads?$top=1")
     assert refused.status_code == 429 and 0 < int(refused.headers["Retry-After"]) <= 60
     assert "limit of 3 over time window of 60 seconds" in refused.json()["error"]["message"]
-    assert (await dv.control("GET", "/faults")).json()["in_window"] == 3
-    assert (await dv.control("GET", "/health")).status_code == 200  # the control API is never throttled
+    assert (await dataverse.control("GET", "/faults")).json()["in_window"] == 3
+    assert (
+        await dataverse.control("GET", "/health")
+    ).status_code == 200  # the control API is never throttled
 
 
-async def test_reset_brings_back_the_generated_records(dv: InProcess) -> None:
-    lead = (await dv.client.get(f"{API}/leads?$top=1")).json()["value"][0]
-    await dv.control("DELETE", f"/tables/lead/{lead['leadid']}")
-    await dv.client.post(f"{API}/leads", json={"lastname": "Extra"})
-    assert (await dv.control("POST", "/reset")).status_code == 204
-    assert (await dv.client.get(f"{API}/leads({lead['leadid']})")).json()["leadid"] == lead["leadid"]
-    assert (await dv.client.get(f"{API}/leads?$filter=lastname eq 'Extra'")).json()["value"] == []
+async def test_reset_brings_back_the_generated_records(dataverse: InProcess) -> None:
+    lead = (await dataverse.client.get(f"{API}/leads?$top=1")).json()["value"][0]
+    await dataverse.control("DELETE", f"/tables/lead/{lead['leadid']}")
+    await dataverse.client.post(f"{API}/leads", json={"lastname": "Extra"})
+    assert (await dataverse.control("POST", "/reset")).status_code == 204
+    assert (await dataverse.client.get(f"{API}/leads({lead['leadid']})")).json()["leadid"] == lead["leadid"]
+    assert (await dataverse.client.get(f"{API}/leads?$filter=lastname eq 'Extra'")).json()["value"] == []

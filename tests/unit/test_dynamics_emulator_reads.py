@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
-from tests.support.dynamics_emulator import CLIENT_ID, TENANT, InProcess, in_process
+from tests.support.dynamics_emulator import CLIENT_ID, TENANT, InProcess, dataverse, in_process
 
+__all__ = ["dataverse"]
 API = "/api/data/v9.2"
 
 
-@pytest.fixture
-async def dv() -> AsyncIterator[InProcess]:
-    emulator = in_process()
-    await emulator.sign_in()
-    yield emulator
-    await emulator.client.aclose()
-
-
 async def test_the_token_endpoint_answers_as_the_identity_platform() -> None:
-    dv = in_process()
+    fresh = in_process()
     good = {"grant_type": "client_credentials", "client_id": CLIENT_ID, "client_secret": "emulated~secret.value",
             "scope": "https://dataverse.test/.default"}  # fmt: skip
-    answer = await dv.client.post(f"/{TENANT}/oauth2/v2.0/token", data=good)
+    answer = await fresh.client.post(f"/{TENANT}/oauth2/v2.0/token", data=good)
     assert answer.status_code == 200
     assert (
         set(answer.json()) >= {"token_type", "expires_in", "access_token"}
@@ -41,56 +32,58 @@ async def test_the_token_endpoint_answers_as_the_identity_platform() -> None:
         ({**good, "grant_type": "password"}, 400, "unsupported_grant_type", "AADSTS70003"),
     ]
     for form, status, error, code in cases:
-        refused = await dv.client.post(f"/{TENANT}/oauth2/v2.0/token", data=form)
+        refused = await fresh.client.post(f"/{TENANT}/oauth2/v2.0/token", data=form)
         assert (refused.status_code, refused.json()["error"]) == (status, error)
         assert refused.json()["error_description"].startswith(code)
-    wrong_tenant = await dv.client.post("/another-tenant/oauth2/v2.0/token", data=good)
+    wrong_tenant = await fresh.client.post("/another-tenant/oauth2/v2.0/token", data=good)
     assert wrong_tenant.status_code == 400 and "AADSTS90002" in wrong_tenant.json()["error_description"]
-    discovery = await dv.client.get(f"/{TENANT}/v2.0/.well-known/openid-configuration")
+    discovery = await fresh.client.get(f"/{TENANT}/v2.0/.well-known/openid-configuration")
     assert discovery.json()["token_endpoint"] == f"https://dataverse.test/{TENANT}/oauth2/v2.0/token"
 
 
-async def test_the_web_api_needs_a_valid_bearer_token(dv: InProcess) -> None:
-    signed_out = await dv.client.get(f"{API}/leads", headers={"Authorization": "Bearer forged"})
+async def test_the_web_api_needs_a_valid_bearer_token(dataverse: InProcess) -> None:
+    signed_out = await dataverse.client.get(f"{API}/leads", headers={"Authorization": "Bearer forged"})
     assert signed_out.status_code == 401
     assert signed_out.headers["WWW-Authenticate"].startswith(
         f"Bearer authorization_uri=https://dataverse.test/{TENANT}/"
     )
-    assert (await dv.client.get(f"{API}/leads?$top=1")).status_code == 200
-    await dv.control("POST", "/expire-tokens")
-    assert (await dv.client.get(f"{API}/leads?$top=1")).status_code == 401
+    assert (await dataverse.client.get(f"{API}/leads?$top=1")).status_code == 200
+    await dataverse.control("POST", "/expire-tokens")
+    assert (await dataverse.client.get(f"{API}/leads?$top=1")).status_code == 401
 
 
-async def test_entity_definitions_by_filter_by_key_and_their_attributes(dv: InProcess) -> None:
-    listed = await dv.client.get(f"{API}/EntityDefinitions", params={
+async def test_entity_definitions_by_filter_by_key_and_their_attributes(dataverse: InProcess) -> None:
+    listed = await dataverse.client.get(f"{API}/EntityDefinitions", params={
         "$select": "LogicalName,EntitySetName,PrimaryIdAttribute", "$filter": "LogicalName eq 'opportunity'"})  # fmt: skip
     (only,) = listed.json()["value"]
     assert (only["EntitySetName"], only["PrimaryIdAttribute"]) == ("opportunities", "opportunityid")
     for logical in ("lead", "contact", "account", "systemuser", "opportunity"):
         one = (
-            await dv.client.get(f"{API}/EntityDefinitions(LogicalName='{logical}')?$select=LogicalName")
+            await dataverse.client.get(
+                f"{API}/EntityDefinitions(LogicalName='{logical}')?$select=LogicalName"
+            )
         ).json()
         assert one["LogicalName"] == logical and "EntitySetName" not in one
-        attributes = (await dv.client.get(f"{API}/EntityDefinitions(LogicalName='{logical}')/Attributes",
+        attributes = (await dataverse.client.get(f"{API}/EntityDefinitions(LogicalName='{logical}')/Attributes",
                                           params={"$select": "LogicalName,AttributeType,MaxLength,IsValidForUpdate"})).json()  # fmt: skip
         names = {a["LogicalName"]: a for a in attributes["value"]}
         assert f"{logical}id" in names and names["createdon"]["IsValidForUpdate"] is False
     lead = (
-        await dv.client.get(
+        await dataverse.client.get(
             f"{API}/EntityDefinitions(LogicalName='lead')/Attributes(LogicalName='firstname')"
         )
     ).json()
     assert (lead["AttributeType"], lead["MaxLength"], lead["IsValidForUpdate"]) == ("String", 50, True)
-    picklists = (await dv.client.get(f"{API}/EntityDefinitions(LogicalName='lead')/Attributes/"
+    picklists = (await dataverse.client.get(f"{API}/EntityDefinitions(LogicalName='lead')/Attributes/"
                                      "Microsoft.Dynamics.CRM.PicklistAttributeMetadata?$select=LogicalName&$expand=OptionSet")).json()  # fmt: skip
     sources = next(p for p in picklists["value"] if p["LogicalName"] == "leadsourcecode")
     assert sources["OptionSet"]["Options"][0]["Value"] == 1
-    missing = await dv.client.get(f"{API}/EntityDefinitions(LogicalName='invoice')")
+    missing = await dataverse.client.get(f"{API}/EntityDefinitions(LogicalName='invoice')")
     assert missing.status_code == 404 and missing.json()["error"]["code"].startswith("0x")
 
 
-async def test_a_query_answers_odata_shapes_and_headers(dv: InProcess) -> None:
-    answer = await dv.client.get(f"{API}/contacts", params={
+async def test_a_query_answers_odata_shapes_and_headers(dataverse: InProcess) -> None:
+    answer = await dataverse.client.get(f"{API}/contacts", params={
         "$select": "fullname,emailaddress1,_parentcustomerid_value", "$filter": "_parentcustomerid_value ne null",
         "$orderby": "fullname desc", "$top": "5", "$count": "true",
         "$expand": "parentcustomerid_account($select=name),owninguser($select=fullname)"})  # fmt: skip
@@ -106,14 +99,16 @@ async def test_a_query_answers_odata_shapes_and_headers(dv: InProcess) -> None:
     assert first["@odata.etag"].startswith('W/"') and first["contactid"]
     assert first["parentcustomerid_account"]["accountid"] == first["_parentcustomerid_value"]
     assert set(first["owninguser"]) == {"@odata.etag", "systemuserid", "fullname"}
-    single = (await dv.client.get(f"{API}/contacts({first['contactid']})?$select=fullname")).json()
+    single = (await dataverse.client.get(f"{API}/contacts({first['contactid']})?$select=fullname")).json()
     assert single["@odata.context"].endswith("$metadata#contacts(contactid,fullname)/$entity")
     assert single["fullname"] == first["fullname"]
 
 
-async def test_pages_follow_next_links_to_the_end(dv: InProcess) -> None:
+async def test_pages_follow_next_links_to_the_end(dataverse: InProcess) -> None:
     prefer = {"Prefer": "odata.maxpagesize=25"}
-    answer = await dv.client.get(f"{API}/leads?$select=lastname&$filter=statecode eq 0", headers=prefer)
+    answer = await dataverse.client.get(
+        f"{API}/leads?$select=lastname&$filter=statecode eq 0", headers=prefer
+    )
     assert answer.headers["Preference-Applied"] == "odata.maxpagesize=25"
     seen, pages = [], 0
     while True:
@@ -123,11 +118,13 @@ async def test_pages_follow_next_links_to_the_end(dv: InProcess) -> None:
         seen += [r["leadid"] for r in body["value"]]
         if "@odata.nextLink" not in body:
             break
-        answer = await dv.client.get(body["@odata.nextLink"], headers=prefer)
-    everything = (await dv.client.get(f"{API}/leads?$select=lastname&$filter=statecode eq 0")).json()["value"]
+        answer = await dataverse.client.get(body["@odata.nextLink"], headers=prefer)
+    everything = (await dataverse.client.get(f"{API}/leads?$select=lastname&$filter=statecode eq 0")).json()[
+        "value"
+    ]
     assert seen == [r["leadid"] for r in everything] and pages == -(-len(seen) // 25)
-    topped = (await dv.client.get(f"{API}/leads?$top=30", headers=prefer)).json()
-    following = (await dv.client.get(topped["@odata.nextLink"], headers=prefer)).json()
+    topped = (await dataverse.client.get(f"{API}/leads?$top=30", headers=prefer)).json()
+    following = (await dataverse.client.get(topped["@odata.nextLink"], headers=prefer)).json()
     assert len(topped["value"]) == 25 and len(following["value"]) == 5 and "@odata.nextLink" not in following
 
 
@@ -142,7 +139,9 @@ async def test_pages_follow_next_links_to_the_end(dv: InProcess) -> None:
         ("invoices", 404, "Resource not found for the segment 'invoices'"),
     ],
 )
-async def test_bad_reads_get_dataverse_errors(dv: InProcess, path: str, status: int, text: str) -> None:
-    answer = await dv.client.get(f"{API}/{path}")
+async def test_bad_reads_get_dataverse_errors(
+    dataverse: InProcess, path: str, status: int, text: str
+) -> None:
+    answer = await dataverse.client.get(f"{API}/{path}")
     assert answer.status_code == status
     assert answer.json()["error"]["code"].startswith("0x") and text in answer.json()["error"]["message"]

@@ -2,39 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
-from tests.support.dynamics_emulator import InProcess, in_process
+from tests.support.dynamics_emulator import InProcess, dataverse
 
+__all__ = ["dataverse"]
 API = "/api/data/v9.2"
 MISSING = "00000000-0000-4000-8000-0000000000aa"
 
 
-@pytest.fixture
-async def dv() -> AsyncIterator[InProcess]:
-    emulator = in_process()
-    await emulator.sign_in()
-    yield emulator
-    await emulator.client.aclose()
-
-
-async def test_create_answers_204_with_the_entity_id_or_201_with_the_record(dv: InProcess) -> None:
-    plain = await dv.client.post(
+async def test_create_answers_204_with_the_entity_id_or_201_with_the_record(dataverse: InProcess) -> None:
+    plain = await dataverse.client.post(
         f"{API}/leads", json={"firstname": "Kim", "lastname": "Park", "donotbulkemail": True}
     )
     assert plain.status_code == 204 and plain.content == b""
     entity = plain.headers["OData-EntityId"]
     assert entity.startswith("https://dataverse.test/api/data/v9.2/leads(")
-    record = (await dv.client.get(entity.removeprefix("https://dataverse.test"))).json()
+    record = (await dataverse.client.get(entity.removeprefix("https://dataverse.test"))).json()
     assert (record["fullname"], record["donotbulkemail"], record["donotemail"], record["statecode"]) == (
         "Kim Park",
         True,
         False,
         0,
     )
-    shown = await dv.client.post(f"{API}/accounts?$select=name", json={"name": "Shown"},
+    shown = await dataverse.client.post(f"{API}/accounts?$select=name", json={"name": "Shown"},
                                  headers={"Prefer": "return=representation"})  # fmt: skip
     assert shown.status_code == 201 and shown.headers["Preference-Applied"] == "return=representation"
     assert shown.json()["name"] == "Shown" and set(shown.json()) == {
@@ -45,39 +36,43 @@ async def test_create_answers_204_with_the_entity_id_or_201_with_the_record(dv: 
     }
 
 
-async def test_lookups_are_bound_through_navigation_properties(dv: InProcess) -> None:
-    account = (await dv.client.get(f"{API}/accounts?$top=1&$select=name")).json()["value"][0]["accountid"]
-    made = await dv.client.post(f"{API}/contacts", json={
+async def test_lookups_are_bound_through_navigation_properties(dataverse: InProcess) -> None:
+    account = (await dataverse.client.get(f"{API}/accounts?$top=1&$select=name")).json()["value"][0][
+        "accountid"
+    ]
+    made = await dataverse.client.post(f"{API}/contacts", json={
         "lastname": "Bound", "parentcustomerid_account@odata.bind": f"/accounts({account})"})  # fmt: skip
     contact = (
-        await dv.client.get(made.headers["OData-EntityId"].removeprefix("https://dataverse.test"))
+        await dataverse.client.get(made.headers["OData-EntityId"].removeprefix("https://dataverse.test"))
     ).json()
     assert contact["_parentcustomerid_value"] == account
-    dangling = await dv.client.post(
+    dangling = await dataverse.client.post(
         f"{API}/contacts", json={"parentcustomerid_account@odata.bind": f"/accounts({MISSING})"}
     )
     assert dangling.status_code == 404 and dangling.json()["error"]["code"] == "0x80040217"
 
 
-async def test_patch_updates_and_if_match_refuses_an_upsert(dv: InProcess) -> None:
-    lead = (await dv.client.get(f"{API}/leads?$top=1")).json()["value"][0]
+async def test_patch_updates_and_if_match_refuses_an_upsert(dataverse: InProcess) -> None:
+    lead = (await dataverse.client.get(f"{API}/leads?$top=1")).json()["value"][0]
     url = f"{API}/leads({lead['leadid']})"
-    updated = await dv.client.patch(
+    updated = await dataverse.client.patch(
         url, json={"jobtitle": "CTO", "donotemail": True}, headers={"If-Match": "*"}
     )
     assert updated.status_code == 204
-    after = (await dv.client.get(url)).json()
+    after = (await dataverse.client.get(url)).json()
     assert (after["jobtitle"], after["donotemail"]) == ("CTO", True)
     assert after["modifiedon"] > lead["modifiedon"] and after["@odata.etag"] != lead["@odata.etag"]
-    stale = await dv.client.patch(url, json={"jobtitle": "CFO"}, headers={"If-Match": lead["@odata.etag"]})
+    stale = await dataverse.client.patch(
+        url, json={"jobtitle": "CFO"}, headers={"If-Match": lead["@odata.etag"]}
+    )
     assert stale.status_code == 412 and stale.json()["error"]["code"] == "0x80060882"
-    refused = await dv.client.patch(
+    refused = await dataverse.client.patch(
         f"{API}/leads({MISSING})", json={"lastname": "X"}, headers={"If-Match": "*"}
     )
     assert refused.status_code == 404 and refused.json()["error"]["code"] == "0x80040217"
-    upserted = await dv.client.patch(f"{API}/leads({MISSING})", json={"lastname": "Upserted"})
+    upserted = await dataverse.client.patch(f"{API}/leads({MISSING})", json={"lastname": "Upserted"})
     assert upserted.status_code == 204 and MISSING in upserted.headers["OData-EntityId"]
-    no_update = await dv.client.patch(
+    no_update = await dataverse.client.patch(
         f"{API}/leads({MISSING})", json={"lastname": "Again"}, headers={"If-None-Match": "*"}
     )
     assert no_update.status_code == 412
@@ -99,9 +94,9 @@ async def test_patch_updates_and_if_match_refuses_an_upsert(dv: InProcess) -> No
     ],
 )
 async def test_invalid_bodies_are_refused(
-    dv: InProcess, body: dict[str, object], code: str, text: str
+    dataverse: InProcess, body: dict[str, object], code: str, text: str
 ) -> None:
-    answer = await dv.client.post(f"{API}/leads", json=body)
+    answer = await dataverse.client.post(f"{API}/leads", json=body)
     assert (
         answer.status_code == 400
         and answer.json()["error"]["code"] == code
@@ -109,30 +104,32 @@ async def test_invalid_bodies_are_refused(
     )
 
 
-async def test_create_multiple_and_update_multiple_are_all_or_nothing(dv: InProcess) -> None:
+async def test_create_multiple_and_update_multiple_are_all_or_nothing(dataverse: InProcess) -> None:
     targets = [{"lastname": f"Many{i}", "@odata.type": "Microsoft.Dynamics.CRM.contact"} for i in range(5)]
-    made = await dv.client.post(
+    made = await dataverse.client.post(
         f"{API}/contacts/Microsoft.Dynamics.CRM.CreateMultiple", json={"Targets": targets}
     )
     ids = made.json()["Ids"]
     assert made.status_code == 200 and len(ids) == 5
-    bad = await dv.client.post(f"{API}/contacts/Microsoft.Dynamics.CRM.CreateMultiple",
+    bad = await dataverse.client.post(f"{API}/contacts/Microsoft.Dynamics.CRM.CreateMultiple",
                                json={"Targets": [{"lastname": "Kept?"}, {"lastname": "y" * 60}]})  # fmt: skip
     assert bad.status_code == 400
-    assert (await dv.client.get(f"{API}/contacts?$filter=lastname eq 'Kept?'")).json()["value"] == []
+    assert (await dataverse.client.get(f"{API}/contacts?$filter=lastname eq 'Kept?'")).json()["value"] == []
     changes = [{"contactid": i, "jobtitle": "Bulk"} for i in ids] + [
         {"contactid": MISSING, "jobtitle": "Bulk"}
     ]
-    failed = await dv.client.post(
+    failed = await dataverse.client.post(
         f"{API}/contacts/Microsoft.Dynamics.CRM.UpdateMultiple", json={"Targets": changes}
     )
     assert failed.status_code == 404
-    assert (await dv.client.get(f"{API}/contacts?$filter=jobtitle eq 'Bulk'")).json()["value"] == []
-    done = await dv.client.post(
+    assert (await dataverse.client.get(f"{API}/contacts?$filter=jobtitle eq 'Bulk'")).json()["value"] == []
+    done = await dataverse.client.post(
         f"{API}/contacts/Microsoft.Dynamics.CRM.UpdateMultiple", json={"Targets": changes[:-1]}
     )
     assert done.status_code == 204
-    assert len((await dv.client.get(f"{API}/contacts?$filter=jobtitle eq 'Bulk'")).json()["value"]) == 5
+    assert (
+        len((await dataverse.client.get(f"{API}/contacts?$filter=jobtitle eq 'Bulk'")).json()["value"]) == 5
+    )
 
 
 def _batch(boundary: str, parts: list[str]) -> bytes:
@@ -152,18 +149,18 @@ def _change_set(boundary: str, ops: list[str]) -> str:
     return f"Content-Type: multipart/mixed; boundary={boundary}\r\n\r\n{inner}"
 
 
-async def _post_batch(dv: InProcess, body: bytes, prefer: str | None = None) -> str:
+async def _post_batch(dataverse: InProcess, body: bytes, prefer: str | None = None) -> str:
     headers = {"Content-Type": "multipart/mixed; boundary=batch_x"}
     if prefer:
         headers["Prefer"] = prefer
-    answer = await dv.client.post(f"{API}/$batch", content=body, headers=headers)
+    answer = await dataverse.client.post(f"{API}/$batch", content=body, headers=headers)
     assert answer.status_code == 200 and answer.headers["content-type"].startswith(
         "multipart/mixed; boundary=batchresponse_"
     )
     return answer.text
 
 
-async def test_a_batch_runs_reads_and_change_sets_with_content_id_references(dv: InProcess) -> None:
+async def test_a_batch_runs_reads_and_change_sets_with_content_id_references(dataverse: InProcess) -> None:
     ops = [
         _change_set("changeset_a", [
             _op("POST", "https://dataverse.test/api/data/v9.2/accounts", '{"name": "Batch Co"}', 1),
@@ -171,17 +168,17 @@ async def test_a_batch_runs_reads_and_change_sets_with_content_id_references(dv:
         ]),
         _op("GET", "/api/data/v9.2/accounts?$select=name&$filter=name eq 'Batch Co'"),
     ]  # fmt: skip
-    text = await _post_batch(dv, _batch("batch_x", ops))
+    text = await _post_batch(dataverse, _batch("batch_x", ops))
     assert "boundary=changesetresponse_" in text and text.count("HTTP/1.1 204 No Content") == 2
     assert "OData-EntityId: https://dataverse.test/api/data/v9.2/accounts(" in text
     assert '"name":"Batch Co"' in text and "HTTP/1.1 200 OK" in text
-    found = (await dv.client.get(f"{API}/accounts?$filter=name eq 'Batch Co'&$select=telephone1")).json()[
-        "value"
-    ]
+    found = (
+        await dataverse.client.get(f"{API}/accounts?$filter=name eq 'Batch Co'&$select=telephone1")
+    ).json()["value"]
     assert [r["telephone1"] for r in found] == ["555-0101"]
 
 
-async def test_a_failed_change_set_rolls_back_and_stops_the_batch(dv: InProcess) -> None:
+async def test_a_failed_change_set_rolls_back_and_stops_the_batch(dataverse: InProcess) -> None:
     ops = [
         _change_set("changeset_b", [
             _op("POST", "leads", '{"lastname": "RolledBack"}', 1),
@@ -189,18 +186,21 @@ async def test_a_failed_change_set_rolls_back_and_stops_the_batch(dv: InProcess)
         ]),
         _op("POST", "leads", '{"lastname": "AfterFailure"}'),
     ]  # fmt: skip
-    text = await _post_batch(dv, _batch("batch_x", ops))
+    text = await _post_batch(dataverse, _batch("batch_x", ops))
     assert "HTTP/1.1 404 Not Found" in text and "0x80040217" in text and "changesetresponse" not in text
     assert "AfterFailure" not in text and text.count("HTTP/1.1") == 1
     for name in ("RolledBack", "AfterFailure"):
-        assert (await dv.client.get(f"{API}/leads?$filter=lastname eq '{name}'")).json()["value"] == []
-    kept_going = await _post_batch(dv, _batch("batch_x", ops), prefer="odata.continue-on-error")
+        assert (await dataverse.client.get(f"{API}/leads?$filter=lastname eq '{name}'")).json()["value"] == []
+    kept_going = await _post_batch(dataverse, _batch("batch_x", ops), prefer="odata.continue-on-error")
     assert kept_going.count("HTTP/1.1") == 2
-    assert len((await dv.client.get(f"{API}/leads?$filter=lastname eq 'AfterFailure'")).json()["value"]) == 1
+    assert (
+        len((await dataverse.client.get(f"{API}/leads?$filter=lastname eq 'AfterFailure'")).json()["value"])
+        == 1
+    )
 
 
-async def test_a_batch_over_a_thousand_operations_is_refused(dv: InProcess) -> None:
+async def test_a_batch_over_a_thousand_operations_is_refused(dataverse: InProcess) -> None:
     ops = [_op("GET", "leads?$top=1") for _ in range(1001)]
-    answer = await dv.client.post(f"{API}/$batch", content=_batch("batch_x", ops),
+    answer = await dataverse.client.post(f"{API}/$batch", content=_batch("batch_x", ops),
                                   headers={"Content-Type": "multipart/mixed; boundary=batch_x"})  # fmt: skip
     assert answer.status_code == 400 and "1000" in answer.json()["error"]["message"]

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import sys
 import time
 from pathlib import Path
 
@@ -45,22 +43,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     tls.add_argument(
         "--tls-cert-out", type=Path, help="where --tls writes its certificate (default: a temporary file)"
     )
-    tls.add_argument("--plain-port", type=int, help="with --tls, also serve plain HTTP on this port")
     add("--log-level", default="warning", help="uvicorn log level (default warning)")
     args = parser.parse_args(argv)
     for name in ("leads", "contacts"):
         if not 0 <= getattr(args, name) <= MAX_ROWS:
             parser.error(f"--{name} must be between 0 and 2,000,000")
-    if (args.tls_cert_out is not None or args.plain_port is not None) and not args.tls:
-        parser.error("--tls-cert-out and --plain-port need --tls")
+    if args.tls_cert_out is not None and not args.tls:
+        parser.error("--tls-cert-out needs --tls")
     return args
 
 
-def _config(app: object, args: argparse.Namespace, port: int, pair: CertPair | None) -> uvicorn.Config:
+def _config(app: object, args: argparse.Namespace, pair: CertPair | None) -> uvicorn.Config:
     return uvicorn.Config(
         app,  # type: ignore[arg-type]
         host=args.host,
-        port=port,
+        port=args.port,
         log_level=args.log_level,
         http="h11",
         lifespan="off",
@@ -69,15 +66,6 @@ def _config(app: object, args: argparse.Namespace, port: int, pair: CertPair | N
         ssl_certfile=str(pair.certfile) if pair else None,
         ssl_keyfile=str(pair.keyfile) if pair else None,
     )
-
-
-async def _serve(configs: list[uvicorn.Config]) -> None:
-    servers = [uvicorn.Server(config) for config in configs]
-    tasks = [asyncio.create_task(server.serve()) for server in servers]
-    await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    for server in servers:
-        server.should_exit = True
-    await asyncio.gather(*tasks)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -91,11 +79,8 @@ def main(argv: list[str] | None = None) -> None:
         emulator.faults.enforced = True
     pair = generate_pair(args.tls_cert_out) if args.tls else None
     app = create_app(emulator)
-    configs = [_config(app, args, args.port, pair)]
-    if args.plain_port is not None:
-        configs.append(_config(app, args, args.plain_port, None))
-    for config in configs:
-        config.load()  # reads the key into the TLS context, so the generated key file can go now
+    config = _config(app, args, pair)
+    config.load()  # reads the key into the TLS context, so the generated key file can go now
     if pair is not None:
         pair.remove_key()
         print(f"crmsync-dynamics-emulator: TLS certificate {pair.certfile}", flush=True)
@@ -106,10 +91,7 @@ def main(argv: list[str] | None = None) -> None:
         f"token endpoint {scheme}://{args.host}:{args.port}/{args.tenant}/oauth2/v2.0/token",
         flush=True,
     )
-    try:
-        asyncio.run(_serve(configs))
-    except KeyboardInterrupt:
-        sys.exit(130)
+    uvicorn.Server(config).run()
 
 
 if __name__ == "__main__":
