@@ -333,6 +333,8 @@ class SyncRun(Base):
     finished_at: Mapped[datetime | None]
     next_attempt_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = _now()
+    # Local values the run's repair pass found missing from the CRM (R25); null: no pass ran.
+    drift_found: Mapped[int | None] = mapped_column(Integer)
     __table_args__ = (
         UniqueConstraint("account_id", "job_id"),
         CheckConstraint("kind in ('full', 'incremental', 'scores_optouts')", name="kind"),
@@ -363,6 +365,21 @@ class SyncRunSighting(Base):
     __tablename__ = "sync_run_sightings"
     run_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     contact_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+
+
+class EmailSuppression(Base):
+    """An e-mail whose contact was opted out locally when its CRM record was deleted (R23).
+
+    A CRM record that comes back with this e-mail is opted out at once.
+    """
+
+    __tablename__ = "email_suppressions"
+    account_id: Mapped[str] = mapped_column(
+        Text, ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    email_lower: Mapped[str] = mapped_column(Text, primary_key=True)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[datetime] = _now()
 
 
 class PushLog(Base):
