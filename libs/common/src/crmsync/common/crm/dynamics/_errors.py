@@ -21,7 +21,7 @@ THROTTLE_CODES = frozenset(
 # The interface's neutral code for a record refused for a passing reason in a batch write.
 TRANSIENT_WRITE_CODE = "SERVER_UNAVAILABLE"
 
-_PROPERTY = re.compile(r"property named '([^']+)'|attribute[: ]+'?([A-Za-z_][\w]*)'?", re.IGNORECASE)
+_PROPERTY = re.compile(r"property named '([^']+)'|'([A-Za-z_]\w*)' attribute", re.IGNORECASE)
 
 
 class ChangeTokenExpired(CrmRejected):
