@@ -27,7 +27,6 @@ serves that certificate instead; it returns once the process answers over HTTPS.
 from __future__ import annotations
 
 import ssl
-import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +35,7 @@ import httpx
 import pytest
 
 from tests.support.emulator import CrmOrg, EmulatorServer
-from tests.support.processes import Emulator, free_port, start_process, wait_until
+from tests.support.processes import Emulator, free_port, start_emulator
 
 CLIENT_ID, CLIENT_SECRET = "crmsync-tls", "crmsync-tls-secret"
 
@@ -84,30 +83,23 @@ def start_tls_emulator(
         cert = cert_dir / f"emulator-{port}.pem"
         tls_args = ["--tls", "--tls-cert-out", str(cert)]
     assert cert is not None
+    trusted = cert
     plain_port = free_port() if plain else None
-    command = [
-        sys.executable, "-m", "crmsync.emulator", "--host", "127.0.0.1", "--port", str(port),
-        "--leads", "50", "--contacts", "50", "--seed", "7",
-        "--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET, *tls_args,
-        *(["--plain-port", str(plain_port)] if plain_port else []), *extra_args,
-    ]  # fmt: skip
-    log = cert_dir / f"emulator-{port}.log"
-    started = start_process(command, log=log)
-    base_url = f"https://127.0.0.1:{port}"
-    process = Emulator(started.popen, log, base_url=base_url, owns_log=False)
-    try:
-        wait_until(
-            lambda: _healthy(f"{base_url}/__emulator/health", cert),
-            timeout=timeout,
-            what=f"crmsync-emulator to serve HTTPS on port {port}",
-            process=process,
-            interval=0.05,
-        )
-    except BaseException:
-        process.kill()
-        raise
+    process = start_emulator(
+        leads=50,
+        contacts=50,
+        seed=7,
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        extra_args=[*tls_args, *(["--plain-port", str(plain_port)] if plain_port else []), *extra_args],
+        log=cert_dir / f"emulator-{port}.log",
+        timeout=timeout,
+        port=port,
+        scheme="https",
+        healthy=lambda url: _healthy(url, trusted),
+    )
     plain_url = f"http://127.0.0.1:{plain_port}" if plain_port else None
-    return TlsProcess(process, base_url, plain_url, cert)
+    return TlsProcess(process, process.base_url, plain_url, cert)
 
 
 @pytest.fixture(scope="session")
