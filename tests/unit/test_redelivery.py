@@ -12,9 +12,11 @@ from hypothesis import strategies as st
 from crmsync.common.domain.backoff import backoff_ceiling, backoff_delay
 from crmsync.common.domain.redelivery import (
     RedeliveryPolicy,
+    WaitingPush,
     WaitingValue,
     coalesce,
     next_attempt_at,
+    superseded,
     superseded_by_crm,
 )
 
@@ -27,7 +29,9 @@ def _value(value: object, minutes: int, event: str = "e") -> WaitingValue:
 
 
 @given(st.integers(min_value=1, max_value=2000), st.floats(min_value=0, max_value=1e4), st.floats(1, 1e5))
-def test_backoff_delay_stays_under_a_ceiling_that_grows_to_the_cap(retry: int, base: float, cap: float) -> None:
+def test_backoff_delay_stays_under_a_ceiling_that_grows_to_the_cap(
+    retry: int, base: float, cap: float
+) -> None:
     ceiling = backoff_ceiling(retry, base=base, cap=cap)
     assert ceiling <= cap
     assert ceiling <= backoff_ceiling(retry + 1, base=base, cap=cap)
@@ -37,7 +41,9 @@ def test_backoff_delay_stays_under_a_ceiling_that_grows_to_the_cap(retry: int, b
 def test_r24_a_failing_push_is_tried_for_at_least_the_horizon_then_given_up() -> None:
     rng = random.Random(7)
     now, failures, attempts = T0, 1, [T0]
-    while (at := next_attempt_at(policy=POLICY, failures=failures, first_failed_at=T0, now=now, rng=rng)) is not None:
+    while (
+        at := next_attempt_at(policy=POLICY, failures=failures, first_failed_at=T0, now=now, rng=rng)
+    ) is not None:
         assert at > now
         now, failures = at, failures + 1
         attempts.append(at)
@@ -49,7 +55,9 @@ def test_r24_a_failing_push_is_tried_for_at_least_the_horizon_then_given_up() ->
 @given(st.integers(min_value=1, max_value=60), st.integers(min_value=0, max_value=24 * 60 - 1))
 def test_r24_every_wait_is_between_the_minimum_and_the_cap(failures: int, minutes_since_first: int) -> None:
     now = T0 + timedelta(minutes=minutes_since_first)
-    at = next_attempt_at(policy=POLICY, failures=failures, first_failed_at=T0, now=now, rng=random.Random(failures))
+    at = next_attempt_at(
+        policy=POLICY, failures=failures, first_failed_at=T0, now=now, rng=random.Random(failures)
+    )
     assert at is not None
     assert now + POLICY.min_wait <= at or at == T0 + POLICY.horizon
     assert at - now <= POLICY.cap
@@ -57,7 +65,11 @@ def test_r24_every_wait_is_between_the_minimum_and_the_cap(failures: int, minute
 
 def test_r24_retry_after_from_the_crm_is_honoured() -> None:
     at = next_attempt_at(
-        policy=POLICY, failures=1, first_failed_at=T0, now=T0, retry_after=timedelta(minutes=30),
+        policy=POLICY,
+        failures=1,
+        first_failed_at=T0,
+        now=T0,
+        retry_after=timedelta(minutes=30),
         rng=random.Random(1),
     )
     assert at is not None and at >= T0 + timedelta(minutes=30)
@@ -113,3 +125,70 @@ def test_r13_a_crm_value_newer_than_the_waiting_change_wins_and_the_field_is_dro
     )
     assert keep == {"phone": _value("555", 5)}
     assert dropped == ["job_title", "city"]
+
+
+def _push(**kwargs: object) -> WaitingPush:
+    values = {"Title": _value("CEO", 5, "e1")}
+    base = dict(
+        account_id="a",
+        contact_id="c",
+        operation="update",
+        crm_object="Lead",
+        crm_id="00Q1",
+        email_lower=None,
+        values=values,
+        next_attempt_at=T0,
+        event_ids=("e1",),
+    )
+    return WaitingPush(**{**base, **kwargs})  # type: ignore[arg-type]
+
+
+def test_r24_each_transient_failure_moves_the_next_attempt_until_the_horizon_then_fails() -> None:
+    push = _push().failed_again(policy=POLICY, now=T0, error_code="SERVER_UNAVAILABLE", error_message="503")
+    assert (push.state, push.failures, push.first_failed_at) == ("waiting", 1, T0)
+    assert push.next_attempt_at >= T0 + POLICY.min_wait
+    later = T0 + POLICY.horizon
+    gone = push.failed_again(policy=POLICY, now=later, error_code="SERVER_UNAVAILABLE", error_message="503")
+    assert (gone.state, gone.failures, gone.first_failed_at) == ("failed", 2, T0)
+
+
+def test_r24_a_park_for_the_budget_counts_no_failure_and_starts_no_horizon() -> None:
+    parked = _push().parked(
+        until=T0 + timedelta(minutes=15), error_code="REQUEST_LIMIT_EXCEEDED", error_message="b"
+    )
+    assert (parked.failures, parked.first_failed_at, parked.state) == (0, None, "waiting")
+    assert parked.next_attempt_at == T0 + timedelta(minutes=15)
+
+
+def test_r24_a_joined_change_keeps_the_newest_value_and_adds_its_event_once() -> None:
+    joined = _push().joined({"Title": _value("CFO", 7, "e2"), "City": _value("Oslo", 7, "e2")}, ["e2", "e2"])
+    assert {n: v.value for n, v in joined.values.items()} == {"Title": "CFO", "City": "Oslo"}
+    assert joined.event_ids == ("e1", "e2")
+
+
+def test_r24_what_was_sent_leaves_the_push_and_what_joined_meanwhile_stays() -> None:
+    sent = _push()
+    meanwhile = sent.joined({"Title": _value("CFO", 7, "e2"), "City": _value("Oslo", 7, "e2")}, ["e2"])
+    left = meanwhile.without(sent.values, sent.event_ids)
+    assert {n: v.value for n, v in left.values.items()} == {"Title": "CFO", "City": "Oslo"}
+    assert left.event_ids == ("e2",)
+    assert sent.without(sent.values, sent.event_ids).values == {}
+
+
+def test_r13_before_a_resend_a_newer_stored_value_drops_the_waiting_one_with_its_reason() -> None:
+    waiting = {"Title": _value("CEO", 5), "City": _value("Paris", 5), "Phone": _value("555", 5)}
+    keep, dropped = superseded(
+        waiting,
+        {
+            "Title": (T0 + timedelta(minutes=5), True),  # the CRM's, at the same time: the CRM wins
+            "City": (T0 + timedelta(minutes=6), False),  # a later local change, sent on its own
+            "Phone": (T0 + timedelta(minutes=5), False),  # the waiting change itself
+        },
+    )
+    assert keep == {"Phone": _value("555", 5)}
+    assert dropped == {"Title": "superseded_by_crm", "City": "superseded"}
+
+
+def test_a_waiting_value_survives_its_json_form() -> None:
+    value = WaitingValue(["a", "b"], T0, "e1", "interests")
+    assert WaitingValue.from_json(value.to_json()) == value

@@ -186,7 +186,7 @@ class WaitingPush:
 
     def joined(self, values: AnyMapping[str, WaitingValue], event_ids: Sequence[str]) -> WaitingPush:
         """Returns the push with a later change's values joined (newest per field) and its events."""
-        events = self.event_ids + tuple(e for e in event_ids if e not in self.event_ids)
+        events = tuple(dict.fromkeys((*self.event_ids, *event_ids)))
         return replace(self, values=coalesce(self.values, values), event_ids=events)
 
     def failed_again(
