@@ -74,6 +74,12 @@ async def test_entity_definitions_by_filter_by_key_and_their_attributes(datavers
         )
     ).json()
     assert (lead["AttributeType"], lead["MaxLength"], lead["IsValidForUpdate"]) == ("String", 50, True)
+    email = (
+        await dataverse.client.get(
+            f"{API}/EntityDefinitions(LogicalName='contact')/Attributes(LogicalName='emailaddress1')"
+        )
+    ).json()
+    assert email["FormatName"] == {"Value": "Email"} and email["RequiredLevel"] == {"Value": "None"}
     picklists = (await dataverse.client.get(f"{API}/EntityDefinitions(LogicalName='lead')/Attributes/"
                                      "Microsoft.Dynamics.CRM.PicklistAttributeMetadata?$select=LogicalName&$expand=OptionSet")).json()  # fmt: skip
     sources = next(p for p in picklists["value"] if p["LogicalName"] == "leadsourcecode")

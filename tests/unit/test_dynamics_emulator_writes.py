@@ -46,6 +46,12 @@ async def test_lookups_are_bound_through_navigation_properties(dataverse: InProc
         await dataverse.client.get(made.headers["OData-EntityId"].removeprefix("https://dataverse.test"))
     ).json()
     assert contact["_parentcustomerid_value"] == account
+    url = made.headers["OData-EntityId"].removeprefix("https://dataverse.test")
+    cleared = await dataverse.client.patch(url, json={"parentcustomerid_account@odata.bind": None})
+    assert (
+        cleared.status_code == 204
+        and (await dataverse.client.get(url)).json()["_parentcustomerid_value"] is None
+    )
     dangling = await dataverse.client.post(
         f"{API}/contacts", json={"parentcustomerid_account@odata.bind": f"/accounts({MISSING})"}
     )

@@ -77,6 +77,8 @@ def _bind(env: Environment, table: Table, name: str, value: object) -> tuple[str
         raise invalid(
             f"An undeclared property '{name}' which only has property annotations in the payload but no property value was found in the payload."
         )
+    if value is None:  # a null binding clears the lookup
+        return f"_{navigation.attribute}_value", None
     match = _BIND.match(str(value)) if isinstance(value, str) else None
     if match is None:
         raise invalid(

@@ -28,6 +28,7 @@ class Expand:
 class Options:
     select: tuple[str, ...] | None  # record keys, the primary id first
     filter: Predicate | None
+    filter_text: str | None
     orderby: tuple[tuple[str, bool], ...]  # (record key, descending)
     top: int | None
     count: bool
@@ -122,6 +123,7 @@ def parse_options(table: Table, query: dict[str, str]) -> Options:
     return Options(
         select=select_keys(table, query.get("$select")),
         filter=compile_filter(text, resolver(table)) if text else None,
+        filter_text=text,
         orderby=_orderby(table, query.get("$orderby")),
         top=_top(query.get("$top")),
         count=query.get("$count", "false").lower() == "true",

@@ -48,6 +48,17 @@ def _kind(attribute: Attribute) -> str:
     return KINDS.get(attribute.type, attribute.type)
 
 
+def _string_format(attribute: Attribute) -> str:
+    if attribute.type == "Memo":
+        return "TextArea"
+    name = attribute.name
+    if "email" in name:
+        return "Email"
+    if name.startswith("telephone") or name == "mobilephone":
+        return "Phone"
+    return "Url" if name == "websiteurl" else "Text"
+
+
 def attribute_metadata(table: Table, attribute: Attribute) -> Meta:
     meta: Meta = {
         "@odata.type": f"#Microsoft.Dynamics.CRM.{_kind(attribute)}AttributeMetadata",
@@ -70,6 +81,9 @@ def attribute_metadata(table: Table, attribute: Attribute) -> Meta:
     }
     if attribute.type in ("String", "Memo"):
         meta["MaxLength"] = attribute.max_length
+        meta["FormatName"] = {"Value": _string_format(attribute)}
+    if attribute.type == "DateTime":
+        meta["DateTimeBehavior"] = {"Value": "UserLocal"}  # values are date-times in UTC, even birthdate
     if attribute.is_lookup:
         meta["Targets"] = list(attribute.targets)
     return meta

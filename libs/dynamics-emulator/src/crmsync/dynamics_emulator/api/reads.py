@@ -3,10 +3,13 @@ and change tracking (`odata.track-changes`, `@odata.deltaLink`, `$deletedEntity`
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
+from crmsync.dynamics_emulator.dataset import iso
 from crmsync.dynamics_emulator.errors import EXPIRED_VERSION_STAMP, DataverseError, invalid, not_found
 from crmsync.dynamics_emulator.http import Call, Reply
+from crmsync.dynamics_emulator.narrow import candidate_rows
 from crmsync.dynamics_emulator.query import (
     MAX_PAGE,
     Options,
@@ -39,8 +42,21 @@ def _sort_key(value: object) -> tuple[bool, object]:
     return (value is not None, value.casefold() if isinstance(value, str) else value)
 
 
+def _source(env: Environment, table: Table, options: Options, start: int = 0) -> Iterator[tuple[int, Record]]:
+    """The records the filter may match from row `start` on: the narrowed rows, else a scan."""
+    rows = env.rows(table.logical)
+    candidates = candidate_rows(table, rows, options.filter_text, iso(env.data.epoch))
+    if candidates is None:
+        yield from rows.scan(start)
+        return
+    for row in candidates:
+        record = rows.get(row) if row >= start else None
+        if record is not None:
+            yield row, record
+
+
 def _ordered(env: Environment, table: Table, options: Options) -> list[Record]:
-    matches = [r for _, r in env.rows(table.logical).scan() if options.filter is None or options.filter(r)]
+    matches = [r for _, r in _source(env, table, options) if options.filter is None or options.filter(r)]
     for key, descending in reversed(options.orderby):
         matches.sort(key=lambda r, k=key: _sort_key(r.get(k)), reverse=descending)  # type: ignore[misc]
     return matches
@@ -51,7 +67,7 @@ def _scan_page(
 ) -> tuple[list[Record], int | None]:
     """Up to `limit` matching records from row `start`, and the row to go on from (None: no more)."""
     items: list[Record] = []
-    for row, record in env.rows(table.logical).scan(start):
+    for row, record in _source(env, table, options, start):
         if options.filter is not None and not options.filter(record):
             continue
         if len(items) == limit:
@@ -62,7 +78,7 @@ def _scan_page(
 
 def _count(env: Environment, table: Table, options: Options) -> int:
     total = 0
-    for _, record in env.rows(table.logical).scan():
+    for _, record in _source(env, table, options):
         if options.filter is None or options.filter(record):
             total += 1
             if total >= MAX_COUNT:
