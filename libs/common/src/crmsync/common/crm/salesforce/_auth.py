@@ -15,6 +15,7 @@ import structlog
 
 from crmsync.common.crm.interface import CrmAuthError, CrmError, CrmTransientError
 from crmsync.common.crm.salesforce._config import SalesforceCredentials
+from crmsync.common.crm.salesforce._errors import untrusted_certificate
 
 log = structlog.get_logger(__name__)
 
@@ -67,6 +68,9 @@ async def obtain_session(client: httpx.AsyncClient, credentials: SalesforceCrede
     try:
         response = await client.post(url, data=form, headers={"Accept": "application/json"})
     except httpx.TransportError as exc:
+        untrusted = untrusted_certificate(exc, operation="token", url=url)
+        if untrusted is not None:
+            raise untrusted from exc
         raise CrmTransientError(f"token request failed: {exc!r}") from exc
     if response.status_code == 429 or response.status_code >= 500:
         raise CrmTransientError(

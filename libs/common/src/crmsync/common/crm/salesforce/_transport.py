@@ -12,7 +12,7 @@ import structlog
 from crmsync.common.crm.interface import CrmTransientError
 from crmsync.common.crm.salesforce._auth import Session, SessionCache, obtain_session
 from crmsync.common.crm.salesforce._config import ConnectorOptions, SalesforceCredentials
-from crmsync.common.crm.salesforce._errors import raise_for
+from crmsync.common.crm.salesforce._errors import raise_for, untrusted_certificate
 from crmsync.common.crm.salesforce._limits import ApiUsage
 from crmsync.common.observability.metrics import CRM_CALLS
 from crmsync.common.retry import RetryPolicy, call_with_retries, is_transient
@@ -48,6 +48,9 @@ class Transport:
                 max_connections=options.max_connections, max_keepalive_connections=options.max_connections
             ),
             headers={"User-Agent": "crmsync-connector"},
+            # HTTPS is verified against certifi's CAs, or the bundle SSL_CERT_FILE names.
+            verify=True,
+            trust_env=True,
         )
         self._sessions = SessionCache(
             lambda: self.retrying(lambda: obtain_session(self._client, credentials))
@@ -133,6 +136,9 @@ class Transport:
             raise error from exc
         except httpx.TransportError as exc:
             CRM_CALLS.labels(operation, "connection_error").inc()
+            untrusted = untrusted_certificate(exc, operation=operation, url=url)
+            if untrusted is not None:
+                raise untrusted from exc
             error = CrmTransientError(f"{operation}: connection to Salesforce failed ({exc!r})")
             error.maybe_applied = not isinstance(exc, httpx.ConnectError)
             raise error from exc
