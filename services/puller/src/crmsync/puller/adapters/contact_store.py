@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from crmsync.common.clock import utc_now
 from crmsync.common.domain.contacts import merge_from_crm
+from crmsync.common.domain.opt_outs import reasserts_opt_out
 from crmsync.common.domain.pulled import MappedRecord
 from crmsync.common.domain.resync import merge_changes_nothing, needs_no_write
 from crmsync.puller.adapters.contact_rows import (
@@ -35,6 +37,7 @@ from crmsync.puller.adapters.contact_rows import (
     row,
 )
 from crmsync.puller.adapters.conversions import convert_leads
+from crmsync.puller.adapters.opt_outs import apply_suppressions, send_opt_outs_again
 from crmsync.puller.adapters.related import upsert_related
 from crmsync.puller.domain.batches import BatchCounts, FieldConflict, PreparedBatch
 
@@ -50,6 +53,10 @@ class _Tally:
     skipped: int = 0
     conflicts: list[FieldConflict] = field(default_factory=list)
     sighted: list[uuid.UUID] = field(default_factory=list)
+    # CRM records new to the store (inserted, or adopting a local contact): suppressions apply (R23).
+    arrived: list[str] = field(default_factory=list)
+    # Contacts whose local opt-out the CRM opted in: sent again by the outbound job (R23).
+    opted_in_by_crm: list[uuid.UUID] = field(default_factory=list)
 
     def counts(self) -> BatchCounts:
         return BatchCounts(self.created, self.updated, self.skipped, tuple(self.conflicts))
@@ -85,6 +92,7 @@ async def apply_records(
         pg, account_id=account_id, run_id=run_id, rows=batch.new_rows
     ):
         tally.created += len(batch.new_rows)
+        tally.arrived += [r.external_id for r in records]
     else:
         todo = (
             await _sight_unchanged(pg, account_id=account_id, records=records, tally=tally)
@@ -94,6 +102,9 @@ async def apply_records(
         await _merge(pg, account_id=account_id, run_id=run_id, records=todo, full=full, tally=tally)
         if tally.sighted:
             await pg.execute(SIGHTED, run_id, tally.sighted)
+    now = utc_now()
+    await apply_suppressions(pg, account_id=account_id, external_ids=tally.arrived, now=now)
+    await send_opt_outs_again(pg, account_id=account_id, contact_ids=tally.opted_in_by_crm, now=now)
     await upsert_related(pg, account_id=account_id, records=records)
     return tally.counts()
 
@@ -160,6 +171,7 @@ async def _merge(
             # A local contact with this e-mail and no CRM record yet becomes this record's.
             email = email_lower(record.values)
             current = adoptable.pop(email, None) if email else None
+            tally.arrived.append(record.external_id)
         if current is None:
             inserts.append(new_row(record))
             continue
@@ -187,6 +199,8 @@ def _merged_row(current: StoredContact, record: MappedRecord, tally: _Tally) -> 
     if merge_changes_nothing(current, record, merged):
         tally.skipped += 1
         return None
+    if reasserts_opt_out(current.values, record.values, merged):
+        tally.opted_in_by_crm.append(current.id)
     tally.updated += 1
     modstamp = max(record.modstamp, current.crm_modstamp or record.modstamp)
     return row(

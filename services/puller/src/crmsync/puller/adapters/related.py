@@ -53,6 +53,28 @@ _SWEEP_UNSEEN = """
       and not exists (select 1 from sync_run_sightings s where s.run_id = $3 and s.contact_id = c.id)
 """
 
+_DELETE_RECORDS = """
+    delete from contacts where account_id = $1 and external_id = any($2::text[]) and crm_object = $3
+"""
+
+
+def _keeping_suppressions(delete: str) -> str:
+    """Returns the contacts' delete that also keeps the e-mails of opted-out ones (R23); it counts the rows."""
+    return f"""
+    with gone as ({delete} returning email_lower, fields -> 'opted_out' = 'true'::jsonb as opted_out),
+    kept as (
+        insert into email_suppressions (account_id, email_lower, reason)
+        select distinct $1, email_lower, 'crm_record_deleted' from gone
+        where opted_out and email_lower is not null
+        on conflict do nothing
+    )
+    select count(*) from gone
+    """
+
+
+_SWEEP_KEEPING_SUPPRESSIONS = _keeping_suppressions(_SWEEP_UNSEEN)
+_DELETE_KEEPING_SUPPRESSIONS = _keeping_suppressions(_DELETE_RECORDS)
+
 
 async def upsert_related(pg: asyncpg.Connection, *, account_id: str, records: Sequence[MappedRecord]) -> None:
     """Keeps the CRM accounts and owners the batch names (R5)."""
@@ -107,26 +129,29 @@ async def has_contacts(conn: AsyncConnection, *, account_id: str) -> bool:
 async def delete_by_external_ids(
     conn: AsyncConnection, *, account_id: str, entity: str, external_ids: Sequence[str]
 ) -> int:
-    """Removes the contacts (or opportunities) of records the CRM deleted (R16); returns how many."""
+    """Removes the contacts (or opportunities) of records the CRM deleted (R16); returns how many.
+
+    An opted-out contact leaves its e-mail as a suppression entry (R23).
+    """
     if not external_ids:
         return 0
     pg = await driver(conn)
-    table, object_clause = (
-        ("crm_opportunities", "") if entity == "Opportunity" else ("contacts", " and crm_object = $3")
-    )
-    args: list[Any] = [account_id, list(external_ids)]
-    if object_clause:
-        args.append(entity)
-    status = await pg.execute(
-        f"delete from {table} where account_id = $1 and external_id = any($2::text[]){object_clause}", *args
-    )
-    return int(status.split()[-1])
+    if entity == "Opportunity":
+        status = await pg.execute(
+            "delete from crm_opportunities where account_id = $1 and external_id = any($2::text[])",
+            account_id,
+            list(external_ids),
+        )
+        return int(status.split()[-1])
+    return int(await pg.fetchval(_DELETE_KEEPING_SUPPRESSIONS, account_id, list(external_ids), entity))
 
 
 async def sweep_unseen(
     conn: AsyncConnection, *, account_id: str, entity: str, run_id: uuid.UUID, started_at: datetime
 ) -> int:
-    """Removes the entity's contacts a full sync did not see: the CRM no longer has them (R16)."""
+    """Removes the entity's contacts a full sync did not see: the CRM no longer has them (R16).
+
+    An opted-out contact leaves its e-mail as a suppression entry (R23).
+    """
     pg = await driver(conn)
-    status = await pg.execute(_SWEEP_UNSEEN, account_id, entity, run_id, started_at)
-    return int(status.split()[-1])
+    return int(await pg.fetchval(_SWEEP_KEEPING_SUPPRESSIONS, account_id, entity, run_id, started_at))
