@@ -134,12 +134,28 @@ async def test_pages_follow_next_links_to_the_end(dataverse: InProcess) -> None:
     assert len(topped["value"]) == 25 and len(following["value"]) == 5 and "@odata.nextLink" not in following
 
 
+async def test_annotations_when_asked_formatted_values_and_lookup_tables(dataverse: InProcess) -> None:
+    prefer = {"Prefer": 'odata.include-annotations="*"'}
+    answer = await dataverse.client.get(
+        f"{API}/contacts?$select=statecode,donotemail,_parentcustomerid_value&$filter=_parentcustomerid_value ne null&$top=1",
+        headers=prefer,
+    )
+    assert answer.headers["Preference-Applied"] == 'odata.include-annotations="*"'
+    (contact,) = answer.json()["value"]
+    assert contact["statecode@OData.Community.Display.V1.FormattedValue"] == "Active"
+    assert contact["donotemail@OData.Community.Display.V1.FormattedValue"] in ("Yes", "No")
+    assert contact["_parentcustomerid_value@Microsoft.Dynamics.CRM.lookuplogicalname"] == "account"
+    plain = (await dataverse.client.get(f"{API}/contacts?$select=statecode&$top=1")).json()["value"][0]
+    assert not [k for k in plain if "@OData.Community" in k]
+
+
 @pytest.mark.parametrize(
     ("path", "status", "text"),
     [
         ("leads?$select=nosuch", 400, "Could not find a property named 'nosuch'"),
         ("leads?$filter=lastname eq 5", 400, "incompatible types"),
         ("leads?$skip=5", 400, "$skip is not supported"),
+        ("leads?sql=SELECT lastname FROM lead", 400, "sql is not supported"),
         ("leads?$expand=nosuchnav", 400, "nosuchnav"),
         ("leads(00000000-0000-4000-8000-000000000009)", 404, "Does Not Exist"),
         ("invoices", 404, "Resource not found for the segment 'invoices'"),

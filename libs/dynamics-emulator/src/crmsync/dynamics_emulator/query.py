@@ -14,6 +14,7 @@ from crmsync.dynamics_emulator.schema import TABLES, Navigation, Table
 SUPPORTED = frozenset(
     {"$select", "$filter", "$orderby", "$top", "$count", "$expand", "$skiptoken", "$deltatoken"}
 )
+UNSUPPORTED = frozenset({"sql", "fetchXml", "savedQuery", "userQuery"})  # Dataverse has them; not emulated
 MAX_PAGE = 5000
 
 
@@ -117,7 +118,7 @@ def _top(text: str | None) -> int | None:
 
 def parse_options(table: Table, query: dict[str, str]) -> Options:
     for name in query:
-        if name.startswith("$") and name not in SUPPORTED:
+        if (name.startswith("$") and name not in SUPPORTED) or name in UNSUPPORTED:
             raise invalid(f"The query parameter {name} is not supported")
     text = query.get("$filter")
     return Options(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import quote, urlencode
 
+from crmsync.dynamics_emulator.annotate import annotations
 from crmsync.dynamics_emulator.query import Expand
 from crmsync.dynamics_emulator.schema import Table
 from crmsync.dynamics_emulator.store import Environment
@@ -25,14 +26,20 @@ def shape(
     record: Record,
     select: tuple[str, ...] | None,
     expand: tuple[Expand, ...] = (),
+    *,
+    annotate: bool = False,
 ) -> Record:
     out: Record = {"@odata.etag": etag(record)}
     for key in columns(table, select):
-        out[key] = record.get(key)
+        value = out[key] = record.get(key)
+        if annotate:
+            out.update(annotations(env, table, key, value))
     for item in expand:
         ref = record.get(f"_{item.navigation.attribute}_value")
         target = env.rows(item.target.logical).find(str(ref)) if ref else None
-        out[item.navigation.name] = None if target is None else shape(env, item.target, target, item.select)
+        out[item.navigation.name] = (
+            None if target is None else shape(env, item.target, target, item.select, annotate=annotate)
+        )
     return out
 
 

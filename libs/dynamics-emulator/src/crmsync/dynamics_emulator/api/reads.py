@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
+from crmsync.dynamics_emulator.annotate import wanted as annotations_wanted
 from crmsync.dynamics_emulator.dataset import iso
 from crmsync.dynamics_emulator.errors import EXPIRED_VERSION_STAMP, DataverseError, invalid, not_found
 from crmsync.dynamics_emulator.http import Call, Reply
@@ -34,7 +35,8 @@ def read_one(env: Environment, call: Call, table: Table, guid: str) -> Reply:
     if call.header("if-none-match") == etag(record):
         return Reply(304)
     body = {"@odata.context": context(call.root, table, options.select, options.expand, "/$entity")}
-    body.update(shape(env, table, record, options.select, options.expand))
+    annotate = annotations_wanted(call.prefers())
+    body.update(shape(env, table, record, options.select, options.expand, annotate=annotate))
     return Reply.json(200, body, {"ETag": etag(record)})
 
 
@@ -147,7 +149,9 @@ def _delta(env: Environment, call: Call, table: Table, options: Options, size: i
         if record is None:
             value.append({"@odata.context": deleted_context, "id": guid, "reason": "deleted"})
         else:
-            value.append(shape(env, table, record, options.select))
+            value.append(
+                shape(env, table, record, options.select, annotate=annotations_wanted(call.prefers()))
+            )
     body: Record = {
         "@odata.context": context(call.root, table, options.select, suffix="/$delta"),
         "value": value,
@@ -181,7 +185,10 @@ def read_many(env: Environment, call: Call, table: Table) -> Reply:
     body: Record = {"@odata.context": context(call.root, table, options.select, options.expand)}
     if options.count:
         body["@odata.count"] = _count(env, table, options)
-    body["value"] = [shape(env, table, r, options.select, options.expand) for r in items]
+    annotate = annotations_wanted(prefers)
+    if annotate:
+        applied.append(f'odata.include-annotations="{prefers["odata.include-annotations"]}"')
+    body["value"] = [shape(env, table, r, options.select, options.expand, annotate=annotate) for r in items]
     if next_link is not None:
         body["@odata.nextLink"] = next_link
     elif tracking and snapshot is not None:

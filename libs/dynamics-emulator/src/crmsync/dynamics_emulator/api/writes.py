@@ -3,6 +3,7 @@ and the collection-bound CreateMultiple / UpdateMultiple / UpsertMultiple action
 
 from __future__ import annotations
 
+from crmsync.dynamics_emulator.annotate import wanted as annotations_wanted
 from crmsync.dynamics_emulator.errors import DUPLICATE, VERSION_MISMATCH, DataverseError, invalid, not_found
 from crmsync.dynamics_emulator.http import Call, Reply
 from crmsync.dynamics_emulator.ids import is_guid
@@ -44,7 +45,7 @@ def _written(call: Call, env: Environment, table: Table, record: Record, status:
     if call.prefers().get("return") == "representation":
         select = select_keys(table, call.query.get("$select"))
         body = {"@odata.context": context(call.root, table, select, suffix="/$entity")}
-        body.update(shape(env, table, record, select))
+        body.update(shape(env, table, record, select, annotate=annotations_wanted(call.prefers())))
         headers["Preference-Applied"] = "return=representation"
         return Reply.json(201 if status == 204 and call.method == "POST" else 200, body, headers)
     return Reply(204, b"", headers)
