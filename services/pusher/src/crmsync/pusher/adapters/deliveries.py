@@ -10,55 +10,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import BigInteger, Uuid, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crmsync.common.db.deliveries import columns_of, push_of
 from crmsync.common.db.schema import PushDelivery
-from crmsync.common.domain.redelivery import WAITING, WaitingPush, WaitingValue
+from crmsync.common.domain.redelivery import WAITING, WaitingPush
 from crmsync.pusher.adapters.arrays import any_of
-
-
-def _push(row: PushDelivery) -> WaitingPush:
-    return WaitingPush(
-        id=row.id,
-        account_id=row.account_id,
-        contact_id=row.contact_id,
-        operation=row.operation,
-        crm_object=row.crm_object,
-        crm_id=row.crm_id,
-        email_lower=row.email_lower,
-        values={name: WaitingValue.from_json(raw) for name, raw in row.fields.items()},
-        event_ids=tuple(row.event_ids),
-        failures=row.failures,
-        first_failed_at=row.first_failed_at,
-        next_attempt_at=row.next_attempt_at,
-        last_error_code=row.last_error_code,
-        last_error_message=row.last_error_message,
-        state=row.state,
-        created_at=row.created_at,
-    )
-
-
-def _columns(push: WaitingPush, now: datetime) -> dict[str, Any]:
-    return {
-        "account_id": push.account_id,
-        "contact_id": push.contact_id,
-        "operation": push.operation,
-        "crm_object": push.crm_object,
-        "crm_id": push.crm_id,
-        "email_lower": push.email_lower,
-        "fields": {name: value.to_json() for name, value in push.values.items()},
-        "event_ids": list(push.event_ids),
-        "state": push.state,
-        "failures": push.failures,
-        "first_failed_at": push.first_failed_at,
-        "next_attempt_at": push.next_attempt_at,
-        "last_error_code": push.last_error_code,
-        "last_error_message": push.last_error_message,
-        "updated_at": now,
-    }
 
 
 class PgDeliveries:
@@ -83,7 +42,7 @@ class PgDeliveries:
             .order_by(PushDelivery.contact_id)
             .with_for_update()
         )
-        return {row.contact_id: _push(row) for row in rows}
+        return {row.contact_id: push_of(row) for row in rows}
 
     async def claim_due(self, *, now: datetime, limit: int, until: datetime) -> list[WaitingPush]:
         """Returns waiting pushes due by `now` that no one else holds, moved to `until` meanwhile.
@@ -100,7 +59,7 @@ class PgDeliveries:
                 .with_for_update(skip_locked=True)
             )
         ).all()
-        pushes = [_push(row) for row in rows]
+        pushes = [push_of(row) for row in rows]
         if pushes:
             await self._session.execute(
                 update(PushDelivery)
@@ -119,7 +78,7 @@ class PgDeliveries:
             .order_by(PushDelivery.id)
             .with_for_update()
         )
-        return {row.id: _push(row) for row in rows}
+        return {row.id: push_of(row) for row in rows}
 
     async def save(self, pushes: Sequence[WaitingPush], *, now: datetime) -> None:
         """Inserts the new pushes and updates the others; a push left with no values is deleted."""
@@ -128,7 +87,7 @@ class PgDeliveries:
                 await self._session.execute(delete(PushDelivery).where(PushDelivery.id == push.id))
             elif push.id is not None:
                 await self._session.execute(
-                    update(PushDelivery).where(PushDelivery.id == push.id).values(**_columns(push, now))
+                    update(PushDelivery).where(PushDelivery.id == push.id).values(**columns_of(push, now=now))
                 )
             elif push.values:
-                await self._session.execute(insert(PushDelivery).values(**_columns(push, now)))
+                await self._session.execute(insert(PushDelivery).values(**columns_of(push, now=now)))
