@@ -105,3 +105,13 @@ def test_a_wrong_secret_cannot_sign_in(dynamics: DynamicsEmulator, monkeypatch: 
     ):
         dataverse.records.retrieve("lead", "00000000-0000-4000-8000-000000000003")
     assert "AADSTS7000215" in str(raised.value)
+
+
+def test_option_labels_metadata_and_a_delete(client: DataverseClient) -> None:
+    # The client turns an option's label into its value from the table's picklist metadata.
+    lead_id = client.records.create("lead", {"lastname": "Labelled", "leadsourcecode": "Trade Show"})
+    assert client.records.retrieve("lead", lead_id, select=["leadsourcecode"])["leadsourcecode"] == 7
+    info = client.tables.get("contact")
+    assert info is not None and info["entity_set_name"] == "contacts" and info["primary_id_attribute"] == "contactid"
+    client.records.delete("lead", lead_id)
+    assert client.records.retrieve("lead", lead_id) is None
