@@ -112,6 +112,10 @@ def test_option_labels_metadata_and_a_delete(client: DataverseClient) -> None:
     lead_id = client.records.create("lead", {"lastname": "Labelled", "leadsourcecode": "Trade Show"})
     assert client.records.retrieve("lead", lead_id, select=["leadsourcecode"])["leadsourcecode"] == 7
     info = client.tables.get("contact")
-    assert info is not None and info["entity_set_name"] == "contacts" and info["primary_id_attribute"] == "contactid"
+    assert (
+        info is not None
+        and info["entity_set_name"] == "contacts"
+        and info["primary_id_attribute"] == "contactid"
+    )
     client.records.delete("lead", lead_id)
     assert client.records.retrieve("lead", lead_id) is None
