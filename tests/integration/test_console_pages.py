@@ -39,11 +39,15 @@ async def sign_in(client: httpx.AsyncClient, key: str) -> str:
 async def tenant(sessions, settings: CommonSettings, crm_org: CrmOrg) -> Tenant:
     tenant = await new_tenant(sessions)
     async with sessions.begin() as session:
-        add_connection(session, settings=settings, account_id=tenant.account_id, org=crm_org, status="connected")
+        add_connection(
+            session, settings=settings, account_id=tenant.account_id, org=crm_org, status="connected"
+        )
     return tenant
 
 
-async def test_sign_in_sets_a_secure_session_cookie_and_every_screen_renders(settings, engine, tenant) -> None:
+async def test_sign_in_sets_a_secure_session_cookie_and_every_screen_renders(
+    settings, engine, tenant
+) -> None:
     async with running_api(settings, engine=engine) as client:
         assert (await client.get("/console/mapping")).status_code == 303
         page = await client.get("/console/sign-in")

@@ -32,6 +32,11 @@ def _when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value.tzinfo else value.isoformat()
 
 
+def _setting(value: object) -> str:
+    """A row attribute as the preview shows it (Allow Push None is the default policy)."""
+    return {None: "default", True: "on", False: "off"}.get(value, str(value))  # type: ignore[call-overload]
+
+
 environment = Environment(
     loader=FileSystemLoader(TEMPLATES),
     autoescape=select_autoescape(("html",)),
@@ -39,6 +44,7 @@ environment = Environment(
     lstrip_blocks=True,
 )
 environment.filters["when"] = _when
+environment.filters["setting"] = _setting
 environment.globals.update(nav=NAV, csrf_field=CSRF_FIELD, csrf_header=CSRF_HEADER)
 
 

@@ -149,7 +149,8 @@ def field_impacts(
                 change += valued + empty
         if was is not None and was.data_type != now.data_type:
             change += sum(held(destination, o)[0] for o in fills)
-        if was is not None and was.allow_push != now.allow_push and not notes:
+        sources_moved = was is not None and any(was.source_for(o) != now.source_for(o) for o in CrmObject)
+        if was is not None and was.allow_push != now.allow_push and not sources_moved:
             notes.append("Allow Push only: no value changes")
         impacts.append(
             FieldImpact(destination, "changed" if was else "added", gain, change, 0, "; ".join(notes))
