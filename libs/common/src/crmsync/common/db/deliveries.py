@@ -103,27 +103,23 @@ async def list_deliveries(
 
 async def delivery_counts(session: AsyncSession, *, account_id: str) -> dict[str, dict[str | None, int]]:
     """Returns the account's pushes counted by state, then by last error code (None: no error yet)."""
-    rows = await session.execute(
-        select(PushDelivery.state, PushDelivery.last_error_code, func.count())
-        .where(PushDelivery.account_id == account_id)
-        .group_by(PushDelivery.state, PushDelivery.last_error_code)
+    return await _counts(
+        session, PushDelivery.state, PushDelivery.last_error_code, PushDelivery.account_id == account_id
     )
-    counts: dict[str, dict[str | None, int]] = {}
-    for state, code, n in rows:
-        counts.setdefault(state, {})[code] = n
-    return counts
 
 
 async def push_log_counts(session: AsyncSession, *, account_id: str) -> dict[str, dict[str | None, int]]:
     """Returns the account's push log entries counted by status, then by error code."""
-    rows = await session.execute(
-        select(PushLog.status, PushLog.error_code, func.count())
-        .where(PushLog.account_id == account_id)
-        .group_by(PushLog.status, PushLog.error_code)
-    )
+    return await _counts(session, PushLog.status, PushLog.error_code, PushLog.account_id == account_id)
+
+
+async def _counts(
+    session: AsyncSession, state: Any, code: Any, where: Any
+) -> dict[str, dict[str | None, int]]:
+    rows = await session.execute(select(state, code, func.count()).where(where).group_by(state, code))
     counts: dict[str, dict[str | None, int]] = {}
-    for status, code, n in rows:
-        counts.setdefault(status, {})[code] = n
+    for name, error_code, n in rows:
+        counts.setdefault(name, {})[error_code] = n
     return counts
 
 
