@@ -71,6 +71,7 @@ class FakeDataverse:
             for i in range(leads)
         ]  # fmt: skip
         self.changed: list[dict[str, Any]] = []
+        self.contacts: list[dict[str, Any]] = []
         self.expired = False
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
@@ -85,6 +86,8 @@ class FakeDataverse:
                 {"systemuserid": OWNER, "fullname": "Grace Hopper", "internalemailaddress": "grace@example.com"}]})  # fmt: skip
         if path == "leads":
             return self._leads(request)
+        if path == "contacts":
+            return httpx.Response(200, json={"value": self.contacts})
         return httpx.Response(404, json={"error": {"code": "0x80060888", "message": f"no {path}"}})
 
     def _leads(self, request: httpx.Request) -> httpx.Response:
@@ -201,6 +204,16 @@ async def test_a_qualified_lead_names_the_contact_it_became() -> None:
     async with connector(fake) as dynamics:
         [records] = await _all(dynamics.export_all("Lead", ["firstname"]))
     assert [(r["IsConverted"], r["ConvertedContactId"]) for r in records] == [(False, None), (True, CONTACT)]
+
+
+async def test_a_lead_qualified_with_a_new_contact_is_named_by_that_contact_s_originating_lead() -> None:
+    fake = FakeDataverse(leads=1)
+    fake.leads[0].update(statecode=1)
+    fake.contacts = [{"contactid": CONTACT, "_originatingleadid_value": lead_id(0)}]
+    async with connector(fake) as dynamics:
+        [[lead]] = await _all(dynamics.export_all("Lead", ["firstname"]))
+    assert (lead["IsConverted"], lead["ConvertedContactId"]) == (True, CONTACT)
+    assert fake.requests[-1].url.params["$filter"] == f"_originatingleadid_value eq {lead_id(0)}"
 
 
 async def test_an_opt_out_is_either_do_not_email_flag() -> None:

@@ -6,12 +6,14 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import orjson
 import structlog
 
 from crmsync.common.crm.dynamics._config import DynamicsCredentials
+from crmsync.common.crm.dynamics._errors import is_transient_status
 from crmsync.common.crm.interface import CrmAuthError, CrmTransientError
 
 log = structlog.get_logger(__name__)
@@ -40,16 +42,11 @@ async def request_token(
         response = await client.post(credentials.token_url, data=form, headers={"Accept": "application/json"})
     except httpx.TransportError as exc:
         raise CrmTransientError(f"token request failed: {exc!r}") from exc
-    if response.status_code == 429 or response.status_code >= 500:
+    if is_transient_status(response.status_code, None):
         raise CrmTransientError(
             f"token endpoint answered {response.status_code}", status=response.status_code
         )
-    try:
-        body = orjson.loads(response.content)
-    except orjson.JSONDecodeError:
-        body = None
-    if not isinstance(body, dict):
-        body = {}
+    body = _json_object(response.content)
     if response.status_code != 200 or not body.get("access_token"):
         description = str(body.get("error_description") or response.text[:200])
         raise CrmAuthError(
@@ -59,6 +56,14 @@ async def request_token(
         )
     lifetime = float(body.get("expires_in") or 3600)
     return AccessToken(value=str(body["access_token"]), expires_at=asked_at + lifetime)
+
+
+def _json_object(content: bytes) -> dict[str, Any]:
+    try:
+        parsed = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
 
 
 class TokenCache:
@@ -87,10 +92,8 @@ class TokenCache:
 
     async def renew(self, stale: AccessToken) -> AccessToken:
         """Returns a token other than `stale` (refused with a 401)."""
-        async with self._lock:
-            # Another call may have renewed it while this one waited.
-            if self._token is None or self._token is stale:
-                self._token = None
-                self._token = await self._obtain()
-                log.info("crm.token.renewed", crm="dynamics")
-        return self._token
+        if self._token is stale:
+            # Calls refused with the same token share one renewal: the first drops it, all wait for the next.
+            self._token = None
+            log.info("crm.token.renew", crm="dynamics")
+        return await self.current()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from crmsync.common.retry import RetryPolicy
+
 
 @dataclass(frozen=True)
 class DynamicsCredentials:
@@ -50,12 +52,12 @@ class DynamicsCredentials:
 class DynamicsOptions:
     """Timeouts, paging, batching, retry and service-protection behaviour of one connector."""
 
-    timeout_s: float = 30.0  # read, write and pool wait
-    connect_timeout_s: float = 10.0
-    max_connections: int = 8
     page_size: int = 5000  # odata.maxpagesize (Dataverse answers at most 5,000 a page)
     batch_size: int = 1000  # operations per $batch (Dataverse's limit)
     ids_per_query: int = 50  # ids in one `$filter` of a read by ids, under the URL length limit
+    timeout_s: float = 30.0  # read, write and pool wait
+    connect_timeout_s: float = 10.0
+    max_connections: int = 8
     max_retries: int = 5  # extra attempts after the first for transient failures
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 60.0  # Dataverse's Retry-After may ask for tens of seconds
@@ -83,6 +85,12 @@ class DynamicsOptions:
             raise ValueError("max_retries, budget_reserve_calls and ids_per_query must be positive")
         if self.timeout_s <= 0 or self.connect_timeout_s <= 0 or self.window_s <= 0:
             raise ValueError("timeouts and the window must be positive")
+
+    def retry_policy(self) -> RetryPolicy:
+        """Returns the retry policy of these options: `max_retries` after the first attempt."""
+        return RetryPolicy(
+            max_attempts=self.max_retries + 1, base_s=self.backoff_initial_s, cap_s=self.backoff_max_s
+        )
 
     def reserve_for(self, limit: int) -> int:
         """Returns how many of `limit` requests in a window are left untouched for other tools."""

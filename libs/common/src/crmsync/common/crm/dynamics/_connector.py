@@ -43,21 +43,6 @@ class DynamicsConnector:
         self._reads = Reads(self._http, self._describes)
         self._writer = BatchWriter(self._http)
 
-    @property
-    def options(self) -> DynamicsOptions:
-        return self._options
-
-    async def __aenter__(self) -> DynamicsConnector:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
     # ----------------------------------------------------------------- metadata
 
     async def describe(self, object_name: str) -> ObjectDescribe:
@@ -141,3 +126,21 @@ class DynamicsConnector:
             if not (record.get("Id") or record.get(entity.primary_id)):
                 raise ValueError(f"record {index} has no Id to update")
         return await self._writer.write(entity, records, creating=False)
+
+    # ---------------------------------------------------------------- lifecycle
+
+    @property
+    def options(self) -> DynamicsOptions:
+        return self._options
+
+    async def aclose(self) -> None:
+        """Closes the keep-alive client."""
+        await self._http.aclose()
+
+    async def __aenter__(self) -> DynamicsConnector:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()

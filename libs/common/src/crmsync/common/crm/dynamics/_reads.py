@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 
 from crmsync.common.clock import utc_now
-from crmsync.common.crm.dynamics._entities import Entity, entity_named
+from crmsync.common.crm.dynamics._entities import CONVERTED_CONTACT_ID, IS_CONVERTED, Entity, entity_named
 from crmsync.common.crm.dynamics._metadata import Describes
 from crmsync.common.crm.dynamics._records import Selection
 from crmsync.common.crm.dynamics._transport import Transport
@@ -128,20 +128,26 @@ class Reads:
     async def _raw_by_ids(
         self, entity: Entity, ids: Sequence[str], attributes: Sequence[str]
     ) -> dict[str, dict[str, Any]]:
-        wanted = list(dict.fromkeys(i.lower() for i in ids if i and GUID.match(i)))
-        found: dict[str, dict[str, Any]] = {}
-        step = self._http.options.ids_per_query
+        wanted = [i for i in ids if i and GUID.match(i)]
         select = ",".join(dict.fromkeys([entity.primary_id, *attributes]))
+        return {
+            str(item[entity.primary_id]).lower(): item
+            async for item in self._where_in(entity.entity_set, entity.primary_id, wanted, select)
+        }
+
+    async def _where_in(
+        self, entity_set: str, attribute: str, ids: Sequence[str], select: str
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Yields the records whose `attribute` is one of `ids` (GUIDs), a few ids a query."""
+        wanted = list(dict.fromkeys(i.lower() for i in ids))
+        step = self._http.options.ids_per_query
+        prefer = f"odata.maxpagesize={self._http.options.page_size}"
         for start in range(0, len(wanted), step):
-            where = " or ".join(f"{entity.primary_id} eq {guid}" for guid in wanted[start : start + step])
+            where = " or ".join(f"{attribute} eq {guid}" for guid in wanted[start : start + step])
             params = {"$select": select, "$filter": where}
-            prefer = f"odata.maxpagesize={self._http.options.page_size}"
-            async for body in self._pages(
-                entity.entity_set, params=params, prefer=prefer, operation="by_ids"
-            ):
+            async for body in self._pages(entity_set, params=params, prefer=prefer, operation="by_ids"):
                 for item in body.get("value") or []:
-                    found[str(item[entity.primary_id]).lower()] = item
-        return found
+                    yield item
 
     async def _finish(self, selection: Selection, items: list[dict[str, Any]]) -> list[CrmRecord]:
         """Returns the page's records, shaped, their parents (owner, account) filled in."""
@@ -154,7 +160,25 @@ class Reads:
             parents = await self._raw_by_ids(parent, ids, selection.parent_attributes(related)) if ids else {}
             for record in records:
                 selection.fill_parent(record, related, parents)
+        if selection.entity.role == "Lead":
+            await self._qualified_as(records)
         return records
+
+    async def _qualified_as(self, records: list[CrmRecord]) -> None:
+        """Fills the contact a qualified lead became from the contact's originating lead, when the lead
+        itself does not name it (qualifying with a new contact links the contact to the lead, R17)."""
+        unnamed = {
+            str(r["Id"]).lower(): r
+            for r in records
+            if r.get(IS_CONVERTED) and not r.get(CONVERTED_CONTACT_ID)
+        }
+        if not unnamed:
+            return
+        select = "contactid,_originatingleadid_value"
+        async for contact in self._where_in("contacts", "_originatingleadid_value", list(unnamed), select):
+            lead = unnamed.get(str(contact.get("_originatingleadid_value")).lower())
+            if lead is not None and not lead.get(CONVERTED_CONTACT_ID):
+                lead[CONVERTED_CONTACT_ID] = contact["contactid"]
 
     async def count(self, object_name: str) -> int:
         """Returns how many records the table has (paging through ids beyond what `$count` counts)."""

@@ -15,13 +15,17 @@ from crmsync.common.crm.dynamics._errors import raise_for
 from crmsync.common.crm.dynamics._limits import RequestBudget
 from crmsync.common.crm.interface import CrmTransientError
 from crmsync.common.observability.metrics import CRM_CALLS
-from crmsync.common.retry import RetryPolicy, call_with_retries, is_transient
+from crmsync.common.retry import call_with_retries, is_transient
 
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
 ODATA_HEADERS = {"OData-Version": "4.0", "OData-MaxVersion": "4.0", "Accept": "application/json"}
+
+
+def _surely_not_applied(error: BaseException) -> bool:
+    return is_transient(error, idempotent=False)
 
 
 def _unreachable(operation: str, exc: httpx.TransportError) -> CrmTransientError:
@@ -37,6 +41,18 @@ def _unreachable(operation: str, exc: httpx.TransportError) -> CrmTransientError
     return error
 
 
+def _keep_alive_client(
+    options: DynamicsOptions, transport: httpx.AsyncBaseTransport | None
+) -> httpx.AsyncClient:
+    """Returns the one client of a connector: its connections kept alive, every wait bounded."""
+    pool = httpx.Limits(
+        max_connections=options.max_connections, max_keepalive_connections=options.max_connections
+    )
+    timeout = httpx.Timeout(options.timeout_s, connect=options.connect_timeout_s)
+    headers = {"User-Agent": "crmsync-connector", **ODATA_HEADERS}
+    return httpx.AsyncClient(transport=transport, timeout=timeout, limits=pool, headers=headers)
+
+
 class Transport:
     """Sends Web API calls: signed in, paced by service protection, retried when transient."""
 
@@ -49,21 +65,11 @@ class Transport:
         account_id: str | None = None,
     ) -> None:
         self.options = options
+        self._account_id = account_id or "-"
         self.web_api = credentials.web_api
-        self.policy = RetryPolicy(
-            max_attempts=options.max_retries + 1,
-            base_s=options.backoff_initial_s,
-            cap_s=options.backoff_max_s,
-        )
-        self.budget = RequestBudget(options, account=account_id or "-")
-        self._client = httpx.AsyncClient(
-            transport=transport,
-            timeout=httpx.Timeout(options.timeout_s, connect=options.connect_timeout_s),
-            limits=httpx.Limits(
-                max_connections=options.max_connections, max_keepalive_connections=options.max_connections
-            ),
-            headers={"User-Agent": "crmsync-connector"},
-        )
+        self.policy = options.retry_policy()
+        self.budget = RequestBudget(options, account=self._account_id)
+        self._client = _keep_alive_client(options, transport)
         self._tokens = TokenCache(
             lambda: self.retrying(lambda: request_token(self._client, credentials)),
             margin_s=options.token_refresh_margin_s,
@@ -91,9 +97,7 @@ class Transport:
         act on it (throttled, unavailable, no connection), never after a timeout or a 500.
         """
         body = orjson.dumps(json) if json is not None else content
-        sent = dict(ODATA_HEADERS)
-        if json is not None:
-            sent["Content-Type"] = "application/json"
+        sent = {"Content-Type": "application/json"} if json is not None else {}
         sent.update(headers or {})
         url = path if path.startswith(("http://", "https://")) else f"{self.web_api}/{path}"
 
@@ -112,12 +116,17 @@ class Transport:
 
     async def retrying(self, attempt: Callable[[], Awaitable[T]], *, idempotent: bool = True) -> T:
         """Returns what `attempt` returns, retried under the one retry policy."""
+        retry_if = is_transient if idempotent else _surely_not_applied
         return await call_with_retries(
-            attempt,
-            policy=self.policy,
-            retry_if=lambda error: is_transient(error, idempotent=idempotent),
-            on_retry=_log_retry,
+            attempt, policy=self.policy, retry_if=retry_if, on_retry=self._log_retry
         )
+
+    def _log_retry(self, attempt: int, error: BaseException | None) -> None:
+        log.warning(
+            "crm.retry", crm="dynamics", account_id=self._account_id, attempt=attempt,
+            error=type(error).__name__, error_code=getattr(error, "error_code", None),
+            status=getattr(error, "status", None),
+        )  # fmt: skip
 
     async def _send(
         self,
@@ -138,14 +147,3 @@ class Transport:
         CRM_CALLS.labels(operation, str(response.status_code)).inc()
         self.budget.read(response)
         return response
-
-
-def _log_retry(attempt: int, error: BaseException | None) -> None:
-    log.warning(
-        "crm.retry",
-        crm="dynamics",
-        attempt=attempt,
-        error=type(error).__name__,
-        error_code=getattr(error, "error_code", None),
-        status=getattr(error, "status", None),
-    )
