@@ -99,3 +99,22 @@ async def test_reset_brings_back_the_generated_records(dataverse: InProcess) -> 
     assert (await dataverse.control("POST", "/reset")).status_code == 204
     assert (await dataverse.client.get(f"{API}/leads({lead['leadid']})")).json()["leadid"] == lead["leadid"]
     assert (await dataverse.client.get(f"{API}/leads?$filter=lastname eq 'Extra'")).json()["value"] == []
+
+
+async def test_the_writes_log_says_what_clients_wrote_and_what_was_rolled_back(dataverse: InProcess) -> None:
+    made = await dataverse.client.post(f"{API}/leads", json={"lastname": "Logged"})
+    lead_id = made.headers["OData-EntityId"].rsplit("(", 1)[1].rstrip(")")
+    await dataverse.client.patch(
+        f"{API}/leads({lead_id})", json={"jobtitle": "CEO"}, headers={"If-Match": "*"}
+    )
+    await dataverse.client.post(f"{API}/leads/Microsoft.Dynamics.CRM.CreateMultiple",
+                                json={"Targets": [{"lastname": "Kept"}, {"lastname": "z" * 99}]})  # fmt: skip
+    await dataverse.control(
+        "PATCH", f"/tables/lead/{lead_id}", {"fields": {"jobtitle": "CFO"}}
+    )  # not a client's
+    log = (await dataverse.control("GET", "/writes")).json()
+    assert [(w["method"], w["table"], w["status"]) for w in log] == [
+        ("POST", "leads", 204), ("PATCH", "leads", 204), ("POST", "leads", 400)]  # fmt: skip
+    assert log[0]["id"] == lead_id and log[1]["fields"] == {"jobtitle": "CEO"} and not log[2]["success"]
+    assert (await dataverse.control("DELETE", "/writes")).status_code == 204
+    assert (await dataverse.control("GET", "/writes")).json() == []

@@ -197,6 +197,11 @@ async def test_a_failed_change_set_rolls_back_and_stops_the_batch(dataverse: InP
     assert "AfterFailure" not in text and text.count("HTTP/1.1") == 1
     for name in ("RolledBack", "AfterFailure"):
         assert (await dataverse.client.get(f"{API}/leads?$filter=lastname eq '{name}'")).json()["value"] == []
+    log = (await dataverse.control("GET", "/writes")).json()
+    assert [(w["method"], w["success"], w["rolled_back"]) for w in log] == [
+        ("POST", True, True),
+        ("PATCH", False, True),
+    ]
     kept_going = await _post_batch(dataverse, _batch("batch_x", ops), prefer="odata.continue-on-error")
     assert kept_going.count("HTTP/1.1") == 2
     assert (

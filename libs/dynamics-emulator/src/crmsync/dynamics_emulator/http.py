@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from crmsync.dynamics_emulator.errors import invalid
+
 
 @dataclass(frozen=True)
 class Call:
@@ -20,8 +22,6 @@ class Call:
         return self.headers.get(name.lower())
 
     def json(self) -> object:
-        from crmsync.dynamics_emulator.errors import invalid
-
         try:
             return orjson.loads(self.body or b"null")
         except orjson.JSONDecodeError as exc:

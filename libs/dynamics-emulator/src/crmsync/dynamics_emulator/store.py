@@ -100,6 +100,7 @@ class Environment:
         }
         self.version = first_version
         self.token_floor = first_version  # delta tokens below it are expired
+        self.writes: list[dict[str, object]] = []  # what API clients wrote, for tests to read
         self._undo: list[Undo] | None = None
 
     def rows(self, logical: str) -> Rows:
@@ -116,11 +117,14 @@ class Environment:
             yield
             return
         self._undo = []
+        logged = len(self.writes)
         try:
             yield
         except BaseException:
             for undo in reversed(self._undo):
                 undo()
+            for entry in self.writes[logged:]:
+                entry["rolled_back"] = True
             raise
         finally:
             self._undo = None

@@ -179,6 +179,15 @@ def _add_fault(emulator: Emulator, body: dict[str, object], now: float) -> None:
         raise ControlError(400, f"unknown fault kind {kind!r}: 429, 503 or throttle")
 
 
+async def writes(request: Request) -> Response:
+    """What API clients wrote (never the control API's own edits); DELETE forgets it."""
+    env = _emulator(request).env
+    if request.method == "DELETE":
+        env.writes.clear()
+        return Response(status_code=204)
+    return _json(env.writes)
+
+
 async def expire_tokens(request: Request) -> Response:
     _emulator(request).expire_tokens()
     return Response(status_code=204)
@@ -205,6 +214,7 @@ routes = [
     Route(f"{P}/tables/{{table}}/{{id}}", guarded(delete), methods=["DELETE"]),
     Route(f"{P}/leads/{{id}}/qualify", guarded(qualify), methods=["POST"]),
     Route(f"{P}/faults", guarded(faults), methods=["GET", "POST", "DELETE"]),
+    Route(f"{P}/writes", guarded(writes), methods=["GET", "DELETE"]),
     Route(f"{P}/expire-tokens", guarded(expire_tokens), methods=["POST"]),
     Route(f"{P}/expire-change-tokens", guarded(expire_change_tokens), methods=["POST"]),
     Route(f"{P}/reset", guarded(reset), methods=["POST"]),

@@ -6,6 +6,7 @@ HTTP requests and the operations of a `$batch` go through the same `dispatch`.
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 from crmsync.dynamics_emulator.api import metadata, reads, writes
 from crmsync.dynamics_emulator.errors import DataverseError, invalid
@@ -87,6 +88,27 @@ def _route(env: Environment, call: Call) -> Reply:
     raise invalid(f"Resource not found for the segment '{segment}'.", status=404)
 
 
+def _log_write(env: Environment, call: Call, reply: Reply) -> None:
+    """Notes a client's write (method, table, id, fields, answer) in the environment's writes log."""
+    match = ACTION.match(call.path) or RECORD.match(call.path) or COLLECTION.match(call.path)
+    try:
+        body = call.json() if call.body else None
+    except DataverseError:  # not JSON: answered 400 already, logged without fields
+        body = None
+    entity = reply.headers.get("OData-EntityId", "")
+    env.writes.append({
+        "method": call.method,
+        "path": call.path,
+        "table": match["set"] if match else None,
+        "id": entity.rpartition("(")[2].rstrip(")") or (match.groupdict().get("key") if match else None),
+        "fields": body if isinstance(body, dict) else None,
+        "status": reply.status,
+        "success": reply.status < 400,
+        "rolled_back": False,
+        "time": datetime.now(UTC).isoformat(),
+    })  # fmt: skip
+
+
 def dispatch(env: Environment, call: Call) -> Reply:
     """Answers one Web API call; a refusal is answered with its error body, never raised."""
     try:
@@ -94,4 +116,6 @@ def dispatch(env: Environment, call: Call) -> Reply:
     except DataverseError as error:
         reply = Reply.json(error.status, error.body(), error.headers)
     reply.headers.setdefault("OData-Version", "4.0")
+    if call.method in ("POST", "PATCH", "DELETE"):
+        _log_write(env, call, reply)
     return reply
