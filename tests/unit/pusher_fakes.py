@@ -27,6 +27,9 @@ from crmsync.pusher.values import ContactRefs, CreatedRecord, Outcome, PlannedWr
 
 T = TypeVar("T")
 
+# When the fake store's flagged contacts had their score or opt-out flagged for the outbound job.
+OUTBOUND_FLAGGED_AT = datetime(2026, 12, 4, 9, 0, tzinfo=UTC)
+
 
 @dataclass(frozen=True)
 class Config:
@@ -129,10 +132,17 @@ class _Contacts:
     async def pending_outbound(
         self, *, account_id: str, after: uuid.UUID | None, limit: int
     ) -> list[tuple[StoredContact, datetime]]:
-        return []
+        flagged = sorted(
+            (c for c in self._store.rows.values() if c.account_id == account_id and c.outbound_pending),
+            key=lambda c: c.id,
+        )
+        return [(copy.deepcopy(c), OUTBOUND_FLAGGED_AT) for c in flagged if after is None or c.id > after][
+            :limit
+        ]
 
     async def clear_outbound(self, *, seen: Sequence[tuple[uuid.UUID, datetime]]) -> None:
-        return None
+        for contact_id, _ in seen:
+            self._store.rows[contact_id].outbound_pending = False
 
 
 class _PushLog:

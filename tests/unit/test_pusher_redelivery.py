@@ -10,7 +10,9 @@ from typing import Any
 
 from crmsync.common.domain.contacts import FieldMeta
 from crmsync.common.domain.redelivery import RedeliveryPolicy, WaitingPush
-from crmsync.common.messages import ContactChanged
+from crmsync.common.kafka.consumer import Delivery
+from crmsync.common.messages import ContactChanged, RunOutbound
+from crmsync.pusher.handlers.run_outbound import run_outbound
 from crmsync.pusher.values import StoredContact
 from tests.unit.pusher_fakes import Pusher
 
@@ -207,3 +209,32 @@ async def test_r18_a_redelivered_event_whose_entry_waits_has_no_second_effect() 
     assert pusher.crm.writes == []
     (push,) = _waiting(pusher)
     assert push.event_ids == (change.event_id,)
+
+
+async def test_r24_an_outbound_score_the_crm_cannot_take_waits_and_is_sent_again() -> None:
+    pusher, contact = _pusher()
+    stored = pusher.store.rows[contact.id]
+    stored.fields["score"] = 87
+    stored.raw_meta["score"] = FieldMeta("scoring", datetime.now(UTC)).to_json()
+    stored.outbound_pending = True
+    pusher.crm.down = True
+    job = RunOutbound(job_id="job-1", account_id=ACCOUNT, requested_at=datetime.now(UTC))
+
+    await run_outbound(pusher.ctx, Delivery("crmsync.outbound-jobs", 0, 0, None, job, 0))
+
+    entry = pusher.store.entries[(ACCOUNT, "outbound:job-1")]
+    assert (entry.status, entry.decisions["waiting"], entry.decisions["kept_for_retry"]) == (
+        "succeeded",
+        1,
+        0,
+    )
+    assert not pusher.store.rows[contact.id].outbound_pending  # the waiting push has it now
+    (push,) = _waiting(pusher)
+    assert (push.values["Marketing_Score__c"].value, push.event_ids) == (87, ())
+
+    pusher.crm.down = False
+    await pusher.redeliver()
+
+    (write,) = pusher.crm.writes
+    assert (write.crm_id, write.values) == (LEAD_ID, {"Marketing_Score__c": 87})
+    assert pusher.store.pushes == {}
