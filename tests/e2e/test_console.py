@@ -178,3 +178,25 @@ async def test_a_reader_finds_no_enabled_save_and_a_forged_post_is_refused(conso
             "/console/schedule/sync-now", form={"csrf_token": token}, max_redirects=0
         )
         assert response.status == 403  # a reader changes nothing (R21)
+
+
+async def test_connection_entities_and_sync_health(console: Console) -> None:
+    async with browser(console.base_url) as context:
+        page = await context.new_page()
+        await sign_in(page, console.key())
+        await page.get_by_role("link", name="Connection").click()
+        await page.get_by_role("button", name="Test the connection").click()
+        await expect(page.locator("#connection-status")).to_have_text("connected")
+        await expect(page.locator("meter#budget")).to_be_visible()
+        await expect(page.get_by_text("kept in reserve")).to_be_visible()
+        await screenshot(page, "connection")
+        await page.get_by_role("link", name="CRM Entities").click()
+        await page.locator("#entities a.bubble").first.click()
+        await page.get_by_label("Field").select_option("Industry")
+        await page.get_by_role("button", name="Show sample values").click()
+        await expect(page.locator("#samples li").first).to_be_visible()
+        await screenshot(page, "entity-samples")
+        await page.get_by_role("link", name="Sync Health").click()
+        await expect(page.get_by_role("heading", name="Pushes failed")).to_be_visible()
+        await expect(page.locator("#dead-letters")).to_be_visible()
+        await screenshot(page, "sync-health")
