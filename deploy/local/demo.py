@@ -17,7 +17,12 @@ import httpx
 RUN_DIR = Path(os.environ["CRMSYNC_LOCAL_RUN_DIR"])
 BIN = Path(sys.executable).parent
 API = f"http://127.0.0.1:{os.environ.get('CRMSYNC_API_PORT', '8000')}"
-EMULATOR = f"http://127.0.0.1:{os.environ.get('CRMSYNC_EMULATOR_PORT', '8085')}"
+EMULATOR_PLAIN = f"http://127.0.0.1:{os.environ.get('CRMSYNC_EMULATOR_PORT', '8085')}"
+TLS = os.environ.get("CRMSYNC_EMULATOR_TLS") == "1"
+# With TLS the account logs in over HTTPS; the services trust the emulator's certificate.
+EMULATOR = (
+    f"https://127.0.0.1:{os.environ.get('CRMSYNC_EMULATOR_TLS_PORT', '8443')}" if TLS else EMULATOR_PLAIN
+)
 ACCOUNT = "demo"
 SYNC_TIMEOUT_S = 300
 
@@ -50,6 +55,15 @@ def demo_key() -> str:
 
 def _auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
+
+
+def emulator_line() -> str:
+    if not TLS:
+        return f"{EMULATOR}   (the emulator; control API under /__emulator)"
+    return (
+        f"{EMULATOR}   (the emulator over HTTPS; certificate {os.environ.get('SSL_CERT_FILE')}, trusted by\n"
+        f"                 the services through SSL_CERT_FILE; control API under {EMULATOR_PLAIN}/__emulator)"
+    )
 
 
 def main() -> int:
@@ -102,7 +116,7 @@ crmsync is running.
 
   API            {API}   (OpenAPI docs: {API}/docs)
   API key        {key}   (admin, account "{ACCOUNT}"; also in {RUN_DIR}/demo.key)
-  Salesforce     {EMULATOR}   (the emulator; control API under /__emulator)
+  Salesforce     {emulator_line()}
   Logs           {RUN_DIR}/*.log   (mapping-api, scheduler, puller, pusher, emulator)
 
 Try:

@@ -6,6 +6,11 @@
 #
 #   deploy/local/run.sh           start (idempotent: what runs already is kept)
 #   deploy/local/run.sh stop      stop the services and the emulator
+#
+# CRMSYNC_EMULATOR_TLS=1: the emulator serves HTTPS on CRMSYNC_EMULATOR_TLS_PORT
+# (8443) with a certificate made at start ($run_dir/emulator.pem), plain HTTP
+# beside it on CRMSYNC_EMULATOR_PORT; the services trust that certificate through
+# SSL_CERT_FILE and the demo account logs in at the https:// URL.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
@@ -21,10 +26,24 @@ export CRMSYNC_DEMO_CLIENT_SECRET="${CRMSYNC_DEMO_CLIENT_SECRET:-crmsync-local-s
 export CRMSYNC_EMULATOR_PORT="${CRMSYNC_EMULATOR_PORT:-8085}"
 export CRMSYNC_API_PORT="${CRMSYNC_API_PORT:-8000}"
 export CRMSYNC_LOCAL_RUN_DIR="$run_dir"
+export CRMSYNC_EMULATOR_TLS_PORT="${CRMSYNC_EMULATOR_TLS_PORT:-8443}"
+case "${CRMSYNC_EMULATOR_TLS:-0}" in 1|true|yes) CRMSYNC_EMULATOR_TLS=1 ;; *) CRMSYNC_EMULATOR_TLS=0 ;; esac
+export CRMSYNC_EMULATOR_TLS
+
+emulator_listen="--port $CRMSYNC_EMULATOR_PORT"
+mode=http
+if [ "$CRMSYNC_EMULATOR_TLS" = 1 ]; then
+  mode=https
+  cert="$run_dir/emulator.pem"
+  # Plain HTTP stays on the emulator's port, for the readiness check and the control API.
+  emulator_listen="--port $CRMSYNC_EMULATOR_TLS_PORT --plain-port $CRMSYNC_EMULATOR_PORT --tls --tls-cert-out $cert"
+  # httpx (the services' CRM client) verifies HTTPS against the bundle SSL_CERT_FILE names.
+  export SSL_CERT_FILE="$cert"
+fi
 
 # name:port:command — every process serves /healthz on its port.
 processes=(
-  "emulator:$CRMSYNC_EMULATOR_PORT:crmsync-emulator --host 127.0.0.1 --port $CRMSYNC_EMULATOR_PORT --leads $CRMSYNC_DEMO_LEADS --contacts $CRMSYNC_DEMO_CONTACTS --seed 7 --client-id $CRMSYNC_DEMO_CLIENT_ID --client-secret $CRMSYNC_DEMO_CLIENT_SECRET"
+  "emulator:$CRMSYNC_EMULATOR_PORT:crmsync-emulator --host 127.0.0.1 $emulator_listen --leads $CRMSYNC_DEMO_LEADS --contacts $CRMSYNC_DEMO_CONTACTS --seed 7 --client-id $CRMSYNC_DEMO_CLIENT_ID --client-secret $CRMSYNC_DEMO_CLIENT_SECRET"
   "mapping-api:$CRMSYNC_API_PORT:crmsync-mapping-api"
   "scheduler:8081:crmsync-scheduler"
   "puller:8082:crmsync-puller"
@@ -46,9 +65,21 @@ stop() {
     fi
     rm -f "$run_dir/$name.pid"
   done
+  rm -f "$run_dir/mode"
 }
 
 if [ "${1:-}" = stop ]; then stop; exit 0; fi
+
+# Processes started for the other scheme would not trust (or not serve) this one.
+if [ -f "$run_dir/mode" ] && [ "$(cat "$run_dir/mode")" != "$mode" ]; then
+  for entry in "${processes[@]}"; do
+    if running "${entry%%:*}"; then
+      echo "[run] ERROR: running with the emulator on $(cat "$run_dir/mode"), not $mode; run deploy/local/run.sh stop first" >&2
+      exit 1
+    fi
+  done
+fi
+echo "$mode" >"$run_dir/mode"
 
 for entry in "${processes[@]}"; do
   name="${entry%%:*}"; rest="${entry#*:}"; port="${rest%%:*}"; cmd="${rest#*:}"
