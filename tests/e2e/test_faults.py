@@ -1,0 +1,80 @@
+"""Faults caused, never mocked, against the four services running as processes (R18, R22,
+R24): the Kafka broker killed with events in flight, the pusher killed during a burst.
+Whatever fails, at the end the CRM holds every pushed value, the store equals the CRM for
+pulled fields, no record was created twice and every service is alive and ready.
+
+The servers are private (`tests/support/private_infra.py`): killing the shared ones would
+break every other run on the machine. They start once for the module; each scenario has
+an account and an org of its own.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.faults import open_tenant
+from tests.support.private_infra import Stack, private_stack
+from tests.support.processes import wait_until
+
+pytestmark = pytest.mark.e2e
+
+# Retries and backoffs shortened so that a scenario takes seconds, not the minutes of production.
+FAST = {
+    # One try by the pusher: the connector's own retries (5, backoff up to 30 s) then span at
+    # most ~16 s, so an outage of 30 s outlasts them as one of minutes outlasts all of them.
+    "CRMSYNC_PUSH_MAX_ATTEMPTS": "1",
+    "CRMSYNC_PUSH_BACKOFF_S": "0.1",
+    "CRMSYNC_PUSH_BACKOFF_MAX_S": "1",
+    "CRMSYNC_SCHEDULER_TICK_S": "1",
+    "CRMSYNC_PULLER_POLL_S": "0.5",
+    "CRMSYNC_PULLER_RETRY_BASE_S": "1",
+    "CRMSYNC_PULLER_RETRY_MAX_S": "5",
+    "CRMSYNC_PULLER_BUDGET_RESUME_S": "5",
+    "CRMSYNC_PULLER_BATCH_SIZE": "500",
+    "CRMSYNC_DATABASE_POOL_SIZE": "5",
+    "CRMSYNC_SHUTDOWN_TIMEOUT_S": "3",
+}
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    with private_stack(service_env_extra=FAST) as running:
+        yield running
+
+
+@pytest.fixture(autouse=True)
+def revived(stack: Stack) -> Stack:
+    """Each scenario starts with every server and service up, whatever the one before left."""
+    stack.revive()
+    return stack
+
+
+def test_r18_kafka_killed_with_events_in_flight(stack: Stack) -> None:
+    tenant = open_tenant(stack, seed=13)
+    tenant.fault_writes("latency", latency_ms=300)
+    tenant.produce(tenant.updates(300, tag="in flight"))
+    tenant.produce(tenant.creates(20, tag="in-flight-create"))
+    wait_until(lambda: tenant.pushed() >= 30, timeout=30, what="pushes to begin")
+    stack.kafka.kill()
+    assert tenant.pushed() < len(tenant.event_ids), "every event was pushed before the broker died"
+    time.sleep(2)
+    stack.kafka.start()
+    tenant.org.clear_faults()
+    tenant.produce(tenant.updates(60, tag="after restart"))
+    tenant.check_end_state(timeout=90)
+
+
+def test_r18_pusher_killed_during_a_burst(stack: Stack) -> None:
+    tenant = open_tenant(stack, seed=15)
+    tenant.fault_writes("latency", latency_ms=200)
+    tenant.produce(tenant.updates(300, tag="burst"))
+    tenant.produce(tenant.creates(30, tag="burst-create"))
+    wait_until(lambda: tenant.pushed() >= 30, timeout=30, what="pushes to begin")
+    stack.kill_service("pusher")
+    assert tenant.pushed() < len(tenant.event_ids), "the burst was over before the pusher died"
+    tenant.org.clear_faults()
+    stack.start_service("pusher")
+    tenant.check_end_state()
