@@ -151,6 +151,9 @@ async def test_the_describe_takes_length_updateability_and_lookups_from_the_meta
         lead.fields
     )
     assert lead.fields["OptedOut"].updateable and not lead.fields["IsConverted"].updateable
+    # a role field that renames a column is written as that column; one behind a lookup is not writable
+    assert (lead.fields["Email"].type, lead.fields["Email"].updateable) == ("email", True)
+    assert not lead.fields["Id"].updateable
 
 
 def test_type_mapping_of_each_attribute_type() -> None:

@@ -103,13 +103,16 @@ async def test_creates_go_in_one_batch_one_change_set_each_and_come_back_with_th
     fake = FakeBatch()
     async with connector(fake) as dynamics:
         results = await dynamics.create(
-            "Lead", [{"lastname": "Lovelace", "OptedOut": True}, {"lastname": "Hopper"}]
+            "Lead",
+            [{"lastname": "Lovelace", "Email": "ada@example.com", "OptedOut": True}, {"lastname": "Hopper"}],
         )
     assert [r.success for r in results] == [True, True]
     assert [r.id for r in results] == [str(uuid.UUID(int=100)), str(uuid.UUID(int=101))]
     [operations] = fake.batches
     assert [(m, u) for m, u, _, _ in operations] == [("POST", f"{WEB_API}/leads")] * 2
-    assert operations[0][2] == {"lastname": "Lovelace", "donotbulkemail": True, "donotemail": True}
+    assert operations[0][2] == {
+        "lastname": "Lovelace", "emailaddress1": "ada@example.com", "donotbulkemail": True, "donotemail": True,
+    }  # fmt: skip
     assert fake.prefer == ["odata.continue-on-error"]
 
 
@@ -200,13 +203,10 @@ def test_the_batch_encoding_round_trips_through_the_decoder() -> None:
     assert decoded.status == 204 and decoded.headers["odata-entityid"].endswith(f"({LEAD})")
 
 
-def test_the_default_mapping_of_a_new_dynamics_account_uses_dataverse_columns() -> None:
+def test_the_default_mapping_of_a_new_dynamics_account_uses_dataverse_columns_and_role_fields() -> None:
     mapping = default_dynamics_mapping()
     email = mapping.row("email")
-    assert email is not None and (email.lead_source, email.contact_source) == (
-        "emailaddress1",
-        "emailaddress1",
-    )
+    assert email is not None and (email.lead_source, email.contact_source) == ("Email", "Email")  # R2
     opted_out = mapping.row("opted_out")
     assert opted_out is not None and opted_out.source_for(CrmObject.CONTACT) == "OptedOut"
     assert any(r.data_type == DataType.SCORE and r.lead_source for r in mapping.rows)  # R3

@@ -58,57 +58,47 @@ class Entity:
 
 
 _OWNER = Related(
-    "Owner",
-    "_ownerid_value",
-    "User",
-    "OwnerId",
-    {"Id": "systemuserid", "Name": "fullname", "Email": "internalemailaddress"},
-    "ownerid",
-    "systemusers",
+    name="Owner",
+    lookup="_ownerid_value",
+    target="User",
+    id_field="OwnerId",
+    fields={"Id": "systemuserid", "Name": "fullname", "Email": "internalemailaddress"},
+    bind="ownerid",
+    target_set="systemusers",
 )
-_COMMON = {"Id": "", "SystemModstamp": "modifiedon", "CreatedDate": "createdon"}
+_ACCOUNT = Related(
+    name="Account",
+    lookup="_parentcustomerid_value",
+    target="Account",
+    id_field="AccountId",
+    fields={"Id": "accountid", "Name": "name"},
+    bind="parentcustomerid_account",
+    target_set="accounts",
+)
+_EMAIL = {"Email": "emailaddress1"}
 
 
 def _entity(
     role: str,
     logical: str,
     entity_set: str,
-    label: str,
     *,
-    aliases: dict[str, str] | None = None,
+    aliases: dict[str, str],
     related: tuple[Related, ...] = (_OWNER,),
 ) -> Entity:
     primary = f"{logical}id"
-    names = {**_COMMON, "Id": primary, **(aliases or {})}
-    return Entity(role, logical, entity_set, primary, label, names, related)
+    names = {"Id": primary, "SystemModstamp": "modifiedon", "CreatedDate": "createdon", **aliases}
+    return Entity(role, logical, entity_set, primary, label=role, aliases=names, related=related)
 
 
 ENTITIES: tuple[Entity, ...] = (
-    _entity("Lead", "lead", "leads", "Lead", aliases={"Company": "companyname"}),
-    _entity(
-        "Contact",
-        "contact",
-        "contacts",
-        "Contact",
-        related=(
-            _OWNER,
-            Related(
-                "Account",
-                "_parentcustomerid_value",
-                "Account",
-                "AccountId",
-                {"Id": "accountid", "Name": "name"},
-                "parentcustomerid_account",
-                "accounts",
-            ),
-        ),
-    ),
-    _entity("Account", "account", "accounts", "Account", aliases={"Name": "name"}),
+    _entity("Lead", "lead", "leads", aliases={**_EMAIL, "Company": "companyname"}),
+    _entity("Contact", "contact", "contacts", aliases=_EMAIL, related=(_OWNER, _ACCOUNT)),
+    _entity("Account", "account", "accounts", aliases={**_EMAIL, "Name": "name"}),
     _entity(
         "User",
         "systemuser",
         "systemusers",
-        "User",
         aliases={"Name": "fullname", "Email": "internalemailaddress"},
         related=(),
     ),
@@ -116,7 +106,6 @@ ENTITIES: tuple[Entity, ...] = (
         "Opportunity",
         "opportunity",
         "opportunities",
-        "Opportunity",
         aliases={
             "Name": "name",
             "StageName": "statuscode",

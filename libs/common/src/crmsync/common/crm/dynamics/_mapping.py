@@ -9,8 +9,9 @@ from crmsync.common.domain.mapping import FieldKind, Mapping, MappingRow
 # The column the crmsync solution adds to leads and contacts for the primary score
 # (`crmsync_` is the solution publisher's prefix), as Marketing_Score__c on Salesforce.
 SCORE_COLUMN = "crmsync_marketingscore"
-# The e-mail column of leads and contacts (the one R2 pins to E-mail Address).
-EMAIL_COLUMN = "emailaddress1"
+# The e-mail of leads and contacts, the field R2 pins to E-mail Address: the role field
+# `Email`, read and written as their `emailaddress1` column.
+EMAIL_FIELD = "Email"
 
 
 def _row(destination: str, lead: str | None, contact: str | None) -> MappingRow:
@@ -21,7 +22,7 @@ def _row(destination: str, lead: str | None, contact: str | None) -> MappingRow:
 # A contact's company comes from its parent account's name (R5), so `company` has no
 # contact source; `OptedOut` is donotemail or donotbulkemail (R23).
 DEFAULT_DYNAMICS_ROWS: tuple[MappingRow, ...] = (
-    _row("email", EMAIL_COLUMN, EMAIL_COLUMN),
+    _row("email", EMAIL_FIELD, EMAIL_FIELD),
     _row("first_name", "firstname", "firstname"),
     _row("last_name", "lastname", "lastname"),
     _row("company", "companyname", None),

@@ -103,12 +103,14 @@ def _role_fields(entity: Entity, fields: dict[str, CrmField]) -> dict[str, CrmFi
     for alias, attribute in entity.aliases.items():
         behind = fields.get(attribute)
         if behind is not None and alias not in fields:
+            # A plain rename is written as its attribute; a lookup's value is written through its parent.
+            writable = not attribute.startswith("_")
             out[alias] = CrmField(
                 alias,
                 f"{behind.label} ({attribute})",
                 behind.type,
-                updateable=False,
-                createable=False,
+                updateable=writable and behind.updateable,
+                createable=writable and behind.createable,
                 length=behind.length,
             )
     for related in entity.related:
