@@ -21,6 +21,7 @@ import asyncpg
 import pytest
 import pytest_asyncio
 from aiokafka.errors import KafkaError
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from crmsync.common.db.migrate import upgrade
@@ -31,6 +32,11 @@ from crmsync.common.settings import DEFAULT_DATABASE_URL, CommonSettings
 from tests.support.databases import asyncpg_dsn
 
 pytest_plugins = ["tests.support.emulator"]
+
+# Property tests check rules, not speed: on a loaded two-core machine one example can take
+# longer than hypothesis's default deadline of 200 ms, which would fail a correct rule.
+hypothesis_settings.register_profile("crmsync", deadline=None)
+hypothesis_settings.load_profile("crmsync")
 
 
 def _docker_answers() -> bool:
