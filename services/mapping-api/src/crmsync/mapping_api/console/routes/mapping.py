@@ -58,13 +58,13 @@ async def _page(
     crm: CrmPort,
     *,
     rows: Sequence[DraftRow],
-    violations: Sequence[Violation] = (),
-    positions: Sequence[int] = (),
+    violations: Sequence[Violation] | None = None,
     status_code: int = 200,
     **context: Any,
 ) -> Response:
     view = await handlers.read_mapping(tx, account_id=user.account_id)
-    on_rows, general = violations_by_row(rows, violations, positions)
+    # None: not checked yet (a plain visit); a list, even empty, is the outcome of a check.
+    on_rows, general = violations_by_row(rows, violations or (), inputs(rows)[1])
     return render(
         request,
         "mapping.html",
@@ -75,7 +75,7 @@ async def _page(
         rows=list(enumerate(rows)),
         on_rows=on_rows,
         general=general,
-        checked=bool(positions) or bool(violations),
+        checked=violations is not None,
         fields=await crm_fields(tx, account_id=user.account_id, crm=crm),
         standard_fields=STANDARD_FIELDS,
         data_types=list(DataType),
@@ -103,23 +103,14 @@ async def mapping_action(request: Request, user: Poster, tx: Tx, crm: Crm) -> Re
         del rows[int(action[7:])]
     if action == "save":
         return await _save(request, user, tx, crm, rows=rows, note=str(form.get("note", ""))[:500] or None)
-    row_inputs, positions = inputs(rows)
+    row_inputs, _ = inputs(rows)
     if action == "preview":
         preview = await preview_handlers.preview_mapping(
             tx, account_id=user.account_id, rows=row_inputs, crm=crm
         )
-        return await _page(
-            request,
-            user,
-            tx,
-            crm,
-            rows=rows,
-            violations=preview.violations,
-            positions=positions,
-            preview=preview,
-        )
+        return await _page(request, user, tx, crm, rows=rows, violations=preview.violations, preview=preview)
     violations = await preview_handlers.check_rows(tx, account_id=user.account_id, rows=row_inputs, crm=crm)
-    return await _page(request, user, tx, crm, rows=rows, violations=violations, positions=positions)
+    return await _page(request, user, tx, crm, rows=rows, violations=violations)
 
 
 async def _save(
@@ -132,7 +123,7 @@ async def _save(
     note: str | None,
 ) -> Response:
     user.caller.require_admin()
-    row_inputs, positions = inputs(rows)
+    row_inputs, _ = inputs(rows)
     # The console checks as the preview does (a custom row without a type is a violation on its row).
     violations = await preview_handlers.check_rows(tx, account_id=user.account_id, rows=row_inputs, crm=crm)
     if not violations:
@@ -146,15 +137,7 @@ async def _save(
             target = f"/console/mapping?saved={result.mapping.version}"
             return RedirectResponse(target, status_code=303)
     return await _page(
-        request,
-        user,
-        tx,
-        crm,
-        rows=rows,
-        violations=violations,
-        positions=positions,
-        status_code=422,
-        refused=True,
+        request, user, tx, crm, rows=rows, violations=violations, status_code=422, refused=True
     )
 
 
@@ -170,16 +153,6 @@ async def default_push(request: Request, user: Poster, tx: Tx, crm: Crm) -> Resp
     except MappingRefused as exc:
         view = await handlers.read_mapping(tx, account_id=user.account_id)
         rows = [DraftRow.of(r) for r in view.mapping.rows]
-        positions = list(range(len(rows)))
-        return await _page(
-            request,
-            user,
-            tx,
-            crm,
-            rows=rows,
-            violations=exc.violations,
-            positions=positions,
-            status_code=422,
-            policy_refused=True,
-        )
+        refused = {"status_code": 422, "policy_refused": True}
+        return await _page(request, user, tx, crm, rows=rows, violations=exc.violations, **refused)
     return RedirectResponse("/console/mapping", status_code=303)
