@@ -9,20 +9,19 @@ call at once with a CrmTransientError naming it, not after rounds of retries.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import certifi
 import pytest
-import pytest_asyncio
 
+from crmsync.common.crm.connection import CrmConnectionInfo
 from crmsync.common.crm.factory import connector_factory
 from crmsync.common.crm.interface import CrmTransientError
 from crmsync.common.crm.salesforce import ConnectorOptions, SalesforceConnector, SalesforceCredentials
 from crmsync.common.crypto import SecretBox
-from crmsync.common.db.schema import CrmConnection
 from tests.support import emulator_tls
 from tests.support.emulator import CrmOrg
 from tests.support.emulator_tls import TlsEmulatorServer
@@ -34,6 +33,7 @@ emulator = emulator_tls.tls_as_emulator  # crm_org and make_crm_org on HTTPS
 
 LEAD_FIELDS = ["FirstName", "LastName", "Email", "Company", "HasOptedOutOfEmail", "Marketing_Score__c"]
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
+SECRET_KEY = "integration-secret-key"
 
 
 @pytest.fixture(autouse=True)
@@ -44,32 +44,20 @@ def trust_the_emulator(tls_emulator: TlsEmulatorServer, monkeypatch: pytest.Monk
     yield
 
 
+def _credentials(org: CrmOrg) -> SalesforceCredentials:
+    return SalesforceCredentials(org.login_url, "client_credentials", org.client_id, org.client_secret)
+
+
 def _connector(org: CrmOrg, **overrides: Any) -> SalesforceConnector:
+    # Short backoff, as in the HTTP tests; the untrusted-certificate test uses the default.
     base = {"backoff_initial_s": 0.01, "backoff_max_s": 0.05, "budget_slowdown_max_delay_s": 0.01}
-    credentials = SalesforceCredentials(
-        login_url=org.login_url,
-        auth_method="client_credentials",
-        client_id=org.client_id,
-        client_secret=org.client_secret,
-    )
-    return SalesforceConnector(credentials, options=ConnectorOptions(**{**base, **overrides}))
+    return SalesforceConnector(_credentials(org), options=ConnectorOptions(**{**base, **overrides}))
 
 
-@pytest_asyncio.fixture
-async def crm(crm_org: CrmOrg) -> AsyncIterator[SalesforceConnector]:
-    async with _connector(crm_org) as connector:
-        yield connector
-
-
-async def _all(stream: AsyncIterator[list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    return [record async for batch in stream for record in batch]
-
-
-async def test_tls_connector_logs_in_and_reads_the_describe(
-    crm: SalesforceConnector, crm_org: CrmOrg
-) -> None:
+async def test_tls_connector_logs_in_and_reads_the_describe(crm_org: CrmOrg) -> None:
     assert crm_org.login_url.startswith("https://") and crm_org.instance_url.startswith("https://")
-    lead = await crm.describe("Lead")
+    async with _connector(crm_org) as crm:
+        lead = await crm.describe("Lead")
     assert lead.fields["Marketing_Score__c"].type == "double"
     assert lead.fields["Email"].type == "email"
 
@@ -80,40 +68,41 @@ async def test_tls_query_pages_follow_next_records_url(make_crm_org: Callable[..
     record_id = org.records("Lead", limit=1)[0]["Id"]
     org.edit("Lead", record_id, {"Marketing_Score__c": 9}, system_modstamp=since)
     async with _connector(org) as crm:
-        pages = [b async for b in crm.changed_since("Lead", ["Email"], T0, page_size=200)]
-        changed = await _all(crm.changed_since("Lead", LEAD_FIELDS, since, page_size=200))
+        sizes = [len(page) async for page in crm.changed_since("Lead", ["Email"], T0, page_size=200)]
+        changed = [page async for page in crm.changed_since("Lead", LEAD_FIELDS, since, page_size=200)]
         assert await crm.count("Lead") == 450
-    assert [len(b) for b in pages] == [200, 200, 50]
-    assert [(r["Id"], r["Marketing_Score__c"]) for r in changed] == [(record_id, 9.0)]
+    assert sizes == [200, 200, 50]
+    assert [(r["Id"], r["Marketing_Score__c"]) for page in changed for r in page] == [(record_id, 9.0)]
 
 
 async def test_tls_bulk_query_returns_what_rest_returns(make_crm_org: Callable[..., CrmOrg]) -> None:
     org = make_crm_org(leads=700, contacts=0, seed=5)
+    by_id: dict[str, dict[str, dict[str, Any]]] = {"rest": {}, "bulk": {}}
     async with (
         _connector(org, bulk_threshold=10**9) as rest,
         _connector(org, bulk_threshold=0, bulk_max_records=250, page_size=200) as bulk,
     ):
-        by_rest = await _all(rest.export_all("Lead", LEAD_FIELDS))
-        batches = [b async for b in bulk.export_all("Lead", LEAD_FIELDS)]
-    by_bulk = [r for b in batches for r in b]
-    assert len(by_bulk) == 700
-    assert sorted(by_rest, key=lambda r: r["Id"]) == sorted(by_bulk, key=lambda r: r["Id"])
+        for name, crm in (("rest", rest), ("bulk", bulk)):
+            async for page in crm.export_all("Lead", LEAD_FIELDS):
+                by_id[name].update((r["Id"], r) for r in page)
+    assert len(by_id["bulk"]) == 700
+    assert by_id["bulk"] == by_id["rest"]
 
 
-async def test_tls_composite_create_and_update(crm: SalesforceConnector, crm_org: CrmOrg) -> None:
-    records = [
+async def test_tls_composite_create_and_update(crm_org: CrmOrg) -> None:
+    leads = [
         {"LastName": f"Secure{i}", "Company": "Acme", "Email": f"secure{i}@example.com"} for i in range(250)
     ]
-    created = await crm.create("Lead", records)
+    async with _connector(crm_org) as crm:
+        created = await crm.create("Lead", leads)  # two collections: 200, then 50
+        first, second = created[0].id, created[1].id
+        updated = await crm.update(
+            "Lead", [{"Id": first, "Marketing_Score__c": 42}, {"Id": second, "Nope__c": 1}]
+        )
     assert len(created) == 250 and all(r.success for r in created)
     assert crm_org.get("Lead", created[249].id)["LastName"] == "Secure249"
-    updated = await crm.update(
-        "Lead",
-        [{"Id": created[0].id, "Marketing_Score__c": 42}, {"Id": created[1].id, "No_Such_Field__c": 1}],
-    )
-    assert updated[0].success and not updated[1].success
-    assert crm_org.get("Lead", created[0].id)["Marketing_Score__c"] == 42
-    assert len([w for w in crm_org.writes() if w["api"] == "composite"]) == 252
+    assert [r.success for r in updated] == [True, False]
+    assert crm_org.get("Lead", first)["Marketing_Score__c"] == 42
 
 
 async def test_tls_budget_reads_limits(crm_org: CrmOrg) -> None:
@@ -123,48 +112,32 @@ async def test_tls_budget_reads_limits(crm_org: CrmOrg) -> None:
     assert (budget.used, budget.limit) == (crm_org.api_usage()["used"], 5000)
 
 
-async def test_tls_stored_connection_through_the_factory(crm_org: CrmOrg) -> None:
-    box = SecretBox("integration-secret-key")
-    connection = CrmConnection(
-        account_id="acme",
-        provider="salesforce",
-        login_url=crm_org.login_url,
-        auth_method="client_credentials",
-        client_id=crm_org.client_id,
-        secrets_encrypted=box.seal({"client_secret": crm_org.client_secret}),
-        api_version="60.0",
+async def test_tls_factory_connector_trusting_a_bundle_with_the_public_cas(
+    crm_org: CrmOrg, tls_emulator: TlsEmulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As the services build connectors, trusting what an operator's bundle holds.
+    assert tls_emulator.cert is not None
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_text(Path(certifi.where()).read_text() + "\n" + tls_emulator.cert.read_text())
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    sealed = SecretBox(SECRET_KEY).seal({"client_secret": crm_org.client_secret})
+    connection = CrmConnectionInfo(
+        "acme", "salesforce", crm_org.login_url, "client_credentials", crm_org.client_id, sealed
     )
-    connector = connector_factory("integration-secret-key")(connection)
+    connector = connector_factory(SECRET_KEY)(connection)
     try:
         assert await connector.count("Contact") == 50
     finally:
         await connector.aclose()
 
 
-async def test_tls_trusted_beside_the_public_cas(
-    crm_org: CrmOrg, tls_emulator: TlsEmulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    assert tls_emulator.cert is not None
-    bundle = tmp_path / "bundle.pem"
-    bundle.write_text(Path(certifi.where()).read_text() + "\n" + tls_emulator.cert.read_text())
-    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
-    async with _connector(crm_org) as crm:
-        assert await crm.count("Lead") == 50
-
-
 async def test_tls_an_untrusted_certificate_fails_at_once_naming_it(
     crm_org: CrmOrg, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("SSL_CERT_FILE")
-    credentials = SalesforceCredentials(
-        login_url=crm_org.login_url,
-        auth_method="client_credentials",
-        client_id=crm_org.client_id,
-        client_secret=crm_org.client_secret,
-    )
     started = time.monotonic()
     # The default backoff: retried, this would take over 15 s.
-    async with SalesforceConnector(credentials) as crm:
+    async with SalesforceConnector(_credentials(crm_org)) as crm:
         with pytest.raises(CrmTransientError) as caught:
             await crm.describe("Lead")
     assert time.monotonic() - started < 5
