@@ -12,7 +12,8 @@ from typing import Any
 
 from crmsync.common.crm.interface import CrmField, CrmRecord, CrmRejected, DeletedRecord, ObjectDescribe
 from crmsync.common.domain.account import CrmConnectionInfo
-from crmsync.common.domain.mapping import Mapping, default_salesforce_mapping
+from crmsync.common.domain.drift import RepairPlan, StoredForRepair
+from crmsync.common.domain.mapping import Mapping, PushPolicy, default_salesforce_mapping
 from crmsync.common.domain.pulled import MappedRecord
 from crmsync.common.messages import RunSync, SyncKind, SyncReason
 from crmsync.puller.domain.batches import BatchCounts, PreparedBatch, newest_per_record
@@ -68,6 +69,12 @@ class Db:
     entities: dict[str, EntityState] = field(default_factory=dict)
     contacts: dict[str, MappedRecord] = field(default_factory=dict)
     full_request_cleared: bool = False
+    policy: PushPolicy = field(default_factory=PushPolicy)
+    # Drift repair (R25): contacts to repair, the plans handed over, passes run (run id -> fields).
+    repair_candidates: list[StoredForRepair] = field(default_factory=list)
+    repaired: list[RepairPlan] = field(default_factory=list)
+    drift_found: dict[uuid.UUID, int] = field(default_factory=dict)
+    last_repair_at: datetime | None = None
 
 
 class FakeRuns:
@@ -86,6 +93,15 @@ class FakeRuns:
 
     async def connection(self, account_id: str) -> CrmConnectionInfo | None:
         return self._db.connection
+
+    async def policy(self, account_id: str) -> PushPolicy:
+        return self._db.policy
+
+    async def last_repair_at(self, account_id: str) -> datetime | None:
+        return self._db.last_repair_at
+
+    async def add_drift_found(self, run_id: uuid.UUID, found: int) -> None:
+        self._db.drift_found[run_id] = self._db.drift_found.get(run_id, 0) + found
 
     async def entity_state(self, account_id: str, entity: str) -> EntityState:
         return self._db.entities.get(entity, EntityState())
@@ -156,10 +172,26 @@ class FakeContacts:
         return 0
 
 
+class FakeRepairs:
+    def __init__(self, store: FakeStore) -> None:
+        self._store = store
+
+    async def candidates(
+        self, account_id: str, *, after: uuid.UUID | None, limit: int
+    ) -> list[StoredForRepair]:
+        found = sorted(self._store.db.repair_candidates, key=lambda c: c.id)
+        return [c for c in found if after is None or c.id > after][:limit]
+
+    async def apply(self, account_id: str, plans: Sequence[RepairPlan], *, now: datetime) -> int:
+        self._store.db.repaired.extend(plans)
+        return sum(p.found for p in plans)
+
+
 class FakeTransaction:
     def __init__(self, store: FakeStore) -> None:
         self.runs = FakeRuns(store)
         self.contacts = FakeContacts(store)
+        self.repairs = FakeRepairs(store)
 
 
 class FakeStore:
@@ -246,6 +278,11 @@ class FakeCrm:
     async def deleted_since(self, object_name: str, start: datetime, end: datetime) -> list[DeletedRecord]:
         self._fail("deleted")
         return self.deleted.get(object_name, [])
+
+    async def get_by_ids(self, object_name: str, ids: Sequence[str], fields: Sequence[str]) -> list[CrmRecord]:
+        self._fail("get_by_ids")
+        wanted = set(ids)
+        return [r for r in self.records.get(object_name, []) if r["Id"] in wanted]
 
     async def aclose(self) -> None:
         self.closed = True

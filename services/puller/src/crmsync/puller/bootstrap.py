@@ -21,6 +21,7 @@ from crmsync.common.crm.salesforce import ConnectorOptions
 from crmsync.common.db.session import create_engine, create_sessionmaker, ping
 from crmsync.common.db.unit_of_work import UnitOfWork
 from crmsync.common.kafka.consumer import create_consumer
+from crmsync.common.kafka.outbox import OutboxRelay
 from crmsync.common.kafka.producer import Publisher, create_producer
 from crmsync.common.kafka.topics import SYNC_JOBS
 from crmsync.puller.adapters.store import PgJobStore, PgRunQueue, PgSyncStore, account_lock
@@ -43,10 +44,14 @@ def sync_runner(
     settings: Settings,
     stop: asyncio.Event | None = None,
     clock: Callable[[], datetime] = utc_now,
+    wake_outbox: Callable[[], None] | None = None,
 ) -> SyncRunner:
-    """Returns the sync use case over the database behind `sessions`."""
+    """Returns the sync use case over the database behind `sessions`.
+
+    Drift repairs go through the outbox; `wake_outbox` asks its relay to publish them at once.
+    """
     return SyncRunner(
-        store=PgSyncStore(UnitOfWork(sessions)),
+        store=PgSyncStore(UnitOfWork(sessions, wake_outbox=wake_outbox)),
         crm_factory=crm_factory,
         settings=settings,
         stop=stop,
@@ -85,6 +90,7 @@ class App:
         """Runs the puller until `stop`."""
         sessions = create_sessionmaker(self.engine)
         settings = self.settings
+        relay = OutboxRelay(sessions=sessions, publisher=Publisher(self.producer, settings))
 
         def pool(stop: asyncio.Event) -> Workers:
             runner = sync_runner(
@@ -93,6 +99,7 @@ class App:
                 settings=settings,
                 stop=stop,
                 clock=self.clock,
+                wake_outbox=relay.notify,
             )
             return workers(engine=self.engine, sessions=sessions, runner=runner, settings=settings)
 
@@ -105,6 +112,7 @@ class App:
                 producer=self.producer,
                 jobs=PgJobStore(UnitOfWork(sessions)),
                 workers=pool,
+                relay=relay,
             )
         finally:
             if self.owns_engine:

@@ -31,6 +31,14 @@ class Settings(CommonSettings):
     puller_budget_resume_s: float = Field(
         900.0, gt=0, description="How long a run paused by the CRM's API budget waits before resuming."
     )
+    puller_repair_interval_s: float = Field(
+        21_600.0,
+        ge=0,
+        description=(
+            "Drift repair (R25) runs after every full sync, and after an incremental one when the "
+            "account's last pass is older than this; 0: only after full syncs."
+        ),
+    )
     puller_switch_interval_ms: float = Field(
         1.0,
         gt=0,

@@ -221,3 +221,21 @@ async def advance_entity(
 ) -> None:
     """Moves the entity's watermarks forward (never back) in the caller's transaction (R18)."""
     await session.execute(_ADVANCE_ENTITY, {"a": account_id, "e": entity, **vars(advance)})
+
+
+async def last_repair_at(session: AsyncSession, *, account_id: str) -> datetime | None:
+    """Returns when the account's last run with a drift repair pass began (R25)."""
+    return await session.scalar(
+        text(
+            "select max(started_at) from sync_runs where account_id = :account_id and drift_found is not null"
+        ),
+        {"account_id": account_id},
+    )
+
+
+async def add_drift_found(session: AsyncSession, *, run_id: uuid.UUID, found: int) -> None:
+    """Adds to the fields the run's repair pass handed to the pusher (R25)."""
+    await session.execute(
+        text("update sync_runs set drift_found = coalesce(drift_found, 0) + :found where id = :id"),
+        {"id": run_id, "found": found},
+    )

@@ -20,11 +20,12 @@ from crmsync.common.db import account_config
 from crmsync.common.db.locks import SessionAdvisoryLock
 from crmsync.common.db.unit_of_work import UnitOfWork
 from crmsync.common.domain.account import CrmConnectionInfo
-from crmsync.common.domain.mapping import Mapping
+from crmsync.common.domain.mapping import Mapping, PushPolicy
 from crmsync.common.domain.pulled import MappedRecord
 from crmsync.common.messages import RunSync
 from crmsync.common.service import DEPENDENCY_ERRORS
 from crmsync.puller.adapters import contact_rows, contact_store, related, runs
+from crmsync.puller.adapters.repairs import PgRepairs
 from crmsync.puller.domain.batches import BatchCounts, PreparedBatch
 from crmsync.puller.domain.errors import StoreUnavailable
 from crmsync.puller.domain.runs import EntityAdvance, EntityState, RunCounts, RunEnd, RunProgress, SyncRun
@@ -54,6 +55,15 @@ class PgRuns:
 
     async def connection(self, account_id: str) -> CrmConnectionInfo | None:
         return await account_config.load_connection(self._session, account_id=account_id)
+
+    async def policy(self, account_id: str) -> PushPolicy:
+        return await account_config.load_policy(self._session, account_id=account_id)
+
+    async def last_repair_at(self, account_id: str) -> datetime | None:
+        return await runs.last_repair_at(self._session, account_id=account_id)
+
+    async def add_drift_found(self, run_id: uuid.UUID, found: int) -> None:
+        await runs.add_drift_found(self._session, run_id=run_id, found=found)
 
     async def entity_state(self, account_id: str, entity: str) -> EntityState:
         return await runs.entity_state(self._session, account_id=account_id, entity=entity)
@@ -114,6 +124,7 @@ class PgSyncTransaction:
         self.session = session
         self.runs = PgRuns(session)
         self.contacts = PgContacts(session)
+        self.repairs = PgRepairs(session)
 
 
 @asynccontextmanager

@@ -1,4 +1,4 @@
-"""The puller's process loop: the jobs consumer and the workers side by side until `stop`.
+"""The puller's process loop: the jobs consumer, the workers and the outbox relay side by side until `stop`.
 
 A task that dies (a bug) stops the other one and its error ends the process;
 on `stop`, runs stop between batches and are requeued, and one stuck in a CRM
@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from crmsync.common.kafka.outbox import OutboxRelay
 from crmsync.puller.entrypoints.jobs_consumer import run_jobs_consumer
 from crmsync.puller.entrypoints.workers import Workers
 from crmsync.puller.handlers.ports import JobStore
@@ -26,15 +27,22 @@ async def run_puller(
     producer: AIOKafkaProducer,
     jobs: JobStore,
     workers: Callable[[asyncio.Event], Workers],
+    relay: OutboxRelay,
 ) -> None:
-    """Runs the consumer and the workers until `stop` or until one of them fails (raised here)."""
+    """Runs the consumer, the workers and the relay until `stop` or until one of them fails (raised here)."""
     pool = workers(stop)
     await producer.start()
     try:
         await consumer.start()
         try:
             await _run_until_stopped(
-                stop, settings=settings, consumer=consumer, producer=producer, jobs=jobs, pool=pool
+                stop,
+                settings=settings,
+                consumer=consumer,
+                producer=producer,
+                jobs=jobs,
+                pool=pool,
+                relay=relay,
             )
         finally:
             await consumer.stop()
@@ -50,6 +58,7 @@ async def _run_until_stopped(
     producer: AIOKafkaProducer,
     jobs: JobStore,
     pool: Workers,
+    relay: OutboxRelay,
 ) -> None:
     tasks = [
         asyncio.create_task(
@@ -64,6 +73,8 @@ async def _run_until_stopped(
             name="puller-consumer",
         ),
         asyncio.create_task(pool.run(stop), name="puller-workers"),
+        # Drift repairs the runs hand to the pusher (R25).
+        asyncio.create_task(relay.run(stop), name="puller-outbox"),
     ]
     stop_wait = asyncio.create_task(stop.wait())
     try:

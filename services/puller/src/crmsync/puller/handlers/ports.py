@@ -18,7 +18,8 @@ from typing import Protocol
 from crmsync.common.crm.factory import ConnectorFactory
 from crmsync.common.crm.interface import CrmRecord
 from crmsync.common.domain.account import CrmConnectionInfo
-from crmsync.common.domain.mapping import Mapping
+from crmsync.common.domain.drift import RepairPlan, StoredForRepair
+from crmsync.common.domain.mapping import Mapping, PushPolicy
 from crmsync.common.domain.pulled import MappedRecord
 from crmsync.common.messages import RunSync
 from crmsync.puller.domain.batches import BatchCounts, PreparedBatch
@@ -29,6 +30,7 @@ __all__ = [
     "ConnectorFactory",
     "ContactRepository",
     "JobStore",
+    "RepairRepository",
     "RunQueue",
     "RunRepository",
     "SyncStore",
@@ -49,6 +51,18 @@ class RunRepository(Protocol):
 
     async def connection(self, account_id: str) -> CrmConnectionInfo | None:
         """Returns the account's CRM connection, if one was made."""
+        ...
+
+    async def policy(self, account_id: str) -> PushPolicy:
+        """Returns the account's push policy (R8)."""
+        ...
+
+    async def last_repair_at(self, account_id: str) -> datetime | None:
+        """Returns when the account's last drift repair pass began, if one ran (R25)."""
+        ...
+
+    async def add_drift_found(self, run_id: uuid.UUID, found: int) -> None:
+        """Adds to what the run's repair pass handed to the pusher (R25)."""
         ...
 
     async def entity_state(self, account_id: str, entity: str) -> EntityState: ...
@@ -96,9 +110,26 @@ class ContactRepository(Protocol):
         ...
 
 
+class RepairRepository(Protocol):
+    """Drift repair (R25) inside the caller's transaction."""
+
+    async def candidates(
+        self, account_id: str, *, after: uuid.UUID | None, limit: int
+    ) -> list[StoredForRepair]:
+        """Returns the next contacts (by id) with a local value newer than the CRM version last pulled,
+        whose pushes are not in flight."""
+        ...
+
+    async def apply(self, account_id: str, plans: Sequence[RepairPlan], *, now: datetime) -> int:
+        """Hands the repairs to the pusher (fields found changed meanwhile, or events it logged, stay);
+        returns how many fields went."""
+        ...
+
+
 class SyncTransaction(Protocol):
     runs: RunRepository
     contacts: ContactRepository
+    repairs: RepairRepository
 
 
 class SyncStore(Protocol):

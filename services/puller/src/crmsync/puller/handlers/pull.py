@@ -34,6 +34,7 @@ from crmsync.puller.handlers.crm_records import (
 )
 from crmsync.puller.handlers.ports import SyncStore
 from crmsync.puller.handlers.prefetch import prefetch
+from crmsync.puller.handlers.repair import repair_drift, repair_due
 from crmsync.puller.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -103,6 +104,7 @@ class Pull:
                 await self._full_entity(entity, started=started, empty_store=empty_store)
         if OPPORTUNITY not in self.progress.full_done and await self._has_opportunities():
             await self._full_opportunities(started=started)
+        await self._repair()
         async with self._store.begin() as tx:
             await tx.runs.clear_full_request(run.account_id, run.started_at or started)
             await tx.runs.finish_run(run.id, RunEnd(SUCCEEDED, progress=self.progress))
@@ -160,6 +162,9 @@ class Pull:
             await self._deletions(entity, current.deleted_watermark or current.watermark, lookback)
         if await self._has_opportunities():
             await self._incremental_opportunities(lookback)
+        interval = self._settings.puller_repair_interval_s
+        if await repair_due(self._store, run, interval_s=interval, now=self._clock()):
+            await self._repair()
         async with self._store.begin() as tx:
             await tx.runs.finish_run(run.id, RunEnd(SUCCEEDED, progress=self.progress))
 
@@ -197,6 +202,18 @@ class Pull:
             CONTACTS_DELETED.inc(removed)
 
     # ----------------------------------------------------------------- shared
+
+    async def _repair(self) -> None:
+        """Hands the local values the CRM does not hold to the pusher (R25)."""
+        await repair_drift(
+            run=self.run,
+            mapping=self.mapping,
+            connector=self.connector,
+            store=self._store,
+            fields=self._fields,
+            clock=self._clock,
+            check_stop=self.check_stop,
+        )
 
     async def _prepare(self) -> None:
         """Checks the mapping against the CRM's describe before anything is written."""
