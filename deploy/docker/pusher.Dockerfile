@@ -23,6 +23,7 @@ WORKDIR /src
 COPY pyproject.toml uv.lock ./
 COPY libs/common/pyproject.toml libs/common/
 COPY libs/emulator/pyproject.toml libs/emulator/
+COPY libs/dynamics-emulator/pyproject.toml libs/dynamics-emulator/
 COPY services/mapping-api/pyproject.toml services/mapping-api/
 COPY services/puller/pyproject.toml services/puller/
 COPY services/pusher/pyproject.toml services/pusher/
