@@ -67,7 +67,7 @@ class FakeDataverse:
         self.leads = [
             {"leadid": lead_id(i), "modifiedon": f"2026-11-20T08:0{i}:00Z", "firstname": f"Ada{i}",
              "emailaddress1": f"ada{i}@example.com", "donotemail": i == 1, "donotbulkemail": False,
-             "birthday": "1990-05-17", "statecode": 0, "_ownerid_value": OWNER, "_parentcontactid_value": None}
+             "birthday": "1990-05-17", "statecode": 0, "interests": "1,3", "_ownerid_value": OWNER, "_parentcontactid_value": None}
             for i in range(leads)
         ]  # fmt: skip
         self.changed: list[dict[str, Any]] = []
@@ -182,12 +182,15 @@ async def test_a_full_read_pages_through_next_links_with_a_page_size_preference(
     assert "@odata.etag" not in first
 
 
-async def test_records_carry_their_owner_and_typed_dates() -> None:
+async def test_records_carry_their_owner_typed_dates_and_multi_select_options() -> None:
     async with connector(FakeDataverse(leads=1)) as dynamics:
-        [[lead]] = await _all(dynamics.export_all("Lead", ["Owner.Name", "Owner.Email", "birthday"]))
+        [[lead]] = await _all(
+            dynamics.export_all("Lead", ["Owner.Name", "Owner.Email", "birthday", "interests"])
+        )
     assert lead["OwnerId"] == OWNER
     assert lead["Owner"] == {"Name": "Grace Hopper", "Email": "grace@example.com"}
     assert lead["birthday"] == date(1990, 5, 17)
+    assert lead["interests"] == "1;3"  # options separated as the interface's multi-select values are
 
 
 async def test_changed_since_filters_and_orders_by_modifiedon() -> None:

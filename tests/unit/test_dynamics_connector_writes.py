@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable
+from datetime import date
 from typing import Any
 
 import httpx
@@ -30,6 +31,15 @@ CREDENTIALS = DynamicsCredentials("https://login.example.test", "t", "app", "sec
 LEAD = "00000000-0000-0000-0000-000000000001"
 REQUEST_LINE = re.compile(r"^(POST|PATCH|GET|DELETE) (\S+) HTTP/1\.1\r?$", re.MULTILINE)
 
+ATTRIBUTES = [
+    {"LogicalName": "lastname", "AttributeType": "String", "IsValidForUpdate": True, "MaxLength": 50},
+    {"LogicalName": "birthdate", "AttributeType": "DateTime", "Format": "DateOnly", "IsValidForUpdate": True},
+    {
+        "LogicalName": "interests",
+        "AttributeType": "Virtual",
+        "AttributeTypeName": {"Value": "MultiSelectPicklistType"},
+    },
+]
 Answer = Callable[[int, str, str, dict[str, Any] | None], tuple[int, dict[str, str], dict[str, Any] | None]]
 
 
@@ -67,6 +77,8 @@ class FakeBatch:
     def __call__(self, request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/token"):
             return httpx.Response(200, json={"access_token": "tok", "expires_in": 3600})
+        if "EntityDefinitions" in request.url.path:
+            return httpx.Response(200, json={"value": ATTRIBUTES})
         assert request.url.path == "/api/data/v9.2/$batch"
         self.prefer.append(request.headers.get("Prefer", ""))
         text = request.content.decode()
@@ -169,6 +181,13 @@ async def test_a_batch_holds_at_most_batch_size_operations() -> None:
     assert all(u == f"{WEB_API}/contacts" for b in fake.batches for _, u, _, _ in b)
 
 
+async def test_values_are_written_as_dataverse_takes_them() -> None:
+    fake = FakeBatch()
+    async with connector(fake) as dynamics:
+        await dynamics.update("Contact", [{"Id": LEAD, "birthdate": date(1990, 5, 17), "interests": "1;3"}])
+    assert fake.batches[0][0][2] == {"birthdate": "1990-05-17", "interests": "1,3"}
+
+
 async def test_an_update_without_an_id_is_a_bug_of_the_caller() -> None:
     async with connector(FakeBatch()) as dynamics:
         with pytest.raises(ValueError, match="no Id"):
@@ -179,8 +198,8 @@ async def test_a_batch_whose_creates_may_have_been_applied_is_not_repeated() -> 
     calls = []
 
     def timeout(request: httpx.Request) -> httpx.Response:
-        if request.url.path.endswith("/token"):
-            return httpx.Response(200, json={"access_token": "tok", "expires_in": 3600})
+        if not request.url.path.endswith("$batch"):
+            return FakeBatch()(request)
         calls.append(request)
         raise httpx.ReadTimeout("slow", request=request)
 

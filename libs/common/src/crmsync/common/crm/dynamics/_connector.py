@@ -41,7 +41,7 @@ class DynamicsConnector:
         self._http = Transport(credentials, self._options, transport=transport, account_id=account_id)
         self._describes = Describes(self._http)
         self._reads = Reads(self._http, self._describes)
-        self._writer = BatchWriter(self._http)
+        self._writer = BatchWriter(self._http, self._describes)
 
     # ----------------------------------------------------------------- metadata
 

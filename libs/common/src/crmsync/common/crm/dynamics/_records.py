@@ -41,6 +41,30 @@ def _parse_date(value: Any) -> date | None:
     return date.fromisoformat(str(value)[:10])
 
 
+def incoming(value: Any, kind: str | None) -> Any:
+    """Returns a value as the interface's records carry it, by its column's type."""
+    if value is None:
+        return None
+    if kind == "datetime":
+        return parse_datetime(value)
+    if kind == "date":
+        return _parse_date(value)
+    if kind == "multipicklist" and isinstance(value, str):
+        return value.replace(",", ";")  # Dataverse separates the options with commas, the interface with ;
+    return value
+
+
+def _written(value: Any, kind: str | None) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    if kind == "multipicklist":
+        options = value if isinstance(value, list | tuple) else str(value).split(";") if value else []
+        return ",".join(str(o).strip() for o in options if str(o).strip()) or None
+    return value
+
+
 @dataclass
 class Selection:
     """What one read selects and how its records are shaped."""
@@ -99,14 +123,7 @@ class Selection:
         for key, value in raw.items():
             if "@" in key:
                 continue  # @odata.etag, formatted values and other annotations
-            kind = self.types.get(key)
-            out[key] = (
-                parse_datetime(value)
-                if kind == "datetime"
-                else _parse_date(value)
-                if kind == "date"
-                else value
-            )
+            out[key] = incoming(value, self.types.get(key))
         if "modifiedon" in out and not isinstance(out["modifiedon"], datetime):
             out["modifiedon"] = parse_datetime(out["modifiedon"])
         for alias, attribute in self.aliases.items():
@@ -140,8 +157,9 @@ class Selection:
         }
 
 
-def outgoing(entity: Entity, record: CrmRecord) -> dict[str, Any]:
-    """Returns a record's body for a create or update: role fields as their attributes, dates as ISO text."""
+def outgoing(entity: Entity, record: CrmRecord, types: dict[str, str]) -> dict[str, Any]:
+    """Returns a record's body for a create or update: role fields as their columns, values as Dataverse
+    takes them (`types`: each column's interface type, from the describe)."""
     lookups = {r.id_field: r for r in entity.related}
     body: dict[str, Any] = {}
     for key, value in record.items():
@@ -158,9 +176,5 @@ def outgoing(entity: Entity, record: CrmRecord) -> dict[str, Any]:
             body[f"{parent.bind}@odata.bind"] = f"/{parent.target_set}({value})" if value else None
             continue
         attribute = entity.attribute_of(key)
-        if isinstance(value, datetime):
-            value = value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-        elif isinstance(value, date):
-            value = value.isoformat()
-        body[attribute] = value
+        body[attribute] = _written(value, types.get(attribute))
     return body

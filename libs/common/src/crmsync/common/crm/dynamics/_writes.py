@@ -22,6 +22,7 @@ from crmsync.common.crm.dynamics._errors import (
     is_transient_status,
     retry_after,
 )
+from crmsync.common.crm.dynamics._metadata import Describes
 from crmsync.common.crm.dynamics._records import outgoing
 from crmsync.common.crm.dynamics._transport import Transport
 from crmsync.common.crm.interface import CrmRecord, CrmRejected, CrmTransientError, WriteError, WriteResult
@@ -56,11 +57,14 @@ def _result(answer: batch.Answer, *, record_id: str | None, creating: bool) -> W
 class BatchWriter:
     """Writes records in batches, sending again those refused for a passing reason."""
 
-    def __init__(self, http: Transport) -> None:
+    def __init__(self, http: Transport, describes: Describes) -> None:
         self._http = http
+        self._describes = describes
 
-    def _operation(self, entity: Entity, record: CrmRecord, *, creating: bool) -> batch.Operation:
-        body = outgoing(entity, record)
+    def _operation(
+        self, entity: Entity, record: CrmRecord, types: dict[str, str], *, creating: bool
+    ) -> batch.Operation:
+        body = outgoing(entity, record, types)
         if creating:
             return batch.Operation("POST", f"{self._http.web_api}/{entity.entity_set}", body)
         record_id = str(record.get("Id") or record.get(entity.primary_id))
@@ -71,28 +75,14 @@ class BatchWriter:
         self, entity: Entity, records: Sequence[CrmRecord], *, creating: bool
     ) -> list[WriteResult]:
         """Returns one result per record, in order."""
+        described = await self._describes.describe(entity.role)
+        types = {name: f.type for name, f in described.fields.items()}
         policy = self._http.policy
         results: list[WriteResult | None] = [None] * len(records)
         pending = list(range(len(records)))
-        attempt = 0
-        while pending:
-            attempt += 1
-            wait_for: float | None = None
-            size = self._http.options.batch_size
-            for start in range(0, len(pending), size):
-                chunk = pending[start : start + size]
-                answers = await self._send(
-                    [self._operation(entity, records[i], creating=creating) for i in chunk], creating=creating
-                )
-                for index, answer in zip(chunk, answers, strict=True):
-                    own_id = (
-                        None
-                        if creating
-                        else str(records[index].get("Id") or records[index].get(entity.primary_id))
-                    )
-                    results[index] = _result(answer, record_id=own_id, creating=creating)
-                    asked = retry_after(answer.headers)
-                    wait_for = max(wait_for or 0.0, asked) if asked else wait_for
+        for attempt in range(1, policy.max_attempts + 1):
+            wait_for = await self._round(entity, records, pending, types, results, creating=creating)
+            # Records refused for a passing reason (throttled, not run) are sent again, alone.
             pending = [i for i in pending if is_transient_result(results[i])]
             if not pending or not policy.can_retry(attempt):
                 break
@@ -101,6 +91,34 @@ class BatchWriter:
             hint.retry_after = wait_for
             await asyncio.sleep(policy.wait(attempt, hint))
         return [r for r in results if r is not None]
+
+    async def _round(
+        self,
+        entity: Entity,
+        records: Sequence[CrmRecord],
+        pending: list[int],
+        types: dict[str, str],
+        results: list[WriteResult | None],
+        *,
+        creating: bool,
+    ) -> float | None:
+        """Sends the pending records in batches, keeping each one's result; returns the longest Retry-After."""
+        wait_for: float | None = None
+        size = self._http.options.batch_size
+        for start in range(0, len(pending), size):
+            chunk = pending[start : start + size]
+            operations = [self._operation(entity, records[i], types, creating=creating) for i in chunk]
+            for index, answer in zip(chunk, await self._send(operations, creating=creating), strict=True):
+                own_id = (
+                    None
+                    if creating
+                    else str(records[index].get("Id") or records[index].get(entity.primary_id))
+                )
+                results[index] = _result(answer, record_id=own_id, creating=creating)
+                asked = retry_after(answer.headers)
+                if asked is not None:
+                    wait_for = max(wait_for or 0.0, asked)
+        return wait_for
 
     async def _send(self, operations: list[batch.Operation], *, creating: bool) -> list[batch.Answer]:
         """Returns one answer per operation of one `$batch` call (missing ones as not run)."""
