@@ -101,15 +101,24 @@ async def mapping_action(request: Request, user: Poster, tx: Tx, crm: Crm) -> Re
         rows.append(DraftRow(kind=FieldKind.CUSTOM.value, data_type=DataType.TEXT.value))
     elif action.startswith("delete-") and action[7:].isdigit() and int(action[7:]) < len(rows):
         del rows[int(action[7:])]
-    if action == "save":
-        return await _save(request, user, tx, crm, rows=rows, note=str(form.get("note", ""))[:500] or None)
-    row_inputs, _ = inputs(rows)
-    if action == "preview":
-        preview = await preview_handlers.preview_mapping(
+    try:
+        if action == "save":
+            note = str(form.get("note", ""))[:500] or None
+            return await _save(request, user, tx, crm, rows=rows, note=note)
+        row_inputs, _ = inputs(rows)
+        if action == "preview":
+            preview = await preview_handlers.preview_mapping(
+                tx, account_id=user.account_id, rows=row_inputs, crm=crm
+            )
+            return await _page(
+                request, user, tx, crm, rows=rows, violations=preview.violations, preview=preview
+            )
+        violations = await preview_handlers.check_rows(
             tx, account_id=user.account_id, rows=row_inputs, crm=crm
         )
-        return await _page(request, user, tx, crm, rows=rows, violations=preview.violations, preview=preview)
-    violations = await preview_handlers.check_rows(tx, account_id=user.account_id, rows=row_inputs, crm=crm)
+    except (CrmUnavailable, Conflict) as exc:
+        # The rows cannot be checked against the CRM now; the edits stay on the page.
+        return await _page(request, user, tx, crm, rows=rows, status_code=502, crm_problem=exc.message)
     return await _page(request, user, tx, crm, rows=rows, violations=violations)
 
 
