@@ -179,6 +179,28 @@ async def test_r13_a_crm_change_newer_than_the_waiting_value_stays_in_the_crm(
     assert (record["Title"], record["City"]) == ("CRM title", "Local city")
 
 
+async def test_r13_a_crm_edit_made_while_the_value_waited_stays_even_before_the_next_pull(
+    settings, sessions, account_id, org: CrmOrg
+) -> None:
+    lead = await _seeded_lead(sessions, account_id, org)
+    org.faults("503", rate=1.0, path="composite")
+    change = event(
+        account_id,
+        external_id=lead["Id"],
+        changes={"job_title": "Local title", "city": "Local city"},
+        occurred_at=datetime.now(UTC) - timedelta(seconds=30),
+    )
+    async with _running(_settings(settings)):
+        await publish(settings, [change])
+        await wait_logged(sessions, account_id=account_id, event_ids=[change.event_id], status="waiting")
+        org.edit("Lead", lead["Id"], {"Title": "CRM title"})  # no pull yet: the store does not know
+        org.clear_faults()
+        logged = await wait_logged(sessions, account_id=account_id, event_ids=[change.event_id])
+    assert logged[change.event_id].decisions["job_title"] == "superseded_by_crm"
+    record = org.get("Lead", lead["Id"])
+    assert (record["Title"], record["City"]) == ("CRM title", "Local city")
+
+
 async def _pulled(sessions, account_id: str, org: CrmOrg, record_id: str, **fields: Any) -> None:
     """Stores the record's newer values as the puller does: the CRM's, as of its SystemModstamp."""
     stamp = datetime.fromisoformat(org.get("Lead", record_id)["SystemModstamp"].replace("Z", "+00:00"))

@@ -14,6 +14,7 @@ from crmsync.common.domain.redelivery import (
     RedeliveryPolicy,
     WaitingPush,
     WaitingValue,
+    changed_in_crm,
     coalesce,
     next_attempt_at,
     superseded,
@@ -192,3 +193,26 @@ def test_r13_before_a_resend_a_newer_stored_value_drops_the_waiting_one_with_its
 def test_a_waiting_value_survives_its_json_form() -> None:
     value = WaitingValue(["a", "b"], T0, "e1", "interests")
     assert WaitingValue.from_json(value.to_json()) == value
+
+
+def test_r13_a_field_the_crm_changed_after_the_waiting_change_is_found_on_the_record_read_before_a_resend() -> (
+    None
+):
+    waiting = {
+        "Title": WaitingValue("Local", T0, "e1", "job_title", ("Old",)),
+        "City": WaitingValue("Oslo", T0, "e1", "city", ("Paris",)),
+        "Phone": WaitingValue("555", T0, "e1", "phone", None),  # its earlier value unknown: left alone
+        "Street": WaitingValue("Main", T0, "e1", "street", ("Elm",)),
+    }
+    record = {"Title": "CRM edit", "City": "Paris", "Phone": "777", "Street": "Main"}
+    assert changed_in_crm(waiting, record, modstamp=T0 + timedelta(minutes=1)) == ["Title"]
+    assert changed_in_crm(waiting, record, modstamp=T0 - timedelta(minutes=1)) == []  # an older edit
+    assert changed_in_crm(waiting, record, modstamp=None) == []
+
+
+def test_r13_a_later_waiting_value_keeps_the_crm_value_from_before_the_first_change() -> None:
+    first = {"Title": WaitingValue("A", T0, "e1", "job_title", ("CRM",))}
+    later = {"Title": WaitingValue("B", T0 + timedelta(minutes=1), "e2", "job_title", ("A",))}
+    assert coalesce(first, later)["Title"] == WaitingValue(
+        "B", T0 + timedelta(minutes=1), "e2", "job_title", ("CRM",)
+    )

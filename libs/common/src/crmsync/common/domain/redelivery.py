@@ -55,6 +55,8 @@ class WaitingValue:
     occurred_at: datetime
     event_id: str
     field: str | None = None
+    # The CRM's value before the first waiting change, as the store knew it: (value,), or None if unknown.
+    prior: tuple[Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -62,12 +64,18 @@ class WaitingValue:
             "occurred_at": self.occurred_at.isoformat(),
             "event_id": self.event_id,
             "field": self.field,
+            "prior": list(self.prior) if self.prior is not None else None,
         }
 
     @classmethod
     def from_json(cls, raw: AnyMapping[str, Any]) -> WaitingValue:
+        prior = raw.get("prior")
         return cls(
-            raw["value"], datetime.fromisoformat(raw["occurred_at"]), raw["event_id"], raw.get("field")
+            raw["value"],
+            datetime.fromisoformat(raw["occurred_at"]),
+            raw["event_id"],
+            raw.get("field"),
+            (prior[0],) if prior else None,
         )
 
 
@@ -110,8 +118,11 @@ def coalesce(
     merged = dict(waiting)
     for name, value in later.items():
         current = merged.get(name)
-        if current is None or value.occurred_at >= current.occurred_at:
+        if current is None:
             merged[name] = value
+        elif value.occurred_at >= current.occurred_at:
+            # The CRM's value before the first change stays what a re-send compares with.
+            merged[name] = replace(value, prior=current.prior)
     return merged
 
 
@@ -155,6 +166,29 @@ def superseded(
             dropped[name] = SUPERSEDED
             del keep[name]
     return keep, dropped
+
+
+def changed_in_crm(
+    waiting: AnyMapping[str, WaitingValue], record: AnyMapping[str, Any], *, modstamp: datetime | None
+) -> list[str]:
+    """Returns the waiting fields the CRM changed after the waiting change, as read just before a re-send.
+
+    A field changed in the CRM holds neither its value before the change nor
+    the waiting one, and the record was modified at or after the change: the
+    CRM's change is the newer (R13). A field whose earlier value is unknown is
+    left to the store's knowledge (`superseded`).
+    """
+    if modstamp is None:
+        return []
+    return [
+        name
+        for name, value in waiting.items()
+        if value.prior is not None
+        and name in record
+        and record[name] != value.prior[0]
+        and record[name] != value.value
+        and modstamp >= value.occurred_at
+    ]
 
 
 @dataclass(frozen=True)
@@ -229,7 +263,17 @@ class WaitingPush:
 
 
 def waiting_values(
-    values: AnyMapping[str, Any], *, fields: AnyMapping[str, str], occurred_at: datetime, event_id: str
+    values: AnyMapping[str, Any],
+    *,
+    fields: AnyMapping[str, str],
+    occurred_at: datetime,
+    event_id: str,
+    priors: AnyMapping[str, Any] | None = None,
 ) -> dict[str, WaitingValue]:
-    """Returns one change's CRM values as waiting values; `fields` names each CRM field's contact field."""
-    return {n: WaitingValue(v, occurred_at, event_id, fields.get(n)) for n, v in values.items()}
+    """Returns one change's CRM values as waiting values; `fields` names each CRM field's contact field,
+    `priors` the CRM's value of each before the change, where known."""
+    known = priors or {}
+    return {
+        n: WaitingValue(v, occurred_at, event_id, fields.get(n), (known[n],) if n in known else None)
+        for n, v in values.items()
+    }

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import replace
+from typing import Any
 
 from crmsync.common.domain.contacts import Merge, merge_local_changes
 from crmsync.common.domain.fields import EMAIL
-from crmsync.common.domain.push import ContactState, PushDecision, decide_push
+from crmsync.common.domain.push import ContactState, PushDecision, decide_push, to_crm_value
 from crmsync.common.domain.push_log import FAILED, PENDING, SKIPPED, PushLogEntry
 from crmsync.common.domain.redelivery import WaitingValue, waiting_values
 from crmsync.common.messages import ContactChanged
@@ -118,15 +119,29 @@ def decide_event(
         return replace(entry, status=FAILED, error_code=VALUE_TOO_LONG, error_message=too_long)
     if decision.sends:
         assert decision.crm_object is not None
+        fields = contact_fields(config.mapping, decision.crm_object)
         origins = waiting_values(
             decision.values,
-            fields=contact_fields(config.mapping, decision.crm_object),
+            fields=fields,
             occurred_at=event.occurred_at,
             event_id=event.event_id,
+            priors=_crm_priors(config, state, fields, decision.values) if state.in_crm else None,
         )
         planner.plan(contact, decision, crm_id, event.event_id, origins)
         return replace(entry, status=PENDING)
     return entry
+
+
+def _crm_priors(
+    config: AccountConfiguration, state: ContactState, fields: dict[str, str], values: dict[str, Any]
+) -> dict[str, Any]:
+    """Returns, per CRM field sent, the value the store held before the event, as the CRM takes it."""
+    priors: dict[str, Any] = {}
+    for name in values:
+        row = config.mapping.row(fields.get(name, ""))
+        if row is not None:
+            priors[name] = to_crm_value(row, state.values.fields.get(row.destination))
+    return priors
 
 
 def _take_merge(contact: StoredContact, event: ContactChanged, merge: Merge, decision: PushDecision) -> None:

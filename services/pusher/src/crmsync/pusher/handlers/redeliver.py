@@ -16,16 +16,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
 
 from crmsync.common.clock import utc_now
 from crmsync.common.crm.connection import CrmConnectionInfo
-from crmsync.common.crm.interface import CrmError
+from crmsync.common.crm.interface import CrmBudgetExhausted, CrmError, CrmTransientError
 from crmsync.common.domain.contacts import FieldMeta
 from crmsync.common.domain.push_log import FAILED, SKIPPED, SUCCEEDED, WAITING, PushResult
 from crmsync.common.domain.redelivery import FAILED as GIVEN_UP
-from crmsync.common.domain.redelivery import WaitingPush, WaitingValue, superseded
+from crmsync.common.domain.redelivery import (
+    SUPERSEDED_BY_CRM,
+    WaitingPush,
+    WaitingValue,
+    changed_in_crm,
+    superseded,
+)
 from crmsync.pusher.handlers.context import PushContext
 from crmsync.pusher.handlers.hold import after_outcome
 from crmsync.pusher.handlers.ports import ContactRefs, StoredContact
@@ -133,6 +140,7 @@ async def _send(ctx: PushContext, connection: CrmConnectionInfo, attempts: Seque
             # Still unreadable: the writes below are parked or fail transiently, and wait again.
             log.warning("crm_budget_unreadable", account_id=connection.account_id, error=exc.message)
     await _find_created(ctx, connection, [a for a in attempts if a.created])
+    await _drop_changed_in_crm(ctx, connection, [a for a in attempts if a.outcome is None and not a.created])
     todo = [a for a in attempts if a.outcome is None and a.write is not None]
     outcomes = await ctx.crm.write(connection, [a.write for a in todo if a.write is not None])
     for a, outcome in zip(todo, outcomes, strict=True):
@@ -165,6 +173,65 @@ async def _find_created(ctx: PushContext, connection: CrmConnectionInfo, creates
             crm_id = found.get(a.write.email_lower or "")
             if crm_id is not None:
                 a.write = replace(a.write, operation="update", crm_id=crm_id)
+
+
+async def _drop_changed_in_crm(
+    ctx: PushContext, connection: CrmConnectionInfo, updates: Sequence[_Attempt]
+) -> None:
+    """Reads the records just before the re-send: a field the CRM changed later is dropped (R13).
+
+    The store learns of a CRM change only at the next pull, which may come after
+    the CRM is back; one read per object and round keeps a user's later edit.
+    """
+    by_object: dict[str, list[_Attempt]] = {}
+    for a in updates:
+        if a.write is not None and a.write.crm_id:
+            by_object.setdefault(a.write.crm_object, []).append(a)
+    for crm_object, group in by_object.items():
+        fields = sorted({"Id", "SystemModstamp", *(n for a in group if a.write for n in a.write.values)})
+        try:
+            records = await ctx.crm.read(
+                connection,
+                crm_object=crm_object,
+                ids=[a.write.crm_id for a in group if a.write],
+                fields=fields,
+            )
+        except (CrmTransientError, CrmBudgetExhausted) as exc:
+            for a in group:
+                a.outcome = _unread(exc)
+            continue
+        except CrmError as exc:
+            # A refused read must not fail the push: it goes, as it would have without the check.
+            log.warning("crm_read_before_resend_refused", crm_object=crm_object, error=exc.message)
+            continue
+        for a in group:
+            assert a.write is not None
+            record = records.get(a.write.crm_id or "")
+            if record is None:
+                continue  # deleted: the write says so (ENTITY_IS_DELETED)
+            for name in changed_in_crm(
+                a.write.origins, record, modstamp=_stamp(record.get("SystemModstamp"))
+            ):
+                a.dropped[name] = SUPERSEDED_BY_CRM
+                del a.write.values[name]
+                del a.write.origins[name]
+            if not a.write.values:
+                a.write = None
+
+
+def _unread(exc: CrmTransientError | CrmBudgetExhausted) -> Outcome:
+    """Returns the outcome of a re-send whose records could not be read first: it waits again."""
+    if isinstance(exc, CrmBudgetExhausted):
+        return Outcome(False, None, 1, exc.error_code, exc.message, parked=True)
+    return Outcome(False, None, 1, exc.error_code or "TRANSIENT", exc.message, retryable=True)
+
+
+def _stamp(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and value:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return None
 
 
 async def _settle(ctx: PushContext, account_id: str, attempts: Sequence[_Attempt]) -> None:
