@@ -13,14 +13,17 @@ import httpx
 import pytest
 
 from crmsync.common.clock import utc_now
+from crmsync.common.crm.connection import CrmConnectionInfo
 from crmsync.common.crm.dynamics import (
     ChangeTokenExpired,
     DynamicsConnector,
     DynamicsCredentials,
     DynamicsOptions,
+    connector_for,
     default_dynamics_mapping,
 )
 from crmsync.common.crm.interface import CrmBudgetExhausted
+from crmsync.common.crypto import SecretBox
 from crmsync.common.domain.fields import DataType
 from crmsync.common.domain.mapping import PushPolicy
 from crmsync.common.domain.mapping_rules import check_mapping, compatible_data_types
@@ -32,7 +35,7 @@ pytestmark = pytest.mark.integration
 OPTIONS = DynamicsOptions(page_size=40, max_retries=3, backoff_initial_s=0.01, backoff_max_s=3)
 
 
-def connector_for(emulator: DynamicsEmulator, options: DynamicsOptions = OPTIONS) -> DynamicsConnector:
+def emulator_connector(emulator: DynamicsEmulator, options: DynamicsOptions = OPTIONS) -> DynamicsConnector:
     credentials = DynamicsCredentials(
         authority_url=emulator.base_url, tenant_id=emulator.tenant, client_id=emulator.client_id,
         client_secret=emulator.client_secret, resource_url=emulator.base_url,
@@ -43,7 +46,7 @@ def connector_for(emulator: DynamicsEmulator, options: DynamicsOptions = OPTIONS
 
 @pytest.fixture
 async def connector(dynamics: DynamicsEmulator) -> AsyncIterator[DynamicsConnector]:
-    async with connector_for(dynamics) as dynamics_connector:
+    async with emulator_connector(dynamics) as dynamics_connector:
         yield dynamics_connector
 
 
@@ -207,7 +210,7 @@ async def test_the_budget_follows_service_protection_and_keeps_the_reserve(
 ) -> None:
     dynamics.control("POST", "/faults", json={"kind": "throttle", "limit": 6000, "window_seconds": 300})
     options = DynamicsOptions(window_requests=6000, budget_reserve_calls=5990, budget_slowdown_fraction=0)
-    async with connector_for(dynamics, options) as dynamics_connector:
+    async with emulator_connector(dynamics, options) as dynamics_connector:
         await dynamics_connector.count("Lead")
         budget = await dynamics_connector.budget()
         assert 0 < budget.used < 10 and budget.limit == 6000
@@ -223,3 +226,15 @@ async def test_the_budget_follows_service_protection_and_keeps_the_reserve(
 async def test_sample_values_are_distinct_and_non_empty(connector: DynamicsConnector) -> None:
     values = await connector.sample_values("Lead", "address1_city", limit=5)
     assert 0 < len(values) <= 5 and len(set(values)) == len(values) and all(values)
+
+
+async def test_a_stored_connection_reaches_the_environment(dynamics: DynamicsEmulator) -> None:
+    box = SecretBox("a-test-key-of-enough-length-for-the-box")
+    connection = CrmConnectionInfo(
+        account_id="acme", provider="dynamics", login_url=f"{dynamics.base_url}/{dynamics.tenant}",
+        auth_method="client_credentials", client_id=dynamics.client_id,
+        secrets_encrypted=box.seal({"client_secret": dynamics.client_secret}), instance_url=dynamics.base_url,
+    )  # fmt: skip
+    transport = httpx.AsyncHTTPTransport(verify=dynamics.ssl_context())
+    async with connector_for(connection, secret_box=box, transport=transport) as stored:
+        assert await stored.count("Contact") == 300

@@ -11,12 +11,15 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
+from crmsync.common.crm.connection import CrmConnectionInfo
 from crmsync.common.crm.dynamics import (
     ChangeTokenExpired,
     DeletedFeedUnavailable,
     DynamicsConnector,
     DynamicsCredentials,
     DynamicsOptions,
+    connector_for,
+    credentials_from_connection,
 )
 from crmsync.common.crm.dynamics._auth import TokenCache, request_token
 from crmsync.common.crm.interface import (
@@ -25,11 +28,13 @@ from crmsync.common.crm.interface import (
     CrmRejected,
     CrmTransientError,
 )
+from crmsync.common.crypto import SecretBox
 
 AUTHORITY = "https://login.example.test"
 ORG = "https://org.example.test"
 TENANT = "tenant-1"
 CREDENTIALS = DynamicsCredentials(AUTHORITY, TENANT, "app-1", "s3cret", ORG)
+BOX = SecretBox("a-test-key-of-enough-length-for-the-box")
 FAST = DynamicsOptions(max_retries=3, backoff_initial_s=0, backoff_max_s=0.05)
 
 Reply = Callable[[httpx.Request], httpx.Response]
@@ -285,3 +290,43 @@ async def test_there_is_no_deleted_feed_by_date() -> None:
             await dynamics.deleted_since(
                 "Lead", datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)
             )
+
+
+# ------------------------------------------------------- stored connections
+
+
+def _connection(**overrides: Any) -> CrmConnectionInfo:
+    fields: dict[str, Any] = {
+        "account_id": "acme", "provider": "dynamics", "login_url": f"{AUTHORITY}/{TENANT}",
+        "auth_method": "client_credentials", "client_id": "app-1",
+        "secrets_encrypted": BOX.seal({"client_secret": "s3cret"}), "instance_url": ORG,
+    }  # fmt: skip
+    return CrmConnectionInfo(**{**fields, **overrides})
+
+
+def test_a_stored_connection_gives_the_credentials_it_holds() -> None:
+    assert (
+        credentials_from_connection(_connection(), secret_box=BOX) == CREDENTIALS
+    )  # the table's 60.0 means unset
+    assert credentials_from_connection(_connection(api_version="9.1"), secret_box=BOX).api_version == "9.1"
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"provider": "salesforce"},
+        {"auth_method": "jwt_bearer"},
+        {"login_url": "tenant-only"},
+        {"instance_url": None},
+    ],
+)
+def test_an_incomplete_dynamics_connection_is_refused(overrides: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        credentials_from_connection(_connection(**overrides), secret_box=BOX)
+
+
+async def test_a_connector_for_a_stored_connection_signs_in_with_it() -> None:
+    fake = FakeDataverse()
+    async with connector_for(_connection(), secret_box=BOX, transport=httpx.MockTransport(fake)) as dynamics:
+        assert await _count(dynamics) == 3
+    assert str(fake.requests[0].url) == f"{AUTHORITY}/{TENANT}/oauth2/v2.0/token"

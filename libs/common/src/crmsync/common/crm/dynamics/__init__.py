@@ -7,6 +7,7 @@ Signs in with OAuth 2.0 client credentials, describes tables from
 """
 
 from crmsync.common.crm.dynamics._config import DynamicsCredentials, DynamicsOptions
+from crmsync.common.crm.dynamics._connection import PROVIDER, connector_for, credentials_from_connection
 from crmsync.common.crm.dynamics._connector import DynamicsConnector
 from crmsync.common.crm.dynamics._entities import ENTITIES, Entity, entity_named
 from crmsync.common.crm.dynamics._errors import ChangeTokenExpired, DeletedFeedUnavailable
@@ -17,6 +18,7 @@ from crmsync.common.crm.dynamics._reads import ChangeBatch
 __all__ = [
     "DEFAULT_DYNAMICS_ROWS",
     "ENTITIES",
+    "PROVIDER",
     "ChangeBatch",
     "ChangeTokenExpired",
     "DeletedFeedUnavailable",
@@ -24,6 +26,8 @@ __all__ = [
     "DynamicsCredentials",
     "DynamicsOptions",
     "Entity",
+    "connector_for",
+    "credentials_from_connection",
     "default_dynamics_mapping",
     "entity_named",
     "field_type",
