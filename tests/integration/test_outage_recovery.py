@@ -1,37 +1,43 @@
-"""The puller and the scheduler ride out a PostgreSQL restart (R18, R22): readiness goes
-false, work pauses, and it resumes once the database is back, nothing lost or done twice.
+"""The puller and the scheduler ride out a PostgreSQL restart, and the puller a Kafka broker
+restart (R18, R22): readiness goes false, work pauses, and it resumes once the server is
+back, nothing lost or done twice.
 
-The database is a private one (`tests.support.private_infra.PrivatePostgres`), killed and
-started again on its port; the machine's shared PostgreSQL is never touched. Kafka is
-the shared broker, under this test's topic prefix.
+The server killed is a private one (`tests.support.private_infra`), started again on its
+port; the machine's shared PostgreSQL and Kafka are never touched. The other server is
+the shared one, under this test's database and topic prefix.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import shutil
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import orjson
 import pytest
 import pytest_asyncio
+from aiokafka import AIOKafkaConsumer
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from crmsync.common.db.schema import Account, CrmConnection, ScheduledJob, SyncRun, SyncSchedule
+from crmsync.common.db.schema import Account, Contact, CrmConnection, ScheduledJob, SyncRun, SyncSchedule
 from crmsync.common.db.session import create_engine, create_sessionmaker
+from crmsync.common.kafka.topics import CONTACT_CHANGES, ensure_topics
 from crmsync.common.messages import RunSync, SyncKind, SyncReason
 from crmsync.common.service import check_readiness
 from crmsync.common.settings import CommonSettings
+from crmsync.puller.adapters.runs import record_job
 from crmsync.puller.bootstrap import bootstrap as puller_bootstrap
 from crmsync.scheduler.bootstrap import bootstrap as scheduler_bootstrap
 from crmsync.scheduler.settings import Settings as SchedulerSettings
 from tests.integration.test_puller_sync import connect, expected_store, puller_settings, store_of
 from tests.support.broker import publish
-from tests.support.private_infra import PrivatePostgres
+from tests.support.private_infra import PrivateKafka, PrivatePostgres
 from tests.support.processes import wait_for
 
 pytestmark = pytest.mark.integration
@@ -199,3 +205,99 @@ async def test_r18_r22_the_scheduler_rides_out_a_postgres_restart_and_emits_afte
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
+
+
+# ------------------------------------------------------------------ Kafka
+
+KAFKA_DOWN_S = 60
+
+
+@pytest.fixture(scope="module")
+def private_kafka() -> Iterator[PrivateKafka]:
+    root = Path(tempfile.mkdtemp(prefix="crmsync-outage-kafka-"))
+    kafka = PrivateKafka(root)
+    kafka.start()
+    try:
+        yield kafka
+    finally:
+        kafka.kill()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+async def _contact_changes(settings: CommonSettings) -> list[str]:
+    """Returns the event ids on the contact-changes topic, from its start."""
+    consumer = AIOKafkaConsumer(
+        settings.topic(CONTACT_CHANGES),
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        batches = await consumer.getmany(timeout_ms=5000)
+        return [orjson.loads(r.value)["event_id"] for records in batches.values() for r in records]
+    finally:
+        await consumer.stop()
+
+
+async def test_r18_r22_the_puller_rides_out_a_kafka_broker_restart_and_publishes_what_waited(
+    private_kafka, settings, engine, sessions, account_id, make_crm_org
+) -> None:
+    kafka_settings = settings.model_copy(update={"kafka_bootstrap_servers": private_kafka.bootstrap})
+    await ensure_topics(kafka_settings)
+    org = make_crm_org(leads=5, contacts=3, seed=43)
+    await connect(sessions, kafka_settings, account_id, org)
+    config = puller_settings(
+        kafka_settings, puller_group_id=f"puller-{uuid.uuid4().hex[:8]}", puller_poll_s=0.2
+    )
+    app = puller_bootstrap(config, engine=engine)
+    stop = asyncio.Event()
+    task = asyncio.create_task(app.main(stop), name="puller")
+
+    async def succeeded(job_id: str) -> bool:
+        _alive(task)
+        async with sessions() as session:
+            run = await session.scalar(select(SyncRun).where(SyncRun.job_id == job_id))
+        return run is not None and run.status == "succeeded"
+
+    try:
+        first = _job(account_id, SyncKind.FULL)
+        await publish(kafka_settings, [first])
+        await wait_for(lambda: succeeded(first.job_id), timeout=60, what="the first sync")
+        lead = next(r for r in org.records("Lead") if r.get("Email") and not r.get("IsConverted"))
+        async with sessions.begin() as session:
+            row = await session.scalar(
+                select(Contact).where(Contact.account_id == account_id, Contact.external_id == lead["Id"])
+            )
+            row.fields = {**row.fields, "job_title": "Written while Kafka was away"}
+            row.field_meta = {
+                **row.field_meta,
+                "job_title": {"origin": "user_edit", "at": datetime.now(UTC).isoformat()},
+            }
+
+        await asyncio.to_thread(private_kafka.kill)
+        down_at = asyncio.get_running_loop().time()
+        # A sync that runs while the broker is away hands its repair to the outbox (R25).
+        repair = _job(account_id, SyncKind.FULL)
+        async with sessions.begin() as session:
+            assert await record_job(session, job=repair)
+        await wait_for(lambda: succeeded(repair.job_id), timeout=60, what="a sync while Kafka is away")
+        await asyncio.sleep(max(0.0, KAFKA_DOWN_S - (asyncio.get_running_loop().time() - down_at)))
+        ready, report = await check_readiness(app.checks())
+        assert not ready and report["kafka"] != "ok"
+        _alive(task)
+        await asyncio.to_thread(private_kafka.start)
+
+        after = _job(account_id, SyncKind.INCREMENTAL)
+        await publish(kafka_settings, [after])
+        await wait_for(lambda: succeeded(after.job_id), timeout=90, what="a job sent after the restart")
+        ready, report = await check_readiness(app.checks())
+        assert ready, report
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+    async with sessions() as session:
+        repaired = await session.scalar(select(SyncRun).where(SyncRun.job_id == repair.job_id))
+    assert repaired.drift_found == 1
+    events = await _contact_changes(kafka_settings)
+    assert len(events) == 1 and events[0].startswith("repair-")  # published once, after the restart

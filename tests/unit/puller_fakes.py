@@ -131,6 +131,7 @@ class FakeRuns:
             record.progress = progress
 
     async def finish_run(self, run_id: uuid.UUID, end: RunEnd) -> None:
+        self._store.fail("finish_run")
         record = self._run(run_id)
         record.end = end
         if end.progress is not None:
@@ -279,7 +280,9 @@ class FakeCrm:
         self._fail("deleted")
         return self.deleted.get(object_name, [])
 
-    async def get_by_ids(self, object_name: str, ids: Sequence[str], fields: Sequence[str]) -> list[CrmRecord]:
+    async def get_by_ids(
+        self, object_name: str, ids: Sequence[str], fields: Sequence[str]
+    ) -> list[CrmRecord]:
         self._fail("get_by_ids")
         wanted = set(ids)
         return [r for r in self.records.get(object_name, []) if r["Id"] in wanted]

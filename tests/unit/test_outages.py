@@ -12,6 +12,7 @@ import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaConnectionError
 
+from crmsync.common.crm.interface import CrmTransientError
 from crmsync.common.kafka.codec import encode
 from crmsync.common.kafka.consumer import ConsumerLoop, DeadLetters, Delivery
 from crmsync.common.messages import RunSync, SyncKind
@@ -19,7 +20,9 @@ from crmsync.common.service import Outage, ride_out
 from crmsync.puller.domain.errors import StoreUnavailable
 from crmsync.puller.domain.runs import SUCCEEDED, SyncRun
 from crmsync.puller.entrypoints.workers import Workers
-from tests.unit.puller_fakes import claimed
+from crmsync.puller.handlers.run_sync import SyncRunner
+from crmsync.puller.settings import Settings
+from tests.unit.puller_fakes import NOW, FakeCrm, FakeStore, claimed, lead
 
 TOPIC = "t.sync-jobs"
 TP = TopicPartition(TOPIC, 0)
@@ -272,3 +275,31 @@ async def test_r18_a_run_cut_off_by_the_database_is_resumed_by_a_later_claim() -
     runner = Runner(FlakyQueue([run], down=0), lose_store=2)
     await _work(runner)
     assert runner.executed == [run.id]
+
+
+# ------------------------------------------------------------------ the sync use case
+
+
+async def test_r18_a_run_whose_outcome_cannot_be_recorded_ends_with_the_store_away_and_keeps_its_state() -> (
+    None
+):
+    store, crm = FakeStore(), FakeCrm({"Lead": [lead(1)], "Contact": []})
+    crm.failures["read"] = CrmTransientError("503")
+    store.failures["finish_run"] = StoreUnavailable("InterfaceError: connection is closed")
+    run = claimed(SyncKind.FULL)
+    runner = SyncRunner(store=store, crm_factory=lambda _: crm, settings=Settings(), clock=lambda: NOW)
+
+    with pytest.raises(StoreUnavailable):
+        await runner.execute(run)
+    assert store.run(run).end is None  # still 'running': the next claim resumes it
+    assert crm.closed
+
+
+async def test_a_bug_is_raised_even_when_the_store_cannot_record_it() -> None:
+    store, crm = FakeStore(), FakeCrm({"Lead": [lead(1)], "Contact": []})
+    crm.failures["read"] = KeyError("a bug")
+    store.failures["finish_run"] = StoreUnavailable("InterfaceError: connection is closed")
+    runner = SyncRunner(store=store, crm_factory=lambda _: crm, settings=Settings(), clock=lambda: NOW)
+
+    with pytest.raises(KeyError):
+        await runner.execute(claimed(SyncKind.FULL))
