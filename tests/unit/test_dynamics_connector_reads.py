@@ -274,3 +274,22 @@ async def test_an_expired_cursor_asks_for_a_full_read() -> None:
     async with connector(fake) as dynamics:
         with pytest.raises(ChangeTokenExpired):
             await _all(dynamics.changes("Lead", ["firstname"], "1!11/20/2026"))
+
+
+async def test_a_count_beyond_what_odata_count_counts_pages_through_the_ids() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/token"):
+            return httpx.Response(200, json={"access_token": "tok", "expires_in": 3600})
+        if request.url.params.get("$count") == "true":
+            return httpx.Response(200, json={"@odata.count": 5000, "value": [{"leadid": lead_id(0)}]})
+        page = int(request.url.params.get("$skiptoken", "0"))
+        body: dict[str, Any] = {"value": [{"leadid": lead_id(i)} for i in range(5000 if page < 2 else 7)]}
+        if page < 2:
+            body["@odata.nextLink"] = f"{ORG}{API}/leads?$select=leadid&$skiptoken={page + 1}"
+        return httpx.Response(200, json=body)
+
+    transport = httpx.MockTransport(handler)
+    async with DynamicsConnector(
+        CREDENTIALS, options=DynamicsOptions(max_retries=0), transport=transport
+    ) as dynamics:
+        assert await dynamics.count("Lead") == 10_007

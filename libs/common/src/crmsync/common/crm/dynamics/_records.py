@@ -74,6 +74,7 @@ class Selection:
     aliases: dict[str, str] = field(default_factory=dict)  # role field -> attribute
     parents: dict[str, set[str]] = field(default_factory=dict)  # relationship -> its role fields
     types: dict[str, str] = field(default_factory=dict)  # attribute -> interface type
+    opt_out: bool = False  # whether OptedOut is asked for
 
     def _add(self, attribute: str) -> None:
         if attribute not in self.attributes:
@@ -108,11 +109,12 @@ class Selection:
         if name.lower() == OPTED_OUT.lower():
             for attribute in OPT_OUT_ATTRIBUTES:
                 self._add(attribute)
-            self.aliases[OPTED_OUT] = ""
+            self.opt_out = True
             return
-        attribute = self.entity.attribute_of(name)
-        if attribute != name:
-            self.aliases[next(a for a in self.entity.aliases if a.lower() == name.lower())] = attribute
+        alias = next((a for a in self.entity.aliases if a.lower() == name.lower()), None)
+        attribute = self.entity.aliases[alias] if alias is not None else name
+        if alias is not None:
+            self.aliases[alias] = attribute
         elif attribute not in described.fields:
             attribute = attribute.lower()  # logical names are lower case; Dataverse names an unknown one
         self._add(attribute)
@@ -127,13 +129,10 @@ class Selection:
         if "modifiedon" in out and not isinstance(out["modifiedon"], datetime):
             out["modifiedon"] = parse_datetime(out["modifiedon"])
         for alias, attribute in self.aliases.items():
-            if alias == OPTED_OUT:
-                flags = [out.get(a) for a in OPT_OUT_ATTRIBUTES]
-                out[OPTED_OUT] = any(flags) if any(f is not None for f in flags) else None
-            else:
-                out[alias] = out.get(attribute)
-        out["Id"] = out.get(self.entity.primary_id)
-        out["SystemModstamp"] = out.get("modifiedon")
+            out[alias] = out.get(attribute)
+        if self.opt_out:
+            flags = [out.get(a) for a in OPT_OUT_ATTRIBUTES]
+            out[OPTED_OUT] = any(flags) if any(f is not None for f in flags) else None
         if self.entity.role == "Lead" and "statecode" in out:
             qualified = out.get("statecode") == LEAD_QUALIFIED
             out[IS_CONVERTED] = qualified
