@@ -25,8 +25,9 @@ from crmsync.common.crm.dynamics import (
 from crmsync.common.crm.interface import CrmBudgetExhausted
 from crmsync.common.crypto import SecretBox
 from crmsync.common.domain.fields import DataType
-from crmsync.common.domain.mapping import PushPolicy
+from crmsync.common.domain.mapping import Mapping, PushPolicy
 from crmsync.common.domain.mapping_rules import check_mapping, compatible_data_types
+from crmsync.puller.handlers.crm_records import CONTACT, LEAD, fields_to_read, map_record
 from tests.support.dynamics_emulator import DynamicsEmulator, dynamics, dynamics_emulator
 
 __all__ = ["dynamics", "dynamics_emulator"]
@@ -238,3 +239,25 @@ async def test_a_stored_connection_reaches_the_environment(dynamics: DynamicsEmu
     transport = httpx.AsyncHTTPTransport(verify=dynamics.ssl_context())
     async with connector_for(connection, secret_box=box, transport=transport) as stored:
         assert await stored.count("Contact") == 300
+
+
+async def test_the_puller_s_record_mapping_reads_dynamics_records_as_they_come(
+    connector: DynamicsConnector, dynamics: DynamicsEmulator
+) -> None:
+    # The emulator's tables lack the solution's score column; every other default row is read.
+    rows = tuple(r for r in default_dynamics_mapping().rows if r.destination != "score")
+    mapping = Mapping(version=1, rows=rows)
+    lead = next(r for r in _records(dynamics, "lead") if r["statecode"] == 0)
+    contact_id = dynamics.control("POST", f"/leads/{lead['leadid']}/qualify", json={}).json()["contactid"]
+    for entity in (LEAD, CONTACT):
+        described = await connector.describe(entity)
+        fields = fields_to_read(mapping=mapping, entity=entity, described_fields=set(described.fields))
+        ids = [lead["leadid"]] if entity == LEAD else [contact_id]
+        [record] = await connector.get_by_ids(entity, ids, fields)
+        mapped = map_record(mapping=mapping, entity=entity, record=record)
+        assert mapped.external_id == ids[0] and mapped.modstamp.tzinfo is not None
+        assert mapped.values["email"] == lead["emailaddress1"]
+        assert mapped.values["opted_out"] in (True, False)
+        assert mapped.owner_external_id and mapped.owner_name and mapped.owner_email
+        if entity == LEAD:
+            assert mapped.converted_contact_id == contact_id
