@@ -200,3 +200,30 @@ async def test_connection_entities_and_sync_health(console: Console) -> None:
         await expect(page.get_by_role("heading", name="Pushes failed")).to_be_visible()
         await expect(page.locator("#dead-letters")).to_be_visible()
         await screenshot(page, "sync-health")
+
+
+UNLABELLED = """() => [...document.querySelectorAll('input:not([type=hidden]), select, textarea, button')]
+  .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.textContent.trim())
+  .map(e => e.outerHTML.slice(0, 120))"""
+
+
+async def test_the_console_is_usable_by_keyboard_with_labelled_controls(console: Console) -> None:
+    async with browser(console.base_url) as context:
+        page = await context.new_page()
+        await sign_in(page, console.key())
+        for path in ("/console/mapping", "/console/schedule", "/console/contacts", "/console/connection"):
+            await page.goto(path)
+            assert await page.evaluate(UNLABELLED) == [], path
+        await page.goto("/console/mapping")
+        await page.keyboard.press("Tab")
+        await expect(page.locator(":focus")).to_have_text("Skip to content")
+        for _ in range(10):
+            await page.keyboard.press("Tab")
+            if (await page.locator(":focus").inner_text()) == "Sync Schedule":
+                break
+        await page.keyboard.press("Enter")
+        await page.wait_for_url("**/console/schedule")
+        await page.get_by_label("Hourly").focus()
+        await page.keyboard.press("Space")
+        await expect(page.get_by_label("Hourly")).to_be_checked()
+        await screenshot(page, "schedule-keyboard", full_page=False)

@@ -113,3 +113,27 @@ async def test_the_json_preview_names_the_rules_a_save_would_break(settings, eng
         assert preview["valid"] is False
         assert any(v["rule"] == "R3" for v in preview["violations"])
         assert preview["removed"] and not preview["full_sync"]
+
+
+async def test_over_https_the_session_cookie_is_secure(settings, engine, tenant) -> None:
+    async with running_api(settings, engine=engine) as client:
+        page = await client.get("https://api.test/console/sign-in")
+        assert "Secure" in page.headers["set-cookie"]
+        token = CSRF.search(page.text).group(1)
+        done = await client.post(
+            "https://api.test/console/sign-in", data={"api_key": _key(tenant), "csrf_token": token}
+        )
+        session_cookie = next(
+            c for c in done.headers.get_list("set-cookie") if c.startswith("crmsync_console=")
+        )
+        assert (
+            "Secure" in session_cookie and "HttpOnly" in session_cookie and "Path=/console" in session_cookie
+        )
+
+
+async def test_signing_out_ends_the_session(settings, engine, tenant) -> None:
+    async with running_api(settings, engine=engine) as client:
+        token = await sign_in(client, _key(tenant))
+        done = await client.post("/console/sign-out", data={"csrf_token": token})
+        assert done.status_code == 303
+        assert (await client.get("/console/mapping")).status_code == 303

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import uvicorn
-from playwright.async_api import BrowserContext, Page, async_playwright
+from playwright.async_api import BrowserContext, ConsoleMessage, Page, async_playwright
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crmsync.common.settings import CommonSettings
@@ -31,6 +31,7 @@ CHROMIUM_ARGS = (
 ARTIFACTS = REPO / ".local" / "artifacts" / "console"
 DESKTOP = {"width": 1280, "height": 800}
 NARROW = {"width": 420, "height": 860}
+EXPECTED_STATUS_LOG = "Failed to load resource: the server responded with a status of 4"
 
 
 @contextlib.asynccontextmanager
@@ -67,10 +68,27 @@ async def browser(base_url: str, *, viewport: dict[str, int] = DESKTOP) -> Async
                 viewport=viewport,
             )
             context.set_default_timeout(20_000)
+            errors: list[str] = []
+            for page in context.pages:
+                _watch(page, errors)
+            context.on("page", lambda page: _watch(page, errors))
             try:
                 yield context
             finally:
                 await context.close()
+            assert not errors, f"the pages reported errors: {errors}"
+
+
+def _watch(page: Page, errors: list[str]) -> None:
+    """Collects a page's script errors and refusals (CSP among them) into `errors`."""
+
+    def console(message: ConsoleMessage) -> None:
+        # A 4xx answer the test provokes (a refused save is 422) is logged too; it is no fault of the page.
+        if message.type == "error" and not message.text.startswith(EXPECTED_STATUS_LOG):
+            errors.append(message.text)
+
+    page.on("console", console)
+    page.on("pageerror", lambda error: errors.append(f"uncaught: {error}"))
 
 
 async def sign_in(page: Page, key: str) -> None:

@@ -21,29 +21,27 @@ from crmsync.mapping_api.handlers.mapping import (
     rows_from_input,
     source_pairs,
 )
-from crmsync.mapping_api.handlers.ports import ConnectionStore, CrmPort, MappingStore, PolicyStore
+from crmsync.mapping_api.handlers.ports import ContactStore, CrmPort, Stores
 
 
-class FieldCountStore(Protocol):
+class FieldCountingContacts(ContactStore, Protocol):
+    """The contact store with the counts a preview needs (PostgresContacts has them)."""
+
     async def field_counts(self, account_id: str, fields: Sequence[str]) -> dict[str | None, FieldFill]:
         """Returns, per crm_object, the contact count and how many hold a value of each field."""
         ...
 
 
-class PreviewStores(Protocol):
-    """What a preview reads in its one read-only transaction."""
+class PreviewStores(Stores, Protocol):
+    """The stores of one transaction, their contact store counting field values."""
 
     @property
-    def connections(self) -> ConnectionStore: ...
-    @property
-    def mappings(self) -> MappingStore: ...
-    @property
-    def policies(self) -> PolicyStore: ...
-    @property
-    def contacts(self) -> FieldCountStore: ...
+    def contacts(self) -> FieldCountingContacts: ...
 
 
 class PreviewTransactions(Protocol):
+    """The unit of work whose read-only transactions reach `PreviewStores`."""
+
     def read(self) -> AbstractAsyncContextManager[PreviewStores]: ...
 
 
@@ -178,7 +176,7 @@ async def preview_mapping(
     resolved, missing = resolve_rows(rows)
     async with tx.read() as stores:
         policy = policy or await stores.policies.get(account_id)
-        lead, contact = await describe_crm(stores, account_id=account_id, crm=crm)  # type: ignore[arg-type]
+        lead, contact = await describe_crm(stores, account_id=account_id, crm=crm)
         violations = missing + check_mapping(
             resolved, lead_describe=lead, contact_describe=contact, policy=policy
         )
