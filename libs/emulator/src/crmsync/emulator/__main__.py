@@ -53,6 +53,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--token-ttl", type=int, default=7200, help="access token lifetime in seconds (default 7200)"
     )
+    parser.add_argument(
+        "--orgs",
+        type=int,
+        default=0,
+        help=(
+            "also make this many orgs, sized by --org-records, org i (from 1) accepting the OAuth "
+            "client {--client-id}-i with --client-secret (generated lazily: thousands start at once)"
+        ),
+    )
+    parser.add_argument(
+        "--org-records",
+        type=_record_range,
+        default=(500, 20_000),
+        metavar="MIN:MAX",
+        help="records (half Leads, half Contacts) of each --orgs org, drawn from --seed (default 500:20000)",
+    )
     tls = parser.add_argument_group(
         "HTTPS", "serve --port over TLS; a client trusts the certificate (REQUESTS_CA_BUNDLE, SSL_CERT_FILE)"
     )
@@ -75,6 +91,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--log-level", default="warning", help="uvicorn log level (default warning)")
     args = parser.parse_args(argv)
+    if args.orgs < 0:
+        parser.error("--orgs cannot be negative")
     if (args.certfile is None) != (args.keyfile is None):
         parser.error("--certfile and --keyfile go together")
     if args.tls and args.certfile is not None:
@@ -84,6 +102,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.plain_port is not None and not (args.tls or args.certfile):
         parser.error("--plain-port needs HTTPS (--tls or --certfile/--keyfile)")
     return args
+
+
+def _record_range(text: str) -> tuple[int, int]:
+    low, sep, high = text.partition(":")
+    try:
+        lo, hi = int(low), int(high if sep else low)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected MIN:MAX, got {text!r}") from None
+    if not 0 <= lo <= hi <= 2 * MAX_GENERATED:
+        raise argparse.ArgumentTypeError("0 <= MIN <= MAX <= 4,000,000 is needed")
+    return lo, hi
 
 
 def _cert_pair(args: argparse.Namespace) -> CertPair | None:
@@ -138,14 +167,27 @@ def main(argv: list[str] | None = None) -> None:
         client_id=args.client_id,
         client_secret=args.client_secret,
     )
+    more = emulator.create_orgs(
+        count=args.orgs,
+        min_records=args.org_records[0],
+        max_records=args.org_records[1],
+        seed=args.seed,
+        client_id_prefix=args.client_id,
+        client_secret=args.client_secret,
+    )
     pair = _cert_pair(args)
     scheme = "https" if pair else "http"
     urls = f"{scheme}://{args.host}:{args.port}"
     if args.plain_port is not None:
         urls += f" and http://{args.host}:{args.plain_port}"
     print(
-        f"crmsync-emulator: org {org.org_id} with {args.leads} leads and {args.contacts} contacts "
-        f"ready in {time.perf_counter() - started:.2f}s; {urls}",
+        f"crmsync-emulator: org {org.org_id} with {args.leads} leads and {args.contacts} contacts"
+        + (
+            f" and {len(more)} more orgs of {args.org_records[0]}..{args.org_records[1]} records"
+            if more
+            else ""
+        )
+        + f" ready in {time.perf_counter() - started:.2f}s; {urls}",
         flush=True,
     )
     if pair is not None:

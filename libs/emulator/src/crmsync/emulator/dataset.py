@@ -10,6 +10,8 @@ gives the same records. References hold the target's row number.
 
 from __future__ import annotations
 
+import functools
+
 from crmsync.emulator.builders import (
     DAY_MS,
     Gen,
@@ -43,8 +45,10 @@ def sizes(*, leads: int, contacts: int) -> dict[str, int]:
     }
 
 
-def _companies() -> list[str]:
-    return [f"{a} {b}" + (f" {c}" if c else "") for a in COMPANY_A for b in COMPANY_B for c in COMPANY_C]
+@functools.cache
+def _companies() -> tuple[str, ...]:
+    # Built once for every org: a list per org cost 415 KiB, 0.8 GB for 2,000 orgs.
+    return tuple(f"{a} {b}" + (f" {c}" if c else "") for a in COMPANY_A for b in COMPANY_B for c in COMPANY_C)
 
 
 def _users(seed: int, now_ms: int) -> Builds:
@@ -68,7 +72,7 @@ def _users(seed: int, now_ms: int) -> Builds:
     }
 
 
-def _accounts(seed: int, now_ms: int, n: dict[str, int], companies: list[str]) -> Builds:
+def _accounts(seed: int, now_ms: int, n: dict[str, int], companies: tuple[str, ...]) -> Builds:
     g = Gen(seed, "Account")
     a_name = g.pick("Name", companies)
     return {
@@ -84,7 +88,7 @@ def _accounts(seed: int, now_ms: int, n: dict[str, int], companies: list[str]) -
     }
 
 
-def _leads(seed: int, now_ms: int, n: dict[str, int], companies: list[str]) -> Builds:
+def _leads(seed: int, now_ms: int, n: dict[str, int], companies: tuple[str, ...]) -> Builds:
     g = Gen(seed, "Lead")
     company = g.pick("Company", companies)
     statuses = ("Open - Not Contacted",) * 6 + ("Working - Contacted",) * 3 + ("Closed - Not Converted",)

@@ -7,6 +7,7 @@ needs no locks.
 
 from __future__ import annotations
 
+import random
 import secrets
 from dataclasses import dataclass, field
 
@@ -14,6 +15,10 @@ from crmsync.emulator import ids
 from crmsync.emulator.clock import now_ms
 from crmsync.emulator.faults import FaultPlan
 from crmsync.emulator.store import Org
+
+
+class DuplicateClientId(ValueError):
+    """An OAuth client id another org has already."""
 
 
 @dataclass
@@ -59,7 +64,7 @@ class Emulator:
         self._next_org += 1
         client_id = client_id or f"3MVG9{secrets.token_urlsafe(30)}"
         if client_id in self.by_client:
-            raise ValueError(f"client_id {client_id!r} already belongs to another org")
+            raise DuplicateClientId(f"client_id {client_id!r} already belongs to another org")
         org = Org(
             org_id=ids.make_id("00D", ids.org_tag(number), number),
             number=number,
@@ -76,6 +81,41 @@ class Emulator:
         )
         self.by_client[client_id] = org.org_id
         return org
+
+    def create_orgs(
+        self,
+        *,
+        count: int,
+        min_records: int,
+        max_records: int,
+        seed: int,
+        client_id_prefix: str | None = None,
+        client_secret: str | None = None,
+        api_limit: int | None = None,
+    ) -> list[Org]:
+        """Returns `count` new orgs, each of a size drawn from [min_records, max_records] (half Leads,
+        half Contacts) by `seed`; org i (from 1) has data seed `seed + i` and, given a prefix, the
+        client id `{prefix}-{i}`. Nothing is generated until it is read, so thousands are ready at once."""
+        if count < 0 or not 0 <= min_records <= max_records:
+            raise ValueError("count >= 0 and 0 <= min_records <= max_records are needed")
+        taken = sorted({f"{client_id_prefix}-{i}" for i in range(1, count + 1)} & set(self.by_client))
+        if client_id_prefix and taken:
+            raise DuplicateClientId(f"client_id {taken[0]!r} already belongs to another org")
+        sizes = random.Random(seed)
+        orgs = []
+        for i in range(1, count + 1):
+            records = sizes.randint(min_records, max_records)
+            orgs.append(
+                self.create_org(
+                    leads=records // 2,
+                    contacts=records - records // 2,
+                    seed=seed + i,
+                    client_id=f"{client_id_prefix}-{i}" if client_id_prefix else None,
+                    client_secret=client_secret,
+                    api_limit=api_limit,
+                )
+            )
+        return orgs
 
     def delete_org(self, org_id: str) -> None:
         """Forgets an org, its OAuth client and every token issued for it."""

@@ -15,11 +15,12 @@ from crmsync.emulator.clock import now_ms, parse_datetime
 from crmsync.emulator.errors import ApiError, RecordRejected
 from crmsync.emulator.faults import Fault
 from crmsync.emulator.soql import FieldRef
-from crmsync.emulator.state import OrgState
+from crmsync.emulator.state import DuplicateClientId, OrgState
 from crmsync.emulator.web import emulator_of, json_response, plain_route, read_object, record_errors_response
 
 VERSION = "60.0"
 MAX_GENERATED = 2_000_000
+MAX_ORGS_PER_CALL = 100_000
 
 
 def _org(request: Request, org_id: str) -> OrgState:
@@ -96,6 +97,33 @@ async def create_org(request: Request) -> Response:
         raise ApiError(409, "DUPLICATE_VALUE", str(exc)) from exc
     org.jwt_public_key = data.get("jwt_public_key")
     return json_response(_describe(request, emulator.orgs[org.org_id]), 201)
+
+
+async def create_orgs(request: Request) -> Response:
+    """Many orgs at once, of sizes drawn from a range: `{count, min_records, max_records, seed,
+    client_id_prefix?, client_secret?, api_limit?}`; answers each org's ids, credentials and size."""
+    emulator = emulator_of(request)
+    data = await read_object(request)
+    try:
+        count, low, high = int(data["count"]), int(data["min_records"]), int(data["max_records"])
+        if not (0 <= count <= MAX_ORGS_PER_CALL and high <= 2 * MAX_GENERATED):
+            raise ValueError(f"count is at most {MAX_ORGS_PER_CALL:,}, max_records at most 4,000,000")
+        orgs = emulator.create_orgs(
+            count=count,
+            min_records=low,
+            max_records=high,
+            seed=int(data.get("seed", 1)),
+            client_id_prefix=data.get("client_id_prefix"),
+            client_secret=data.get("client_secret"),
+            api_limit=data.get("api_limit"),
+        )
+    except (KeyError, TypeError) as exc:
+        raise ApiError(400, "INVALID_SIZE", f"count, min_records and max_records are needed: {exc}") from exc
+    except DuplicateClientId as exc:
+        raise ApiError(409, "DUPLICATE_VALUE", str(exc)) from exc
+    except ValueError as exc:
+        raise ApiError(400, "INVALID_SIZE", str(exc)) from exc
+    return json_response([_describe(request, emulator.orgs[org.org_id]) for org in orgs], 201)
 
 
 async def get_org(request: Request, org: str) -> Response:
@@ -241,6 +269,7 @@ routes = [
             plain_route("/clock", clock, "GET"),
             plain_route("/orgs", list_orgs, "GET"),
             plain_route("/orgs", create_org, "POST"),
+            plain_route("/orgs/many", create_orgs, "POST"),
             plain_route(_O, get_org, "GET"),
             plain_route(_O, delete_org, "DELETE"),
             plain_route(_O + "/sobjects/{obj:name}", create_record, "POST"),
