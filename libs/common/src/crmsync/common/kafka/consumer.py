@@ -232,5 +232,8 @@ class ConsumerLoop:
             highwater = self._consumer.highwater(tp)
             if highwater is None:
                 continue
-            position = await self._consumer.position(tp)
+            try:
+                position = await self._consumer.position(tp)
+            except IllegalStateError:
+                continue  # lost in a rebalance since the poll: its position is the new owner's
             CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - position))
