@@ -104,14 +104,26 @@ async def test_allow_push_off_keeps_a_form_event_local(console: Console, setting
         await expect(page.get_by_role("status").first).to_contain_text("Saved as version 2")
         await expect(row(page, "job_title").get_by_label("Allow Push of Job Title")).to_have_value("off")
         await screenshot(page, "mapping-allow-push-off")
-    change = event(console.tenant.account_id, external_id=lead["Id"], changes={"job_title": "Stays Local"})
-    async with running_pusher(settings):
-        await publish(settings, [change])
-        logged = await wait_logged(
-            sessions, account_id=console.tenant.account_id, event_ids=[change.event_id]
+        change = event(
+            console.tenant.account_id, external_id=lead["Id"], changes={"job_title": "Stays Local"}
         )
-    assert logged[change.event_id].decisions == {"job_title": "allow_push_off"}
-    assert console.org.get("Lead", lead["Id"])["Title"] == lead["Title"]
+        async with running_pusher(settings):
+            await publish(settings, [change])
+            logged = await wait_logged(
+                sessions, account_id=console.tenant.account_id, event_ids=[change.event_id]
+            )
+        assert logged[change.event_id].decisions == {"job_title": "allow_push_off"}
+        assert console.org.get("Lead", lead["Id"])["Title"] == lead["Title"]
+        # The contact page shows the value kept locally, from the form, and the push that did not go.
+        await page.get_by_role("link", name="All Contacts").click()
+        await page.get_by_label("Search name, e-mail or company").fill(lead["Email"])
+        await page.keyboard.press("Enter")
+        await page.locator("#contacts tbody a").click()
+        job_title = page.locator("#fields tr", has_text="job_title")
+        await expect(job_title).to_contain_text("Stays Local")
+        await expect(job_title).to_contain_text("form")
+        await expect(page.locator("#pushes")).to_contain_text("job_title: allow_push_off")
+        await screenshot(page, "contact-push-kept-local")
 
 
 async def test_sync_now_shows_the_run_until_it_finishes(console: Console, settings, engine) -> None:

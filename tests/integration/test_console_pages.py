@@ -9,7 +9,10 @@ import uuid
 import httpx
 import pytest
 
+from crmsync.common.db.schema import Contact
 from crmsync.common.settings import CommonSettings
+from crmsync.mapping_api.bootstrap import transactions
+from crmsync.mapping_api.handlers.admin import revoke_api_key
 from tests.support.connections import add_connection
 from tests.support.emulator import CrmOrg
 from tests.support.mapping_api import Tenant, new_tenant, running_api
@@ -98,10 +101,29 @@ async def test_a_reader_sees_disabled_forms_and_its_posts_are_refused(settings, 
 
 
 async def test_another_accounts_contact_answers_404(settings, engine, sessions, tenant) -> None:
+    other = await new_tenant(sessions, name="Other")
+    theirs = Contact(account_id=other.account_id, email="theirs@example.com", fields={"first_name": "Theirs"})
+    async with sessions.begin() as session:
+        session.add(theirs)
     async with running_api(settings, engine=engine) as client:
+        await sign_in(client, _key(other))
+        assert (await client.get(f"/console/contacts/{theirs.id}")).status_code == 200
+        client.cookies.clear()
         await sign_in(client, _key(tenant))
+        page = await client.get(f"/console/contacts/{theirs.id}")
+        assert page.status_code == 404 and "Theirs" not in page.text
         assert (await client.get(f"/console/contacts/{uuid.uuid4()}")).status_code == 404
         assert (await client.get("/console/contacts/not-an-id")).status_code == 404
+        listing = await client.get("/console/contacts?q=theirs")
+        assert "theirs@example.com" not in listing.text
+
+
+async def test_a_revoked_key_ends_its_console_sessions(settings, engine, sessions, tenant) -> None:
+    async with running_api(settings, engine=engine) as client:
+        await sign_in(client, _key(tenant))
+        await revoke_api_key(transactions(sessions), account_id=tenant.account_id, prefix=_key(tenant)[:16])
+        response = await client.get("/console/mapping")
+        assert response.status_code == 303 and response.headers["location"].startswith("/console/sign-in")
 
 
 async def test_the_json_preview_names_the_rules_a_save_would_break(settings, engine, tenant) -> None:
