@@ -53,9 +53,13 @@ def _settings(settings: CommonSettings, **overrides: Any) -> Settings:
 
 @contextlib.asynccontextmanager
 async def _running(pusher: Settings) -> AsyncIterator[None]:
-    """Runs the pusher with these settings (and the short connector round) until the block ends."""
+    """Runs the pusher with these settings (the short connector round; one try per re-delivery, as in
+    production) until the block ends."""
+    secret = pusher.secret_key.get_secret_value()
     app = bootstrap(
-        pusher, crm_factory=connector_factory(pusher.secret_key.get_secret_value(), options=OPTIONS)
+        pusher,
+        crm_factory=connector_factory(secret, options=OPTIONS),
+        resend_factory=connector_factory(secret, options=ConnectorOptions(max_retries=0)),
     )
     stop = asyncio.Event()
     task = asyncio.create_task(app.main(stop))

@@ -13,6 +13,7 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crmsync.common.crm.factory import ConnectorFactory, connector_factory
+from crmsync.common.crm.salesforce import ConnectorOptions
 from crmsync.common.db.session import create_engine, create_sessionmaker, ping
 from crmsync.common.domain.redelivery import RedeliveryPolicy
 from crmsync.common.kafka.consumer import DeadLetters
@@ -32,16 +33,18 @@ class App:
     engine: AsyncEngine
     producer: AIOKafkaProducer
     crm_factory: ConnectorFactory
+    # Connectors of re-deliveries: one try per attempt, the re-delivery's waits being the retries.
+    resend_factory: ConnectorFactory
     # Only an engine the app created is disposed by it; one passed in belongs to the caller.
     owns_engine: bool = True
 
     def checks(self) -> dict[str, Callable[[], Awaitable[object]]]:
         return {"postgres": lambda: ping(self.engine), "kafka": Publisher(self.producer, self.settings).ping}
 
-    def crm(self) -> ConnectedCrm:
+    def crm(self, factory: ConnectorFactory | None = None) -> ConnectedCrm:
         s = self.settings
         return ConnectedCrm(
-            connectors=Connectors(self.crm_factory),
+            connectors=Connectors(factory or self.crm_factory),
             writer=CrmWriter(
                 max_attempts=s.push_max_attempts,
                 backoff_s=s.push_backoff_s,
@@ -52,7 +55,9 @@ class App:
             reconcile_margin=timedelta(seconds=s.push_reconcile_margin_s),
         )
 
-    def context(self, crm: ConnectedCrm, dead_letters: DeadLetters) -> PushContext:
+    def context(
+        self, crm: ConnectedCrm, dead_letters: DeadLetters, resend: ConnectedCrm | None = None
+    ) -> PushContext:
         s = self.settings
         store = PgStore(
             create_sessionmaker(self.engine),
@@ -65,20 +70,22 @@ class App:
             dead_letters=KafkaDeadLetters(dead_letters),
             lanes=s.push_lanes,
             redelivery=redelivery_policy(s),
+            resend=resend,
             budget_recheck=timedelta(seconds=s.push_budget_recheck_s),
         )
 
     async def main(self, stop: asyncio.Event) -> None:
         """Runs the pusher's consumer loops until `stop`, then closes what the app opened."""
-        crm = self.crm()
+        crm, resend = self.crm(), self.crm(self.resend_factory)
         dead_letters = DeadLetters.via(self.producer)
         await self.producer.start()
         try:
             await run_consumers(
-                self.settings, self.context(crm, dead_letters), dead_letters=dead_letters, stop=stop
+                self.settings, self.context(crm, dead_letters, resend), dead_letters=dead_letters, stop=stop
             )
         finally:
             await crm.aclose()
+            await resend.aclose()
             await self.producer.stop()
             if self.owns_engine:
                 await self.engine.dispose()
@@ -105,9 +112,11 @@ def bootstrap(
     *,
     engine: AsyncEngine | None = None,
     crm_factory: ConnectorFactory | None = None,
+    resend_factory: ConnectorFactory | None = None,
     producer: AIOKafkaProducer | None = None,
 ) -> App:
     settings = settings or Settings()
+    secret = settings.secret_key.get_secret_value()
     return App(
         settings=settings,
         engine=engine
@@ -121,6 +130,10 @@ def bootstrap(
             pool_pre_ping=False,
         ),
         producer=producer or create_producer(settings),
-        crm_factory=crm_factory or connector_factory(settings.secret_key.get_secret_value()),
+        crm_factory=crm_factory or connector_factory(secret),
+        # A factory passed in serves re-deliveries too, unless one is passed for them.
+        resend_factory=resend_factory
+        or crm_factory
+        or connector_factory(secret, options=ConnectorOptions(max_retries=0)),
         owns_engine=engine is None,
     )

@@ -19,3 +19,10 @@ class PushContext:
     redelivery: RedeliveryPolicy = field(default_factory=RedeliveryPolicy)
     # How long a push waits for an API budget at its reserve before the budget is read again.
     budget_recheck: timedelta = timedelta(minutes=15)
+    # The CRM as re-deliveries use it: one try per attempt (None: `crm`). A connector's own
+    # retries would stretch the time between the read before a re-send and the write (R13).
+    resend: CrmPort | None = None
+
+    @property
+    def resend_crm(self) -> CrmPort:
+        return self.resend or self.crm

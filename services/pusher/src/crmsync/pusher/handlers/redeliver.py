@@ -2,7 +2,9 @@
 
 Each round claims up to `limit` due pushes (`SKIP LOCKED`: replicas share
 them) by moving their next attempt a lease ahead, so a replica that stops
-mid-send leaves them to come back. Before a re-send, a field whose value the
+mid-send leaves them to come back. A re-send is one try (`ctx.resend_crm`):
+the re-delivery's own waits are its retries, and the time between the read
+before it and the write stays short. Before a re-send, a field whose value the
 store now holds from a later change is dropped: the CRM's (`superseded_by_crm`,
 R13) or a later local one sent meanwhile (`superseded`). A create is looked
 up first, since an earlier attempt may have made the record. The answer is
@@ -135,14 +137,16 @@ async def _send(ctx: PushContext, connection: CrmConnectionInfo, attempts: Seque
         return
     if any(a.push.last_error_code == BUDGET for a in attempts):
         try:
-            await ctx.crm.recheck_budget(connection)
+            # Both: event pushes meet the same budget through the other connector.
+            for crm in {id(c): c for c in (ctx.crm, ctx.resend_crm)}.values():
+                await crm.recheck_budget(connection)
         except CrmError as exc:
             # Still unreadable: the writes below are parked or fail transiently, and wait again.
             log.warning("crm_budget_unreadable", account_id=connection.account_id, error=exc.message)
     await _find_created(ctx, connection, [a for a in attempts if a.created])
     await _drop_changed_in_crm(ctx, connection, [a for a in attempts if a.outcome is None and not a.created])
     todo = [a for a in attempts if a.outcome is None and a.write is not None]
-    outcomes = await ctx.crm.write(connection, [a.write for a in todo if a.write is not None])
+    outcomes = await ctx.resend_crm.write(connection, [a.write for a in todo if a.write is not None])
     for a, outcome in zip(todo, outcomes, strict=True):
         a.outcome = outcome
 
@@ -156,7 +160,7 @@ async def _find_created(ctx: PushContext, connection: CrmConnectionInfo, creates
     for crm_object, group in by_object.items():
         since = min(a.push.created_at or utc_now() for a in group)
         try:
-            found = await ctx.crm.find_created(
+            found = await ctx.resend_crm.find_created(
                 connection,
                 crm_object=crm_object,
                 emails_lower={a.write.email_lower for a in group if a.write and a.write.email_lower},
@@ -190,7 +194,7 @@ async def _drop_changed_in_crm(
     for crm_object, group in by_object.items():
         fields = sorted({"Id", "SystemModstamp", *(n for a in group if a.write for n in a.write.values)})
         try:
-            records = await ctx.crm.read(
+            records = await ctx.resend_crm.read(
                 connection,
                 crm_object=crm_object,
                 ids=[a.write.crm_id for a in group if a.write],
