@@ -301,3 +301,38 @@ async def test_r18_r22_the_puller_rides_out_a_kafka_broker_restart_and_publishes
     assert repaired.drift_found == 1
     events = await _contact_changes(kafka_settings)
     assert len(events) == 1 and events[0].startswith("repair-")  # published once, after the restart
+
+
+async def test_r22_a_puller_started_while_the_broker_is_away_waits_for_it_and_then_works(
+    private_kafka, settings, engine, sessions, account_id, make_crm_org
+) -> None:
+    kafka_settings = settings.model_copy(update={"kafka_bootstrap_servers": private_kafka.bootstrap})
+    await ensure_topics(kafka_settings)
+    org = make_crm_org(leads=3, contacts=2, seed=44)
+    await connect(sessions, kafka_settings, account_id, org)
+    config = puller_settings(
+        kafka_settings, puller_group_id=f"puller-{uuid.uuid4().hex[:8]}", puller_poll_s=0.2
+    )
+    await asyncio.to_thread(private_kafka.kill)
+    app = puller_bootstrap(config, engine=engine)
+    stop = asyncio.Event()
+    task = asyncio.create_task(app.main(stop), name="puller")
+    try:
+        await asyncio.sleep(5)
+        _alive(task)
+        ready, report = await check_readiness(app.checks())
+        assert not ready and report["kafka"] != "ok"
+        await asyncio.to_thread(private_kafka.start)
+        job = _job(account_id, SyncKind.FULL)
+        await publish(kafka_settings, [job])
+
+        async def succeeded() -> bool:
+            _alive(task)
+            async with sessions() as session:
+                run = await session.scalar(select(SyncRun).where(SyncRun.job_id == job.job_id))
+            return run is not None and run.status == "succeeded"
+
+        await wait_for(succeeded, timeout=90, what="a job once the broker is up")
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Sequence
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from aiokafka.errors import CommitFailedError, KafkaConnectionError
 from crmsync.common.crm.interface import CrmTransientError
 from crmsync.common.kafka.codec import encode
 from crmsync.common.kafka.consumer import ConsumerLoop, DeadLetters, Delivery
+from crmsync.common.kafka.startup import start_when_reachable
 from crmsync.common.messages import RunSync, SyncKind
 from crmsync.common.service import Outage, ride_out
 from crmsync.puller.domain.errors import StoreUnavailable
@@ -303,3 +305,28 @@ async def test_a_bug_is_raised_even_when_the_store_cannot_record_it() -> None:
 
     with pytest.raises(KeyError):
         await runner.execute(claimed(SyncKind.FULL))
+
+
+async def test_r22_a_kafka_client_is_started_once_the_broker_answers() -> None:
+    class Client:
+        def __init__(self) -> None:
+            self.tries = 0
+
+        async def start(self) -> None:
+            self.tries += 1
+            if self.tries < 3:
+                raise KafkaConnectionError("Unable to bootstrap from [('127.0.0.1', 9092)]")
+
+    client = Client()
+    outage = Outage("test", **FAST)
+    assert await ride_out(client.start, stop=asyncio.Event(), outage=outage) == (True, None)
+    assert client.tries == 3
+
+
+async def test_a_stop_while_waiting_for_the_broker_gives_up_the_start() -> None:
+    async def start() -> None:
+        raise KafkaConnectionError("away")
+
+    stop = asyncio.Event()
+    stop.set()
+    assert await start_when_reachable(SimpleNamespace(start=start), stop=stop, what="test") is False

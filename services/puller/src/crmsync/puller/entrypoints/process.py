@@ -13,6 +13,7 @@ from collections.abc import Callable
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from crmsync.common.kafka.outbox import OutboxRelay
+from crmsync.common.kafka.startup import start_when_reachable
 from crmsync.puller.entrypoints.jobs_consumer import run_jobs_consumer
 from crmsync.puller.entrypoints.workers import Workers
 from crmsync.puller.handlers.ports import JobStore
@@ -31,9 +32,11 @@ async def run_puller(
 ) -> None:
     """Runs the consumer, the workers and the relay until `stop` or until one of them fails (raised here)."""
     pool = workers(stop)
-    await producer.start()
+    if not await start_when_reachable(producer, stop=stop, what="kafka producer"):
+        return
     try:
-        await consumer.start()
+        if not await start_when_reachable(consumer, stop=stop, what="kafka consumer"):
+            return
         try:
             await _run_until_stopped(
                 stop,

@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crmsync.common.clock import utc_now
+from crmsync.common.kafka.startup import start_when_reachable
 from crmsync.common.service import DEPENDENCY_ERRORS, Outage
 from crmsync.scheduler.handlers.emit_due_jobs import emit_due_jobs
 from crmsync.scheduler.handlers.ports import JobStore, Leader, Outbox, Transactions
@@ -76,10 +77,12 @@ async def serve(
     stop: asyncio.Event, *, loop: LeaderLoop, producer: AIOKafkaProducer, owned_engine: AsyncEngine | None
 ) -> None:
     """Runs the loop with the producer started; disposes `owned_engine` (the service's own) at the end."""
-    await producer.start()
     try:
-        await loop.run(stop)
+        if await start_when_reachable(producer, stop=stop, what="kafka producer"):
+            try:
+                await loop.run(stop)
+            finally:
+                await producer.stop()
     finally:
-        await producer.stop()
         if owned_engine is not None:
             await owned_engine.dispose()
