@@ -15,8 +15,9 @@ test run, so a fault test starts these instead:
   ``start()`` again on the same data dir and port.
 - ``Stack``: both, the emulator, and the four services (``python -m crmsync.<name>``),
   each with its log file; ``kill_service``, ``start_service``, ``ready``, ``admin``.
-- ``private_stack(root, service_env=)``: a context manager that starts it all and, on
-  exit, kills every process it started and removes ``root``.
+- ``private_stack(root, service_env_extra=)``: a context manager that starts it all and, on
+  exit, kills every process it started and removes ``root`` (kept, with every log, when
+  ``CRMSYNC_TEST_KEEP_FAULT_DIR=1``).
 """
 
 from __future__ import annotations
@@ -99,8 +100,12 @@ class PrivatePostgres:
         self.port = free_port()
         self.bindir = _pg_bindir()
         self.process: Process | None = None
-        account = pwd.getpwnam("postgres")
-        self._uid, self._gid = account.pw_uid, account.pw_gid
+        # PostgreSQL refuses to run as root: root runs it as the postgres user, anyone else as itself.
+        self._uid: int | None = None
+        self._gid: int | None = None
+        if os.geteuid() == 0:
+            account = pwd.getpwnam("postgres")
+            self._uid, self._gid = account.pw_uid, account.pw_gid
 
     @property
     def url(self) -> str:
@@ -109,7 +114,8 @@ class PrivatePostgres:
     def init(self) -> None:
         """Creates the cluster and its database, migrated to head."""
         self.root.mkdir(parents=True, exist_ok=True)
-        os.chown(self.root, self._uid, self._gid)
+        if self._uid is not None and self._gid is not None:
+            os.chown(self.root, self._uid, self._gid)
         subprocess.run(
             [str(self.bindir / "initdb"), "-D", str(self.data), "-U", USER, "-A", "trust", "-E", "UTF8",
              "--no-sync"],
@@ -356,4 +362,7 @@ def private_stack(root: Path | None = None, *, service_env_extra: Mapping[str, s
             stack.emulator.http.close()
         stack.kafka.kill()
         stack.postgres.kill()
-        shutil.rmtree(root, ignore_errors=True)
+        if os.environ.get("CRMSYNC_TEST_KEEP_FAULT_DIR") == "1":
+            print(f"\nfault suite's servers' data and logs kept in {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
