@@ -8,6 +8,7 @@ import contextlib
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import uvicorn
 from playwright.async_api import BrowserContext, ConsoleMessage, Page, async_playwright
@@ -96,7 +97,8 @@ async def sign_in(page: Page, key: str) -> None:
     await page.goto("/console/")
     await page.get_by_label("API key").fill(key)
     await page.keyboard.press("Enter")
-    await page.wait_for_url("**/console/mapping")
+    # The sign-in page's own URL names the mapping (?next=/console/mapping): wait for the path.
+    await page.wait_for_url(lambda url: urlsplit(url).path == "/console/mapping")
 
 
 async def screenshot(page: Page, name: str, *, full_page: bool = True) -> Path:
