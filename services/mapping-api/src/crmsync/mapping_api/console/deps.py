@@ -47,7 +47,8 @@ def codec(request: Request) -> SessionCodec:
     return request.app.state.codec
 
 
-async def _session_caller(request: Request) -> ConsoleUser | None:
+async def signed_in(request: Request) -> ConsoleUser | None:
+    """Returns the user of a valid session whose key is still active, else None."""
     session = codec(request).open(request.cookies.get(COOKIE), now=utc_now())
     if session is None:
         return None
@@ -56,7 +57,7 @@ async def _session_caller(request: Request) -> ConsoleUser | None:
 
 
 async def current_user(request: Request) -> ConsoleUser:
-    user = await _session_caller(request)
+    user = await signed_in(request)
     if user is None:
         raise SignInRequired()
     return user
@@ -74,7 +75,7 @@ async def _check_csrf(request: Request, session: ConsoleSession) -> None:
 
 async def posting_user(request: Request) -> ConsoleUser:
     """The user of a POST: a missing session is refused like a forged token, never redirected."""
-    user = await _session_caller(request)
+    user = await signed_in(request)
     if user is None:
         raise CsrfRefused()
     await _check_csrf(request, user.session)

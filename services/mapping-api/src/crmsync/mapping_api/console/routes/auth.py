@@ -9,7 +9,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 from crmsync.common.clock import utc_now
-from crmsync.mapping_api.console.deps import CsrfRefused, Poster, codec, services
+from crmsync.mapping_api.console.deps import CsrfRefused, Poster, codec, services, signed_in
 from crmsync.mapping_api.console.render import render
 from crmsync.mapping_api.console.session import COOKIE, CSRF_FIELD
 from crmsync.mapping_api.handlers.accounts import authenticate
@@ -37,6 +37,8 @@ async def home() -> Response:
 
 @router.get("/sign-in")
 async def sign_in_page(request: Request, next: str | None = None, error: str | None = None) -> Response:
+    if error is None and await signed_in(request) is not None:
+        return RedirectResponse(_safe_next(next), status_code=303)
     token = secrets.token_urlsafe(24)
     response = render(request, "sign_in.html", next=_safe_next(next), signin_token=token, error=error)
     response.set_cookie(

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from crmsync.common.clock import utc_now
-from crmsync.common.crm.interface import CrmField
+from crmsync.common.crm.interface import CrmConnector, CrmField, ObjectDescribe
 from crmsync.common.domain.fields import STANDARD_FIELDS, DataType
 from crmsync.common.domain.mapping import CrmObject, FieldKind
 from crmsync.common.domain.mapping_rules import Violation
@@ -38,13 +38,16 @@ class CrmFields:
 
 
 async def crm_fields(tx: Transactions, *, account_id: str, crm: CrmPort) -> CrmFields:
-    """Returns both describes, or why they are missing (no connection, the CRM unreachable)."""
-    try:
-        lead = await connection_handlers.entity_describe(
-            tx, account_id=account_id, entity=CrmObject.LEAD.value, crm=crm
+    """Returns both describes over one connection, or why they are missing (none, the CRM unreachable)."""
+
+    async def describe(connector: CrmConnector) -> tuple[ObjectDescribe, ObjectDescribe]:
+        return await connector.describe(CrmObject.LEAD.value), await connector.describe(
+            CrmObject.CONTACT.value
         )
-        contact = await connection_handlers.entity_describe(
-            tx, account_id=account_id, entity=CrmObject.CONTACT.value, crm=crm
+
+    try:
+        lead, contact = await connection_handlers.with_connector(
+            tx, account_id=account_id, crm=crm, work=describe
         )
     except DESCRIBE_ERRORS as exc:
         return CrmFields(None, None, exc.message)
