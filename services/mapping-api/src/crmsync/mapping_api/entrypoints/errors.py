@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import structlog
@@ -11,6 +12,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from crmsync.common.domain.mapping_rules import Violation
 from crmsync.mapping_api.handlers.errors import (
     Conflict,
     CrmUnavailable,
@@ -65,21 +67,26 @@ def field_location(loc: tuple[Any, ...]) -> str:
     return out or (str(loc[0]) if loc else "body")
 
 
+def violation_details(violations: Iterable[Violation]) -> list[ErrorDetail]:
+    """Returns each broken mapping rule as an error detail naming its row and field (R22)."""
+    return [
+        ErrorDetail(
+            field=violation_field(v),
+            message=v.message,
+            rule=v.rule,
+            row=v.row_index,
+            destination=v.destination,
+        )
+        for v in violations
+    ]
+
+
 async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DomainError)
     status = next((code for kind, code in STATUS.items() if isinstance(exc, kind)), 400)
     details: list[ErrorDetail] = []
     if isinstance(exc, MappingRefused):
-        details = [
-            ErrorDetail(
-                field=violation_field(v),
-                message=v.message,
-                rule=v.rule,
-                row=v.row_index,
-                destination=v.destination,
-            )
-            for v in exc.violations
-        ]
+        details = violation_details(exc.violations)
     elif exc.field:
         details = [ErrorDetail(field=exc.field, message=exc.message)]
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None

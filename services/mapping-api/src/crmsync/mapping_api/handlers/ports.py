@@ -20,6 +20,7 @@ from crmsync.common.domain.account import StoredMapping
 from crmsync.common.domain.mapping import MappingRow, PushPolicy
 from crmsync.common.domain.schedule import Schedule
 from crmsync.common.messages import ContactChanged, RunSync
+from crmsync.mapping_api.field_fill import FieldFill
 from crmsync.mapping_api.values import (
     AccountInfo,
     ApiKeyInfo,
@@ -118,6 +119,10 @@ class ContactStore(Protocol):
     async def get(self, account_id: str, contact_id: uuid.UUID) -> ContactInfo | None: ...
 
     async def owner(self, account_id: str, external_id: str) -> OwnerInfo | None: ...
+
+    async def field_counts(self, account_id: str, fields: Sequence[str]) -> dict[str | None, FieldFill]:
+        """Returns, per crm_object, the contact count and how many hold a value of each field."""
+        ...
 
 
 class PushLogStore(Protocol):

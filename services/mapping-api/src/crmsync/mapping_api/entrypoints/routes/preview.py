@@ -6,10 +6,10 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from crmsync.mapping_api.entrypoints.deps import CrmDep, CurrentAccount, TransactionsDep
+from crmsync.mapping_api.entrypoints.errors import violation_details
 from crmsync.mapping_api.entrypoints.routes.mapping import row_out
 from crmsync.mapping_api.handlers import mapping as mapping_handlers
 from crmsync.mapping_api.handlers import preview as handlers
-from crmsync.mapping_api.handlers.errors import violation_field
 from crmsync.mapping_api.schemas import ErrorDetail, MappingIn, MappingRowOut, RowChange
 
 router = APIRouter(prefix="/mapping", tags=["mapping"])
@@ -60,16 +60,7 @@ async def preview_mapping(
 def preview_out(preview: handlers.MappingPreview) -> MappingPreviewOut:
     return MappingPreviewOut(
         valid=not preview.violations,
-        violations=[
-            ErrorDetail(
-                field=violation_field(v),
-                message=v.message,
-                rule=v.rule,
-                row=v.row_index,
-                destination=v.destination,
-            )
-            for v in preview.violations
-        ],
+        violations=violation_details(preview.violations),
         current_version=preview.current_version,
         unchanged=preview.unchanged,
         added=[row_out(r, preview.policy) for r in preview.added],
