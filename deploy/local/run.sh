@@ -103,4 +103,6 @@ for entry in "${processes[@]}"; do
 done
 echo "[run] the emulator and the four services are ready"
 
-exec "$bin/python" "$here/demo.py"
+"$bin/python" "$here/demo.py"
+# The admin console is served by the mapping-api; its key is the demo account's.
+echo "  Console        http://127.0.0.1:$CRMSYNC_API_PORT/console   (sign in with the key in $run_dir/demo.key)"
