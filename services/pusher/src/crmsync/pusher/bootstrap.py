@@ -63,6 +63,7 @@ class App:
             create_sessionmaker(self.engine),
             autocommit=create_sessionmaker(self.engine.execution_options(isolation_level="AUTOCOMMIT")),
             configs=ConfigCache(ttl_s=s.push_config_ttl_s),
+            outage_s=s.push_database_outage_s,
         )
         return PushContext(
             store=store,

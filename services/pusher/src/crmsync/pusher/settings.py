@@ -59,6 +59,11 @@ class Settings(CommonSettings):
     push_redelivery_lease_s: float = Field(
         300.0, gt=0, description="A claimed push comes back after this long if its replica stopped mid-send."
     )
+    push_database_outage_s: float = Field(
+        60.0,
+        ge=0,
+        description="How long a step waits for a database that does not answer (a restart) before it fails.",
+    )
     push_config_ttl_s: float = Field(
         2.0, ge=0, description="How long an account's mapping and policy are reused before being read again."
     )
