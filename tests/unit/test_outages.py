@@ -12,13 +12,14 @@ from typing import Any
 import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaConnectionError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError
 
 from crmsync.common.crm.interface import CrmTransientError
 from crmsync.common.kafka.codec import encode
 from crmsync.common.kafka.consumer import ConsumerLoop, DeadLetters, Delivery
 from crmsync.common.kafka.startup import start_when_reachable
 from crmsync.common.messages import RunSync, SyncKind
-from crmsync.common.service import Outage, ride_out
+from crmsync.common.service import Outage, refused_statement, ride_out
 from crmsync.puller.domain.errors import StoreUnavailable
 from crmsync.puller.domain.runs import SUCCEEDED, SyncRun
 from crmsync.puller.entrypoints.workers import Workers
@@ -330,3 +331,54 @@ async def test_a_stop_while_waiting_for_the_broker_gives_up_the_start() -> None:
     stop = asyncio.Event()
     stop.set()
     assert await start_when_reachable(SimpleNamespace(start=start), stop=stop, what="test") is False
+
+
+class _Deadlock(Exception):
+    sqlstate = "40P01"
+
+
+class _Syntax(Exception):
+    sqlstate = "42601"
+
+
+def _from(cause: BaseException) -> StoreUnavailable:
+    try:
+        raise StoreUnavailable(str(cause)) from cause
+    except StoreUnavailable as error:
+        return error
+
+
+@pytest.mark.parametrize(
+    ("error", "refused"),
+    [
+        (ProgrammingError("selct 1", {}, _Syntax("syntax error")), True),
+        (IntegrityError("insert", {}, Exception("duplicate key")), True),
+        (_from(ProgrammingError("selct 1", {}, _Syntax("syntax error"))), True),
+        (DBAPIError("select", {}, _Deadlock("deadlock detected")), False),
+        (DBAPIError("select", {}, Exception("closed"), connection_invalidated=True), False),
+        (OperationalError("select", {}, OSError("connection refused")), False),
+        (_from(OperationalError("select", {}, OSError("connection refused"))), False),
+        (StoreUnavailable("ConnectionRefusedError: [Errno 111]"), False),
+        (KafkaConnectionError("broker away"), False),
+        (OSError("connection refused"), False),
+    ],
+    ids=repr,
+)
+def test_a_statement_the_database_refuses_is_a_bug_and_a_lost_connection_an_outage(
+    error: BaseException, refused: bool
+) -> None:
+    assert refused_statement(error) is refused
+
+
+async def test_a_bug_in_sql_ends_the_consumer_loop_rather_than_being_retried() -> None:
+    consumer = FlakyConsumer()
+    calls = 0
+
+    async def handler(batch: Sequence[Delivery[Any]]) -> None:
+        nonlocal calls
+        calls += 1
+        raise _from(ProgrammingError("selct", {}, _Syntax("syntax error")))
+
+    with pytest.raises(StoreUnavailable):
+        await asyncio.wait_for(_loop(consumer, handler).run(asyncio.Event()), 5)
+    assert calls == 1 and consumer.committed == []

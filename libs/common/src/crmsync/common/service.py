@@ -20,7 +20,7 @@ import structlog
 import uvicorn
 from aiokafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -51,7 +51,25 @@ DEPENDENCY_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.OperatorInterventionError,
 )
 
+# SQLSTATE classes of a statement that may go through when tried again: connection
+# exceptions, transaction rollbacks (deadlock, serialization), insufficient resources,
+# operator intervention (the server shutting down or starting up).
+_PASSING_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "57"})
+
 T = TypeVar("T")
+
+
+def refused_statement(error: BaseException) -> bool:
+    """Returns whether a database error (or the one `error` was raised from) is the server refusing
+    the statement itself: a syntax error, a constraint, a type. That is a bug, not an outage;
+    trying it again would change nothing. A lost or refused connection is not."""
+    db = error if isinstance(error, DBAPIError) else error.__cause__
+    if not isinstance(db, DBAPIError):
+        return False
+    if db.connection_invalidated or isinstance(db, OperationalError | InterfaceError):
+        return False
+    sqlstate = getattr(db.orig, "sqlstate", None) or ""
+    return sqlstate[:2] not in _PASSING_SQLSTATE_CLASSES
 
 
 @dataclass
@@ -115,12 +133,15 @@ async def ride_out(
     """Runs `attempt` until it succeeds, waiting out `transient` errors with backoff.
 
     Returns (True, its result), or (False, None) when `stop` was set during an
-    outage. Any other error goes on up: a bug is not retried.
+    outage. Any other error goes on up, and so does a statement the database refused
+    (`refused_statement`): a bug is not retried.
     """
     while True:
         try:
             result = await attempt()
         except transient as error:
+            if refused_statement(error):
+                raise
             if not await outage.wait(stop, error):
                 return False, None
             continue

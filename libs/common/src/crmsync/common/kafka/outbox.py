@@ -18,7 +18,7 @@ from crmsync.common.db.schema import OutboxMessage
 from crmsync.common.db.unit_of_work import mark_outbox_written
 from crmsync.common.kafka.codec import encode
 from crmsync.common.kafka.producer import Publisher
-from crmsync.common.service import DEPENDENCY_ERRORS, Outage
+from crmsync.common.service import DEPENDENCY_ERRORS, Outage, refused_statement
 
 log = structlog.get_logger(__name__)
 
@@ -74,6 +74,8 @@ class OutboxRelay:
                     pass
                 self._outage.recovered()
             except DEPENDENCY_ERRORS as error:
+                if refused_statement(error):
+                    raise
                 # Kafka or Postgres is away: the rows stay and a later round retries, backing off.
                 wait_s = max(interval_s, self._outage.failed(error))
             self._wakeup.clear()

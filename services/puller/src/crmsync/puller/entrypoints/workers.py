@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import structlog
 
-from crmsync.common.service import Outage
+from crmsync.common.service import Outage, refused_statement
 from crmsync.puller.domain.errors import StoreUnavailable
 from crmsync.puller.domain.runs import FAILED, PAUSED, QUEUED
 from crmsync.puller.handlers.ports import AccountLock, RunQueue
@@ -59,6 +59,8 @@ class Workers:
                     await self._dispatch()
                     self._outage.recovered()
                 except StoreUnavailable as error:
+                    if refused_statement(error):
+                        raise
                     wait_s = max(wait_s, self._outage.failed(error))
                 self._wakeup.clear()
                 waiters = {asyncio.ensure_future(self._wakeup.wait()), asyncio.ensure_future(stop.wait())}
@@ -130,6 +132,8 @@ class Workers:
                 if status in (QUEUED, PAUSED, FAILED):
                     return  # stopping, or waiting for its retry time: later runs wait behind it
         except StoreUnavailable as error:
+            if refused_statement(error):
+                raise
             log.warning("sync_runs_interrupted", account_id=account_id, error=str(error)[:300])
         finally:
             await lock.release()  # never raises for a lost connection: closing it frees the lock too

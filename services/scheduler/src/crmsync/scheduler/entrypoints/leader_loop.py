@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crmsync.common.clock import utc_now
 from crmsync.common.kafka.startup import start_when_reachable
-from crmsync.common.service import DEPENDENCY_ERRORS, Outage
+from crmsync.common.service import DEPENDENCY_ERRORS, Outage, refused_statement
 from crmsync.scheduler.handlers.emit_due_jobs import emit_due_jobs
 from crmsync.scheduler.handlers.ports import JobStore, Leader, Outbox, Transactions
 from crmsync.scheduler.handlers.purge_history import Housekeeping
@@ -50,6 +50,8 @@ class LeaderLoop:
                     pass
             self.outage.recovered()
         except DEPENDENCY_ERRORS as error:
+            if refused_statement(error):
+                raise
             # Nothing was committed half-way; the next tick retries.
             self.outage.failed(error, step="scheduler_tick")
         if not leading:
@@ -59,6 +61,8 @@ class LeaderLoop:
             # After the jobs: deleting old history never delays them by more than a tick's batches.
             await self.housekeeping.tick(self.clock())
         except DEPENDENCY_ERRORS as error:
+            if refused_statement(error):
+                raise
             self.outage.failed(error, step="housekeeping")  # the same batch is tried again next tick
         return True
 
