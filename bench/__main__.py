@@ -2,7 +2,9 @@
 
 Each `bench/<name>_bench.py` is a standalone program that prints its figures,
 the machine, and the baseline it measured beside them in the same run.
-`python -m bench connector puller` runs only those.
+`python -m bench connector puller` runs only those. Each runs with its defaults:
+`accounts` then means 2,000 accounts at full scale under its one-hour cap
+(`python -m bench.accounts_bench --scale 0.05` for a quick run).
 """
 
 from __future__ import annotations
