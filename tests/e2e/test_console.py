@@ -145,6 +145,11 @@ async def test_sync_now_shows_the_run_until_it_finishes(console: Console, settin
             await expect(page.locator("#run-state")).to_contain_text("sync succeeded", timeout=90_000)
             await expect(page.locator("#progress")).to_have_attribute("data-live", "no")
             await screenshot(page, "schedule-sync-finished")
+            # A reload shows what the run changed: the contacts stored, the last full sync.
+            await page.reload()
+            await expect(page.locator("#automatic-why")).to_contain_text("(100 contacts stored)")
+            await expect(page.get_by_text("last successful one: —")).to_have_count(0)
+            await screenshot(page, "schedule-after-sync")
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
