@@ -154,7 +154,7 @@ class Tenant:
         return {f"{r['status']}{':' + r['code'] if r['code'] else ''}": r["n"] for r in rows}
 
     def pushed(self) -> int:
-        """Events produced here whose push log entry is final."""
+        """Events produced here whose push is past its first try (logged, and no longer pending)."""
         rows = self.query(
             "select count(*) as n from push_log"
             " where account_id = $1 and event_id = any($2::text[]) and status <> 'pending'",
