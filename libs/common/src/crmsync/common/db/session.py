@@ -14,7 +14,9 @@ def create_engine(settings: CommonSettings, **overrides: object) -> AsyncEngine:
         "pool_size": settings.database_pool_size,
         "max_overflow": settings.database_pool_size,
         "pool_pre_ping": True,
-        "connect_args": {"server_settings": {"application_name": settings.kafka_client_id}},
+        # A server that does not answer (a host down, not a refused port) fails a connect after
+        # this many seconds rather than asyncpg's 60, so a loop waiting out an outage tries again sooner.
+        "connect_args": {"server_settings": {"application_name": settings.kafka_client_id}, "timeout": 10},
     }
     options.update(overrides)
     return create_async_engine(settings.database_url, **options)
