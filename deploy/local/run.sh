@@ -103,6 +103,6 @@ for entry in "${processes[@]}"; do
 done
 echo "[run] the emulator and the four services are ready"
 
-"$bin/python" "$here/demo.py"
-# The admin console is served by the mapping-api; its key is the demo account's.
-echo "  Console        http://127.0.0.1:$CRMSYNC_API_PORT/console   (sign in with the key in $run_dir/demo.key)"
+# The admin console is the mapping-api's: its address goes beside the API's in the summary.
+console="  Console        http://127.0.0.1:$CRMSYNC_API_PORT/console   (sign in with the API key; a reader key: .venv/bin/crmsync-admin key create demo --role reader)"
+"$bin/python" "$here/demo.py" | awk -v line="$console" '{ print; fflush() } /^  API key / { print line; fflush() }'
