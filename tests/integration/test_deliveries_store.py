@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import Select, select
 
 from crmsync.common.db.deliveries import (
+    dead_lettered,
     delivery_counts,
     list_deliveries,
     push_log_counts,
@@ -154,6 +155,32 @@ async def test_r24_only_dead_lettered_events_are_released_for_a_replay(sessions,
     async with sessions() as session:
         assert await session.scalar(_entry_id(account_id, "bad")) is None
         assert await session.scalar(_entry_id(account_id, "done")) is not None
+
+
+async def test_r22_operators_list_an_accounts_dead_lettered_events_with_their_reasons(
+    sessions, account_id
+) -> None:
+    async with sessions.begin() as session:
+        session.add_all(
+            [
+                PushLog(
+                    account_id=account_id,
+                    event_id="bad",
+                    operation="none",
+                    status="skipped",
+                    error_code="INVALID_EVENT",
+                    error_message="changes.score: expected a number, got 'ninety' (data type score)",
+                ),
+                _entry(account_id, "fine", status="skipped"),
+            ]
+        )
+    async with sessions() as session:
+        (letter,) = await dead_lettered(session, account_id=account_id)
+        assert await dead_lettered(session, account_id=account_id, after_id=letter.id) == []
+    assert (letter.event_id, letter.reason) == (
+        "bad",
+        "changes.score: expected a number, got 'ninety' (data type score)",
+    )
 
 
 def _entry_id(account_id: str, event_id: str) -> Select[tuple[int]]:

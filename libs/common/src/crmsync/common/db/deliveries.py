@@ -9,7 +9,7 @@ events for a replay. They take the caller's session and never commit.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -27,7 +27,9 @@ INVALID_EVENT = "INVALID_EVENT"
 
 __all__ = [
     "INVALID_EVENT",
+    "DeadLetter",
     "columns_of",
+    "dead_lettered",
     "delivery_counts",
     "list_deliveries",
     "push_log_counts",
@@ -180,6 +182,38 @@ async def retry_failed(
             .values(status=WAITING, updated_at=now)
         )
     return len(failed)
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A dead-lettered event of a known account, as its push log entry records it (R22)."""
+
+    id: int
+    event_id: str
+    source: str | None
+    reason: str | None
+    occurred_at: datetime | None
+    logged_at: datetime
+
+
+async def dead_lettered(
+    session: AsyncSession, *, account_id: str, after_id: int | None = None, limit: int = 100
+) -> list[DeadLetter]:
+    """Returns the account's dead-lettered events with their reasons, oldest first, `limit` after `after_id`.
+
+    The event itself (its bytes, its key) is on the dead-letter topic; a replay
+    republishes it there from after `release_for_replay`. Letters of no known
+    account, and bytes that were not an event, are on the topic only.
+    """
+    query = select(PushLog).where(
+        PushLog.account_id == account_id, PushLog.status == SKIPPED, PushLog.error_code == INVALID_EVENT
+    )
+    if after_id is not None:
+        query = query.where(PushLog.id > after_id)
+    rows = await session.scalars(query.order_by(PushLog.id).limit(limit))
+    return [
+        DeadLetter(r.id, r.event_id, r.source, r.error_message, r.occurred_at, r.created_at) for r in rows
+    ]
 
 
 async def release_for_replay(
