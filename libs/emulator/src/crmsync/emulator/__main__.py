@@ -16,6 +16,25 @@ from crmsync.emulator.tls import CertPair, generate_pair
 MAX_GENERATED = 2_000_000
 
 
+def _many_orgs_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--orgs",
+        type=int,
+        default=0,
+        help=(
+            "also make this many orgs, sized by --org-records, org i (from 1) accepting the OAuth "
+            "client {--client-id}-i with --client-secret (generated lazily: thousands start at once)"
+        ),
+    )
+    parser.add_argument(
+        "--org-records",
+        type=_record_range,
+        default=(500, 20_000),
+        metavar="MIN:MAX",
+        help="records (half Leads, half Contacts) of each --orgs org, drawn from --seed (default 500:20000)",
+    )
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Returns the command line's options."""
     parser = argparse.ArgumentParser(
@@ -53,22 +72,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--token-ttl", type=int, default=7200, help="access token lifetime in seconds (default 7200)"
     )
-    parser.add_argument(
-        "--orgs",
-        type=int,
-        default=0,
-        help=(
-            "also make this many orgs, sized by --org-records, org i (from 1) accepting the OAuth "
-            "client {--client-id}-i with --client-secret (generated lazily: thousands start at once)"
-        ),
-    )
-    parser.add_argument(
-        "--org-records",
-        type=_record_range,
-        default=(500, 20_000),
-        metavar="MIN:MAX",
-        help="records (half Leads, half Contacts) of each --orgs org, drawn from --seed (default 500:20000)",
-    )
+    _many_orgs_flags(parser)
     tls = parser.add_argument_group(
         "HTTPS", "serve --port over TLS; a client trusts the certificate (REQUESTS_CA_BUNDLE, SSL_CERT_FILE)"
     )
