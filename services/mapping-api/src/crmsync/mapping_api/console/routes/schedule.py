@@ -4,18 +4,20 @@ sync's progress, polled as a small fragment until it finishes."""
 from __future__ import annotations
 
 from datetime import time
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from crmsync.common.clock import utc_now
 from crmsync.common.domain.schedule import ScheduleMode
-from crmsync.mapping_api.console.deps import Poster, SecretBoxDep, Tx, User
+from crmsync.mapping_api.console.deps import ConsoleUser, Poster, SecretBoxDep, Tx, User
 from crmsync.mapping_api.console.render import render
 from crmsync.mapping_api.handlers import connection as connection_handlers
 from crmsync.mapping_api.handlers import contacts, history
 from crmsync.mapping_api.handlers import schedule as handlers
 from crmsync.mapping_api.handlers.errors import Invalid, NoConnection
+from crmsync.mapping_api.handlers.ports import Secrets, Transactions
 
 router = APIRouter(prefix="/schedule")
 MODES = (
@@ -31,8 +33,14 @@ UNFINISHED = {"queued", "running", "paused"}
 
 
 async def _page(
-    request: Request, user, tx, secret_box, *, job: str | None = None, error: Invalid | None = None
-) -> Response:  # type: ignore[no-untyped-def]
+    request: Request,
+    user: ConsoleUser,
+    tx: Transactions,
+    secret_box: Secrets,
+    *,
+    job: str | None = None,
+    error: Invalid | None = None,
+) -> Response:
     view = await handlers.get_schedule(tx, account_id=user.account_id, now=utc_now())
     counts = await contacts.segment_counts(tx, account_id=user.account_id)
     try:
@@ -58,7 +66,7 @@ async def _page(
     )
 
 
-async def _progress(tx, account_id: str, job: str | None) -> dict:  # type: ignore[no-untyped-def]
+async def _progress(tx: Transactions, account_id: str, job: str | None) -> dict[str, Any]:
     """Returns the runs to show, and whether the requested or a running one is still unfinished."""
     runs = (await history.list_sync_runs(tx, account_id=account_id, limit=5)).items
     mine = next((r for r in runs if r.job_id == job), None) if job else None
@@ -96,7 +104,8 @@ async def save_schedule(request: Request, user: Poster, tx: Tx, secrets: SecretB
     try:
         mode = ScheduleMode(text("mode") or "automatic")
         interval = int(text("interval_minutes")) if text("interval_minutes") else None
-        at = time.fromisoformat(text("time_of_day")) if text("time_of_day") else None  # type: ignore[arg-type]
+        time_of_day = text("time_of_day")
+        at = time.fromisoformat(time_of_day) if time_of_day else None
         weekday = int(text("weekday")) if text("weekday") else None
         await handlers.set_schedule(
             tx,
