@@ -38,9 +38,11 @@ from crmsync.common.db.session import create_engine, create_sessionmaker
 from crmsync.common.settings import CommonSettings
 from crmsync.mapping_api.bootstrap import transactions
 from crmsync.mapping_api.handlers.admin import create_account, create_api_key
+from crmsync.puller.adapters.contact_store import COPY_COLUMNS
 from tests.support.connections import add_connection
 from tests.support.databases import asyncpg_dsn, scratch_database
 from tests.support.emulator import CrmOrg
+from tests.support.emulator import _org as emulator_org
 from tests.support.processes import answers, free_port, service_env, start_emulator, start_service, wait_until
 
 ACCOUNT = "bench-console"
@@ -58,21 +60,10 @@ COMPANIES = [
     for kind in ("Labs", "Corp", "Systems", "Foods", "Logistics", "Media", "Bank", "Energy")
 ]
 CITIES = ("Lisbon", "Austin", "Osaka", "Lagos", "Lima", "Oslo", "Pune", "Perth")
-COPY_COLUMNS = (
-    "id",
-    "account_id",
-    "crm_object",
-    "external_id",
-    "email",
-    "fields",
-    "field_meta",
-    "crm_modstamp",
-    "owner_external_id",
-)
 
 
 def contact_row(n: int) -> tuple[Any, ...]:
-    """Returns contact n as the puller stores it (values of CRM origin: the modstamp implies their metadata)."""
+    """Returns contact n as the puller's COPY writes it (CRM values: the modstamp implies their metadata)."""
     first, last = FIRST[n % len(FIRST)], LAST[(n // len(FIRST)) % len(LAST)]
     company = COMPANIES[(n * 7) % len(COMPANIES)]
     email = f"{first}.{last}.{n}@{company.split()[0].lower()}.example.com".lower()
@@ -83,10 +74,10 @@ def contact_row(n: int) -> tuple[Any, ...]:
         "last_name": last,
         "company": company,
         "job_title": ("Engineer", "Director", "Analyst", "Buyer")[n % 4],
-        "phone": f"+1 555 {n:07d}",
+        "business_phone": f"+1 555 {n:07d}",
         "city": CITIES[n % len(CITIES)],
         "country": "US",
-        "lead_score": n % 100,
+        "score": n % 100,
         "opted_out": n % 37 == 0,
     }
     external_id = None if crm_object is None else f"{'00Q' if crm_object == 'Lead' else '003'}{n:015d}"
@@ -102,7 +93,10 @@ def contact_row(n: int) -> tuple[Any, ...]:
         orjson.dumps(fields).decode(),
         orjson.dumps(meta).decode(),
         modstamp,
+        None,
         owner,
+        None,
+        None,
     )
 
 
@@ -110,13 +104,6 @@ async def seed(dsn: str, contacts: int) -> dict[str, str]:
     """Writes the contacts, owners, runs and push log; returns search terms and one contact's id."""
     conn = await asyncpg.connect(dsn)
     try:
-        await conn.set_type_codec(
-            "jsonb",
-            encoder=lambda v: b"\x01" + v.encode(),
-            decoder=lambda v: v[1:].decode(),
-            schema="pg_catalog",
-            format="binary",
-        )
         step = 20_000
         ids: list[uuid.UUID] = []
         for start in range(0, contacts, step):
@@ -301,17 +288,7 @@ def bench(contacts: int, requests: int, explain_plans: bool) -> None:
     client_id, client_secret = "crmsync-bench", "crmsync-bench-secret"
     emulator = start_emulator(leads=50, contacts=50, seed=7, client_id=client_id, client_secret=client_secret)
     with emulator, httpx.Client(base_url=emulator.base_url, timeout=30) as http:
-        data = http.get("/__emulator/orgs").json()[0]
-        org = CrmOrg(
-            org_id=data["org_id"],
-            login_url=data["login_url"],
-            instance_url=data["instance_url"],
-            client_id=data["client_id"],
-            client_secret=data["client_secret"],
-            refresh_token=data["refresh_token"],
-            user_id=data["user_id"],
-            http=http,
-        )
+        org = emulator_org(http.get("/__emulator/orgs").json()[0], http)
 
         async def scratch() -> None:
             async with scratch_database(
