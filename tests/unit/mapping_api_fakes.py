@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -18,8 +18,12 @@ from crmsync.common.crm.interface import ApiBudget, CrmError, CrmField, ObjectDe
 from crmsync.common.domain.account import StoredMapping
 from crmsync.common.domain.fields import DataType
 from crmsync.common.domain.mapping import DEFAULT_SALESFORCE_ROWS, MappingRow, PushPolicy
+from crmsync.common.domain.redelivery import FAILED as GIVEN_UP
+from crmsync.common.domain.redelivery import WAITING as WAITS
+from crmsync.common.domain.redelivery import WaitingPush
 from crmsync.common.domain.schedule import Schedule
 from crmsync.common.messages import ContactChanged, RunSync
+from crmsync.mapping_api.operator_values import DeadLetterInfo, PushSummary
 from crmsync.mapping_api.values import (
     AccountInfo,
     ApiKeyInfo,
@@ -361,3 +365,122 @@ def connection_of(account_id: str) -> CrmConnectionInfo:
         client_id="client-1",
         secrets_encrypted=b"sealed",
     )
+
+
+# --- waiting and failed pushes, dead letters (R24) ---------------------------
+
+
+@dataclass
+class OperatorData(Data):
+    """`Data` with the pushes in re-delivery and the dead-lettered events' push log entries."""
+
+    deliveries: dict[str, list[WaitingPush]] = field(default_factory=dict)
+    dead_letters: dict[str, list[DeadLetterInfo]] = field(default_factory=dict)
+
+
+class FakeDeliveries:
+    def __init__(self, data: OperatorData) -> None:
+        self.data = data
+
+    async def page(
+        self, account_id: str, *, state: str | None, error_code: str | None, after_id: int | None, limit: int
+    ) -> list[WaitingPush]:
+        rows = [
+            p
+            for p in self.data.deliveries.get(account_id, [])
+            if (state is None or p.state == state)
+            and (error_code is None or p.last_error_code == error_code)
+            and (after_id is None or (p.id or 0) > after_id)
+        ]
+        return sorted(rows, key=lambda p: p.id or 0)[:limit]
+
+    async def get(self, account_id: str, push_id: int) -> WaitingPush | None:
+        return next((p for p in self.data.deliveries.get(account_id, []) if p.id == push_id), None)
+
+    async def summary(self, account_id: str) -> PushSummary:
+        counts: dict[str, dict[str | None, int]] = {}
+        for p in self.data.deliveries.get(account_id, []):
+            by_code = counts.setdefault(p.state, {})
+            by_code[p.last_error_code] = by_code.get(p.last_error_code, 0) + 1
+        log: dict[str, dict[str | None, int]] = {}
+        for e in self.data.push_log.get(account_id, []):
+            by_code = log.setdefault(e.status, {})
+            by_code[e.error_code] = by_code.get(e.error_code, 0) + 1
+        return PushSummary(deliveries=counts, push_log=log)
+
+    async def retry_failed(
+        self,
+        account_id: str,
+        *,
+        now: datetime,
+        ids: Sequence[int] | None = None,
+        error_code: str | None = None,
+    ) -> int:
+        pushes = self.data.deliveries.get(account_id, [])
+        retried = 0
+        for i, p in enumerate(pushes):
+            if p.state != GIVEN_UP or (ids is not None and p.id not in ids):
+                continue
+            if error_code is not None and p.last_error_code != error_code:
+                continue
+            pushes[i] = replace(p, state=WAITS, failures=0, first_failed_at=None, next_attempt_at=now)
+            retried += 1
+        return retried
+
+    async def dead_letters(
+        self,
+        account_id: str,
+        *,
+        after_id: int | None = None,
+        limit: int = 100,
+        event_ids: Sequence[str] | None = None,
+    ) -> list[DeadLetterInfo]:
+        rows = [
+            d
+            for d in self.data.dead_letters.get(account_id, [])
+            if (after_id is None or d.id > after_id) and (event_ids is None or d.event_id in event_ids)
+        ]
+        return sorted(rows, key=lambda d: d.id)[:limit]
+
+    async def release_for_replay(self, account_id: str, event_ids: Sequence[str]) -> list[str]:
+        letters = self.data.dead_letters.get(account_id, [])
+        released = [d.event_id for d in letters if d.event_id in event_ids]
+        self.data.dead_letters[account_id] = [d for d in letters if d.event_id not in event_ids]
+        return released
+
+
+class FakeOperatorStores(FakeStores):
+    def __init__(self, data: OperatorData) -> None:
+        super().__init__(data)
+        self.deliveries = FakeDeliveries(data)
+
+
+class FakeOperatorTransactions(FakeTransactions):
+    """The unit of work over `OperatorData`, its stores with the deliveries."""
+
+    data: OperatorData
+
+    def __init__(self, data: OperatorData | None = None) -> None:
+        super().__init__(data or OperatorData())
+
+    @asynccontextmanager
+    async def begin(self) -> AsyncIterator[FakeOperatorStores]:
+        async with super().begin():
+            yield FakeOperatorStores(self.data)
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[FakeOperatorStores]:
+        async with super().read():
+            yield FakeOperatorStores(self.data)
+
+
+class FakeDeadLetterTopic:
+    """The dead-letter topic's events by account and event id; `reads` counts the scans."""
+
+    def __init__(self, events: Sequence[ContactChanged] = ()) -> None:
+        self.events = list(events)
+        self.reads = 0
+
+    async def originals(self, account_id: str, event_ids: Collection[str]) -> dict[str, ContactChanged]:
+        self.reads += 1
+        return {e.event_id: e for e in self.events if e.account_id == account_id and e.event_id in event_ids}

@@ -126,9 +126,14 @@ async def _counts(
 
 
 async def retry_failed(
-    session: AsyncSession, *, account_id: str, now: datetime, ids: Sequence[int] | None = None
+    session: AsyncSession,
+    *,
+    account_id: str,
+    now: datetime,
+    ids: Sequence[int] | None = None,
+    error_code: str | None = None,
 ) -> int:
-    """Puts the account's failed pushes (these, or all) back in line at once; returns how many.
+    """Puts the account's failed pushes (these, or all; of an error code) back in line at once; returns how many.
 
     Each starts a new horizon. A contact that has a waiting push since gets the
     failed one's values joined to it (the newest per field wins), so the contact
@@ -138,6 +143,8 @@ async def retry_failed(
     query = select(PushDelivery).where(PushDelivery.account_id == account_id, PushDelivery.state == GIVEN_UP)
     if ids is not None:
         query = query.where(PushDelivery.id.in_(list(ids)))
+    if error_code is not None:
+        query = query.where(PushDelivery.last_error_code == error_code)
     failed = [push_of(r) for r in await session.scalars(query.order_by(PushDelivery.id).with_for_update())]
     if not failed:
         return 0
@@ -197,7 +204,12 @@ class DeadLetter:
 
 
 async def dead_lettered(
-    session: AsyncSession, *, account_id: str, after_id: int | None = None, limit: int = 100
+    session: AsyncSession,
+    *,
+    account_id: str,
+    after_id: int | None = None,
+    limit: int = 100,
+    event_ids: Sequence[str] | None = None,
 ) -> list[DeadLetter]:
     """Returns the account's dead-lettered events with their reasons, oldest first, `limit` after `after_id`.
 
@@ -210,6 +222,8 @@ async def dead_lettered(
     )
     if after_id is not None:
         query = query.where(PushLog.id > after_id)
+    if event_ids is not None:
+        query = query.where(PushLog.event_id.in_(list(event_ids)))
     rows = await session.scalars(query.order_by(PushLog.id).limit(limit))
     return [
         DeadLetter(r.id, r.event_id, r.source, r.error_message, r.occurred_at, r.created_at) for r in rows

@@ -11,6 +11,7 @@ from crmsync.common.db.unit_of_work import UnitOfWork
 from crmsync.mapping_api.adapters.accounts import PostgresAccounts
 from crmsync.mapping_api.adapters.connections import PostgresConnections
 from crmsync.mapping_api.adapters.contacts import PostgresContacts
+from crmsync.mapping_api.adapters.deliveries import PostgresDeliveries
 from crmsync.mapping_api.adapters.history import PostgresPushLog, PostgresSyncRuns
 from crmsync.mapping_api.adapters.mappings import PostgresMappings, PostgresPolicies
 from crmsync.mapping_api.adapters.outbox import PostgresOutbox
@@ -30,6 +31,7 @@ class PostgresStores:
         self.contacts = PostgresContacts(session)
         self.push_log = PostgresPushLog(session)
         self.outbox = PostgresOutbox(session)
+        self.deliveries = PostgresDeliveries(session)
 
 
 class PostgresTransactions:

@@ -9,7 +9,7 @@ domain's, `CrmConnectionInfo`), never ORM rows.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any, Protocol
@@ -18,9 +18,11 @@ from crmsync.common.crm.connection import CrmConnectionInfo
 from crmsync.common.crm.interface import CrmConnector
 from crmsync.common.domain.account import StoredMapping
 from crmsync.common.domain.mapping import MappingRow, PushPolicy
+from crmsync.common.domain.redelivery import WaitingPush
 from crmsync.common.domain.schedule import Schedule
 from crmsync.common.messages import ContactChanged, RunSync
 from crmsync.mapping_api.field_fill import FieldFill
+from crmsync.mapping_api.operator_values import DeadLetterInfo, PushSummary
 from crmsync.mapping_api.values import (
     AccountInfo,
     ApiKeyInfo,
@@ -182,3 +184,75 @@ class Secrets(Protocol):
     def seal(self, secrets: dict[str, Any]) -> bytes: ...
 
     def open(self, token: bytes) -> dict[str, Any]: ...
+
+
+class DeliveryStore(Protocol):
+    """Waiting and failed pushes (`push_deliveries`) and dead-lettered events, for operators (R24)."""
+
+    async def page(
+        self,
+        account_id: str,
+        *,
+        state: str | None,
+        error_code: str | None,
+        after_id: int | None,
+        limit: int,
+    ) -> list[WaitingPush]:
+        """Returns the account's pushes of a state and error code, oldest first, after `after_id`."""
+        ...
+
+    async def get(self, account_id: str, push_id: int) -> WaitingPush | None: ...
+
+    async def summary(self, account_id: str) -> PushSummary: ...
+
+    async def retry_failed(
+        self,
+        account_id: str,
+        *,
+        now: datetime,
+        ids: Sequence[int] | None = None,
+        error_code: str | None = None,
+    ) -> int:
+        """Puts failed pushes (these, or all; of an error code) back in line with a fresh horizon."""
+        ...
+
+    async def dead_letters(
+        self,
+        account_id: str,
+        *,
+        after_id: int | None = None,
+        limit: int = 100,
+        event_ids: Sequence[str] | None = None,
+    ) -> list[DeadLetterInfo]:
+        """Returns the account's dead-lettered events with their reasons, oldest first."""
+        ...
+
+    async def release_for_replay(self, account_id: str, event_ids: Sequence[str]) -> list[str]:
+        """Forgets these dead letters' push log entries, so their replay is handled anew; returns those."""
+        ...
+
+
+class DeadLetterTopic(Protocol):
+    """The contact-change dead-letter topic, where the events themselves are kept."""
+
+    async def originals(self, account_id: str, event_ids: Collection[str]) -> dict[str, ContactChanged]:
+        """Returns the account's events with these ids as last dead-lettered (absent: not on the topic).
+
+        Raises the Kafka client's error, or TimeoutError, when the topic cannot be read.
+        """
+        ...
+
+
+class OperatorStores(Stores, Protocol):
+    """The stores of one transaction, with the pushes and dead letters operators act on."""
+
+    @property
+    def deliveries(self) -> DeliveryStore: ...
+
+
+class OperatorTransactions(Protocol):
+    """`Transactions` whose stores include the deliveries."""
+
+    def begin(self) -> AbstractAsyncContextManager[OperatorStores]: ...
+
+    def read(self) -> AbstractAsyncContextManager[OperatorStores]: ...

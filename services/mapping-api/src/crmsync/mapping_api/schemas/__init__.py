@@ -31,6 +31,17 @@ from crmsync.mapping_api.schemas.contacts import (
     FieldValueOut,
     SegmentOut,
 )
+from crmsync.mapping_api.schemas.deliveries import (
+    DeadLetterOut,
+    DeadLetterPage,
+    PushOut,
+    PushPage,
+    PushSummaryOut,
+    PushValueOut,
+    ReplayedOut,
+    RetriedOut,
+    RetryIn,
+)
 from crmsync.mapping_api.schemas.history import PushLogOut, PushLogPage, SyncRunOut, SyncRunPage
 from crmsync.mapping_api.schemas.mapping import (
     FieldPushIn,
@@ -63,6 +74,8 @@ __all__ = [
     "ContactSummary",
     "CrmFieldName",
     "CrmFieldOut",
+    "DeadLetterOut",
+    "DeadLetterPage",
     "DueTime",
     "EntityOut",
     "ErrorBody",
@@ -81,8 +94,15 @@ __all__ = [
     "MappingVersionOut",
     "PushLogOut",
     "PushLogPage",
+    "PushOut",
+    "PushPage",
     "PushPolicyIn",
     "PushPolicyOut",
+    "PushSummaryOut",
+    "PushValueOut",
+    "ReplayedOut",
+    "RetriedOut",
+    "RetryIn",
     "RowChange",
     "SampleValuesOut",
     "ScheduleIn",

@@ -9,6 +9,7 @@ from crmsync.mapping_api.entrypoints.routes import (
     account,
     connection,
     contacts,
+    deliveries,
     mapping,
     preview,
     push_log,
@@ -20,5 +21,17 @@ from crmsync.mapping_api.entrypoints.routes import (
 
 API_PREFIX = "/v1"
 api_router = APIRouter(prefix=API_PREFIX, responses=ERROR_RESPONSES)
-for module in (account, mapping, preview, push_policy, schedule, connection, contacts, segments, sync_runs, push_log):
+for module in (
+    account,
+    mapping,
+    preview,
+    push_policy,
+    schedule,
+    connection,
+    contacts,
+    segments,
+    sync_runs,
+    push_log,
+    deliveries,
+):
     api_router.include_router(module.router)
