@@ -1,10 +1,10 @@
 """Faults caused, never mocked, against the four services running as processes (R13, R18,
 R22, R24): the CRM refusing writes for a while, the API budget at its reserve mid-stream,
-the Kafka broker killed with events in flight, the pusher killed during a burst, and a
-local change made while the CRM is down racing a later edit in the CRM. Whatever fails, at
-the end the CRM holds every pushed value, the store equals the CRM for pulled fields, no
-record was created twice and every service is alive and ready.
-
+the Kafka broker killed with events in flight, PostgreSQL killed during pushes, the pusher
+killed during a burst, and a local change made while the CRM is down racing a later edit
+in the CRM. Whatever fails, at the end the CRM holds every pushed value, the store equals
+the CRM for pulled fields, no record was created twice and every service is alive and
+ready.
 The servers are private (`tests/support/private_infra.py`): killing the shared ones would
 break every other run on the machine. They start once for the module; each scenario has
 an account and an org of its own.
@@ -132,3 +132,18 @@ def test_r13_local_change_while_the_crm_is_down_then_a_newer_crm_edit(stack: Sta
     # The CRM's later edit of the title stays; the city, which only changed locally, arrives.
     tenant.expected[lead["Email"].lower()] = {"job_title": "CRM newer title", "city": "Localville"}
     tenant.check_end_state()
+
+
+def test_r18_postgres_killed_during_pushes(stack: Stack) -> None:
+    tenant = open_tenant(stack, seed=17)
+    tenant.fault_writes("latency", latency_ms=200)
+    tenant.produce(tenant.updates(300, tag="db crash"))
+    tenant.produce(tenant.creates(20, tag="db-crash-create"))
+    wait_until(lambda: tenant.pushed() >= 30, timeout=30, what="pushes to begin")
+    before = tenant.pushed()
+    stack.postgres.kill()
+    assert before < len(tenant.event_ids), "the pushes were over before the server died"
+    time.sleep(2)
+    stack.postgres.start()
+    tenant.org.clear_faults()
+    tenant.check_end_state(timeout=90)
