@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Collection
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from pydantic import ValidationError
 
 from crmsync.common.kafka.topics import CONTACT_CHANGES_DLQ
 from crmsync.common.messages import ContactChanged, DeadLetter
 from crmsync.common.settings import CommonSettings
+
+# Tries (50 ms apart) for the topic's partitions to be known before it counts as empty.
+_ASSIGNMENT_WAITS = 100
 
 
 class KafkaDeadLetterTopic:
@@ -24,11 +27,14 @@ class KafkaDeadLetterTopic:
         wanted = set(event_ids)
         if not wanted:
             return {}
+        # Subscribed without a group, the consumer is given every partition and commits nothing.
         consumer = AIOKafkaConsumer(
+            self._settings.topic(CONTACT_CHANGES_DLQ),
             bootstrap_servers=self._settings.kafka_bootstrap_servers,
             client_id=self._settings.kafka_client_id,
             group_id=None,
             enable_auto_commit=False,
+            auto_offset_reset="earliest",
         )
         await consumer.start()
         try:
@@ -39,12 +45,13 @@ class KafkaDeadLetterTopic:
     async def _scan(
         self, consumer: AIOKafkaConsumer, account_id: str, wanted: set[str]
     ) -> dict[str, ContactChanged]:
-        topic = self._settings.topic(CONTACT_CHANGES_DLQ)
-        await consumer.topics()  # the metadata names the topic's partitions
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        for _ in range(_ASSIGNMENT_WAITS):  # the partitions come with the first metadata
+            if consumer.assignment():
+                break
+            await asyncio.sleep(0.05)
+        partitions = sorted(consumer.assignment())
         if not partitions:
             return {}
-        consumer.assign(partitions)
         ends = await consumer.end_offsets(partitions)
         await consumer.seek_to_beginning(*partitions)
         found: dict[str, ContactChanged] = {}
