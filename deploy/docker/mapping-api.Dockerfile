@@ -7,6 +7,7 @@
 # mapping-api image.
 
 ARG PYTHON_IMAGE=python:3.11-slim
+ARG NODE_IMAGE=node:20.19.5-bookworm-slim
 
 # --- builder: resolve the locked dependencies of this one package into /app/.venv
 FROM ${PYTHON_IMAGE} AS builder
@@ -37,7 +38,13 @@ COPY services/mapping-api/src services/mapping-api/src
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --locked --no-dev --no-editable --package crmsync-mapping-api
 
-# --- runtime: the interpreter, the virtualenv, an unprivileged user, nothing else
+# --- assets: the console's npm packages as package-lock.json pins them (npm stays out of the runtime)
+FROM ${NODE_IMAGE} AS assets
+WORKDIR /assets
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund
+
+# --- runtime: the interpreter, the virtualenv, the console's assets, an unprivileged user, nothing else
 FROM ${PYTHON_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="crmsync-mapping-api" \
       org.opencontainers.image.description="crmsync mapping-api: configuration API, Sync Now, contacts and segments"
@@ -45,7 +52,9 @@ RUN groupadd --system --gid 10001 crmsync \
     && useradd --system --uid 10001 --gid crmsync --no-create-home \
        --home-dir /nonexistent --shell /usr/sbin/nologin crmsync
 COPY --from=builder /app/.venv /app/.venv
+COPY --from=assets /assets/node_modules /app/console-assets
 ENV PATH=/app/.venv/bin:$PATH \
+    CRMSYNC_CONSOLE_ASSETS=/app/console-assets \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     CRMSYNC_ENVIRONMENT=production \

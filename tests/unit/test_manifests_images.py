@@ -26,6 +26,7 @@ import pytest
 import yaml
 
 from crmsync.common.settings import CommonSettings
+from crmsync.mapping_api.console.app import ASSETS_ENV
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKER = REPO / "deploy" / "docker"
@@ -34,6 +35,7 @@ COMPOSE = Path(compose.__file__).parent / "docker-compose"
 SERVICES = sorted(p.name for p in (REPO / "services").iterdir() if (p / "pyproject.toml").exists())
 IMAGES = {**{svc: REPO / "services" / svc for svc in SERVICES}, "emulator": REPO / "libs" / "emulator"}
 UID = 10001  # the user the Kubernetes pods run as (runAsUser)
+CONSOLE_ASSETS = "/app/console-assets"  # where the mapping-api image keeps the console's npm packages
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,11 @@ def dockerignore_allows(relative: str) -> bool:
     return allowed
 
 
+def resolved_image(stages: list[list[Instruction]], base: str) -> str:
+    """Returns a FROM's image with the ${ARG}s the Dockerfile defaults filled in."""
+    return re.sub(r"\$\{(\w+)\}", lambda m: arg_defaults(stages)[m.group(1)], base)
+
+
 image_param = pytest.mark.parametrize("image", sorted(IMAGES))
 
 
@@ -119,13 +126,35 @@ def test_hadolint_finds_nothing() -> None:
 def test_builder_and_slim_runtime_stages(image: str) -> None:
     stages = parse_dockerfile(dockerfile(image))
     froms = [stage[0].args for stage in stages[1:]]
-    assert [f.split()[-1] for f in froms] == ["builder", "runtime"]
+    # The mapping-api's console assets come from a stage of their own, between the two.
+    middle = ["assets"] if image == "mapping-api" else []
+    assert [f.split()[-1] for f in froms] == ["builder", *middle, "runtime"]
     base = froms[-1].split()[0]
-    resolved = re.sub(r"\$\{(\w+)\}", lambda m: arg_defaults(stages)[m.group(1)], base)
-    assert resolved == "python:3.11-slim"
+    assert resolved_image(stages, base) == "python:3.11-slim"
     runtime = stages[-1]
     copies = [i.args for i in runtime if i.keyword == "COPY"]
-    assert copies == ["--from=builder /app/.venv /app/.venv"]  # the virtualenv, no source tree, no uv
+    assets = [f"--from=assets /assets/node_modules {CONSOLE_ASSETS}"] if middle else []
+    # the virtualenv (and the console's assets), no source tree, no uv, no npm
+    assert copies == ["--from=builder /app/.venv /app/.venv", *assets]
+
+
+def test_the_mapping_api_image_carries_the_console_assets() -> None:
+    stages = parse_dockerfile(dockerfile("mapping-api"))
+    (assets,) = [stage for stage in stages[1:] if stage[0].args.endswith(" AS assets")]
+    # A pinned Node 20 on a slim Debian: the same packages on every build.
+    assert re.fullmatch(r"node:20\.\d+\.\d+-\w+-slim", resolved_image(stages, assets[0].args.split()[0]))
+    copies = [i.args.split() for i in assets if i.keyword == "COPY"]
+    assert copies == [["package.json", "package-lock.json", "./"]]
+    (install,) = [shlex.split(i.args) for i in assets if i.keyword == "RUN"]
+    assert install[:2] == ["npm", "ci"] and "--omit=dev" in install
+    runtime = stages[-1]
+    assert f"--from=assets /assets/node_modules {CONSOLE_ASSETS}" in [i.args for i in runtime if i.keyword == "COPY"]
+    env = shlex.split(" ".join(i.args for i in runtime if i.keyword == "ENV"))
+    assert f"{ASSETS_ENV}={CONSOLE_ASSETS}" in env
+    # What the console serves is what package.json asks for.
+    wanted = json.loads((REPO / "package.json").read_text())["dependencies"]
+    locked = json.loads((REPO / "package-lock.json").read_text())["packages"]
+    assert {name: locked[f"node_modules/{name}"]["version"] for name in wanted} == wanted
 
 
 @image_param
