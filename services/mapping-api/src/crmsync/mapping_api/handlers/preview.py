@@ -5,9 +5,7 @@ would gain, change or lose a value of each changed field."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from crmsync.common.domain.fields import DataType
 from crmsync.common.domain.mapping import CrmObject, FieldKind, MappingRow, PushPolicy
@@ -21,28 +19,7 @@ from crmsync.mapping_api.handlers.mapping import (
     rows_from_input,
     source_pairs,
 )
-from crmsync.mapping_api.handlers.ports import ContactStore, CrmPort, Stores
-
-
-class FieldCountingContacts(ContactStore, Protocol):
-    """The contact store with the counts a preview needs (PostgresContacts has them)."""
-
-    async def field_counts(self, account_id: str, fields: Sequence[str]) -> dict[str | None, FieldFill]:
-        """Returns, per crm_object, the contact count and how many hold a value of each field."""
-        ...
-
-
-class PreviewStores(Stores, Protocol):
-    """The stores of one transaction, their contact store counting field values."""
-
-    @property
-    def contacts(self) -> FieldCountingContacts: ...
-
-
-class PreviewTransactions(Protocol):
-    """The unit of work whose read-only transactions reach `PreviewStores`."""
-
-    def read(self) -> AbstractAsyncContextManager[PreviewStores]: ...
+from crmsync.mapping_api.handlers.ports import CrmPort, Transactions
 
 
 @dataclass(frozen=True)
@@ -157,14 +134,14 @@ def field_impacts(
 
 
 async def check_rows(
-    tx: PreviewTransactions, *, account_id: str, rows: Sequence[RowInput], crm: CrmPort
+    tx: Transactions, *, account_id: str, rows: Sequence[RowInput], crm: CrmPort
 ) -> list[Violation]:
     """Returns every rule the rows break, as the save checks them; empty when they may be saved."""
     return (await preview_mapping(tx, account_id=account_id, rows=rows, crm=crm, count=False)).violations
 
 
 async def preview_mapping(
-    tx: PreviewTransactions,
+    tx: Transactions,
     *,
     account_id: str,
     rows: Sequence[RowInput],
