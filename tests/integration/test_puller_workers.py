@@ -69,3 +69,84 @@ async def test_two_replicas_run_one_account_s_jobs_one_at_a_time_and_other_accou
     assert current[other_job].pulled == 80
     assert await store_of(sessions, account_id) == expected_store(big)
     assert await store_of(sessions, other) == expected_store(small)
+
+
+async def _runs_of(sessions, job_ids: list[str]) -> dict[str, SyncRun]:
+    async with sessions() as session:
+        rows = await session.scalars(select(SyncRun).where(SyncRun.job_id.in_(job_ids)))
+        return {r.job_id: r for r in rows}
+
+
+async def incremental_beside_full_syncs(
+    sessions, settings, engine, make_crm_org, *, incremental_slots: int
+) -> tuple[float, SyncRun, SyncRun]:
+    """Slow full syncs of two accounts fill the full slots (two workers, `incremental_slots` of them
+    for incrementals only) while a third account's incremental is due.
+
+    Returns the incremental's due-to-started seconds, the incremental and the first full run.
+    """
+    accounts = [f"t-{uuid.uuid4().hex[:12]}" for _ in range(3)]
+    async with sessions.begin() as session:
+        session.add_all(Account(id=a, name=a) for a in accounts)
+    big, bigger, small = accounts
+    orgs = {
+        big: make_crm_org(leads=6000, contacts=10, seed=61),
+        bigger: make_crm_org(leads=6000, contacts=10, seed=62),
+        small: make_crm_org(leads=30, contacts=30, seed=63),
+    }
+    for account, org in orgs.items():
+        await connect(sessions, settings, account, org)
+    config = puller_settings(
+        settings,
+        puller_batch_size=200,
+        puller_poll_s=0.1,
+        puller_concurrency=2,
+        puller_incremental_slots=incremental_slots,
+    )
+    stop = asyncio.Event()
+    pool = workers(
+        engine=engine,
+        sessions=sessions,
+        runner=sync_runner(sessions=sessions, crm_factory=crm_connectors(config), settings=config, stop=stop),
+        settings=config,
+    )
+    task = asyncio.create_task(pool.run(stop))
+
+    async def until(job_ids: list[str], done, timeout: float = 120) -> dict[str, SyncRun]:
+        deadline = time.monotonic() + timeout
+        while not done(current := await _runs_of(sessions, job_ids)):
+            assert time.monotonic() < deadline, {k: (v.status, v.error) for k, v in current.items()}
+            await asyncio.sleep(0.1)
+        return current
+
+    try:
+        first = await queue(sessions, small, "full")
+        await until([first], lambda r: r[first].status == "succeeded")
+        # Every CRM page of the two large accounts now takes a second and a half.
+        for account in (big, bigger):
+            orgs[account].faults("latency", rate=1.0, latency_ms=1500, path="query")
+        fulls = [await queue(sessions, big, "full"), await queue(sessions, bigger, "full")]
+        full_slots = 2 - incremental_slots
+        await until(fulls, lambda r: sum(v.status == "running" for v in r.values()) == full_slots)
+        incremental = await queue(sessions, small, "incremental")
+        done = await until(
+            [incremental, *fulls], lambda r: all(v.status == "succeeded" for v in r.values()), 240
+        )
+    finally:
+        stop.set()
+        await task
+    run = done[incremental]
+    waited = (run.started_at - run.requested_at).total_seconds()
+    return waited, run, min((done[j] for j in fulls), key=lambda r: r.finished_at)
+
+
+async def test_r26_an_incremental_starts_within_seconds_while_full_syncs_fill_the_full_slots(
+    sessions, settings, engine, make_crm_org
+) -> None:
+    waited, run, first_full = await incremental_beside_full_syncs(
+        sessions, settings, engine, make_crm_org, incremental_slots=1
+    )
+    assert run.kind == "incremental" and run.status == "succeeded"
+    # Its lane was free: it started at the next poll, while a full sync was still pulling.
+    assert waited < 5, waited
+    assert run.finished_at < first_full.finished_at

@@ -68,6 +68,7 @@ def workers(
         lock_for=partial(account_lock, engine),
         runner=runner,
         concurrency=settings.puller_concurrency,
+        incremental_slots=settings.puller_incremental_slots,
         poll_s=settings.puller_poll_s,
     )
 
@@ -113,6 +114,7 @@ class App:
                 jobs=PgJobStore(UnitOfWork(sessions)),
                 workers=pool,
                 relay=relay,
+                queue=PgRunQueue(UnitOfWork(sessions)),
             )
         finally:
             if self.owns_engine:

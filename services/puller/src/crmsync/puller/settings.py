@@ -10,6 +10,18 @@ from crmsync.common.settings import CommonSettings
 class Settings(CommonSettings):
     puller_group_id: str = Field("crmsync-puller", description="Kafka consumer group of the puller.")
     puller_concurrency: int = Field(4, ge=1, description="Accounts synced at the same time by one process.")
+    puller_incremental_slots: int = Field(
+        2,
+        ge=0,
+        description=(
+            "Of those, slots that take incremental syncs only (R26), so full syncs never hold them "
+            "all; the others take full syncs first and incrementals when no full waits. At most "
+            "CRMSYNC_PULLER_CONCURRENCY - 1 (a full sync always has a slot)."
+        ),
+    )
+    puller_queue_metrics_s: float = Field(
+        15.0, gt=0, description="How often the queued runs per lane are counted for /metrics."
+    )
     puller_batch_size: int = Field(2000, ge=1, description="CRM records merged per transaction.")
     puller_read_ahead: int = Field(
         2, ge=1, le=16, description="Batches read from the CRM and mapped while one is being stored."

@@ -29,3 +29,12 @@ CRM_API_BUDGET_LEFT = Gauge(
 HISTORY_PURGED = Counter(
     "crmsync_history_purged_total", "Rows of expired history deleted by the scheduler, by table", ["table"]
 )
+# The puller's run queue (R26), counted on a timer by every replica (read it with max()).
+QUEUED_RUNS = Gauge(
+    "crmsync_puller_queued_runs", "Sync runs that could start now and wait for a worker, by lane", ["lane"]
+)
+OLDEST_QUEUED_AGE = Gauge(
+    "crmsync_puller_oldest_queued_age_seconds",
+    "How long the oldest sync run that could start now has waited for a worker, by lane",
+    ["lane"],
+)

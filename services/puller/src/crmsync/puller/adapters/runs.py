@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from crmsync.common.db.schema import OPEN_SYNC_RUN
 from crmsync.common.messages import RunSync, SyncKind, SyncReason
+from crmsync.puller.domain.lanes import Lane, LaneBacklog, WaitingAccount
 from crmsync.puller.domain.runs import EntityAdvance, EntityState, RunCounts, RunEnd, RunProgress, SyncRun
 
 # First key of the puller's per-account advisory locks (the second is the account's hash).
@@ -54,16 +55,30 @@ _UNFINISHED = f"({OPEN_SYNC_RUN})"
 _DUE = "(r.status in ('queued', 'running') or r.next_attempt_at <= now())"
 
 
-ACCOUNTS_WITH_WORK = text(
+# A run's lane (R26): a full sync, or an incremental one that became full.
+_LANE = (
+    "(case when r.kind = 'full' or r.progress->>'escalated_to_full' is not null "
+    "then 'full' else 'incremental' end)"
+)
+# Each account's oldest unfinished run, with whether it can start now and its lane.
+_HEADS = f"""
+    select distinct on (r.account_id) r.id, r.account_id, r.status, r.requested_at, r.next_attempt_at,
+           {_DUE} as due, {_LANE} as lane
+    from sync_runs r
+    where {_UNFINISHED}
+    order by r.account_id, r.requested_at, r.created_at
+"""
+
+WAITING_ACCOUNTS = text(
     f"""
-    select head.account_id from (
-        select distinct on (r.account_id) r.account_id, r.requested_at, {_DUE} as due
-        from sync_runs r
-        where {_UNFINISHED}
-        order by r.account_id, r.requested_at, r.created_at
-    ) head
-    where head.due
-    order by head.requested_at limit :limit
+    select account_id, lane, requested_at from (
+        select head.account_id, head.lane, head.requested_at,
+               row_number() over (partition by head.lane order by head.requested_at) as place
+        from ({_HEADS}) head
+        where head.due
+    ) ranked
+    where place <= :limit
+    order by requested_at
     """
 )
 
@@ -73,29 +88,58 @@ CLAIM_NEXT_RUN = text(
            started_at = coalesce(started_at, now()), next_attempt_at = null
     where id = (
         select head.id from (
-            select r.id, {_DUE} as due from sync_runs r
+            select r.id, {_DUE} as due, {_LANE} as lane from sync_runs r
             where r.account_id = :account_id and {_UNFINISHED}
             order by r.requested_at, r.created_at limit 1
         ) head
-        where head.due
+        where head.due and head.lane = any(:lanes)
     )
     returning id, account_id, job_id, kind, reason, status, attempts, progress, requested_at, started_at
     """
 )
 
+# Heads that could start now and have no worker: 'running' ones have one (or are
+# resumed by the next worker that takes their lock). The wait counts from when a
+# run became startable, so a run that waited out its retry time is not old work.
+BACKLOG = text(
+    f"""
+    select head.lane, count(*) as queued,
+           greatest(0, extract(epoch from now() - min(greatest(head.requested_at,
+                    coalesce(head.next_attempt_at, head.requested_at))))) as oldest_s
+    from ({_HEADS}) head
+    where head.due and head.status <> 'running'
+    group by head.lane
+    """
+)
+
+
+async def waiting_accounts(session: AsyncSession, *, limit: int) -> list[WaitingAccount]:
+    """Returns accounts whose oldest unfinished run can start or resume now, up to `limit` per lane,
+    those waiting longest first."""
+    rows = await session.execute(WAITING_ACCOUNTS, {"limit": limit})
+    return [WaitingAccount(account_id=a, lane=Lane(lane), since=since) for a, lane, since in rows]
+
 
 async def accounts_with_work(session: AsyncSession, *, limit: int) -> list[str]:
-    """Returns accounts whose oldest unfinished run can start or resume now, those waiting longest first."""
-    rows = await session.execute(ACCOUNTS_WITH_WORK, {"limit": limit})
-    return [row[0] for row in rows]
+    """Returns accounts whose oldest unfinished run can start or resume now, whatever its lane."""
+    return [a.account_id for a in await waiting_accounts(session, limit=limit)][:limit]
 
 
-async def claim_next_run(session: AsyncSession, *, account_id: str) -> SyncRun | None:
-    """Marks the account's oldest unfinished run as running and returns it, if it is due.
+async def backlog(session: AsyncSession) -> list[LaneBacklog]:
+    """Returns, per lane, the runs that could start now and wait for a worker."""
+    found = {Lane(lane): (queued, float(oldest)) for lane, queued, oldest in await session.execute(BACKLOG)}
+    return [LaneBacklog(lane, *found.get(lane, (0, 0.0))) for lane in Lane]
+
+
+async def claim_next_run(
+    session: AsyncSession, *, account_id: str, lanes: frozenset[Lane] = frozenset(Lane)
+) -> SyncRun | None:
+    """Marks the account's oldest unfinished run as running and returns it, if it is due and in `lanes`.
 
     The caller holds the account's lock.
     """
-    row = (await session.execute(CLAIM_NEXT_RUN, {"account_id": account_id})).mappings().first()
+    params = {"account_id": account_id, "lanes": sorted(lanes)}
+    row = (await session.execute(CLAIM_NEXT_RUN, params)).mappings().first()
     if row is None:
         return None
     progress = row["progress"]

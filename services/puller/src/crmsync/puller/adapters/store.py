@@ -28,6 +28,7 @@ from crmsync.puller.adapters import contact_rows, contact_store, related, runs
 from crmsync.puller.adapters.repairs import PgRepairs
 from crmsync.puller.domain.batches import BatchCounts, PreparedBatch
 from crmsync.puller.domain.errors import StoreUnavailable
+from crmsync.puller.domain.lanes import Lane, LaneBacklog, WaitingAccount
 from crmsync.puller.domain.runs import EntityAdvance, EntityState, RunCounts, RunEnd, RunProgress, SyncRun
 
 T = TypeVar("T")
@@ -170,13 +171,17 @@ class PgRunQueue:
     def __init__(self, uow: UnitOfWork) -> None:
         self._uow = uow
 
-    async def accounts_with_work(self, limit: int) -> list[str]:
+    async def waiting_accounts(self, limit: int) -> list[WaitingAccount]:
         async with _reported(self._uow.read()) as tx:
-            return await runs.accounts_with_work(tx.session, limit=limit)
+            return await runs.waiting_accounts(tx.session, limit=limit)
 
-    async def claim_next_run(self, account_id: str) -> SyncRun | None:
+    async def claim_next_run(self, account_id: str, lanes: frozenset[Lane]) -> SyncRun | None:
         async with _reported(self._uow.begin()) as tx:
-            return await runs.claim_next_run(tx.session, account_id=account_id)
+            return await runs.claim_next_run(tx.session, account_id=account_id, lanes=lanes)
+
+    async def backlog(self) -> list[LaneBacklog]:
+        async with _reported(self._uow.read()) as tx:
+            return await runs.backlog(tx.session)
 
 
 class PgAccountLock:

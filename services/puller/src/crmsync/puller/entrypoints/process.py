@@ -1,4 +1,5 @@
-"""The puller's process loop: the jobs consumer, the workers and the outbox relay side by side until `stop`.
+"""The puller's process loop: the jobs consumer, the workers, the outbox relay and the queue's metrics
+side by side until `stop`.
 
 A task that dies (a bug) stops the other one and its error ends the process;
 on `stop`, runs stop between batches and are requeued, and one stuck in a CRM
@@ -15,8 +16,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from crmsync.common.kafka.outbox import OutboxRelay
 from crmsync.common.kafka.startup import start_when_reachable
 from crmsync.puller.entrypoints.jobs_consumer import run_jobs_consumer
+from crmsync.puller.entrypoints.queue_metrics import run_queue_metrics
 from crmsync.puller.entrypoints.workers import Workers
-from crmsync.puller.handlers.ports import JobStore
+from crmsync.puller.handlers.ports import JobStore, RunQueue
 from crmsync.puller.settings import Settings
 
 
@@ -29,6 +31,7 @@ async def run_puller(
     jobs: JobStore,
     workers: Callable[[asyncio.Event], Workers],
     relay: OutboxRelay,
+    queue: RunQueue,
 ) -> None:
     """Runs the consumer, the workers and the relay until `stop` or until one of them fails (raised here)."""
     pool = workers(stop)
@@ -46,6 +49,7 @@ async def run_puller(
                 jobs=jobs,
                 pool=pool,
                 relay=relay,
+                queue=queue,
             )
         finally:
             await consumer.stop()
@@ -62,6 +66,7 @@ async def _run_until_stopped(
     jobs: JobStore,
     pool: Workers,
     relay: OutboxRelay,
+    queue: RunQueue,
 ) -> None:
     tasks = [
         asyncio.create_task(
@@ -78,6 +83,11 @@ async def _run_until_stopped(
         asyncio.create_task(pool.run(stop), name="puller-workers"),
         # Drift repairs the runs hand to the pusher (R25).
         asyncio.create_task(relay.run(stop), name="puller-outbox"),
+        # What the autoscaler reads (R26).
+        asyncio.create_task(
+            run_queue_metrics(stop, queue=queue, interval_s=settings.puller_queue_metrics_s),
+            name="puller-queue-metrics",
+        ),
     ]
     stop_wait = asyncio.create_task(stop.wait())
     try:

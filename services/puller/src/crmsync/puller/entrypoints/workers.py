@@ -1,5 +1,10 @@
 """The workers: runs are taken from the sync_runs table, one account at a time, several accounts at once.
 
+The slots are split into lanes (R26, `domain.lanes`): incremental slots take
+incremental runs only, full slots take full runs and, when none waits,
+incremental ones; so a long full sync never holds another account's
+incremental behind it.
+
 Queued runs, runs left 'running' by a process that died, and paused or failed
 runs whose retry time has come are all picked up here, so a restart resumes
 everything that was in flight. While the database is away (`StoreUnavailable`)
@@ -16,6 +21,7 @@ import structlog
 
 from crmsync.common.service import Outage, refused_statement
 from crmsync.puller.domain.errors import StoreUnavailable
+from crmsync.puller.domain.lanes import Lane, Slots, assign, lanes_for_slot
 from crmsync.puller.domain.runs import FAILED, PAUSED, QUEUED
 from crmsync.puller.handlers.ports import AccountLock, RunQueue
 from crmsync.puller.handlers.run_sync import SyncRunner
@@ -32,13 +38,18 @@ class Workers:
         runner: SyncRunner,
         concurrency: int,
         poll_s: float,
+        incremental_slots: int = 0,
     ) -> None:
+        """`concurrency` slots in all, `incremental_slots` of them for incremental runs only
+        (at most all but one: a full run always has a slot)."""
         self._queue = queue
         self._lock_for = lock_for
         self._runner = runner
-        self._concurrency = concurrency
+        incremental = max(0, min(incremental_slots, concurrency - 1))
+        self._lanes = Slots(full=concurrency - incremental, incremental=incremental)
         self._poll_s = poll_s
         self._active: dict[str, asyncio.Task[None]] = {}
+        self._slot_of: dict[str, Lane] = {}
         self._wakeup = asyncio.Event()
         self._outage = Outage("puller workers", cap_s=max(10.0, poll_s))
 
@@ -88,29 +99,42 @@ class Workers:
         for account_id, task in list(self._active.items()):
             if task.done():
                 del self._active[account_id]
+                self._slot_of.pop(account_id, None)
                 if raise_errors and not task.cancelled() and task.exception() is not None:
                     # A bug: the run is recorded as failed; crash loudly so the process restarts.
                     raise task.exception()  # type: ignore[misc]
 
-    async def _dispatch(self) -> None:
-        free = self._concurrency - len(self._active)
-        if free <= 0:
-            return
-        candidates = await self._queue.accounts_with_work(free + len(self._active) + 10)
-        for account_id in candidates:
-            if len(self._active) >= self._concurrency:
-                return
-            if account_id in self._active:
-                continue
-            lock = self._lock_for(account_id)
-            if not await lock.try_acquire():
-                continue  # another replica is syncing this account
-            self._active[account_id] = asyncio.create_task(
-                self._drain(account_id, lock), name=f"sync-{account_id}"
-            )
+    def _free(self) -> Slots:
+        taken = list(self._slot_of.values())
+        return Slots(
+            full=self._lanes.full - taken.count(Lane.FULL),
+            incremental=self._lanes.incremental - taken.count(Lane.INCREMENTAL),
+        )
 
-    async def _drain(self, account_id: str, lock: AccountLock) -> None:
-        """Runs the account's runnable runs one after the other while holding its lock.
+    async def _dispatch(self) -> None:
+        if not (self._free().full or self._free().incremental):
+            return
+        waiting = await self._queue.waiting_accounts(self._lanes.full + self._lanes.incremental + 10)
+        passed = set(self._active)
+        while plan := assign(waiting, self._free(), busy=passed):
+            locked_out = False
+            for chosen in plan:
+                passed.add(chosen.account_id)
+                lock = self._lock_for(chosen.account_id)
+                if not await lock.try_acquire():
+                    locked_out = True  # another replica is syncing this account: the slot goes on
+                    continue
+                self._slot_of[chosen.account_id] = chosen.slot
+                self._active[chosen.account_id] = asyncio.create_task(
+                    self._drain(chosen.account_id, lock, chosen.slot), name=f"sync-{chosen.account_id}"
+                )
+            if not locked_out:
+                return
+
+    async def _drain(self, account_id: str, lock: AccountLock, slot: Lane) -> None:
+        """Runs the account's runnable runs of the slot's lanes one after the other while holding its lock.
+
+        An incremental slot stops at a full run: the lock goes back and a full slot takes the account.
 
         The database going away ends the drain: the run in hand stays as its last
         transaction left it ('running', or failed with a retry time) and its lock is
@@ -118,7 +142,7 @@ class Workers:
         """
         try:
             while True:
-                run = await self._queue.claim_next_run(account_id)
+                run = await self._queue.claim_next_run(account_id, lanes_for_slot(slot))
                 if run is None:
                     return
                 log.info(
@@ -126,6 +150,7 @@ class Workers:
                     account_id=account_id,
                     job_id=run.job_id,
                     kind=run.kind,
+                    slot=slot.value,
                     attempt=run.attempts,
                 )
                 status = await self._runner.execute(run)

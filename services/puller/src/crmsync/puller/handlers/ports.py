@@ -23,6 +23,7 @@ from crmsync.common.domain.mapping import Mapping, PushPolicy
 from crmsync.common.domain.pulled import MappedRecord
 from crmsync.common.messages import RunSync
 from crmsync.puller.domain.batches import BatchCounts, PreparedBatch
+from crmsync.puller.domain.lanes import Lane, LaneBacklog, WaitingAccount
 from crmsync.puller.domain.runs import EntityAdvance, EntityState, RunCounts, RunEnd, RunProgress, SyncRun
 
 __all__ = [
@@ -157,10 +158,17 @@ class JobStore(Protocol):
 class RunQueue(Protocol):
     """Where workers find their runs."""
 
-    async def accounts_with_work(self, limit: int) -> list[str]: ...
+    async def waiting_accounts(self, limit: int) -> list[WaitingAccount]:
+        """Returns accounts whose oldest open run can start now, up to `limit` per lane, oldest first."""
+        ...
 
-    async def claim_next_run(self, account_id: str) -> SyncRun | None:
-        """Marks the account's oldest due run as running and returns it (the caller holds its lock)."""
+    async def claim_next_run(self, account_id: str, lanes: frozenset[Lane]) -> SyncRun | None:
+        """Marks the account's oldest run as running and returns it, if it is due and in one of `lanes`
+        (the caller holds the account's lock)."""
+        ...
+
+    async def backlog(self) -> list[LaneBacklog]:
+        """Returns, per lane, the runs that could start now and wait for a worker (R26)."""
         ...
 
 
