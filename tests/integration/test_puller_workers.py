@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
 
 from crmsync.common.db.schema import Account, SyncRun
+from crmsync.puller.adapters import runs
 from crmsync.puller.bootstrap import crm_connectors, sync_runner, workers
+from crmsync.puller.domain.lanes import Lane
+from crmsync.puller.domain.runs import RunEnd
 from tests.integration.test_puller_sync import connect, expected_store, puller_settings, queue, store_of
 
 pytestmark = pytest.mark.integration
@@ -150,3 +154,30 @@ async def test_r26_an_incremental_starts_within_seconds_while_full_syncs_fill_th
     # Its lane was free: it started at the next poll, while a full sync was still pulling.
     assert waited < 5, waited
     assert run.finished_at < first_full.finished_at
+
+
+async def test_r26_the_backlog_counts_per_lane_the_runs_that_could_start_now(sessions) -> None:
+    accounts = [f"t-{uuid.uuid4().hex[:12]}" for _ in range(4)]
+    async with sessions.begin() as session:
+        session.add_all(Account(id=a, name=a) for a in accounts)
+    full, incremental, later, running = accounts
+    await queue(sessions, full, "full")
+    await queue(sessions, incremental, "incremental")
+    await queue(sessions, incremental, "full")  # behind the account's incremental: not startable yet
+    await queue(sessions, later, "incremental")
+    await queue(sessions, running, "incremental")
+    async with sessions.begin() as session:
+        retry = await runs.claim_next_run(session, account_id=later)
+        assert retry is not None
+        end = RunEnd("failed", error="503", next_attempt_at=datetime.now(UTC) + timedelta(hours=1))
+        await runs.finish_run(session, run_id=retry.id, end=end)
+        assert await runs.claim_next_run(session, account_id=running) is not None
+    async with sessions() as session:
+        counted = {b.lane: b for b in await runs.backlog(session)}
+        waiting = await runs.waiting_accounts(session, limit=100)
+    # The other tests of this database leave no open run: the figures are these accounts'.
+    assert (counted[Lane.FULL].queued, counted[Lane.INCREMENTAL].queued) == (1, 1)
+    assert 0 <= counted[Lane.FULL].oldest_s < 60
+    mine = {(w.account_id, w.lane) for w in waiting if w.account_id in accounts}
+    # The account waiting for its retry time holds back; a running one is still its worker's.
+    assert mine == {(full, Lane.FULL), (incremental, Lane.INCREMENTAL), (running, Lane.INCREMENTAL)}
