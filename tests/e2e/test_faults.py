@@ -5,6 +5,7 @@ killed during a burst, and a local change made while the CRM is down racing a la
 in the CRM. Whatever fails, at the end the CRM holds every pushed value, the store equals
 the CRM for pulled fields, no record was created twice and every service is alive and
 ready.
+
 The servers are private (`tests/support/private_infra.py`): killing the shared ones would
 break every other run on the machine. They start once for the module; each scenario has
 an account and an org of its own.

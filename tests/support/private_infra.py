@@ -49,9 +49,11 @@ from tests.support.processes import (
     free_port,
     service_env,
     start_emulator,
-    start_process,
     stop_all,
     wait_until,
+)
+from tests.support.processes import (
+    start_service as spawn_service,
 )
 
 SERVICES = ("mapping-api", "scheduler", "puller", "pusher")
@@ -261,9 +263,8 @@ class Stack:
         """Starts one service on its port (the same one on a restart); returns once /readyz answers
         (at once when not `wait`)."""
         port = self.ports.setdefault(name, free_port())
-        module = f"crmsync.{name.replace('-', '_')}"
-        self.processes[name] = start_process(
-            [sys.executable, "-m", module],
+        self.processes[name] = spawn_service(
+            f"crmsync.{name.replace('-', '_')}",
             env=dict(self.env, CRMSYNC_HTTP_PORT=str(port)),
             log=self.log(name),
         )
