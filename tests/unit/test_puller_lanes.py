@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import given
 from hypothesis import strategies as st
+from prometheus_client import REGISTRY
 
+from crmsync.common.messages import SyncKind
 from crmsync.puller.domain.lanes import Assignment, Lane, Slots, WaitingAccount, assign, lanes_for_slot
+from crmsync.puller.domain.runs import SUCCEEDED, SyncRun
+from crmsync.puller.entrypoints.workers import Workers
+from tests.unit.puller_fakes import claimed
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -116,3 +123,79 @@ def test_r26_however_many_full_runs_wait_an_incremental_slot_serves_the_oldest_i
         )
         if first.lane == Lane.INCREMENTAL:
             assert any(a.account_id == oldest_incremental.account_id for a in increments)
+
+
+# ------------------------------------------------------------------ the workers
+
+
+class LaneQueue:
+    """One open run per account, in its lane; claims honour the slot's lanes."""
+
+    def __init__(self, runs: dict[str, Lane]) -> None:
+        self.runs = dict(runs)
+
+    async def waiting_accounts(self, limit: int) -> list[WaitingAccount]:
+        return [waiting(a, lane, n) for n, (a, lane) in enumerate(self.runs.items())]
+
+    async def claim_next_run(self, account_id: str, lanes: frozenset[Lane]) -> SyncRun | None:
+        lane = self.runs.get(account_id)
+        if lane is None or lane not in lanes:
+            return None
+        del self.runs[account_id]
+        kind = SyncKind.FULL if lane == Lane.FULL else SyncKind.INCREMENTAL
+        return replace(claimed(kind), account_id=account_id)
+
+
+class Lock:
+    async def try_acquire(self) -> bool:
+        return True
+
+    async def release(self) -> None:
+        return None
+
+
+class SlowFulls:
+    """Full runs last until `release`; incrementals end at once."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+        self.release = asyncio.Event()
+
+    async def execute(self, run: SyncRun) -> str:
+        self.started.append(run.account_id)
+        if run.kind == SyncKind.FULL:
+            await self.release.wait()
+        return SUCCEEDED
+
+
+async def test_r26_workers_keep_their_incremental_slots_for_incrementals_while_full_syncs_run() -> None:
+    queue = LaneQueue({"big-1": Lane.FULL, "big-2": Lane.FULL, "big-3": Lane.FULL, "small": Lane.INCREMENTAL})
+    runner = SlowFulls()
+    pool = Workers(
+        queue=queue,  # type: ignore[arg-type]
+        lock_for=lambda _: Lock(),
+        runner=runner,  # type: ignore[arg-type]
+        concurrency=3,
+        incremental_slots=1,
+        poll_s=0.01,
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(pool.run(stop))
+    for _ in range(200):
+        if "small" in runner.started and len(runner.started) == 3:
+            break
+        await asyncio.sleep(0.01)
+    # Two full slots took the oldest full runs; the incremental slot took the incremental.
+    assert sorted(runner.started) == ["big-1", "big-2", "small"]
+    await asyncio.sleep(0.05)
+    assert REGISTRY.get_sample_value("crmsync_puller_busy_slots", {"lane": "full"}) == 2
+    assert REGISTRY.get_sample_value("crmsync_puller_busy_slots", {"lane": "incremental"}) == 0
+    assert "big-3" in queue.runs  # no free slot of its lane: it waits, the incremental slot stays free
+    runner.release.set()
+    for _ in range(200):
+        if not queue.runs:
+            break
+        await asyncio.sleep(0.01)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert runner.started[-1] == "big-3"

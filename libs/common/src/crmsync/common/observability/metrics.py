@@ -38,3 +38,6 @@ OLDEST_QUEUED_AGE = Gauge(
     "How long the oldest sync run that could start now has waited for a worker, by lane",
     ["lane"],
 )
+BUSY_SLOTS = Gauge(
+    "crmsync_puller_busy_slots", "Worker slots of this puller running an account's syncs, by lane", ["lane"]
+)

@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 import structlog
 
+from crmsync.common.observability.metrics import BUSY_SLOTS
 from crmsync.common.service import Outage, refused_statement
 from crmsync.puller.domain.errors import StoreUnavailable
 from crmsync.puller.domain.lanes import Lane, Slots, assign, lanes_for_slot
@@ -100,6 +101,7 @@ class Workers:
             if task.done():
                 del self._active[account_id]
                 self._slot_of.pop(account_id, None)
+                self._count_busy()
                 if raise_errors and not task.cancelled() and task.exception() is not None:
                     # A bug: the run is recorded as failed; crash loudly so the process restarts.
                     raise task.exception()  # type: ignore[misc]
@@ -110,6 +112,11 @@ class Workers:
             full=self._lanes.full - taken.count(Lane.FULL),
             incremental=self._lanes.incremental - taken.count(Lane.INCREMENTAL),
         )
+
+    def _count_busy(self) -> None:
+        free = self._free()
+        for lane in Lane:
+            BUSY_SLOTS.labels(lane.value).set(self._lanes.of(lane) - free.of(lane))
 
     async def _dispatch(self) -> None:
         if not (self._free().full or self._free().incremental):
@@ -128,6 +135,7 @@ class Workers:
                 self._active[chosen.account_id] = asyncio.create_task(
                     self._drain(chosen.account_id, lock, chosen.slot), name=f"sync-{chosen.account_id}"
                 )
+            self._count_busy()
             if not locked_out:
                 return
 
