@@ -14,6 +14,7 @@ from playwright.async_api import Page, expect
 
 from crmsync.common.settings import CommonSettings
 from crmsync.puller.bootstrap import bootstrap as puller_bootstrap
+from tests.integration.test_mapping_api_deliveries import pusher_giving_up_fast
 from tests.integration.test_puller_sync import puller_settings
 from tests.support.browser import NARROW, browser, screenshot, served_api, sign_in
 from tests.support.connections import add_connection
@@ -244,3 +245,32 @@ async def test_the_console_is_usable_by_keyboard_with_labelled_controls(console:
         await page.keyboard.press("Space")
         await expect(page.get_by_label("Hourly")).to_be_checked()
         await screenshot(page, "schedule-keyboard", full_page=False)
+
+
+async def test_sync_health_retry_all_sends_a_failed_push_once_the_crm_takes_writes_again(
+    console: Console, settings, sessions
+) -> None:
+    lead = console.org.records("Lead", limit=1)[0]
+    account_id = console.tenant.account_id
+    change = event(account_id, external_id=lead["Id"], changes={"job_title": "Retried From Health"})
+    console.org.faults("503", rate=1.0, path="composite")
+    async with pusher_giving_up_fast(settings):
+        await publish(settings, [change])
+        await wait_logged(sessions, account_id=account_id, event_ids=[change.event_id], status="failed")
+        async with browser(console.base_url) as context:
+            page = await context.new_page()
+            await sign_in(page, console.key())
+            await page.get_by_role("link", name="Sync Health").click()
+            await expect(page.locator("#count-failed")).to_have_text("1")
+            await expect(page.locator("#codes-failed")).to_contain_text("SERVER_UNAVAILABLE")
+            await expect(page.locator("#pushes-failed")).to_contain_text(lead["Id"])
+            console.org.clear_faults()  # the CRM takes writes again
+            await page.get_by_role("button", name="Retry all failed").click()
+            await expect(page.locator("#done")).to_contain_text("1 failed push put back in line")
+            logged = await wait_logged(sessions, account_id=account_id, event_ids=[change.event_id])
+            assert logged[change.event_id].status == "succeeded"
+            await page.reload()
+            await expect(page.locator("#count-failed")).to_have_text("0")
+            await expect(page.locator("#push-log")).to_contain_text("succeeded")
+            await screenshot(page, "sync-health-retried")
+    assert console.org.get("Lead", lead["Id"])["Title"] == "Retried From Health"

@@ -49,7 +49,7 @@ FAST = {
 
 
 @contextlib.asynccontextmanager
-async def running_pusher(settings) -> AsyncIterator[None]:
+async def pusher_giving_up_fast(settings) -> AsyncIterator[None]:
     """Runs the pusher (short connector round, short horizon) until the block ends."""
     pusher = pusher_settings(settings).model_copy(update=FAST)
     secret = pusher.secret_key.get_secret_value()
@@ -95,7 +95,7 @@ async def test_r24_a_push_failed_for_good_is_retried_after_the_fix_and_reaches_t
     lead = await seeded_lead(sessions, account_id, crm_org)
     crm_org.faults("503", rate=1.0, path="composite")
     change = event(account_id, external_id=lead["Id"], changes={"job_title": "Retried Countess"})
-    async with running_pusher(settings):
+    async with pusher_giving_up_fast(settings):
         await publish(settings, [change])
         await wait_logged(sessions, account_id=account_id, event_ids=[change.event_id], status="failed")
         listed = (await client.get("/v1/pushes?state=failed", headers=tenant.reader)).json()
@@ -130,7 +130,7 @@ async def test_r24_an_event_dead_lettered_for_an_unknown_field_is_replayed_once_
     tenant = await keys_of(sessions, account_id)
     lead = await seeded_lead(sessions, account_id, crm_org)
     change = event(account_id, external_id=lead["Id"], changes={"Position": "Replayed Countess"})
-    async with running_pusher(settings):
+    async with pusher_giving_up_fast(settings):
         await publish(settings, [change])
         await wait_logged(sessions, account_id=account_id, event_ids=[change.event_id])
         letters = (await client.get("/v1/dead-letters", headers=tenant.reader)).json()["items"]

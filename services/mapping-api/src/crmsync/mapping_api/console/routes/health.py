@@ -1,45 +1,102 @@
-"""Sync Health: recent runs with counts and errors, pushes waiting and failed grouped by error
-code, and the push log by status. Dead letters and operator retry/replay come with the
-re-delivery calls; this page links to them once the API offers them."""
+"""Sync Health: pushes waiting and failed counted by error code, the lists of them and of dead
+letters with Retry and Replay (admin keys; disabled for a reader), recent runs, and the push log
+by status (R24)."""
 
 from __future__ import annotations
 
-from collections import Counter
+from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
-from fastapi.responses import Response
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import RedirectResponse, Response
 
-from crmsync.mapping_api.console.deps import Tx, User
+from crmsync.common.clock import utc_now
+from crmsync.common.domain.redelivery import FAILED, WAITING
+from crmsync.mapping_api.console.deps import Poster, Tx, User
 from crmsync.mapping_api.console.render import render
-from crmsync.mapping_api.handlers import history
+from crmsync.mapping_api.entrypoints.routes.deliveries import MAX_ID, OperatorTx, Topic
+from crmsync.mapping_api.handlers import deliveries, history
 
 router = APIRouter(prefix="/health")
 STATUSES = ("pending", "waiting", "failed", "succeeded", "skipped")
-GROUPED = ("waiting", "failed")
-SAMPLE = 200
+GROUPED = (WAITING, FAILED)
+LISTED = 50
 
 
 @router.get("")
 async def health_page(
-    request: Request, user: User, tx: Tx, status: str | None = Query(None, pattern="^[a-z_]{1,20}$")
+    request: Request,
+    user: User,
+    tx: Tx,
+    ops: OperatorTx,
+    status: str | None = Query(None, pattern="^[a-z_]{1,20}$"),
+    done: str | None = Query(None, pattern="^[a-z_]{1,20}$"),
+    n: int | None = Query(None, ge=0),
 ) -> Response:
-    runs = (await history.list_sync_runs(tx, account_id=user.account_id, limit=20)).items
-    groups = {}
-    for state in GROUPED:
-        entries = (
-            await history.list_push_log(tx, account_id=user.account_id, status=state, limit=SAMPLE)
-        ).items
-        groups[state] = (len(entries), Counter(e.error_code or "none" for e in entries).most_common())
-    log = (await history.list_push_log(tx, account_id=user.account_id, status=status, limit=50)).items
+    account = user.account_id
+    summary = await deliveries.push_summary(ops, account_id=account)
+    groups = {
+        state: (
+            sum(summary.deliveries.get(state, {}).values()),
+            sorted(
+                ((c or "none", k) for c, k in summary.deliveries.get(state, {}).items()), key=lambda x: -x[1]
+            ),
+        )
+        for state in GROUPED
+    }
+    pushes = {
+        state: (await deliveries.list_pushes(ops, account_id=account, state=state, limit=LISTED)).items
+        for state in GROUPED
+    }
     return render(
         request,
         "health.html",
         user=user,
         active="health",
-        runs=runs,
+        runs=(await history.list_sync_runs(tx, account_id=account, limit=20)).items,
         groups=groups,
-        sample=SAMPLE,
+        pushes=pushes,
+        log_counts=summary.push_log,
+        letters=(await deliveries.list_dead_letters(ops, account_id=account, limit=LISTED)).items,
+        listed=LISTED,
         statuses=STATUSES,
         status=status,
-        log=log,
+        log=(await history.list_push_log(tx, account_id=account, status=status, limit=50)).items,
+        done=done,
+        n=n,
     )
+
+
+def _back(done: str, n: int) -> Response:
+    return RedirectResponse(f"/console/health?done={done}&n={n}", status_code=303)
+
+
+@router.post("/retry")
+async def retry_all(user: Poster, ops: OperatorTx) -> Response:
+    user.caller.require_admin()
+    n = await deliveries.retry_failed_pushes(ops, account_id=user.account_id, error_code=None, now=utc_now())
+    return _back("retried", n)
+
+
+@router.post("/pushes/{push_id}/retry")
+async def retry_one(
+    push_id: Annotated[int, Path(ge=1, le=MAX_ID)], user: Poster, ops: OperatorTx
+) -> Response:
+    user.caller.require_admin()
+    n = await deliveries.retry_push(ops, account_id=user.account_id, push_id=push_id, now=utc_now())
+    return _back("retried", n)
+
+
+@router.post("/dead-letters/replay")
+async def replay_all(user: Poster, ops: OperatorTx, topic: Topic) -> Response:
+    user.caller.require_admin()
+    replayed = await deliveries.replay_dead_letters(ops, topic, account_id=user.account_id)
+    return _back("replayed", len(replayed.event_ids))
+
+
+@router.post("/dead-letters/{event_id}/replay")
+async def replay_one(
+    event_id: Annotated[str, Path(min_length=1, max_length=200)], user: Poster, ops: OperatorTx, topic: Topic
+) -> Response:
+    user.caller.require_admin()
+    replayed = await deliveries.replay_dead_letter(ops, topic, account_id=user.account_id, event_id=event_id)
+    return _back("replayed", len(replayed.event_ids))

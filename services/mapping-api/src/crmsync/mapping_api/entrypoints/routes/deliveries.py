@@ -29,16 +29,18 @@ router = APIRouter(tags=["pushes and dead letters"])
 MAX_ID = 2**63 - 1
 
 
-def _transactions(request: Request) -> OperatorTransactions:
+def operator_transactions(request: Request) -> OperatorTransactions:
+    """The services' unit of work, whose stores include the deliveries (the API's and the console's)."""
     return request.app.state.services.tx
 
 
-def _dead_letter_topic(request: Request) -> DeadLetterTopic:
+def dead_letter_topic(request: Request) -> DeadLetterTopic:
+    """The dead-letter topic on the services' Kafka (the API's and the console's)."""
     return KafkaDeadLetterTopic(request.app.state.services.settings)
 
 
-Tx = Annotated[OperatorTransactions, Depends(_transactions)]
-Topic = Annotated[DeadLetterTopic, Depends(_dead_letter_topic)]
+OperatorTx = Annotated[OperatorTransactions, Depends(operator_transactions)]
+Topic = Annotated[DeadLetterTopic, Depends(dead_letter_topic)]
 After = Annotated[
     int | None, Query(ge=1, le=MAX_ID, description="next_cursor of the previous page.", examples=[42])
 ]
@@ -75,7 +77,7 @@ def _by_code(counts: Mapping[str, Mapping[str | None, int]]) -> dict[str, dict[s
 @router.get("/pushes", response_model=PushPage, summary="Waiting and failed pushes, oldest first")
 async def list_pushes(
     caller: CurrentAccount,
-    tx: Tx,
+    tx: OperatorTx,
     state: Annotated[Literal["waiting", "failed"] | None, Query(examples=["failed"])] = None,
     error_code: ErrorCode = None,
     after: After = None,
@@ -90,13 +92,13 @@ async def list_pushes(
 @router.get(
     "/pushes/summary", response_model=PushSummaryOut, summary="Pushes and push log counted by error code"
 )
-async def summary(caller: CurrentAccount, tx: Tx) -> PushSummaryOut:
+async def summary(caller: CurrentAccount, tx: OperatorTx) -> PushSummaryOut:
     counts = await handlers.push_summary(tx, account_id=caller.account_id)
     return PushSummaryOut(pushes=_by_code(counts.deliveries), push_log=_by_code(counts.push_log))
 
 
 @router.post("/pushes/retry", response_model=RetriedOut, summary="Retry every failed push (of an error code)")
-async def retry_all(caller: AdminAccount, tx: Tx, body: RetryIn | None = None) -> RetriedOut:
+async def retry_all(caller: AdminAccount, tx: OperatorTx, body: RetryIn | None = None) -> RetriedOut:
     retried = await handlers.retry_failed_pushes(
         tx, account_id=caller.account_id, error_code=body.error_code if body else None, now=utc_now()
     )
@@ -105,7 +107,7 @@ async def retry_all(caller: AdminAccount, tx: Tx, body: RetryIn | None = None) -
 
 @router.post("/pushes/{push_id}/retry", response_model=RetriedOut, summary="Retry one failed push")
 async def retry_one(
-    push_id: Annotated[int, Path(ge=1, le=MAX_ID, examples=[42])], caller: AdminAccount, tx: Tx
+    push_id: Annotated[int, Path(ge=1, le=MAX_ID, examples=[42])], caller: AdminAccount, tx: OperatorTx
 ) -> RetriedOut:
     retried = await handlers.retry_push(tx, account_id=caller.account_id, push_id=push_id, now=utc_now())
     return RetriedOut(retried=retried)
@@ -113,7 +115,7 @@ async def retry_one(
 
 @router.get("/dead-letters", response_model=DeadLetterPage, summary="Dead-lettered events with their reasons")
 async def list_dead_letters(
-    caller: CurrentAccount, tx: Tx, after: After = None, limit: Limit = 50
+    caller: CurrentAccount, tx: OperatorTx, after: After = None, limit: Limit = 50
 ) -> DeadLetterPage:
     page = await handlers.list_dead_letters(tx, account_id=caller.account_id, after=after, limit=limit)
     return DeadLetterPage.model_validate(page, from_attributes=True)
@@ -124,7 +126,7 @@ def _replayed(replayed: Replayed) -> ReplayedOut:
 
 
 @router.post("/dead-letters/replay", response_model=ReplayedOut, summary="Replay every dead letter")
-async def replay_all(caller: AdminAccount, tx: Tx, topic: Topic) -> ReplayedOut:
+async def replay_all(caller: AdminAccount, tx: OperatorTx, topic: Topic) -> ReplayedOut:
     return _replayed(await handlers.replay_dead_letters(tx, topic, account_id=caller.account_id))
 
 
@@ -134,7 +136,7 @@ async def replay_one(
         str, Path(min_length=1, max_length=200, examples=["6f1c2b7e-1c1d-4c39-9d43-0e5d0f3c9a11"])
     ],
     caller: AdminAccount,
-    tx: Tx,
+    tx: OperatorTx,
     topic: Topic,
 ) -> ReplayedOut:
     return _replayed(
