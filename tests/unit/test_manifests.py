@@ -28,6 +28,7 @@ import pytest
 import yaml
 
 from crmsync.common.kafka.topics import DESIGN_TOPICS
+from crmsync.common.observability import metrics
 from crmsync.common.settings import CommonSettings
 from crmsync.puller.settings import Settings as PullerSettings
 from crmsync.pusher.settings import Settings as PusherSettings
@@ -169,7 +170,7 @@ def test_custom_resource_schemas_reject_a_misspelt_field_and_a_numeric_trigger_p
     misspelt["spec"]["maxReplicas"] = 12
     assert not validator.is_valid(misspelt)
     numeric = copy.deepcopy(scaled)
-    numeric["spec"]["triggers"][0]["metadata"]["lagThreshold"] = 5
+    numeric["spec"]["triggers"][0]["metadata"]["threshold"] = 5
     assert not validator.is_valid(numeric)
 
 
@@ -363,36 +364,60 @@ def test_puller_and_pusher_have_one_autoscaler_bounded_by_the_partitions(overlay
         assert "replicas" not in by_name(overlay, "Deployment")[target]["spec"]
 
 
-def test_keda_scales_on_the_lag_of_the_consumed_design_topics() -> None:
+def test_keda_scales_the_pusher_on_the_lag_of_the_consumed_design_topics() -> None:
     data = config("keda")
     design = {data["CRMSYNC_TOPIC_PREFIX"] + t for t in DESIGN_TOPICS}
     assert of_kind("keda", "HorizontalPodAutoscaler") == []
     consumed = {}
     for scaled in of_kind("keda", "ScaledObject"):
         for trigger in scaled["spec"]["triggers"]:
-            assert trigger["type"] == "kafka"
+            if trigger["type"] != "kafka":
+                continue
             meta = trigger["metadata"]
             assert meta["bootstrapServersFromEnv"] in data
             assert meta["topic"] in design
             assert int(meta["lagThreshold"]) > 0
             consumed.setdefault(scaled["spec"]["scaleTargetRef"]["name"], set()).add(meta["topic"])
     prefix = data["CRMSYNC_TOPIC_PREFIX"]
-    assert consumed == {
-        "crmsync-puller": {prefix + "sync-jobs"},
-        "crmsync-pusher": {prefix + "contact-changes", prefix + "outbound-jobs"},
-    }
+    assert consumed == {"crmsync-pusher": {prefix + "contact-changes", prefix + "outbound-jobs"}}
+
+
+def test_r26_keda_scales_the_puller_on_its_queued_runs_per_lane_from_prometheus() -> None:
+    exported = {m._name for m in (metrics.QUEUED_RUNS, metrics.OLDEST_QUEUED_AGE, metrics.BUSY_SLOTS)}
+    namespace = by_name("keda", "Deployment")["crmsync-puller"]["metadata"]["namespace"]
+    puller = PullerSettings.model_fields
+    slots = puller["puller_concurrency"].default
+    incremental = puller["puller_incremental_slots"].default
+    triggers = {t["name"]: t for t in by_name("keda", "ScaledObject")["crmsync-puller"]["spec"]["triggers"]}
+    assert {t["type"] for t in triggers.values()} == {"prometheus"}
+    for trigger in triggers.values():
+        meta = trigger["metadata"]
+        assert meta["serverAddress"].startswith("http")
+        used = set(re.findall(r"crmsync_puller_\w+", meta["query"]))
+        assert used and used <= exported, used
+        assert f'namespace="{namespace}"' in meta["query"]
+        assert float(meta["threshold"]) > 0
+    # Thresholds are the slots of one replica: all of them, and the incremental lane's.
+    assert float(triggers["puller-demand"]["metadata"]["threshold"]) == slots
+    assert float(triggers["puller-incremental-demand"]["metadata"]["threshold"]) == incremental
+    assert 'lane="incremental"' in triggers["puller-incremental-wait"]["metadata"]["query"]
+    assert triggers["puller-incremental-wait"]["metricType"] == "Value"
+    schema = json.loads(CUSTOM_SCHEMAS[("keda.sh/v1alpha1", "ScaledObject")].read_text())
+    unaddressed = copy.deepcopy(by_name("keda", "ScaledObject")["crmsync-puller"])
+    del unaddressed["spec"]["triggers"][0]["metadata"]["serverAddress"]
+    assert not jsonschema.Draft202012Validator(schema).is_valid(unaddressed)
 
 
 def test_keda_watches_the_consumer_groups_the_services_join() -> None:
     prefix = config("keda")["CRMSYNC_TOPIC_PREFIX"]
     groups = {
-        (scaled["metadata"]["name"], trigger["metadata"]["topic"]): trigger["metadata"]["consumerGroup"]
+        (scaled["metadata"]["name"], trigger["metadata"].get("topic")): trigger["metadata"].get("consumerGroup")
         for scaled in of_kind("keda", "ScaledObject")
         for trigger in scaled["spec"]["triggers"]
     }
-    puller, pusher = PullerSettings.model_fields, PusherSettings.model_fields
+    groups = {key: group for key, group in groups.items() if group is not None}
+    pusher = PusherSettings.model_fields
     assert groups == {
-        ("crmsync-puller", prefix + "sync-jobs"): puller["puller_group_id"].default,
         ("crmsync-pusher", prefix + "contact-changes"): pusher["pusher_group_id"].default,
         ("crmsync-pusher", prefix + "outbound-jobs"): pusher["outbound_group_id"].default,
     }
