@@ -6,65 +6,37 @@ account's push is not found."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
 
 from crmsync.common.clock import utc_now
-from crmsync.common.crm.factory import connector_factory
-from crmsync.common.crm.salesforce import ConnectorOptions
 from crmsync.common.db.deliveries import columns_of
 from crmsync.common.db.schema import Contact, PushDelivery
 from crmsync.common.domain.mapping import DEFAULT_SALESFORCE_ROWS
 from crmsync.common.domain.redelivery import FAILED, WaitingPush, WaitingValue
 from crmsync.mapping_api.bootstrap import transactions
 from crmsync.mapping_api.handlers.admin import create_api_key
-from crmsync.pusher.bootstrap import bootstrap
+from tests.integration.test_pusher_delivery import _running as run_pusher
+from tests.integration.test_pusher_delivery import _settings as pusher_with
 from tests.support.emulator import CrmOrg
 from tests.support.mapping_api import Tenant, new_tenant, running_api
 from tests.support.pusher import (
     connect_account,
     event,
     publish,
-    pusher_settings,
     seed_from_crm,
     wait_logged,
 )
 
 pytestmark = pytest.mark.integration
 
-OPTIONS = ConnectorOptions(max_retries=1, backoff_initial_s=0.02, backoff_max_s=0.05)
-# Re-delivery in fractions of a second, given up after two seconds; the mapping read at every batch.
-FAST = {
-    "push_redelivery_base_s": 0.2,
-    "push_redelivery_cap_s": 0.3,
-    "push_redelivery_min_wait_s": 0.0,
-    "push_redelivery_interval_s": 0.1,
-    "push_redelivery_horizon_s": 2.0,
-    "push_config_ttl_s": 0.0,
-}
 
-
-@contextlib.asynccontextmanager
-async def pusher_giving_up_fast(settings) -> AsyncIterator[None]:
-    """Runs the pusher (short connector round, short horizon) until the block ends."""
-    pusher = pusher_settings(settings).model_copy(update=FAST)
-    secret = pusher.secret_key.get_secret_value()
-    app = bootstrap(
-        pusher,
-        crm_factory=connector_factory(secret, options=OPTIONS),
-        resend_factory=connector_factory(secret, options=ConnectorOptions(max_retries=0)),
-    )
-    stop = asyncio.Event()
-    task = asyncio.create_task(app.main(stop))
-    try:
-        yield
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
+def pusher_giving_up_fast(settings) -> contextlib.AbstractAsyncContextManager[None]:
+    """Runs the pusher with re-delivery in fractions of a second, given up after two seconds, and
+    the mapping read again at every batch."""
+    return run_pusher(pusher_with(settings, push_redelivery_horizon_s=2.0, push_config_ttl_s=0.0))
 
 
 async def keys_of(sessions, account_id: str) -> Tenant:
