@@ -213,9 +213,10 @@ async def dead_lettered(
 ) -> list[DeadLetter]:
     """Returns the account's dead-lettered events with their reasons, oldest first, `limit` after `after_id`.
 
-    The event itself (its bytes, its key) is on the dead-letter topic; a replay
-    republishes it there from after `release_for_replay`. Letters of no known
-    account, and bytes that were not an event, are on the topic only.
+    The event itself is on the dead-letter topic; a replay reads it from there
+    and publishes it again (through the outbox) in the transaction that calls
+    `release_for_replay`. Letters of no known account, and bytes that were not
+    an event, are on the topic only.
     """
     query = select(PushLog).where(
         PushLog.account_id == account_id, PushLog.status == SKIPPED, PushLog.error_code == INVALID_EVENT
