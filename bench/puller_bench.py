@@ -9,6 +9,9 @@ puller's own cost (mapping, merge rules, batched upserts in their
 transactions) and not the CRM's. The baseline is the machine's limit for the
 same work: PostgreSQL COPY of the same mapped rows (same JSON values and
 per-field metadata) into the same contacts table, measured in the same run.
+A second COPY goes into a copy of the table without its trigram search index:
+the difference is what keeping search entries costs the load. Search latency
+is the mapping-api's contact query (name, e-mail, company) over the full store.
 Peak memory is the process's maximum resident set while the puller runs.
 
 A scratch database is created beside DATABASE_URL's, migrated, and dropped.
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import resource
+import statistics
 import sys
 import time
 import uuid
@@ -38,6 +42,8 @@ from crmsync.common.domain.contacts import ContactValues, merge_from_crm
 from crmsync.common.domain.mapping import default_salesforce_mapping
 from crmsync.common.messages import RunSync, SyncKind, SyncReason
 from crmsync.common.service import tune_collector
+from crmsync.mapping_api.adapters.contacts import PostgresContacts
+from crmsync.mapping_api.values import ContactQuery
 from crmsync.puller.adapters.contact_store import COPY_COLUMNS
 from crmsync.puller.adapters.runs import claim_next_run, record_job
 from crmsync.puller.bootstrap import sync_runner
@@ -195,7 +201,14 @@ async def _run(
     return elapsed, row, wal_mib
 
 
-async def _copy_baseline(dsn: str, account_id: str, per_entity: int) -> float:
+# A copy of today's contacts table without the trigram search index, for the second baseline.
+UNINDEXED = "create table contacts_unindexed (like contacts including all)"
+TRIGRAM_INDEXES = (
+    "select indexname from pg_indexes where tablename = 'contacts_unindexed' and indexdef like '%gin_trgm_ops%'"
+)
+
+
+async def _copy_baseline(dsn: str, account_id: str, per_entity: int, *, table: str = "contacts") -> float:
     """Returns the seconds PostgreSQL COPY takes for the same mapped rows (preparing them is not timed)."""
     mapping = default_salesforce_mapping()
     run_id = uuid.uuid4()
@@ -242,11 +255,36 @@ async def _copy_baseline(dsn: str, account_id: str, per_entity: int) -> float:
             for start in range(0, per_entity, step):
                 rows = chunk(entity, start, min(start + step, per_entity))
                 began = time.perf_counter()
-                await conn.copy_records_to_table("contacts", records=rows, columns=COPY_COLUMNS)
+                await conn.copy_records_to_table(table, records=rows, columns=COPY_COLUMNS)
                 elapsed += time.perf_counter() - began
         return elapsed
     finally:
         await conn.close()
+
+
+SEARCH_REPEATS = 40
+
+
+async def _search_latency(sessions, account_id: str, per_entity: int) -> dict[str, tuple[float, float, int]]:
+    """Returns p50 and p95 ms (and the rows found) of the mapping-api's search, by kind of term."""
+    terms = {
+        "name": [f"last{n}v" for n in range(7, per_entity, max(1, per_entity // SEARCH_REPEATS))],
+        "email": [f"person{n}.contact@" for n in range(11, per_entity, max(1, per_entity // SEARCH_REPEATS))],
+        "company": [f"company {n % 5000}" for n in range(13, per_entity, max(1, per_entity // SEARCH_REPEATS))],
+    }
+    out = {}
+    async with sessions() as session:
+        store = PostgresContacts(session)
+        for kind, queries in terms.items():
+            await store.page(account_id, ContactQuery(None, queries[0], None, 50))  # warm-up
+            times, found = [], 0
+            for q in queries[:SEARCH_REPEATS]:
+                began = time.perf_counter()
+                found += len(await store.page(account_id, ContactQuery(None, q, None, 50)))
+                times.append((time.perf_counter() - began) * 1000)
+            p95 = statistics.quantiles(times, n=20)[-1]
+            out[kind] = (statistics.median(times), p95, found // len(times))
+    return out
 
 
 async def bench(records: int, changes: list[int]) -> None:
@@ -277,6 +315,11 @@ async def bench(records: int, changes: list[int]) -> None:
             f"full sync:        {full_s:8.2f} s  {records / full_s:10,.0f} records/s  "
             f"(created {full_run['created']:,}, peak RSS {full_rss:.0f} MiB, WAL {full_wal:,.0f} MiB)"
         )
+        for kind, (p50, p95, found) in (await _search_latency(sessions, "bench", per_entity)).items():
+            print(
+                f"search {kind:8s} p50 {p50:7.1f} ms  p95 {p95:7.1f} ms  "
+                f"({SEARCH_REPEATS} terms, {found} rows each on average, limit 50, over {records:,} contacts)"
+            )
         for count in changes:
             stamp = datetime.now(UTC) + timedelta(minutes=len(changes))
             ids = range(0, per_entity, max(1, per_entity // max(1, count // 2)))[: count // 2]
@@ -300,6 +343,15 @@ async def bench(records: int, changes: list[int]) -> None:
         copy_s = await _copy_baseline(asyncpg_dsn(url), "copy", per_entity)
         print(
             f"baseline COPY:    {copy_s:8.2f} s  {records / copy_s:10,.0f} records/s  (same mapped rows, same table)"
+        )
+        async with engine.begin() as conn:
+            await conn.execute(text(UNINDEXED))
+            for name in (await conn.execute(text(TRIGRAM_INDEXES))).scalars().all():
+                await conn.execute(text(f'drop index "{name}"'))
+        bare_s = await _copy_baseline(asyncpg_dsn(url), "copy", per_entity, table="contacts_unindexed")
+        print(
+            f"COPY, no trigram: {bare_s:8.2f} s  {records / bare_s:10,.0f} records/s  "
+            "(same rows, same table without its search index)"
         )
         print(f"full sync / COPY: {full_s / copy_s:.2f}x")
         print(f"puller peak RSS:  {puller_rss:.0f} MiB")

@@ -230,7 +230,9 @@ async def _copy_new(
     try:
         async with pg.transaction():  # a savepoint inside the batch's transaction
             await pg.copy_records_to_table("contacts", records=records, columns=COPY_COLUMNS)
-            if await pg.fetchval(_LOCAL_WITH_EMAIL, account_id, emails):
+            if await pg.fetchval(_ANY_LOCAL, account_id) and await pg.fetchval(
+                _LOCAL_WITH_EMAIL, account_id, emails
+            ):
                 raise _Adoptable
     except (asyncpg.UniqueViolationError, _Adoptable):
         return False
@@ -240,6 +242,10 @@ async def _copy_new(
 class _Adoptable(Exception):
     """A local contact shares an e-mail with a copied row: undo the COPY, merge instead."""
 
+
+# One probe of the (account_id, external_id) index; most accounts syncing in bulk have no
+# local-only contact, and then the batch's e-mails need no lookup each.
+_ANY_LOCAL = "select exists (select 1 from contacts where account_id = $1 and external_id is null)"
 
 _LOCAL_WITH_EMAIL = """
     select exists (
