@@ -8,6 +8,7 @@ and the emulated CRM.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -69,6 +70,26 @@ async def test_r15_an_incremental_sync_with_no_full_sync_before_it_becomes_a_ful
     assert progress.escalated_to_full == "no full sync of Lead yet"
     assert progress.full_done == ("Lead", "Contact")
     assert len(store.db.contacts) == 4
+
+
+async def test_r26_an_incremental_that_must_become_full_in_an_incremental_slot_goes_back_for_the_full_lane() -> (
+    None
+):
+    store, crm = FakeStore(), org()
+    run = replace(claimed(SyncKind.INCREMENTAL), full_lane=False)
+
+    assert await runner(store, crm).execute(run) == "queued"
+
+    end = store.run(run).end
+    assert end is not None and end.next_attempt_at is None
+    assert end.progress is not None and end.progress.escalated_to_full == "no full sync of Lead yet"
+    assert store.db.contacts == {}  # the full sync is left to a full slot
+    assert crm.closed
+
+    # Claimed again by a full slot, the run resumes as the full sync it became.
+    again = replace(run, attempts=2, progress=end.progress, full_lane=True)
+    assert await runner(store, crm).execute(again) == "succeeded"
+    assert store.run(again).progress.full_done == ("Lead", "Contact")
 
 
 async def test_r16_an_incremental_sync_reads_what_changed_since_the_watermark_and_removes_what_was_deleted() -> (

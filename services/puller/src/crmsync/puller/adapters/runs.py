@@ -154,6 +154,7 @@ async def claim_next_run(
         progress=RunProgress.from_json(orjson.loads(progress) if isinstance(progress, str) else progress),
         requested_at=row["requested_at"],
         started_at=row["started_at"],
+        full_lane=Lane.FULL in lanes,
     )
 
 

@@ -76,6 +76,9 @@ class SyncRun:
     progress: RunProgress
     requested_at: datetime
     started_at: datetime | None
+    # Claimed by a worker slot that runs full syncs (R26). An incremental slot's run
+    # that must become a full sync goes back to the queue, for the full lane.
+    full_lane: bool = True
 
 
 @dataclass(frozen=True)

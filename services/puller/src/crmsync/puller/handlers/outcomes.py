@@ -1,6 +1,8 @@
 """How a run that stopped early is recorded: its errors classified (pure).
 
 - stopping: the run goes back to the queue with its progress;
+- an incremental that must become full in a slot of the incremental lane: back
+  to the queue too, where a full slot takes it (R26);
 - the CRM's API budget is spent: paused, resumed later;
 - transient (the CRM unreachable or erring, the database away or its
   connection lost, a timeout): failed with a retry time, with backoff, until
@@ -24,10 +26,18 @@ from crmsync.common.retry import RetryPolicy
 from crmsync.puller.domain.errors import StoreUnavailable
 from crmsync.puller.domain.runs import FAILED, PAUSED, QUEUED, RunEnd, RunProgress, SyncRun
 from crmsync.puller.handlers.crm_records import MappingMismatch
-from crmsync.puller.handlers.pull import StopRequested
+from crmsync.puller.handlers.pull import MovesToFullLane, StopRequested
 
 # What `outcome` classifies; any other exception is a bug.
-CLASSIFIED = (StopRequested, MappingMismatch, CrmError, StoreUnavailable, OSError, TimeoutError)
+CLASSIFIED = (
+    StopRequested,
+    MovesToFullLane,
+    MappingMismatch,
+    CrmError,
+    StoreUnavailable,
+    OSError,
+    TimeoutError,
+)
 
 # The CRM refuses a field or a type of the query: retrying cannot help until the mapping changes.
 _PERMANENT_REFUSALS = ("INVALID_FIELD", "INVALID_TYPE")
@@ -73,6 +83,8 @@ def outcome(exc: BaseException, at: Stopped) -> Outcome:
     """Returns how a run stopped by `exc` (one of CLASSIFIED) is recorded."""
     if isinstance(exc, StopRequested):
         return Outcome(RunEnd(QUEUED, progress=at.progress), None, "sync_run_requeued")
+    if isinstance(exc, MovesToFullLane):
+        return Outcome(RunEnd(QUEUED, progress=at.progress), None, "sync_run_moved_to_full_lane")
     if isinstance(exc, CrmBudgetExhausted):
         resume = at.now + at.budget_resume
         error = (

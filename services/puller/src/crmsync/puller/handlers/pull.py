@@ -48,6 +48,11 @@ class NeedsFull(Exception):
     """An incremental sync cannot cover the gap (no watermark, deleted feed too short)."""
 
 
+class MovesToFullLane(Exception):
+    """An incremental run that must become full, claimed by an incremental slot: it goes back to
+    the queue with its progress, in the full lane (R26)."""
+
+
 @dataclass(frozen=True)
 class MappedBatch:
     """One batch of CRM records of an entity, mapped and prepared for the store.

@@ -26,7 +26,7 @@ from crmsync.puller.domain.errors import StoreUnavailable
 from crmsync.puller.domain.runs import FAILED, SUCCEEDED, RunEnd, RunProgress, SyncRun
 from crmsync.puller.handlers import outcomes
 from crmsync.puller.handlers.ports import ConnectorFactory, SyncStore
-from crmsync.puller.handlers.pull import NeedsFull, Pull
+from crmsync.puller.handlers.pull import MovesToFullLane, NeedsFull, Pull
 from crmsync.puller.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -131,6 +131,8 @@ class SyncRunner:
         except NeedsFull as exc:
             log_.info("sync_escalated_to_full", reason=str(exc))
             pull.progress = replace(pull.progress, escalated_to_full=str(exc))
+            if not pull.run.full_lane:
+                raise MovesToFullLane(str(exc)) from exc
             await pull.full()
 
     async def _stopped(self, pull: Pull, exc: BaseException, log_: structlog.BoundLogger) -> str:
