@@ -138,7 +138,7 @@ class PipelinedLoop(LingeringLoop, Generic[T]):
                 raise
         for d in in_flight.deliveries:
             MESSAGES_CONSUMED.labels(d.topic, "ok").inc()
-        await self._poller.commit(in_flight.offsets)
+        await self.commit(in_flight.offsets)
 
 
 @dataclass
