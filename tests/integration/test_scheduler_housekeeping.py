@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from crmsync.common.db.session import create_engine, create_sessionmaker
 from crmsync.common.db.unit_of_work import UnitOfWork
 from crmsync.common.settings import CommonSettings
-from crmsync.puller.adapters.runs import ACCOUNTS_WITH_WORK, CLAIM_NEXT_RUN
+from crmsync.puller.adapters.runs import CLAIM_NEXT_RUN, WAITING_ACCOUNTS
 from crmsync.scheduler.adapters.history import PostgresHistory
 from crmsync.scheduler.adapters.repository import PostgresJobStore
 from crmsync.scheduler.adapters.transactions import InTransaction
@@ -259,8 +259,8 @@ async def test_the_dispatchers_poll_reads_open_runs_through_their_own_index(scra
     await _run(conn, "b", "full", "queued", finished_at=None)
     await conn.execute("analyze sync_runs")
 
-    poll = await conn.fetch("explain " + ACCOUNTS_WITH_WORK.text.replace(":limit", "10"))
-    claim = await conn.fetch("explain " + CLAIM_NEXT_RUN.text.replace(":account_id", "'a'"))
+    poll = await conn.fetch("explain " + WAITING_ACCOUNTS.text.replace(":limit", "10"))
+    claim = await conn.fetch("explain " + CLAIM_NEXT_RUN.text.replace(":account_id", "'a'").replace(":lanes", "array['full', 'incremental']"))
 
     for plan in (poll, claim):
         lines = "\n".join(row[0] for row in plan)

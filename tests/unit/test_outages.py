@@ -21,6 +21,7 @@ from crmsync.common.kafka.startup import start_when_reachable
 from crmsync.common.messages import RunSync, SyncKind
 from crmsync.common.service import Outage, refused_statement, ride_out
 from crmsync.puller.domain.errors import StoreUnavailable
+from crmsync.puller.domain.lanes import Lane, WaitingAccount
 from crmsync.puller.domain.runs import SUCCEEDED, SyncRun
 from crmsync.puller.entrypoints.workers import Workers
 from crmsync.puller.handlers.run_sync import SyncRunner
@@ -213,13 +214,14 @@ class FlakyQueue:
         self.runs = runs
         self.down = down
 
-    async def accounts_with_work(self, limit: int) -> list[str]:
+    async def waiting_accounts(self, limit: int) -> list[WaitingAccount]:
         if self.down:
             self.down -= 1
             raise StoreUnavailable("ConnectionRefusedError: [Errno 111] Connect call failed")
-        return sorted({r.account_id for r in self.runs})[:limit]
+        accounts = sorted({r.account_id for r in self.runs})[:limit]
+        return [WaitingAccount(a, Lane.INCREMENTAL, NOW) for a in accounts]
 
-    async def claim_next_run(self, account_id: str) -> SyncRun | None:
+    async def claim_next_run(self, account_id: str, lanes: frozenset[Lane]) -> SyncRun | None:
         return next((r for r in self.runs if r.account_id == account_id), None)
 
 
