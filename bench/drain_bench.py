@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -51,11 +53,13 @@ from tests.support.databases import scratch_database
 from tests.support.processes import Process, service_env, start_emulator, start_service, stop_all, wait_for
 
 API = "/services/data/v60.0"
+# DRAIN_BENCH_LOG=/path keeps the pusher's debug log there.
+LOG_PATH = os.environ.get("DRAIN_BENCH_LOG")
 # Re-delivery in seconds instead of minutes, so the drain starts within a few seconds of the
-# restore: the first wait 1 s, doubling to 4 s, never under 0.5 s; the loop looks every 0.5 s.
+# restore: the first wait 2 s, doubling to 8 s, never under 0.5 s; the loop looks every 0.5 s.
 REDELIVERY_ENV = {
-    "CRMSYNC_PUSH_REDELIVERY_BASE_S": "1",
-    "CRMSYNC_PUSH_REDELIVERY_CAP_S": "4",
+    "CRMSYNC_PUSH_REDELIVERY_BASE_S": "2",
+    "CRMSYNC_PUSH_REDELIVERY_CAP_S": "8",
     "CRMSYNC_PUSH_REDELIVERY_MIN_WAIT_S": "0.5",
     "CRMSYNC_PUSH_REDELIVERY_INTERVAL_S": "0.5",
 }
@@ -117,20 +121,20 @@ class Org:
         return response.json()["access_token"]
 
 
-async def _waiting(sessions, account_id: str) -> tuple[int, int]:
-    """Returns (push log entries waiting, waiting pushes) of the account."""
+async def _held(sessions, account_id: str) -> tuple[dict[str, int], int]:
+    """Returns the account's push log entries counted by status, and its waiting pushes."""
     async with sessions() as session:
-        entries = await session.scalar(
-            select(func.count())
-            .select_from(PushLog)
-            .where(PushLog.account_id == account_id, PushLog.status == "waiting")
+        rows = await session.execute(
+            select(PushLog.status, func.count())
+            .where(PushLog.account_id == account_id)
+            .group_by(PushLog.status)
         )
         pushes = await session.scalar(
             select(func.count())
             .select_from(PushDelivery)
             .where(PushDelivery.account_id == account_id, PushDelivery.state == "waiting")
         )
-    return entries or 0, pushes or 0
+    return {status: n for status, n in rows.all()}, pushes or 0
 
 
 async def _one_per_event(org: Org, lead_ids: list[str], count: int, *, rest: bool) -> tuple[int, float]:
@@ -153,8 +157,12 @@ async def _one_per_event(org: Org, lead_ids: list[str], count: int, *, rest: boo
     return await org.api_used() - before, time.monotonic() - started
 
 
-async def _outage(args, settings, sessions, org: Org, account_id: str, lead_ids: list[str]) -> float:
-    """Produces every change while the CRM refuses composite writes; returns when all wait."""
+async def _outage(
+    args, settings, sessions, org: Org, account_id: str, lead_ids: list[str]
+) -> tuple[float, dict[str, int]]:
+    """Produces every change while the CRM refuses composite writes; returns once every event is
+    logged and none is pending, each contact has a waiting push, and nothing reached the CRM:
+    the time since the first produce and the entries by status."""
     await org.control("POST", "/faults", json={"kind": "503", "rate": 1.0, "path": "composite"})
     start = datetime.now(UTC) - timedelta(seconds=args.changes)
 
@@ -170,20 +178,26 @@ async def _outage(args, settings, sessions, org: Org, account_id: str, lead_ids:
     total = len(lead_ids) * args.changes
     began = time.monotonic()
     await _produce(settings, messages(), rate=None, topic=settings.topic(CONTACT_CHANGES))
-    counts = (0, 0)
+    entries: dict[str, int] = {}
+    pushes = 0
 
     async def all_wait() -> bool:
-        nonlocal counts
-        counts = await _waiting(sessions, account_id)
-        return counts == (total, len(lead_ids))
+        nonlocal entries, pushes
+        entries, pushes = await _held(sessions, account_id)
+        if entries.keys() & {"succeeded", "failed"}:
+            raise RuntimeError(f"entries went through or failed during the outage: {entries}")
+        held = entries.get("waiting", 0) + entries.get("skipped", 0)
+        return held == total and pushes == len(lead_ids)
 
     await wait_for(
         all_wait,
-        timeout=args.max_seconds / 2,
-        what=lambda: f"{total} entries in {len(lead_ids)} waiting pushes (entries, pushes: {counts})",
+        timeout=args.max_seconds * 0.7,
+        what=lambda: (
+            f"{total} entries and {len(lead_ids)} waiting pushes (entries {entries}, pushes {pushes})"
+        ),
         interval=1.0,
     )
-    return time.monotonic() - began
+    return time.monotonic() - began, entries
 
 
 async def _drain(args, org: Org, newest: dict[str, str], leads: int) -> dict[str, float]:
@@ -202,7 +216,7 @@ async def _drain(args, org: Org, newest: dict[str, str], leads: int) -> dict[str
 
     await wait_for(
         converged,
-        timeout=args.max_seconds / 2,
+        timeout=args.max_seconds * 0.3,
         what=lambda: f"the CRM to hold every newest value ({behind} records behind)",
         interval=0.25,
     )
@@ -218,13 +232,7 @@ async def _statuses(sessions, account_id: str) -> str:
 
     async def settled() -> bool:
         nonlocal found
-        async with sessions() as session:
-            rows = await session.execute(
-                select(PushLog.status, func.count())
-                .where(PushLog.account_id == account_id)
-                .group_by(PushLog.status)
-            )
-        found = {status: n for status, n in rows.all()}
+        found, _ = await _held(sessions, account_id)
         return not found.get("waiting") and not found.get("pending")
 
     await wait_for(settled, timeout=60, what=lambda: f"no entry to wait ({found})", interval=0.5)
@@ -252,11 +260,11 @@ async def _bench(args: argparse.Namespace, settings: CommonSettings) -> None:
         lead_ids = await _seed(settings, sessions, emulator.base_url, account_id, args.contacts)
         env = service_env(
             settings,
-            CRMSYNC_LOG_LEVEL="WARNING",
+            CRMSYNC_LOG_LEVEL="DEBUG" if LOG_PATH else "WARNING",
             CRMSYNC_PUSHER_GROUP_ID=f"drain-{uuid.uuid4().hex[:6]}",
             **REDELIVERY_ENV,
         )
-        pushers.append(start_service("crmsync.pusher", env=env))
+        pushers.append(start_service("crmsync.pusher", env=env, log=Path(LOG_PATH) if LOG_PATH else None))
         total = len(lead_ids) * args.changes
         print(f"machine: {machine(with_load=True)}")
         print(
@@ -266,11 +274,12 @@ async def _bench(args: argparse.Namespace, settings: CommonSettings) -> None:
             flush=True,
         )
         used_before_outage = await org.api_used()
-        outage_s = await _outage(args, settings, sessions, org, account_id, lead_ids)
+        outage_s, entries = await _outage(args, settings, sessions, org, account_id, lead_ids)
         outage_calls = await org.api_used() - used_before_outage
         print(
-            f"outage: {total} events waiting in {len(lead_ids)} pushes {outage_s:.1f} s after the first "
-            f"produce; {outage_calls} API calls meanwhile (refused composites, their retries, reads)",
+            f"outage: {total} events held in {len(lead_ids)} waiting pushes {outage_s:.1f} s after the first "
+            f"produce (push log: {', '.join(f'{s} {n}' for s, n in sorted(entries.items()))}); "
+            f"{outage_calls} API calls meanwhile (refused composites, their retries, re-deliveries' reads)",
             flush=True,
         )
         drained = await _drain(args, org, _newest(args.changes), len(lead_ids))
