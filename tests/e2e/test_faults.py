@@ -148,3 +148,20 @@ def test_r18_postgres_killed_during_pushes(stack: Stack) -> None:
     stack.postgres.start()
     tenant.org.clear_faults()
     tenant.check_end_state(timeout=90)
+
+
+def test_r18_postgres_killed_during_a_full_sync(stack: Stack) -> None:
+    tenant = open_tenant(stack, leads=3000, contacts=1000, seed=14)
+    job = tenant.api.post("/v1/sync-now", json={"kind": "full"}).json()["job_id"]
+
+    def pulling() -> bool:
+        rows = tenant.query(
+            "select status, pulled from sync_runs where account_id = $1 and job_id = $2", tenant.account, job
+        )
+        return bool(rows) and rows[0]["status"] == "running" and rows[0]["pulled"] > 0
+
+    wait_until(pulling, timeout=60, what="the full sync to be pulling", interval=0.05)
+    stack.postgres.restart()
+    tenant.wait_run(job, timeout=90)
+    tenant.produce(tenant.updates(60, tag="after the crash"))
+    tenant.check_end_state()

@@ -300,14 +300,31 @@ async def test_r18_a_run_whose_outcome_cannot_be_recorded_ends_with_the_store_aw
     assert crm.closed
 
 
-async def test_a_bug_is_raised_even_when_the_store_cannot_record_it() -> None:
+async def test_r18_an_error_the_store_cannot_record_leaves_the_run_to_resume_once_it_is_back() -> None:
+    # A connection broken mid-statement by a database restart surfaces as an odd client
+    # error; with the database away it cannot be told from a bug, so the run is resumed.
     store, crm = FakeStore(), FakeCrm({"Lead": [lead(1)], "Contact": []})
-    crm.failures["read"] = KeyError("a bug")
+    crm.failures["read"] = KeyError("a bug, or the database's loss seen from another side")
     store.failures["finish_run"] = StoreUnavailable("InterfaceError: connection is closed")
     runner = SyncRunner(store=store, crm_factory=lambda _: crm, settings=Settings(), clock=lambda: NOW)
+    run = claimed(SyncKind.FULL)
+
+    with pytest.raises(StoreUnavailable) as raised:
+        await runner.execute(run)
+    assert isinstance(raised.value.__cause__, KeyError)
+    assert store.run(run).end is None  # still 'running': the next claim resumes it
+    assert crm.closed
+
+
+async def test_a_bug_the_store_can_record_is_recorded_and_raised() -> None:
+    store, crm = FakeStore(), FakeCrm({"Lead": [lead(1)], "Contact": []})
+    crm.failures["read"] = KeyError("a bug")
+    runner = SyncRunner(store=store, crm_factory=lambda _: crm, settings=Settings(), clock=lambda: NOW)
+    run = claimed(SyncKind.FULL)
 
     with pytest.raises(KeyError):
-        await runner.execute(claimed(SyncKind.FULL))
+        await runner.execute(run)
+    assert store.run(run).end is not None and store.run(run).end.status == "failed"
 
 
 async def test_r22_a_kafka_client_is_started_once_the_broker_answers() -> None:

@@ -5,8 +5,9 @@ budget, resumed later); failed with a retry time (transient trouble, with
 backoff); failed for good (the mapping no longer matches the CRM — the error
 names the field and the row). Anything else is a bug: the run is recorded as
 failed and the exception goes on up (see `outcomes`). A database that cannot
-record the outcome (`StoreUnavailable`) ends `execute` with that error: the run
-stays as its last transaction left it and is resumed once the database is back.
+record the outcome (`StoreUnavailable`), whatever the outcome, ends `execute`
+with that error: the run stays as its last transaction left it and is resumed
+once the database is back (a bug then comes again and is recorded).
 """
 
 from __future__ import annotations
@@ -73,8 +74,12 @@ class SyncRunner:
             try:
                 await self._finish(run, outcomes.bug(exc, self._stopped_at(pull)))
             except StoreUnavailable as unrecorded:
-                # The bug is what ends the process; the run stays 'running' and is resumed later.
-                raise exc from unrecorded
+                # The database went away with it: a connection broken mid-statement
+                # surfaces as an odd client error. The run stays 'running' and is
+                # resumed once the database is back; a true bug comes again then,
+                # is recorded, and ends the process.
+                log_.warning("sync_run_error_unrecorded", error=f"{type(exc).__name__}: {exc}"[:300])
+                raise unrecorded from exc
             raise
         finally:
             await pull.connector.aclose()
