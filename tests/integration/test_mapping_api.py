@@ -38,7 +38,7 @@ from crmsync.common.domain.schedule import (
     automatic_interval_minutes,
     due_jobs,
 )
-from crmsync.common.kafka.topics import CONTACT_CHANGES, SYNC_JOBS
+from crmsync.common.kafka.topics import CONTACT_CHANGES, OUTBOUND_JOBS, SYNC_JOBS
 from crmsync.mapping_api.bootstrap import build, transactions
 from crmsync.mapping_api.entrypoints.admin_cli import main as admin_main
 from crmsync.mapping_api.handlers.admin import create_api_key
@@ -661,6 +661,19 @@ async def test_r14_sync_now_answers_202_with_the_job_id_and_the_job_reaches_kafk
     jobs = await read_messages(settings, SYNC_JOBS, key=tenant.account_id.encode(), count=3)
     assert [j["job_id"] for j in jobs] == [first["job_id"], second["job_id"], third["job_id"]]
     assert all(j["reason"] == "sync_now" and j["account_id"] == tenant.account_id for j in jobs)
+
+
+async def test_r23_under_the_manual_schedule_sync_now_also_sends_the_outbound_job_to_kafka(
+    client, settings, tenant
+) -> None:
+    assert (await client.put("/v1/connection", json=CONNECTION, headers=tenant.admin)).status_code == 200
+    assert (await client.put("/v1/schedule", json={"mode": "manual"}, headers=tenant.admin)).status_code == 200
+    job = (await client.post("/v1/sync-now", headers=tenant.admin)).json()
+    [outbound] = await read_messages(settings, OUTBOUND_JOBS, key=tenant.account_id.encode(), count=1)
+    assert outbound["account_id"] == tenant.account_id and outbound["kind"] == "scores_optouts"
+    assert outbound["job_id"].startswith(f"{tenant.account_id}:outbound:sync_now:")
+    [sync] = await read_messages(settings, SYNC_JOBS, key=tenant.account_id.encode(), count=1)
+    assert sync["job_id"] == job["job_id"]
 
 
 # --- the CRM connection ---------------------------------------------------------------------

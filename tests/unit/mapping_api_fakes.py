@@ -22,7 +22,7 @@ from crmsync.common.domain.redelivery import FAILED as GIVEN_UP
 from crmsync.common.domain.redelivery import WAITING as WAITS
 from crmsync.common.domain.redelivery import WaitingPush
 from crmsync.common.domain.schedule import Schedule
-from crmsync.common.messages import ContactChanged, RunSync
+from crmsync.common.messages import ContactChanged, RunOutbound, RunSync
 from crmsync.mapping_api.operator_values import DeadLetterInfo, PushSummary
 from crmsync.mapping_api.values import (
     AccountInfo,
@@ -254,6 +254,9 @@ class FakeOutbox:
         self.data = data
 
     def sync_job(self, job: RunSync) -> None:
+        self.data.outbox.append(job)
+
+    def outbound_job(self, job: RunOutbound) -> None:
         self.data.outbox.append(job)
 
     def contact_change(self, event: ContactChanged) -> None:

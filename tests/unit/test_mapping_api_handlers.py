@@ -16,8 +16,8 @@ import pytest
 from crmsync.common.crm.interface import CrmField, CrmTransientError
 from crmsync.common.domain.fields import DataType
 from crmsync.common.domain.mapping import DEFAULT_SALESFORCE_ROWS, FieldKind, PushPolicy
-from crmsync.common.domain.schedule import job_id_for
-from crmsync.common.messages import ContactChanged, RunSync, SyncKind, SyncReason
+from crmsync.common.domain.schedule import Schedule, job_id_for
+from crmsync.common.messages import ContactChanged, RunOutbound, RunSync, SyncKind, SyncReason
 from crmsync.mapping_api.handlers import admin, contacts, history, schedule
 from crmsync.mapping_api.handlers.accounts import Caller, authenticate, hash_key
 from crmsync.mapping_api.handlers.errors import (
@@ -29,7 +29,7 @@ from crmsync.mapping_api.handlers.errors import (
     NotFound,
 )
 from crmsync.mapping_api.handlers.mapping import RowInput, save_mapping, set_default_push, set_field_push
-from crmsync.mapping_api.values import ContactInfo, PushLogEntry, RunHistory, SyncRunInfo
+from crmsync.mapping_api.values import ContactInfo, PushLogEntry, RunHistory, StoredSchedule, SyncRunInfo
 from tests.unit.mapping_api_fakes import T0, Data, FakeCrm, FakeTransactions, connection_of
 
 ACME = "acme"
@@ -293,6 +293,21 @@ async def test_r14_sync_now_needs_a_connection(tx) -> None:
     with pytest.raises(NoConnection):
         await schedule.sync_now(tx, account_id=ACME, kind=None, now=NOW)
     assert tx.outbox == []
+
+
+async def test_r23_under_the_manual_schedule_sync_now_also_sends_scores_and_opt_outs(tx) -> None:
+    tx.data.schedules[ACME] = StoredSchedule(Schedule(mode="manual"))
+    job = await schedule.sync_now(tx, account_id=ACME, kind=None, now=NOW)
+    outbound = [m for m in tx.outbox if isinstance(m, RunOutbound)]
+    assert len(outbound) == 1 and tx.outbox[0] == job
+    assert outbound[0].account_id == ACME and outbound[0].requested_at == NOW
+    assert outbound[0].job_id.startswith(f"{ACME}:outbound:sync_now:")
+
+
+async def test_r11_under_a_timed_schedule_sync_now_leaves_scores_and_opt_outs_to_their_schedule(tx) -> None:
+    tx.data.schedules[ACME] = StoredSchedule(Schedule(mode="interval", interval_minutes=30))
+    job = await schedule.sync_now(tx, account_id=ACME, kind=None, now=NOW)
+    assert tx.outbox == [job]
 
 
 async def test_r14_sync_now_is_full_until_a_full_sync_succeeded_then_incremental(tx) -> None:

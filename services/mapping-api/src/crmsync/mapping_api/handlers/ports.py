@@ -20,7 +20,7 @@ from crmsync.common.domain.account import StoredMapping
 from crmsync.common.domain.mapping import MappingRow, PushPolicy
 from crmsync.common.domain.redelivery import WaitingPush
 from crmsync.common.domain.schedule import Schedule
-from crmsync.common.messages import ContactChanged, RunSync
+from crmsync.common.messages import ContactChanged, RunOutbound, RunSync
 from crmsync.mapping_api.field_fill import FieldFill
 from crmsync.mapping_api.operator_values import DeadLetterInfo, PushSummary
 from crmsync.mapping_api.values import (
@@ -137,6 +137,8 @@ class Outbox(Protocol):
     """Queues messages in the transaction; they are published once it has committed."""
 
     def sync_job(self, job: RunSync) -> None: ...
+
+    def outbound_job(self, job: RunOutbound) -> None: ...
 
     def contact_change(self, event: ContactChanged) -> None: ...
 

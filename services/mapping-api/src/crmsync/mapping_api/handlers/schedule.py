@@ -14,7 +14,7 @@ from crmsync.common.domain.schedule import (
     automatic_interval_minutes,
     next_due_times,
 )
-from crmsync.common.messages import RunSync, SyncKind, SyncReason
+from crmsync.common.messages import RunOutbound, RunSync, SyncKind, SyncReason
 from crmsync.mapping_api.handlers.errors import Invalid, NoConnection
 from crmsync.mapping_api.handlers.ports import Stores, Transactions
 
@@ -125,7 +125,11 @@ async def set_schedule(
 
 
 async def sync_now(tx: Transactions, *, account_id: str, kind: str | None, now: datetime) -> RunSync:
-    """Returns the sync job enqueued at once (R14): full until one succeeded, else incremental."""
+    """Returns the sync job enqueued at once (R14): full until one succeeded, else incremental.
+
+    Under the manual schedule nothing else sends scores and opt-outs, so Sync Now
+    enqueues the outbound job too (R11, R23).
+    """
     async with tx.begin() as stores:
         if await stores.connections.get(account_id) is None:
             raise NoConnection()
@@ -140,4 +144,13 @@ async def sync_now(tx: Transactions, *, account_id: str, kind: str | None, now: 
             requested_at=now.astimezone(UTC),
         )
         stores.outbox.sync_job(job)
+        stored = await stores.schedules.get(account_id)
+        if stored is not None and stored.schedule.mode == ScheduleMode.MANUAL:
+            stores.outbox.outbound_job(
+                RunOutbound(
+                    job_id=f"{account_id}:outbound:sync_now:{uuid.uuid4().hex[:12]}",
+                    account_id=account_id,
+                    requested_at=job.requested_at,
+                )
+            )
     return job
