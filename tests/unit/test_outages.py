@@ -77,6 +77,9 @@ class FlakyConsumer:
             raise self.commit_error
         self.committed.append(offsets)
 
+    def assignment(self) -> set[TopicPartition]:
+        return {TP}
+
     def highwater(self, tp: TopicPartition) -> int | None:
         return None
 
@@ -401,3 +404,19 @@ async def test_a_bug_in_sql_ends_the_consumer_loop_rather_than_being_retried() -
     with pytest.raises(StoreUnavailable):
         await asyncio.wait_for(_loop(consumer, handler).run(asyncio.Event()), 5)
     assert calls == 1 and consumer.committed == []
+
+
+class RebalancedConsumer(FlakyConsumer):
+    """A consumer that lost its partition to a rebalance between the poll and the lag report."""
+
+    def assignment(self) -> set[TopicPartition]:
+        return set()
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        raise AssertionError("Partition is not assigned")  # as aiokafka asserts for a lost partition
+
+
+async def test_r18_a_partition_lost_in_a_rebalance_after_the_poll_does_not_end_the_loop() -> None:
+    consumer = RebalancedConsumer()
+    loop = _loop(consumer, handler=lambda deliveries: asyncio.sleep(0))
+    await loop._report_lag([TP])  # nothing to report, nothing raised

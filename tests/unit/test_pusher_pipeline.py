@@ -67,6 +67,9 @@ class FakeConsumer:
         self.commits.append(offsets[TP])
         self.log.append(("commit", offsets[TP]))
 
+    def assignment(self) -> set[TopicPartition]:
+        return {TP}
+
     def highwater(self, tp: TopicPartition) -> None:
         return None
 
@@ -221,6 +224,9 @@ class ScriptedConsumer:
 
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
         return None
+
+    def assignment(self) -> set[TopicPartition]:
+        return {TP}
 
     def highwater(self, tp: TopicPartition) -> None:
         return None

@@ -228,7 +228,10 @@ class ConsumerLoop:
         return Delivery(record.topic, record.partition, record.offset, record.key, message, record.timestamp)
 
     async def _report_lag(self, partitions: Any) -> None:
+        assigned = self._consumer.assignment()
         for tp in partitions:
+            if tp not in assigned:
+                continue  # lost in a rebalance since the poll: its lag is the new owner's to report
             highwater = self._consumer.highwater(tp)
             if highwater is None:
                 continue
