@@ -83,7 +83,8 @@ def effective_allow_push(row: MappingRow, policy: PushPolicy) -> bool:
     return policy.default_allow_push if row.allow_push is None else row.allow_push
 
 
-def _std(destination: str, lead: str | None, contact: str | None) -> MappingRow:
+def standard_row(destination: str, lead: str | None, contact: str | None) -> MappingRow:
+    """Returns a row of a standard field, with the catalogue's data type, from these CRM sources."""
     return MappingRow(
         destination, STANDARD_FIELDS_BY_KEY[destination].data_type, FieldKind.STANDARD, lead, contact
     )
@@ -93,24 +94,24 @@ def _std(destination: str, lead: str | None, contact: str | None) -> MappingRow:
 # company comes from its Account's name (R5), so `company` has no Contact source.
 # `Marketing_Score__c` is the score field the crmsync Salesforce package adds.
 DEFAULT_SALESFORCE_ROWS: tuple[MappingRow, ...] = (
-    _std("email", "Email", "Email"),
-    _std("first_name", "FirstName", "FirstName"),
-    _std("last_name", "LastName", "LastName"),
-    _std("company", "Company", None),
-    _std("job_title", "Title", "Title"),
-    _std("business_phone", "Phone", "Phone"),
-    _std("mobile_phone", "MobilePhone", "MobilePhone"),
-    _std("street", "Street", "MailingStreet"),
-    _std("city", "City", "MailingCity"),
-    _std("state", "State", "MailingState"),
-    _std("postal_code", "PostalCode", "MailingPostalCode"),
-    _std("country", "Country", "MailingCountry"),
-    _std("website", "Website", None),
-    _std("industry", "Industry", None),
-    _std("lead_source", "LeadSource", "LeadSource"),
-    _std("status", "Status", None),
-    _std("opted_out", "HasOptedOutOfEmail", "HasOptedOutOfEmail"),
-    _std("score", "Marketing_Score__c", "Marketing_Score__c"),
+    standard_row("email", "Email", "Email"),
+    standard_row("first_name", "FirstName", "FirstName"),
+    standard_row("last_name", "LastName", "LastName"),
+    standard_row("company", "Company", None),
+    standard_row("job_title", "Title", "Title"),
+    standard_row("business_phone", "Phone", "Phone"),
+    standard_row("mobile_phone", "MobilePhone", "MobilePhone"),
+    standard_row("street", "Street", "MailingStreet"),
+    standard_row("city", "City", "MailingCity"),
+    standard_row("state", "State", "MailingState"),
+    standard_row("postal_code", "PostalCode", "MailingPostalCode"),
+    standard_row("country", "Country", "MailingCountry"),
+    standard_row("website", "Website", None),
+    standard_row("industry", "Industry", None),
+    standard_row("lead_source", "LeadSource", "LeadSource"),
+    standard_row("status", "Status", None),
+    standard_row("opted_out", "HasOptedOutOfEmail", "HasOptedOutOfEmail"),
+    standard_row("score", "Marketing_Score__c", "Marketing_Score__c"),
 )
 
 

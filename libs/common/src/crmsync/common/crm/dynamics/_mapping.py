@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from crmsync.common.crm.dynamics._entities import OPTED_OUT
-from crmsync.common.domain.fields import STANDARD_FIELDS_BY_KEY
-from crmsync.common.domain.mapping import FieldKind, Mapping, MappingRow
+from crmsync.common.domain.mapping import Mapping, MappingRow, standard_row
 
 # The column the crmsync solution adds to leads and contacts for the primary score
 # (`crmsync_` is the solution publisher's prefix), as Marketing_Score__c on Salesforce.
@@ -14,32 +13,27 @@ SCORE_COLUMN = "crmsync_marketingscore"
 EMAIL_FIELD = "Email"
 
 
-def _row(destination: str, lead: str | None, contact: str | None) -> MappingRow:
-    data_type = STANDARD_FIELDS_BY_KEY[destination].data_type
-    return MappingRow(destination, data_type, FieldKind.STANDARD, lead_source=lead, contact_source=contact)
-
-
 # A contact's company comes from its parent account's name (R5), so `company` has no
 # contact source; `OptedOut` is donotemail or donotbulkemail (R23).
 DEFAULT_DYNAMICS_ROWS: tuple[MappingRow, ...] = (
-    _row("email", EMAIL_FIELD, EMAIL_FIELD),
-    _row("first_name", "firstname", "firstname"),
-    _row("last_name", "lastname", "lastname"),
-    _row("company", "companyname", None),
-    _row("job_title", "jobtitle", "jobtitle"),
-    _row("business_phone", "telephone1", "telephone1"),
-    _row("mobile_phone", "mobilephone", "mobilephone"),
-    _row("street", "address1_line1", "address1_line1"),
-    _row("city", "address1_city", "address1_city"),
-    _row("state", "address1_stateorprovince", "address1_stateorprovince"),
-    _row("postal_code", "address1_postalcode", "address1_postalcode"),
-    _row("country", "address1_country", "address1_country"),
-    _row("website", "websiteurl", None),
-    _row("industry", "industrycode", None),
-    _row("lead_source", "leadsourcecode", None),
-    _row("status", "statuscode", None),
-    _row("opted_out", OPTED_OUT, OPTED_OUT),
-    _row("score", SCORE_COLUMN, SCORE_COLUMN),
+    standard_row("email", EMAIL_FIELD, EMAIL_FIELD),
+    standard_row("first_name", "firstname", "firstname"),
+    standard_row("last_name", "lastname", "lastname"),
+    standard_row("company", "companyname", None),
+    standard_row("job_title", "jobtitle", "jobtitle"),
+    standard_row("business_phone", "telephone1", "telephone1"),
+    standard_row("mobile_phone", "mobilephone", "mobilephone"),
+    standard_row("street", "address1_line1", "address1_line1"),
+    standard_row("city", "address1_city", "address1_city"),
+    standard_row("state", "address1_stateorprovince", "address1_stateorprovince"),
+    standard_row("postal_code", "address1_postalcode", "address1_postalcode"),
+    standard_row("country", "address1_country", "address1_country"),
+    standard_row("website", "websiteurl", None),
+    standard_row("industry", "industrycode", None),
+    standard_row("lead_source", "leadsourcecode", None),
+    standard_row("status", "statuscode", None),
+    standard_row("opted_out", OPTED_OUT, OPTED_OUT),
+    standard_row("score", SCORE_COLUMN, SCORE_COLUMN),
 )
 
 
