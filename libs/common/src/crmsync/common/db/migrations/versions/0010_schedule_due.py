@@ -1,0 +1,21 @@
+"""When each account's schedule is next due (filled in by the scheduler change).
+
+Revision ID: 0010
+Revises: 0009
+Create Date: 2026-12-04 22:00:00
+"""
+
+from __future__ import annotations
+
+revision = "0010"
+down_revision = "0009"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
