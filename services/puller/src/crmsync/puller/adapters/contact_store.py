@@ -41,7 +41,7 @@ from crmsync.puller.adapters.opt_outs import apply_suppressions, send_opt_outs_a
 from crmsync.puller.adapters.related import upsert_related
 from crmsync.puller.domain.batches import BatchCounts, FieldConflict, PreparedBatch
 
-__all__ = ["COPY_COLUMNS", "apply_records", "prepare"]
+__all__ = ["COPY_COLUMNS", "apply_records", "full_load_finished", "prepare"]
 
 
 @dataclass
@@ -107,6 +107,11 @@ async def apply_records(
     await send_opt_outs_again(pg, account_id=account_id, contact_ids=tally.opted_in_by_crm, now=now)
     await upsert_related(pg, account_id=account_id, records=records)
     return tally.counts()
+
+
+async def full_load_finished(session: AsyncConnection, account_id: str, *, first_load: bool) -> None:
+    """Called once a full sync of the account has succeeded, inside the caller's transaction."""
+    del session, account_id, first_load
 
 
 async def _sight_unchanged(
