@@ -18,6 +18,7 @@ from sqlalchemy import (
     Computed,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -105,6 +106,9 @@ class CrmConnection(Base):
     last_checked_at: Mapped[datetime | None]
     api_usage: Mapped[int | None] = mapped_column(Integer)
     api_limit: Mapped[int | None] = mapped_column(Integer)
+    # crmsync's part of the CRM's daily API limit: a share of it or a number of calls, never both.
+    api_allocation_share: Mapped[float | None] = mapped_column(Float)
+    api_allocation_calls: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
     __table_args__ = (
@@ -112,7 +116,30 @@ class CrmConnection(Base):
             "auth_method in ('client_credentials', 'refresh_token', 'jwt_bearer')", name="auth_method"
         ),
         CheckConstraint("status in ('untested', 'connected', 'failed')", name="status"),
+        CheckConstraint(
+            "api_allocation_share is null or (api_allocation_share > 0 and api_allocation_share <= 1)",
+            name="api_allocation_share",
+        ),
+        CheckConstraint(
+            "api_allocation_calls is null or api_allocation_calls > 0", name="api_allocation_calls"
+        ),
+        CheckConstraint(
+            "api_allocation_share is null or api_allocation_calls is null", name="api_allocation_one"
+        ),
     )
+
+
+class CrmApiUsage(Base):
+    """Calls crmsync took from an account's API allocation on one CRM day (UTC), in leases."""
+
+    __tablename__ = "crm_api_usage"
+    account_id: Mapped[str] = mapped_column(
+        Text, ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    calls: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    updated_at: Mapped[datetime] = _now()
+    __table_args__ = (CheckConstraint("calls >= 0", name="calls"),)
 
 
 class MappingVersion(Base):
