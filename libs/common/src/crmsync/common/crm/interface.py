@@ -1,8 +1,8 @@
 """What the puller and pusher need from a CRM, independent of which CRM it is.
 
-Records are plain dicts in the CRM's own field names (Salesforce: `Id`,
-`SystemModstamp`, `Email`, relationship fields as nested dicts such as
-`{"Account": {"Name": ...}}`). Streams yield batches so memory stays flat
+Records are plain dicts in the CRM's own field names, relationship fields as
+nested dicts; which field carries what is the connector's `roles`
+(crmsync.common.crm.roles). Streams yield batches so memory stays flat
 however large the CRM is.
 """
 
@@ -12,6 +12,9 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
+
+from crmsync.common.crm.roles import RecordRoles
+from crmsync.common.domain.fields import DataType
 
 CrmRecord = dict[str, Any]
 
@@ -54,6 +57,13 @@ class CrmRejected(CrmError):
         self.fields = tuple(fields)
 
 
+class ChangeCursorExpired(CrmRejected):
+    """The CRM no longer follows this change cursor: read again with None (a full read).
+
+    Deletions in the meantime are then whatever the full read no longer returns (R16).
+    """
+
+
 class CrmAuthError(CrmRejected):
     """Credentials refused (bad client, revoked token): the connection needs attention."""
 
@@ -69,17 +79,22 @@ class CrmBudgetExhausted(CrmError):
 
 @dataclass(frozen=True)
 class CrmField:
-    """One field of an object's describe."""
+    """One field of an object's describe.
+
+    `type` is the CRM's own type text, for display; `fills` is what the checks read: the
+    crmsync data types the field may fill (R4), set by the connector from its own type table.
+    """
 
     name: str
     label: str
-    type: str  # Salesforce type: string, email, boolean, double, date, datetime, picklist, reference…
+    type: str
     updateable: bool = True
     createable: bool = True
     nillable: bool = True
     length: int = 0
     reference_to: tuple[str, ...] = ()
     relationship_name: str | None = None
+    fills: frozenset[DataType] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -96,6 +111,20 @@ class ObjectDescribe:
 class DeletedRecord:
     id: str
     deleted_at: datetime
+
+
+@dataclass(frozen=True)
+class ChangeBatch:
+    """One batch of a change read.
+
+    `records`: changed records (on a full read, all of them); `deleted_ids`: ids deleted in
+    the CRM (R16), empty on a full read; `cursor`: when not None, a safe resume point (all
+    before it was yielded). The last batch of a read always carries one.
+    """
+
+    records: list[CrmRecord]
+    deleted_ids: list[str] = field(default_factory=list)
+    cursor: str | None = None
 
 
 @dataclass(frozen=True)
@@ -128,12 +157,20 @@ class ApiBudget:
         return max(0, self.limit - self.used)
 
 
-# Salesforce statusCodes that mean "try again later" rather than "this record is wrong".
+# The write status codes that mean "try again later" rather than "this record is wrong".
 TRANSIENT_ERROR_CODES = frozenset({"UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE", "REQUEST_RUNNING_TOO_LONG"})
 
 
 class CrmConnector(Protocol):
-    """A connection to one account's CRM. Implementations retry transient errors themselves."""
+    """A connection to one account's CRM. Implementations retry transient errors themselves.
+
+    Objects are named by role (crmsync.common.crm.roles: PERSON_KINDS, COMPANY, OWNER, DEAL).
+    """
+
+    @property
+    def roles(self) -> RecordRoles:
+        """Returns which fields of this CRM's records carry the id, modified time, owner, …"""
+        ...
 
     async def describe(self, object_name: str) -> ObjectDescribe:
         """Returns the object's fields."""
@@ -146,15 +183,22 @@ class CrmConnector(Protocol):
     def changed_since(
         self, object_name: str, fields: Sequence[str], since: datetime, *, page_size: int = 2000
     ) -> AsyncIterator[list[CrmRecord]]:
-        """Yields records with SystemModstamp >= since, ordered by (SystemModstamp, Id)."""
+        """Yields records with `roles.modified_at` >= since, ordered by (modified_at, id)."""
+        ...
+
+    def changes(
+        self, object_name: str, fields: Sequence[str], cursor: str | None, *, page_size: int = 2000
+    ) -> AsyncIterator[ChangeBatch]:
+        """Yields what changed since the opaque `cursor`, deletions included.
+
+        cursor None: every record (a full read); the last batch's cursor follows changes
+        from the moment the read began. The last batch always carries a cursor (it may
+        have no records). Raises ChangeCursorExpired when the CRM no longer follows it.
+        """
         ...
 
     def export_all(self, object_name: str, fields: Sequence[str]) -> AsyncIterator[list[CrmRecord]]:
         """Yields every record of the object (Bulk API above a size, REST query below)."""
-        ...
-
-    async def deleted_since(self, object_name: str, start: datetime, end: datetime) -> list[DeletedRecord]:
-        """Returns records deleted in [start, end] (Salesforce keeps 15 days)."""
         ...
 
     async def get_by_ids(
@@ -172,7 +216,7 @@ class CrmConnector(Protocol):
         ...
 
     async def update(self, object_name: str, records: Sequence[CrmRecord]) -> list[WriteResult]:
-        """Updates up to 200 records, each with its Id; one result per record, in order."""
+        """Updates up to 200 records, each with its `roles.id`; one result per record, in order."""
         ...
 
     async def budget(self) -> ApiBudget:
