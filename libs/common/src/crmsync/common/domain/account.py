@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from crmsync.common.domain.allowance import allocated_calls
 from crmsync.common.domain.mapping import Mapping, MappingRow, PushPolicy
 
 
@@ -32,6 +33,14 @@ class CrmConnectionInfo:
     last_checked_at: datetime | None = None
     api_usage: int | None = None
     api_limit: int | None = None
+    # crmsync's part of the daily limit: a share of it or a number of calls (never both), or neither.
+    api_allocation_share: float | None = None
+    api_allocation_calls: int | None = None
+
+    @property
+    def allocated_calls(self) -> int | None:
+        """Returns the calls a day crmsync may make, by the limit last seen; None: no allocation holds."""
+        return allocated_calls(self.api_limit, self.api_allocation_share, self.api_allocation_calls)
 
     @classmethod
     def from_record(cls, record: Any) -> CrmConnectionInfo:
@@ -51,6 +60,8 @@ class CrmConnectionInfo:
             last_checked_at=record.last_checked_at,
             api_usage=record.api_usage,
             api_limit=record.api_limit,
+            api_allocation_share=record.api_allocation_share,
+            api_allocation_calls=record.api_allocation_calls,
         )
 
 

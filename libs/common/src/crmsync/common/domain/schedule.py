@@ -21,6 +21,7 @@ from enum import StrEnum
 from typing import Literal
 from zoneinfo import ZoneInfo
 
+from crmsync.common.domain.allowance import SCHEDULED_SHARE_OF_ALLOCATION
 from crmsync.common.messages.models import SyncReason
 
 FULL_SYNC_EVERY = timedelta(days=14)
@@ -106,8 +107,15 @@ def job_id_for(*, account_id: str, kind: str, slot: datetime) -> str:
     return f"{account_id}:{kind}:{slot.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
 
 
-def automatic_interval_minutes(*, record_count: int, daily_api_limit: int | None) -> int:
-    """Returns the interval "automatic" uses: by the account's size, widened to fit the API budget."""
+def automatic_interval_minutes(
+    *, record_count: int, daily_api_limit: int | None, allocated_calls: int | None = None
+) -> int:
+    """Returns the interval "automatic" uses: by the account's size, widened to fit the API budget.
+
+    The budget is a share of the account's API allocation when it has one
+    (`allocated_calls` a day, the rest left to pushes and Sync Now), else a
+    fixed share of the CRM's daily limit; with neither, the size alone decides.
+    """
     if record_count < 10_000:
         by_size = 15
     elif record_count < 100_000:
@@ -116,11 +124,14 @@ def automatic_interval_minutes(*, record_count: int, daily_api_limit: int | None
         by_size = 60
     else:
         by_size = 120
-    if not daily_api_limit or daily_api_limit <= 0:
+    if allocated_calls is not None:
+        allowed_calls = max(0, allocated_calls) * SCHEDULED_SHARE_OF_ALLOCATION
+    elif daily_api_limit and daily_api_limit > 0:
+        allowed_calls = daily_api_limit * AUTOMATIC_BUDGET_SHARE
+    else:
         return by_size
     pages = math.ceil(max(0, record_count) * CHANGED_SHARE / RECORDS_PER_CALL)
     calls_per_sync = BASE_CALLS_PER_SYNC + 2 * pages
-    allowed_calls = daily_api_limit * AUTOMATIC_BUDGET_SHARE
     for minutes in AUTOMATIC_INTERVALS:
         if minutes >= by_size and (1440 / minutes) * calls_per_sync <= allowed_calls:
             return minutes
