@@ -34,6 +34,7 @@ from crmsync.common.crm.salesforce import (
     SalesforceConnector,
     SalesforceCredentials,
 )
+from crmsync.common.crm.salesforce import credentials_from_connection as salesforce_credentials
 from crmsync.common.crypto import SecretBox
 from crmsync.common.db.schema import CrmConnection
 
@@ -550,7 +551,7 @@ def test_connector_for_builds_credentials_from_a_stored_connection() -> None:
         secrets_encrypted=box.seal({"client_secret": "s", "refresh_token": "r"}),
         api_version="61.0",
     )
-    creds = factory.credentials_from_connection(row, secret_box=box)
+    creds = salesforce_credentials(row, secret_box=box)
     assert (creds.auth_method, creds.refresh_token, creds.client_secret, creds.api_version) == (
         "refresh_token",
         "r",

@@ -7,7 +7,13 @@ Signs in with OAuth 2.0 client credentials, describes tables from
 """
 
 from crmsync.common.crm.dynamics._config import DynamicsCredentials, DynamicsOptions
-from crmsync.common.crm.dynamics._connection import PROVIDER, connector_for, credentials_from_connection
+from crmsync.common.crm.dynamics._connection import (
+    AUTH_METHODS,
+    DEFAULT_API_VERSION,
+    PROVIDER,
+    connector_for,
+    credentials_from_connection,
+)
 from crmsync.common.crm.dynamics._connector import DynamicsConnector
 from crmsync.common.crm.dynamics._entities import ENTITIES, Entity, entity_named
 from crmsync.common.crm.dynamics._errors import ChangeTokenExpired, DeletedFeedUnavailable
@@ -16,6 +22,8 @@ from crmsync.common.crm.dynamics._metadata import field_type
 from crmsync.common.crm.dynamics._reads import ChangeBatch
 
 __all__ = [
+    "AUTH_METHODS",
+    "DEFAULT_API_VERSION",
     "DEFAULT_DYNAMICS_ROWS",
     "ENTITIES",
     "PROVIDER",

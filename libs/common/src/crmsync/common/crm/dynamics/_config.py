@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from crmsync.common.crm.gate import CallGate
 from crmsync.common.retry import RetryPolicy
 
 
@@ -73,6 +74,8 @@ class DynamicsOptions:
     budget_slowdown_fraction: float = 0.05
     budget_slowdown_max_delay_s: float = 2.0
     describe_ttl_s: float = 300.0  # how long a table's attributes are reused before asking again
+    # The account's allowance, spent before every request (None: no allowance).
+    call_gate: CallGate | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not 1 <= self.page_size <= 5000:

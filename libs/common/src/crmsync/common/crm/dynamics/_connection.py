@@ -18,6 +18,7 @@ from crmsync.common.domain.account import CrmConnectionInfo
 
 PROVIDER = "dynamics"
 DEFAULT_API_VERSION = "9.2"
+AUTH_METHODS: tuple[str, ...] = ("client_credentials",)
 
 
 def credentials_from_connection(
@@ -29,7 +30,7 @@ def credentials_from_connection(
     """
     if connection.provider != PROVIDER:
         raise ValueError(f"not a Dynamics connection: provider {connection.provider!r}")
-    if connection.auth_method != "client_credentials":
+    if connection.auth_method not in AUTH_METHODS:
         raise ValueError(f"Dynamics signs in with client_credentials, not {connection.auth_method!r}")
     authority, _, tenant = connection.login_url.rstrip("/").rpartition("/")
     if not tenant or "://" not in authority:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
+
+from crmsync.common.crm.gate import CallGate
+from crmsync.common.crm.settings import DEFAULT_CHANGE_LOOKBACK_S
 
 AuthMethod = Literal["client_credentials", "refresh_token", "jwt_bearer"]
 AUTH_METHODS: tuple[str, ...] = ("client_credentials", "refresh_token", "jwt_bearer")
@@ -71,6 +74,10 @@ class ConnectorOptions:
     budget_slowdown_max_delay_s: float = 2.0
     deleted_feed_days: int = 15  # how far back Salesforce's deleted feed reaches
     describe_ttl_s: float = 300.0  # how long an object's describe is reused before asking again
+    # changes() re-reads this far before a cursor's watermarks (late commits, clock skew).
+    change_lookback_s: float = DEFAULT_CHANGE_LOOKBACK_S
+    # The account's allowance, spent before every request (None: no allowance).
+    call_gate: CallGate | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not 200 <= self.page_size <= 2000:
@@ -81,6 +88,8 @@ class ConnectorOptions:
             raise ValueError("max_retries and budget_reserve_calls must not be negative")
         if self.timeout_s <= 0 or self.connect_timeout_s <= 0:
             raise ValueError("timeouts must be positive")
+        if self.change_lookback_s < 0:
+            raise ValueError("change_lookback_s must not be negative")
 
     def reserve_for(self, limit: int) -> int:
         """Returns how many of `limit` daily calls are left untouched for other tools."""

@@ -1,0 +1,136 @@
+"""The one place that knows every CRM: each provider's label, sign-in methods, default mapping
+and how a connector is built for one of its stored connections.
+
+`crm_connections.provider` names the provider; services ask this registry (or the factory,
+crmsync.common.crm.factory) and never name a CRM themselves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+import httpx
+
+from crmsync.common.crm import dynamics, salesforce
+from crmsync.common.crm.connection import CrmConnectionInfo
+from crmsync.common.crm.dynamics import DynamicsOptions
+from crmsync.common.crm.gate import CallGate
+from crmsync.common.crm.interface import CrmConnector
+from crmsync.common.crm.salesforce import ConnectorOptions
+from crmsync.common.crm.settings import ConnectorSettings
+from crmsync.common.crypto import SecretBox
+from crmsync.common.domain import mapping as domain_mapping
+from crmsync.common.domain.fields import EMAIL
+
+DEFAULT_PROVIDER = "salesforce"
+
+
+class ConnectorBuilder(Protocol):
+    """Builds a provider's connector for one of its stored connections."""
+
+    def __call__(
+        self,
+        connection: CrmConnectionInfo,
+        *,
+        secret_box: SecretBox,
+        settings: ConnectorSettings,
+        call_gate: CallGate | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> CrmConnector: ...
+
+
+@dataclass(frozen=True)
+class CrmProvider:
+    """One CRM crmsync connects to."""
+
+    name: str  # the crm_connections.provider value
+    label: str
+    auth_methods: tuple[str, ...]
+    default_api_version: str
+    default_mapping: Callable[[], domain_mapping.Mapping]  # R7, for a new account of this provider
+    build: ConnectorBuilder
+
+    def email_field(self, kind: str) -> str:
+        """Returns the e-mail field of leads or contacts, the source R2 pins E-mail Address to."""
+        row = self.default_mapping().row(EMAIL)
+        source = row.source_for(kind) if row is not None else None
+        if source is None:
+            raise ValueError(f"{self.label}'s default mapping maps no e-mail of {kind}")
+        return source
+
+
+def salesforce_options(settings: ConnectorSettings, call_gate: CallGate | None = None) -> ConnectorOptions:
+    """Returns the Salesforce connector's options for these settings."""
+    given = settings.given("timeout_s", "connect_timeout_s", "max_retries", "backoff_max_s", "bulk_threshold")
+    return ConnectorOptions(**given, change_lookback_s=settings.change_lookback_s, call_gate=call_gate)  # type: ignore[arg-type]
+
+
+def dynamics_options(settings: ConnectorSettings, call_gate: CallGate | None = None) -> DynamicsOptions:
+    """Returns the Dynamics connector's options for these settings (it has no bulk export)."""
+    given = settings.given("timeout_s", "connect_timeout_s", "max_retries", "backoff_max_s")
+    return DynamicsOptions(**given, call_gate=call_gate)  # type: ignore[arg-type]
+
+
+def _build_salesforce(
+    connection: CrmConnectionInfo,
+    *,
+    secret_box: SecretBox,
+    settings: ConnectorSettings,
+    call_gate: CallGate | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    options: ConnectorOptions | None = None,
+) -> CrmConnector:
+    if options is not None:
+        options = dataclasses.replace(options, call_gate=call_gate or options.call_gate)
+    return salesforce.connector_for(
+        connection,
+        secret_box=secret_box,
+        options=options or salesforce_options(settings, call_gate),
+        transport=transport,
+    )
+
+
+def _build_dynamics(
+    connection: CrmConnectionInfo,
+    *,
+    secret_box: SecretBox,
+    settings: ConnectorSettings,
+    call_gate: CallGate | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> CrmConnector:
+    return dynamics.connector_for(
+        connection,
+        secret_box=secret_box,
+        options=dynamics_options(settings, call_gate),
+        transport=transport,
+    )
+
+
+SALESFORCE = CrmProvider(
+    name="salesforce",
+    label="Salesforce",
+    auth_methods=salesforce.AUTH_METHODS,
+    default_api_version=salesforce.DEFAULT_API_VERSION,
+    default_mapping=salesforce.default_salesforce_mapping,
+    build=_build_salesforce,
+)
+DYNAMICS = CrmProvider(
+    name=dynamics.PROVIDER,
+    label="Dynamics 365",
+    auth_methods=dynamics.AUTH_METHODS,
+    default_api_version=dynamics.DEFAULT_API_VERSION,
+    default_mapping=dynamics.default_dynamics_mapping,
+    build=_build_dynamics,
+)
+PROVIDERS: Mapping[str, CrmProvider] = {p.name: p for p in (SALESFORCE, DYNAMICS)}
+
+
+def provider_named(name: str) -> CrmProvider:
+    """Returns the provider of a `crm_connections.provider` value; ValueError naming the known ones."""
+    provider = PROVIDERS.get(name)
+    if provider is None:
+        raise ValueError(f"unknown CRM provider {name!r} (known: {', '.join(PROVIDERS)})")
+    return provider
