@@ -312,13 +312,19 @@ class CrmOpportunity(Base):
 
 
 class SyncState(Base):
-    """Per CRM entity: how far incremental syncs have read (R15, R18)."""
+    """Per CRM entity: how far incremental syncs have read (R15, R18).
+
+    `change_cursor` is where the next incremental read resumes, opaque text of the
+    connector's; the watermarks are the newest record time stored and the time
+    deletions were last read up to, kept for operators.
+    """
 
     __tablename__ = "sync_state"
     account_id: Mapped[str] = mapped_column(
         Text, ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
     )
     entity: Mapped[str] = mapped_column(Text, primary_key=True)
+    change_cursor: Mapped[str | None] = mapped_column(Text)
     watermark: Mapped[datetime | None]
     watermark_id: Mapped[str | None] = mapped_column(Text)
     deleted_watermark: Mapped[datetime | None]
