@@ -3,7 +3,7 @@ option sets, booleans and lookups, and the table a lookup points to."""
 
 from __future__ import annotations
 
-from crmsync.dynamics_emulator.schema import OPTION_TYPES, TABLES, Attribute, Table
+from crmsync.dynamics_emulator.schema import MULTI_SELECT, OPTION_TYPES, TABLES, Attribute, Table
 from crmsync.dynamics_emulator.store import Environment
 
 FORMATTED = "@OData.Community.Display.V1.FormattedValue"
@@ -29,6 +29,9 @@ def annotations(env: Environment, table: Table, key: str, value: object) -> Reco
     attribute = table.by_name.get(key)
     if attribute is None or value is None:
         return {}
+    if attribute.type == MULTI_SELECT:
+        labels = dict(attribute.options)
+        return {f"{key}{FORMATTED}": "; ".join(labels[int(v)] for v in str(value).split(","))}
     if attribute.type in OPTION_TYPES:
         label = dict(attribute.options).get(value)  # type: ignore[call-overload]
         return {} if label is None else {f"{key}{FORMATTED}": label}

@@ -18,7 +18,7 @@ from typing import TypeVar
 
 from crmsync.dynamics_emulator import names
 from crmsync.dynamics_emulator.ids import RowIds
-from crmsync.dynamics_emulator.schema import INDUSTRIES, LEAD_SOURCES, TABLES
+from crmsync.dynamics_emulator.schema import INDUSTRIES, INTERESTS, LEAD_SOURCES, TABLES
 
 CHUNK = 1000
 MAX_ROWS = 2_000_000
@@ -102,9 +102,15 @@ class Dataset:
         stop = min(start + CHUNK, self.counts[logical])
         make = _MAKERS[logical]
         ids = self.ids(logical)
+        # The solution's columns draw from a generator of their own: the other columns stay as they were.
+        solution = (
+            random.Random(f"{self.seed}:{logical}:{index}:solution") if logical in SOLUTION_TABLES else None
+        )
         out: list[Record] = []
         for row in range(start, stop):
             values = make(self, rng, row)
+            if solution is not None:
+                values.update(_solution_columns(solution))
             if out and "lastname" in values and logical != "systemuser" and rng.random() < 0.02:
                 # A duplicate-looking person: the name of the record before, another address.
                 values["firstname"], values["lastname"] = out[-1]["firstname"], out[-1]["lastname"]
@@ -159,6 +165,16 @@ def _person(rng: random.Random, row: int) -> Record:
         "donotbulkemail": rng.random() < 0.1,
         "donotphone": rng.random() < 0.03,
     }
+
+
+SOLUTION_TABLES = frozenset({"lead", "contact"})
+
+
+def _solution_columns(rng: random.Random) -> Record:
+    """The crmsync solution's columns: a score on most people, a few interests on some."""
+    score = _int(rng, 0, 100) if rng.random() > 0.2 else None
+    chosen = sorted({_pick(rng, INTERESTS)[0] for _ in range(_int(rng, 1, 3))}) if rng.random() > 0.5 else []
+    return {"crmsync_marketingscore": score, "crmsync_interests": ",".join(map(str, chosen)) or None}
 
 
 def _company(rng: random.Random) -> str:

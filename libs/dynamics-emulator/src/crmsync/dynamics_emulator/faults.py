@@ -1,4 +1,5 @@
-"""Faults and service protection: 429 for the next N requests, 503 for a while, a sliding-window limit.
+"""Faults and service protection: 429 for the next N requests, 503 for a while, a sliding-window limit,
+and a lock for the next N writes (SQL Server's deadlock, as Dataverse reports it).
 
 The window counts every Web API request; its remainder is reported on each
 answer in `x-ms-ratelimit-burst-remaining-xrm-requests`, and enforced only
@@ -12,11 +13,13 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
-from crmsync.dynamics_emulator.errors import RATE_LIMIT, UNAVAILABLE, DataverseError
+from crmsync.dynamics_emulator.errors import GENERIC_SQL, RATE_LIMIT, UNAVAILABLE, DataverseError
 
 DEFAULT_LIMIT = 6000
 DEFAULT_WINDOW = 300.0
 EXECUTION_TIME_REMAINING = "1,200,000.00"  # combined execution time (ms): not emulated, always full
+# What a write that lost a deadlock to another on the same record gets (a 500, to try again).
+DEADLOCK = "Generic SQL error. CRM ErrorCode: -2147204784 Sql ErrorCode: -2146232060 Sql Number: 1205"
 
 
 @dataclass
@@ -27,6 +30,7 @@ class Faults:
     throttle_next: int = 0
     retry_after: int = 2
     unavailable_until: float = 0.0
+    lock_next: int = 0
     hits: deque[float] = field(default_factory=deque)
 
     def _slide(self, now: float) -> None:
@@ -47,6 +51,12 @@ class Faults:
         self.hits.append(now)
         return None
 
+    def check_write(self) -> None:
+        """Raises the deadlock a write meets while a lock fault lasts."""
+        if self.lock_next > 0:
+            self.lock_next -= 1
+            raise DataverseError(500, GENERIC_SQL, DEADLOCK)
+
     def _too_many(self, seconds: int) -> DataverseError:
         message = f"Number of requests exceeded the limit of {self.limit} over time window of {self.window:g} seconds."
         return DataverseError(429, RATE_LIMIT, message, {"Retry-After": str(seconds)})
@@ -61,6 +71,7 @@ class Faults:
     def describe(self, now: float) -> dict[str, object]:
         return {
             "throttle_next": self.throttle_next,
+            "lock_next": self.lock_next,
             "retry_after": self.retry_after,
             "unavailable_for": max(0.0, round(self.unavailable_until - now, 3)),
             "limit": self.limit,
@@ -70,7 +81,7 @@ class Faults:
         }
 
     def clear(self) -> None:
-        self.throttle_next = 0
+        self.throttle_next = self.lock_next = 0
         self.unavailable_until = 0.0
         self.enforced = False
         self.limit, self.window = DEFAULT_LIMIT, DEFAULT_WINDOW

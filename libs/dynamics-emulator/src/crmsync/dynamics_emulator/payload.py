@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from crmsync.dynamics_emulator.dataset import iso
 from crmsync.dynamics_emulator.errors import VALIDATION, DataverseError, invalid, not_found
 from crmsync.dynamics_emulator.ids import is_guid, new_guid
-from crmsync.dynamics_emulator.schema import BY_SET, TABLES, Attribute, Table
+from crmsync.dynamics_emulator.schema import BY_SET, MULTI_SELECT, TABLES, Attribute, Table
 from crmsync.dynamics_emulator.store import Environment
 
 Record = dict[str, object]
@@ -50,6 +50,8 @@ def _coerce(table: Table, attribute: Attribute, value: object) -> object:
                 f"'{table.logical}' is outside the valid range.",
             )  # fmt: skip
         return value
+    if kind == MULTI_SELECT:
+        return _options(table, attribute, value)
     if kind in ("Money", "Decimal", "Double"):
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise _type_error(value, attribute)
@@ -69,6 +71,26 @@ def _coerce(table: Table, attribute: Attribute, value: object) -> object:
             raise _type_error(value, attribute)
         return value.lower()
     raise _type_error(value, attribute)
+
+
+def _options(table: Table, attribute: Attribute, value: object) -> str | None:
+    """A multi-select choice's value: its options' values, comma-separated ("" clears it)."""
+    if not isinstance(value, str):
+        raise _type_error(value, attribute)
+    chosen: list[int] = []
+    for part in (p.strip() for p in value.split(",") if p.strip()):
+        if not part.lstrip("-").isdigit():
+            raise _type_error(value, attribute)
+        option = int(part)
+        if option not in {v for v, _ in attribute.options}:
+            raise DataverseError(
+                400, VALIDATION,
+                f"A validation error occurred. The value {option} of '{attribute.name}' on record of type "
+                f"'{table.logical}' is outside the valid range.",
+            )  # fmt: skip
+        if option not in chosen:
+            chosen.append(option)
+    return ",".join(str(o) for o in sorted(chosen)) or None
 
 
 def _bind(env: Environment, table: Table, name: str, value: object) -> tuple[str, str | None]:

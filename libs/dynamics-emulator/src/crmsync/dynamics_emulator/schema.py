@@ -28,9 +28,11 @@ EDM = {
     "Lookup": "Edm.Guid",
     "Owner": "Edm.Guid",
     "Customer": "Edm.Guid",
+    "MultiSelectPicklist": "Edm.String",  # the chosen options' values, comma-separated: "1,3"
 }
 LOOKUP_TYPES = frozenset({"Lookup", "Owner", "Customer"})
-OPTION_TYPES = frozenset({"Picklist", "State", "Status"})
+OPTION_TYPES = frozenset({"Picklist", "State", "Status", "MultiSelectPicklist"})
+MULTI_SELECT = "MultiSelectPicklist"
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,8 @@ class Attribute:
     update: bool = True
     targets: tuple[str, ...] = ()
     options: tuple[tuple[int, str], ...] = ()
+    custom: bool = False  # added by a solution (IsCustomAttribute), not one of Dataverse's own
+    schema_name: str | None = None
 
     @property
     def edm(self) -> str:
@@ -123,6 +127,16 @@ OPT_OUTS = (
     Attribute("donotbulkemail", "Boolean"),
     Attribute("donotphone", "Boolean"),
 )
+INTERESTS = ((100000000, "Analytics"), (100000001, "Automation"), (100000002, "Email Marketing"),
+             (100000003, "Events"), (100000004, "Mobile"), (100000005, "Social"))  # fmt: skip
+# The columns the crmsync solution adds to leads and contacts (publisher prefix `crmsync_`): the
+# primary score crmsync pushes, and a multi-select choice of interests.
+SOLUTION = (
+    Attribute("crmsync_marketingscore", "Integer", custom=True, schema_name="crmsync_MarketingScore"),
+    Attribute(
+        "crmsync_interests", MULTI_SELECT, options=INTERESTS, custom=True, schema_name="crmsync_Interests"
+    ),
+)
 LEAD_SOURCES = ((1, "Advertisement"), (2, "Employee Referral"), (3, "External Referral"), (4, "Partner"),
                 (5, "Public Relations"), (6, "Seminar"), (7, "Trade Show"), (8, "Web"), (9, "Word of Mouth"),
                 (10, "Other"))  # fmt: skip
@@ -150,7 +164,7 @@ LEAD = Table(
         Attribute("statuscode", "Status", options=((1, "New"), (2, "Contacted"), (3, "Qualified"), (4, "Lost"),
                                                    (5, "Cannot Contact"), (6, "No Longer Interested"), (7, "Canceled"))),
         Attribute("parentcontactid", "Lookup", targets=("contact",)),
-        Attribute("parentaccountid", "Lookup", targets=("account",)),
+        Attribute("parentaccountid", "Lookup", targets=("account",)), *SOLUTION,
     ),
     (Navigation("parentcontactid", "parentcontactid", "contact"),
      Navigation("parentaccountid", "parentaccountid", "account"), *OWNER_NAVS),
@@ -166,7 +180,7 @@ CONTACT = Table(
         Attribute("statecode", "State", options=((0, "Active"), (1, "Inactive"))),
         Attribute("statuscode", "Status", options=((1, "Active"), (2, "Inactive"))),
         Attribute("parentcustomerid", "Customer", targets=("account", "contact")),
-        Attribute("originatingleadid", "Lookup", targets=("lead",)),
+        Attribute("originatingleadid", "Lookup", targets=("lead",)), *SOLUTION,
     ),
     (Navigation("parentcustomerid_account", "parentcustomerid", "account"),
      Navigation("parentcustomerid_contact", "parentcustomerid", "contact"),

@@ -6,7 +6,7 @@ import base64
 import secrets
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import orjson
@@ -48,8 +48,13 @@ class Emulator:
         data = Dataset(self.settings.seed, counts, epoch)
         return Environment(data) if first_version is None else Environment(data, first_version=first_version)
 
-    def reset(self) -> None:
-        """Every record as generated again; delta tokens given before expire (versions never repeat)."""
+    def reset(
+        self, *, leads: int | None = None, contacts: int | None = None, seed: int | None = None
+    ) -> None:
+        """Every record as generated again (from another dataset when given); delta tokens given
+        before expire (versions never repeat)."""
+        chosen = {"leads": leads, "contacts": contacts, "seed": seed}
+        self.settings = replace(self.settings, **{k: v for k, v in chosen.items() if v is not None})
         self.env = self._environment(first_version=self.env.version + 1)
         self.faults.clear()
 

@@ -12,6 +12,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from crmsync.dynamics_emulator.api.writes import create_record, update_record
+from crmsync.dynamics_emulator.dataset import MAX_ROWS
 from crmsync.dynamics_emulator.errors import DataverseError
 from crmsync.dynamics_emulator.schema import TABLES, table_named
 from crmsync.dynamics_emulator.state import Emulator
@@ -21,7 +22,8 @@ OPEN, QUALIFIED = 0, 1
 STATUS_QUALIFIED = 3
 CONTACT_FIELDS = ("firstname", "lastname", "emailaddress1", "telephone1", "mobilephone", "jobtitle",
                   "address1_line1", "address1_city", "address1_stateorprovince", "address1_postalcode",
-                  "address1_country", "donotemail", "donotbulkemail", "donotphone")  # fmt: skip
+                  "address1_country", "donotemail", "donotbulkemail", "donotphone", "crmsync_marketingscore",
+                  "crmsync_interests")  # fmt: skip
 
 
 class ControlError(Exception):
@@ -170,13 +172,15 @@ def _add_fault(emulator: Emulator, body: dict[str, object], now: float) -> None:
         emulator.faults.retry_after = int(body.get("retry_after", 2))  # type: ignore[arg-type]
     elif kind == "503":
         emulator.faults.unavailable_until = now + float(body.get("seconds", 5))  # type: ignore[arg-type]
+    elif kind == "lock":
+        emulator.faults.lock_next += int(body.get("count", 1))  # type: ignore[arg-type]
     elif kind == "throttle":
         emulator.faults.limit = int(body.get("limit", 6000))  # type: ignore[arg-type]
         emulator.faults.window = float(body.get("window_seconds", 300))  # type: ignore[arg-type]
         emulator.faults.enforced = True
         emulator.faults.hits.clear()
     else:
-        raise ControlError(400, f"unknown fault kind {kind!r}: 429, 503 or throttle")
+        raise ControlError(400, f"unknown fault kind {kind!r}: 429, 503, lock or throttle")
 
 
 async def writes(request: Request) -> Response:
@@ -199,7 +203,12 @@ async def expire_change_tokens(request: Request) -> Response:
 
 
 async def reset(request: Request) -> Response:
-    _emulator(request).reset()
+    """Records as generated again; the body may choose another dataset (`leads`, `contacts`, `seed`)."""
+    body = await _body(request)
+    sizes = {k: body[k] for k in ("leads", "contacts", "seed") if body.get(k) is not None}
+    if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_ROWS for v in sizes.values()):
+        raise ControlError(400, f"leads, contacts and seed are whole numbers from 0 to {MAX_ROWS}")
+    _emulator(request).reset(**sizes)
     return Response(status_code=204)
 
 

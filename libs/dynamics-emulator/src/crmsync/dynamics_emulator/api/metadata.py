@@ -10,7 +10,7 @@ from crmsync.dynamics_emulator.errors import NOT_FOUND, DataverseError, invalid
 from crmsync.dynamics_emulator.http import Call, Reply
 from crmsync.dynamics_emulator.odata_filter import compile_filter
 from crmsync.dynamics_emulator.query import split_top
-from crmsync.dynamics_emulator.schema import OPTION_TYPES, TABLES, Attribute, Table
+from crmsync.dynamics_emulator.schema import MULTI_SELECT, OPTION_TYPES, TABLES, Attribute, Table
 
 PATH = re.compile(
     r"^EntityDefinitions(?:\((?P<key>[^)]*)\))?"
@@ -66,22 +66,25 @@ def attribute_metadata(table: Table, attribute: Attribute) -> Meta:
             uuid.uuid5(uuid.NAMESPACE_URL, f"dataverse-emulator/{table.logical}/{attribute.name}")
         ),
         "LogicalName": attribute.name,
-        "SchemaName": attribute.name.capitalize(),
+        "SchemaName": attribute.schema_name or attribute.name.capitalize(),
         "EntityLogicalName": table.logical,
-        "AttributeType": attribute.type,
+        # A multi-select choice is a virtual column over its values (AttributeTypeName says which).
+        "AttributeType": "Virtual" if attribute.type == MULTI_SELECT else attribute.type,
         "AttributeTypeName": {"Value": f"{_kind(attribute)}Type"},
         "IsPrimaryId": attribute.name == table.primary_id,
         "IsPrimaryName": attribute.name == table.primary_name,
         "IsValidForCreate": attribute.create,
         "IsValidForUpdate": attribute.update,
         "IsValidForRead": True,
-        "IsCustomAttribute": False,
+        "IsCustomAttribute": attribute.custom,
         "RequiredLevel": {"Value": "SystemRequired" if attribute.name == table.primary_id else "None"},
         "DisplayName": _label(attribute.name),
     }
     if attribute.type in ("String", "Memo"):
         meta["MaxLength"] = attribute.max_length
         meta["FormatName"] = {"Value": _string_format(attribute)}
+    if attribute.type == "Integer":
+        meta["MinValue"], meta["MaxValue"], meta["Format"] = -2_147_483_648, 2_147_483_647, "None"
     if attribute.type == "DateTime":
         meta["DateTimeBehavior"] = {"Value": "UserLocal"}  # values are date-times in UTC, even birthdate
     if attribute.is_lookup:
@@ -91,7 +94,8 @@ def attribute_metadata(table: Table, attribute: Attribute) -> Meta:
 
 def _option_set(attribute: Attribute) -> Meta:
     options = [{"Value": value, "Label": _label(text)} for value, text in attribute.options]
-    return {"Name": f"{attribute.name}", "OptionSetType": attribute.type, "Options": options}
+    kind = "Picklist" if attribute.type == MULTI_SELECT else attribute.type
+    return {"Name": f"{attribute.name}", "OptionSetType": kind, "IsGlobal": False, "Options": options}
 
 
 def _project(item: Meta, call: Call, extra: Meta | None = None) -> Meta:

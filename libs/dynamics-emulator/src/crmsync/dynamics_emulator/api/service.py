@@ -3,6 +3,7 @@ service protection window applied, each request handed to the dispatcher (or to 
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 import uuid
@@ -54,13 +55,14 @@ async def web_api(request: Request) -> Response:
         await request.body(),
         root,
     )
+    answer = functools.partial(dispatch, faults=emulator.faults)
     if call.path == "$batch":
         try:
-            reply = batch.handle(emulator.env, call, dispatch)
+            reply = batch.handle(emulator.env, call, answer)
         except DataverseError as error:
             reply = Reply.json(error.status, error.body(), error.headers)
     else:
-        reply = dispatch(emulator.env, call)
+        reply = answer(emulator.env, call)
     return _response(reply, common)
 
 

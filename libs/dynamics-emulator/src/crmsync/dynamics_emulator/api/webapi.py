@@ -8,8 +8,9 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-from crmsync.dynamics_emulator.api import metadata, reads, writes
+from crmsync.dynamics_emulator.api import functions, metadata, reads, writes
 from crmsync.dynamics_emulator.errors import DataverseError, invalid
+from crmsync.dynamics_emulator.faults import Faults
 from crmsync.dynamics_emulator.http import Call, Reply
 from crmsync.dynamics_emulator.ids import is_guid
 from crmsync.dynamics_emulator.payload import table_of
@@ -19,6 +20,7 @@ from crmsync.dynamics_emulator.store import Environment
 ACTION = re.compile(
     r"^(?P<set>\w+)/Microsoft\.Dynamics\.CRM\.(?P<action>CreateMultiple|UpdateMultiple|UpsertMultiple)$"
 )
+WRITES = frozenset({"POST", "PATCH", "DELETE"})
 RECORD = re.compile(r"^(?P<set>\w+)\((?P<key>[^)]*)\)$")
 COLLECTION = re.compile(r"^(?P<set>\w+)$")
 ACTIONS = {
@@ -63,7 +65,7 @@ def _who_am_i(env: Environment, call: Call) -> Reply:
 def _route(env: Environment, call: Call) -> Reply:
     if call.path in ("", "WhoAmI", "WhoAmI()") and call.method == "GET":
         return _service_document(call) if call.path == "" else _who_am_i(env, call)
-    answered = metadata.handle(call)
+    answered = metadata.handle(call) or functions.handle(env, call)
     if answered is not None:
         return answered
     if match := ACTION.match(call.path):
@@ -109,13 +111,17 @@ def _log_write(env: Environment, call: Call, reply: Reply) -> None:
     })  # fmt: skip
 
 
-def dispatch(env: Environment, call: Call) -> Reply:
-    """Answers one Web API call; a refusal is answered with its error body, never raised."""
+def dispatch(env: Environment, call: Call, *, faults: Faults | None = None) -> Reply:
+    """Answers one Web API call; a refusal is answered with its error body, never raised.
+
+    `faults`: a write (alone or in a `$batch`) may meet a lock fault first."""
     try:
+        if faults is not None and call.method in WRITES:
+            faults.check_write()
         reply = _route(env, call)
     except DataverseError as error:
         reply = Reply.json(error.status, error.body(), error.headers)
     reply.headers.setdefault("OData-Version", "4.0")
-    if call.method in ("POST", "PATCH", "DELETE"):
+    if call.method in WRITES:
         _log_write(env, call, reply)
     return reply
