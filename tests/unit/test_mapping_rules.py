@@ -7,15 +7,23 @@ from dataclasses import dataclass, replace
 from hypothesis import given
 from hypothesis import strategies as st
 
+from crmsync.common.crm.salesforce import compatible_data_types
 from crmsync.common.domain.fields import STANDARD_FIELDS, DataType
 from crmsync.common.domain.mapping import DEFAULT_SALESFORCE_ROWS, FieldKind, MappingRow, PushPolicy
-from crmsync.common.domain.mapping_rules import Violation, check_mapping, compatible_data_types
+from crmsync.common.domain.mapping_rules import Violation, check_mapping
 
 
 @dataclass(frozen=True)
 class F:
+    """A described field as the Salesforce connector sets it: what it fills from its type."""
+
     type: str
     updateable: bool = True
+    fills: frozenset[DataType] | None = None
+
+    def __post_init__(self) -> None:
+        if self.fills is None:
+            object.__setattr__(self, "fills", compatible_data_types(self.type))
 
 
 _COMMON = {
@@ -112,6 +120,39 @@ def test_r2_lead_and_contact_email_must_map_to_email_address() -> None:
     assert "Lead.Email" in violations[0].message
     rows[0] = replace(rows[0], lead_source="Email", contact_source=None)
     assert [v.message for v in check(rows)] == ["E-mail Address must map from Contact.Email"]
+
+
+def test_r2_email_address_maps_from_the_email_field_the_provider_names() -> None:
+    rows = list(DEFAULT_SALESFORCE_ROWS)
+    rows[0] = replace(rows[0], lead_source="emailaddress1", contact_source="emailaddress1")
+    lead = {**LEAD, "emailaddress1": F("email")}
+    contact = {**CONTACT, "emailaddress1": F("email")}
+    email_fields = {"Lead": "emailaddress1", "Contact": "emailaddress1"}
+    assert (
+        check_mapping(
+            rows, lead_describe=lead, contact_describe=contact, policy=TWO_WAY, email_fields=email_fields
+        )
+        == []
+    )
+    violations = check_mapping(
+        list(DEFAULT_SALESFORCE_ROWS),
+        lead_describe=lead,
+        contact_describe=contact,
+        policy=TWO_WAY,
+        email_fields=email_fields,
+    )
+    assert [v.message for v in violations] == [
+        "E-mail Address must map from Lead.emailaddress1",
+        "E-mail Address must map from Contact.emailaddress1",
+    ]
+
+
+def test_r4_a_field_fills_what_its_connector_says_not_what_its_type_text_suggests() -> None:
+    lead = {**LEAD, "Rating": F("picklist", fills=frozenset({DataType.NUMBER}))}
+    rows = [*DEFAULT_SALESFORCE_ROWS, custom("Rating", DataType.NUMBER, lead="Rating")]
+    assert check(rows, lead=lead) == []
+    rows = [*DEFAULT_SALESFORCE_ROWS, custom("Rating", DataType.TEXT, lead="Rating")]
+    assert rules(check(rows, lead=lead)) == {(len(rows) - 1, "R4")}
 
 
 def test_r3_at_least_one_score_field_must_be_mapped_to_the_crm() -> None:

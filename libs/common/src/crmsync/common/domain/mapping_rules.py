@@ -1,10 +1,11 @@
 """The checks a mapping must pass before it is saved (pure; R1–R6, R8).
 
 `check_mapping` takes the rows to save, each CRM object's describe (field name ->
-a field with `type` and `updateable`) and the push policy, and returns every
-violation, each naming its row and rule. An empty list means the mapping may be
-saved. A describe of None means that object could not be described (no CRM
-connection yet): the checks that need it (R4) are left for the next save.
+a field with `fills`, `type` and `updateable`), the push policy and the CRM's
+e-mail fields, and returns every violation, each naming its row and rule. An
+empty list means the mapping may be saved. A describe of None means that object
+could not be described (no CRM connection yet): the checks that need it (R4)
+are left for the next save.
 """
 
 from __future__ import annotations
@@ -28,11 +29,13 @@ from crmsync.common.domain.mapping import (
     effective_allow_push,
 )
 
-# The CRM's e-mail field of Leads and Contacts (Salesforce), which R2 pins to E-mail Address.
+# The e-mail field R2 pins E-mail Address to when the caller names none: the one both
+# providers' default mappings use. Callers pass their provider's (CrmProvider.email_field).
 CRM_EMAIL_FIELD = "Email"
 
 CUSTOM_FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,79}$")
 
+# Kept only while callers move to `CrmField.fills`: the Salesforce connector owns this table.
 _NUMERIC = frozenset({"double", "int", "long", "currency", "percent"})
 _STRING_LIKE = frozenset(
     {"string", "textarea", "picklist", "combobox", "phone", "url", "id", "reference", "encryptedstring"}
@@ -44,6 +47,9 @@ class DescribedField(Protocol):
 
     @property
     def type(self) -> str: ...
+
+    @property
+    def fills(self) -> frozenset[DataType]: ...
 
     @property
     def updateable(self) -> bool: ...
@@ -63,7 +69,10 @@ class Violation:
 
 
 def compatible_data_types(crm_type: str) -> frozenset[DataType]:
-    """Returns the destination data types a CRM field of this type may fill (R4)."""
+    """Returns the destination data types a Salesforce field of this type may fill (R4).
+
+    Superseded by `CrmField.fills`, which each connector sets from its own type table.
+    """
     crm_type = crm_type.lower()
     if crm_type == "email":
         # An e-mail address is also a fine value of a text field.
@@ -89,8 +98,13 @@ def check_mapping(
     lead_describe: Describe | None,
     contact_describe: Describe | None,
     policy: PushPolicy,
+    email_fields: Mapping[str, str] | None = None,
 ) -> list[Violation]:
-    """Returns every violation of R1–R6 and R8 in `rows`, in row order; empty when it may be saved."""
+    """Returns every violation of R1–R6 and R8 in `rows`, in row order; empty when it may be saved.
+
+    `email_fields`: the CRM's e-mail field of each person kind (Lead, Contact), which R2
+    pins E-mail Address to.
+    """
     violations: list[Violation] = []
     seen: dict[str, int] = {}
     for index, row in enumerate(rows):
@@ -98,7 +112,7 @@ def check_mapping(
         seen.setdefault(row.destination, index)
         for crm_object, describe in ((CrmObject.LEAD, lead_describe), (CrmObject.CONTACT, contact_describe)):
             violations.extend(_check_source(index, row, crm_object, describe, policy))
-    violations.extend(_check_email(rows))
+    violations.extend(_check_email(rows, email_fields or {}))
     if not any(row.is_score and not row.local_only for row in rows):
         violations.append(
             Violation(None, None, "R3", "at least one field of type Score must be mapped to the CRM")
@@ -154,7 +168,8 @@ def _check_source(
     if field is None:
         return [Violation(index, row.destination, "R4", f"{where} does not exist in the CRM")]
     found: list[Violation] = []
-    allowed = compatible_data_types(field.type)
+    # A field that names nothing it fills is read by its type (describes made before `fills`).
+    allowed = field.fills or compatible_data_types(field.type)
     if row.data_type not in allowed:
         expected = ", ".join(sorted(t.value for t in allowed)) or "nothing"
         found.append(
@@ -177,20 +192,21 @@ def _check_source(
     return found
 
 
-def _check_email(rows: Sequence[MappingRow]) -> list[Violation]:
+def _check_email(rows: Sequence[MappingRow], email_fields: Mapping[str, str]) -> list[Violation]:
     email_rows = [(i, r) for i, r in enumerate(rows) if r.destination == EMAIL]
     if not email_rows:
-        return [Violation(None, EMAIL, "R2", "E-mail Address must be mapped from the CRM's Email field")]
+        return [Violation(None, EMAIL, "R2", "E-mail Address must be mapped from the CRM's e-mail field")]
     index, row = email_rows[0]
     found = []
     for crm_object in (CrmObject.LEAD, CrmObject.CONTACT):
-        if row.source_for(crm_object) != CRM_EMAIL_FIELD:
+        email_field = email_fields.get(crm_object, CRM_EMAIL_FIELD)
+        if row.source_for(crm_object) != email_field:
             found.append(
                 Violation(
                     index,
                     EMAIL,
                     "R2",
-                    f"E-mail Address must map from {crm_object.value}.{CRM_EMAIL_FIELD}",
+                    f"E-mail Address must map from {crm_object.value}.{email_field}",
                 )
             )
     return found

@@ -23,6 +23,7 @@ from crmsync.common.crm.salesforce._mapping import (
     EMAIL_FIELD,
     default_salesforce_mapping,
 )
+from crmsync.common.crm.salesforce._types import compatible_data_types
 
 __all__ = [
     "AUTH_METHODS",
@@ -35,6 +36,7 @@ __all__ = [
     "DeletedFeedWindowExceeded",
     "SalesforceConnector",
     "SalesforceCredentials",
+    "compatible_data_types",
     "connector_for",
     "credentials_from_connection",
     "default_salesforce_mapping",

@@ -11,6 +11,7 @@ import orjson
 from crmsync.common.crm.interface import CrmField, CrmRejected, ObjectDescribe
 from crmsync.common.crm.salesforce import _soql as soql
 from crmsync.common.crm.salesforce._transport import Transport
+from crmsync.common.crm.salesforce._types import compatible_data_types
 from crmsync.common.crm.salesforce._values import Plan, converter_for
 
 
@@ -84,6 +85,7 @@ def _described(body: dict[str, Any], object_name: str) -> ObjectDescribe:
             length=int(f.get("length") or 0),
             reference_to=tuple(f.get("referenceTo") or ()),
             relationship_name=f.get("relationshipName"),
+            fills=compatible_data_types(f.get("type") or "string"),
         )
         for f in body.get("fields", [])
     }
