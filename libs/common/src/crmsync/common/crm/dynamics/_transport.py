@@ -89,12 +89,15 @@ class Transport:
         content: bytes | None = None,
         headers: dict[str, str] | None = None,
         idempotent: bool = True,
+        calls: int = 1,
     ) -> httpx.Response:
         """Returns a successful answer; transient failures are retried with backoff (Retry-After honoured).
 
         `path` is below the Web API root, or a whole URL (a next or delta link). A
         call that is not idempotent is repeated only when Dataverse surely did not
         act on it (throttled, unavailable, no connection), never after a timeout or a 500.
+        `calls`: what one send takes from the account's allowance (a $batch: its operations,
+        each a request of the daily limit).
         """
         body = orjson.dumps(json) if json is not None else content
         sent = {"Content-Type": "application/json"} if json is not None else {}
@@ -104,11 +107,11 @@ class Transport:
         async def once() -> httpx.Response:
             token = await self._tokens.current()
             await self.budget.pace()
-            response = await self._send(token, method, url, params, body, sent, operation)
+            response = await self._send(token, method, url, params, body, sent, operation, calls)
             if response.status_code == 401:
                 # Expired or revoked before its time: renew once and repeat the call.
                 token = await self._tokens.renew(token)
-                response = await self._send(token, method, url, params, body, sent, operation)
+                response = await self._send(token, method, url, params, body, sent, operation, calls)
             raise_for(response)
             return response
 
@@ -137,8 +140,11 @@ class Transport:
         body: bytes | None,
         headers: dict[str, str],
         operation: str,
+        calls: int = 1,
     ) -> httpx.Response:
         headers = {**headers, "Authorization": f"Bearer {token.value}"}
+        if self.options.call_gate is not None:
+            await self.options.call_gate.spend(calls)  # every request, retries and renewals included
         self.budget.count_call()
         try:
             response = await self._client.request(method, url, params=params, content=body, headers=headers)

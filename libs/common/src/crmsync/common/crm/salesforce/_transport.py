@@ -1,4 +1,4 @@
-"""One org over HTTP: the keep-alive client, the session, retries and the API budget."""
+"""One org over HTTP: the keep-alive client, the session, retries, the API budget and allowance."""
 
 from __future__ import annotations
 
@@ -125,6 +125,8 @@ class Transport:
             all_headers["Content-Type"] = "application/json"
         if headers:
             all_headers.update(headers)
+        if self.options.call_gate is not None:
+            await self.options.call_gate.spend()  # every request, retries and renewals included
         self.usage.count_call()
         request = self._client.build_request(method, url, params=params, content=content, headers=all_headers)
         try:
