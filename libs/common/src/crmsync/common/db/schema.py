@@ -510,6 +510,25 @@ class ScheduledJob(Base):
     __table_args__ = (Index(None, "account_id", "kind", "slot_at"), Index(None, "slot_at"))
 
 
+class ScheduleDue(Base):
+    """When the scheduler next looks at a connected account: its next tick, or at once ('-infinity').
+
+    The triggers of migration 0010 make an account due at once when what decides its
+    jobs changes (connection, allowance, schedule, a forgotten emitted job), and bump
+    `generation`; the scheduler writes a next tick only over the generation it read.
+    """
+
+    __tablename__ = "schedule_due"
+    account_id: Mapped[str] = mapped_column(
+        Text, ForeignKey("crm_connections.account_id", ondelete="CASCADE"), primary_key=True
+    )
+    next_due_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=text("'-infinity'")
+    )
+    generation: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    __table_args__ = (Index(None, "next_due_at"),)
+
+
 class OutboxMessage(Base):
     """Messages that must follow a database change, published after its commit."""
 
