@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import orjson
 import pytest
 import pytest_asyncio
 from cryptography.hazmat.primitives import serialization
@@ -14,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from crmsync.common.crm.factory import connector_for
 from crmsync.common.crm.interface import (
+    ChangeCursorExpired,
     CrmAuthError,
     CrmBudgetExhausted,
     CrmRejected,
@@ -454,3 +456,74 @@ async def test_a_bulk_job_salesforce_refuses_is_rejected_with_its_code(crm_org: 
 async def test_sample_values_of_a_parent_field_follow_the_relationship(crm: SalesforceConnector) -> None:
     owners = await crm.sample_values("Lead", "Owner.Email", limit=3)
     assert owners and all("@" in o for o in owners)
+
+
+# ------------------------------------------------------------------ changes through a cursor
+
+
+async def _changes(crm: SalesforceConnector, obj: str, cursor: str | None, **kw: Any) -> list[Any]:
+    return [batch async for batch in crm.changes(obj, ["Email"], cursor, **kw)]
+
+
+async def test_r18_a_full_read_yields_every_record_and_ends_with_a_cursor_from_its_start(
+    crm: SalesforceConnector, crm_org: CrmOrg
+) -> None:
+    before = datetime.now(UTC)
+    batches = await _changes(crm, "Lead", None)
+    assert sorted(r["Id"] for b in batches for r in b.records) == sorted(
+        r["Id"] for r in crm_org.records("Lead", limit=1000)
+    )
+    assert all(b.cursor is None for b in batches[:-1]) and batches[-1].cursor is not None
+    assert all(b.deleted_ids == [] for b in batches)
+    cursor = orjson.loads(batches[-1].cursor)
+    began = datetime.fromisoformat(cursor["modified_since"])
+    assert cursor["v"] == 1 and before <= began <= datetime.now(UTC)
+    assert cursor["deleted_since"] == cursor["modified_since"]
+
+
+async def test_r16_r18_a_cursor_yields_what_changed_and_what_was_deleted_since(crm_org: CrmOrg) -> None:
+    async with _connector(crm_org, change_lookback_s=0) as crm:
+        cursor = (await _changes(crm, "Lead", None))[-1].cursor
+        changed, gone = (r["Id"] for r in crm_org.records("Lead", limit=2))
+        crm_org.edit("Lead", changed, {"Email": "new@example.com"}, system_modstamp=datetime.now(UTC))
+        crm_org.delete("Lead", gone)
+        batches = await _changes(crm, "Lead", cursor)
+        records = [r for b in batches for r in b.records]
+        assert [r["Id"] for r in records] == [changed] and records[0]["Email"] == "new@example.com"
+        assert batches[-1].records == [] and batches[-1].deleted_ids == [gone]
+        assert all(b.cursor is not None for b in batches)
+        # Without a lookback the next read starts where this one ended: the change is read again
+        # only at its own SystemModstamp (>=); none of the records before it.
+        after = await _changes(crm, "Lead", batches[-1].cursor)
+    assert [r["Id"] for b in after for r in b.records] == [changed]
+
+
+async def test_r18_each_batch_of_changes_carries_the_cursor_resuming_after_it(
+    make_crm_org: Callable[..., CrmOrg],
+) -> None:
+    org = make_crm_org(leads=450, contacts=0)
+    since = datetime.now(UTC) + timedelta(days=1)
+    for i, record in enumerate(org.records("Lead", limit=450)):
+        org.edit(
+            "Lead", record["Id"], {"Marketing_Score__c": i}, system_modstamp=since + timedelta(seconds=i)
+        )
+    cursor = SalesforceConnector.cursor_from_watermarks(since, datetime.now(UTC))
+    async with _connector(org, change_lookback_s=0) as crm:
+        batches = await _changes(crm, "Lead", cursor, page_size=200)
+    assert [len(b.records) for b in batches] == [200, 200, 50, 0]
+    for batch in batches[:-1]:
+        resume = orjson.loads(batch.cursor)
+        newest = max(r["SystemModstamp"] for r in batch.records)
+        assert datetime.fromisoformat(resume["modified_since"]) == newest
+
+
+async def test_r16_a_cursor_beyond_the_deleted_feed_expires_before_any_call(crm_org: CrmOrg) -> None:
+    now = datetime.now(UTC)
+    cursor = SalesforceConnector.cursor_from_watermarks(now, now - timedelta(days=16))
+    async with _connector(crm_org) as crm:
+        await crm.count("Lead")
+        used = crm_org.api_usage()["used"]
+        with pytest.raises(ChangeCursorExpired) as caught:
+            await _changes(crm, "Lead", cursor)
+    assert isinstance(caught.value, DeletedFeedWindowExceeded)
+    assert crm_org.api_usage()["used"] == used

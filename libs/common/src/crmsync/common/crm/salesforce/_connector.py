@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
 
@@ -11,12 +11,28 @@ import httpx
 import orjson
 import structlog
 
-from crmsync.common.crm.interface import ApiBudget, CrmRecord, DeletedRecord, ObjectDescribe, WriteResult
+from crmsync.common.clock import utc_now
+from crmsync.common.crm.interface import (
+    ApiBudget,
+    ChangeBatch,
+    CrmRecord,
+    DeletedRecord,
+    ObjectDescribe,
+    WriteResult,
+)
+from crmsync.common.crm.roles import RecordRoles
 from crmsync.common.crm.salesforce import _soql as soql
 from crmsync.common.crm.salesforce._bulk import BulkExport, bulk_can_export
+from crmsync.common.crm.salesforce._changes import (
+    ChangeCursor,
+    cursor_from_watermarks,
+    full_read,
+    incremental_read,
+)
 from crmsync.common.crm.salesforce._config import ConnectorOptions, SalesforceCredentials
 from crmsync.common.crm.salesforce._describe import Describes
 from crmsync.common.crm.salesforce._query import RestQueries
+from crmsync.common.crm.salesforce._roles import SALESFORCE_ROLES
 from crmsync.common.crm.salesforce._transport import Transport
 from crmsync.common.crm.salesforce._writes import CompositeWriter
 
@@ -48,6 +64,17 @@ class SalesforceConnector:
     @property
     def options(self) -> ConnectorOptions:
         return self._options
+
+    @property
+    def roles(self) -> RecordRoles:
+        """Returns the Salesforce fields carrying the id, SystemModstamp, owner, account, conversion."""
+        return SALESFORCE_ROLES
+
+    @staticmethod
+    def cursor_from_watermarks(watermark: datetime, deleted_watermark: datetime | None = None) -> str:
+        """Returns the change cursor continuing from a modified-since and a deleted-feed watermark
+        (the shape is in crmsync.common.crm.salesforce._changes)."""
+        return cursor_from_watermarks(watermark, deleted_watermark)
 
     async def __aenter__(self) -> SalesforceConnector:
         return self
@@ -114,10 +141,39 @@ class SalesforceConnector:
         async for batch in stream:
             yield batch
 
+    async def changes(
+        self, object_name: str, fields: Sequence[str], cursor: str | None, *, page_size: int = 2000
+    ) -> AsyncIterator[ChangeBatch]:
+        """Yields what changed since the cursor, deletions included; every record when it is None.
+
+        cursor None: a full read (`export_all`: Bulk above `bulk_threshold`), the last batch's
+        cursor following changes from the moment it began. Else: records modified since the
+        cursor's watermark less `change_lookback_s`, ordered by (SystemModstamp, Id), each batch
+        with the cursor resuming after it, then the deleted feed since its own watermark less
+        the lookback. Raises DeletedFeedWindowExceeded (a ChangeCursorExpired) when the deleted
+        feed no longer reaches back that far: read again with None.
+        """
+        if cursor is None:
+            async for batch in full_read(self.export_all(object_name, fields), began=utc_now()):
+                yield batch
+            return
+        since = ChangeCursor.parse(cursor)
+        lookback = timedelta(seconds=self._options.change_lookback_s)
+        self._rest.check_deleted_feed_reaches(since.deleted_since - lookback)
+
+        def changed(start: datetime) -> AsyncIterator[list[CrmRecord]]:
+            return self.changed_since(object_name, fields, start, page_size=page_size)
+
+        async def deleted(start: datetime, end: datetime) -> list[DeletedRecord]:
+            return await self.deleted_since(object_name, start, end)
+
+        async for batch in incremental_read(changed, deleted, since, lookback=lookback):
+            yield batch
+
     async def deleted_since(self, object_name: str, start: datetime, end: datetime) -> list[DeletedRecord]:
         """Returns records deleted in [start, end].
 
-        Raises DeletedFeedWindowExceeded (a CrmRejected) when start is further back
+        Raises DeletedFeedWindowExceeded (a ChangeCursorExpired) when start is further back
         than the feed reaches (15 days): the caller must run a full sync instead,
         since silently clamping would lose deletions.
         """

@@ -9,6 +9,7 @@ import orjson
 
 from crmsync.common.crm.interface import (
     TRANSIENT_ERROR_CODES,
+    ChangeCursorExpired,
     CrmAuthError,
     CrmBudgetExhausted,
     CrmRejected,
@@ -17,7 +18,7 @@ from crmsync.common.crm.interface import (
 from crmsync.common.crm.salesforce._limits import ApiUsage
 
 
-class DeletedFeedWindowExceeded(CrmRejected):
+class DeletedFeedWindowExceeded(ChangeCursorExpired):
     """The deleted-records feed does not reach back to the requested start.
 
     Salesforce keeps deletions for 15 days; deletions older than that can only be

@@ -37,17 +37,20 @@ class RestQueries:
         )
         return int(orjson.loads(response.content)["totalSize"])
 
-    async def deleted_since(self, object_name: str, start: datetime, end: datetime) -> list[DeletedRecord]:
-        """Returns records deleted in [start, end]; a start before the feed's reach is refused."""
-        start, end = _aware(start), _aware(end)
-        now = datetime.now(UTC)
-        earliest = now - timedelta(days=self._http.options.deleted_feed_days)
-        if start < earliest:
+    def check_deleted_feed_reaches(self, start: datetime) -> None:
+        """Raises DeletedFeedWindowExceeded when `start` is further back than the deleted feed reaches."""
+        earliest = datetime.now(UTC) - timedelta(days=self._http.options.deleted_feed_days)
+        if _aware(start) < earliest:
             raise DeletedFeedWindowExceeded(
                 f"the deleted feed reaches back to {earliest.isoformat()}, not to {start.isoformat()}; "
                 "run a full sync to find older deletions",
                 error_code="INVALID_REPLICATION_DATE",
             )
+
+    async def deleted_since(self, object_name: str, start: datetime, end: datetime) -> list[DeletedRecord]:
+        """Returns records deleted in [start, end]; a start before the feed's reach is refused."""
+        start, end = _aware(start), _aware(end)
+        self.check_deleted_feed_reaches(start)
         if end <= start:
             return []
         # Whole seconds, widened outwards: a deletion at 10:00:00.157 must not fall

@@ -100,4 +100,3 @@ def _write_result(answer: dict[str, Any]) -> WriteResult:
         for e in answer.get("errors") or ()
     )
     return WriteResult(id=answer.get("id"), success=bool(answer.get("success")), errors=errors)
-
