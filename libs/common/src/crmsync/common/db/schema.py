@@ -312,12 +312,7 @@ class CrmOpportunity(Base):
 
 
 class SyncState(Base):
-    """Per CRM entity: how far incremental syncs have read (R15, R18).
-
-    `change_cursor` is where the next incremental read resumes, opaque text of the
-    connector's; the watermarks are the newest record time stored and the time
-    deletions were last read up to, kept for operators.
-    """
+    """Per CRM entity: the connector's opaque cursor the next incremental resumes from (R15, R18)."""
 
     __tablename__ = "sync_state"
     account_id: Mapped[str] = mapped_column(
