@@ -2,8 +2,9 @@
 
 `sync_state.change_cursor` is the connector's opaque cursor (R15, R18). Rows that
 predate it were written by the Salesforce puller, whose watermarks become the
-Salesforce connector's cursor: {"v": 1, "since": …, "deleted_since": …}, so the
-next incremental goes on from where the last one got to instead of a full sync.
+Salesforce connector's cursor (crmsync.common.crm.salesforce._changes):
+{"v": 1, "modified_since": …, "deleted_since": …}, so the next incremental goes on
+from where the last one got to instead of a full sync.
 
 Revision ID: 0007
 Revises: 0006
@@ -26,7 +27,7 @@ _FILL = f"""
     update sync_state s
     set change_cursor = json_build_object(
         'v', 1,
-        'since', {_ISO.format(column="s.watermark")},
+        'modified_since', {_ISO.format(column="s.watermark")},
         'deleted_since', {_ISO.format(column="coalesce(s.deleted_watermark, s.watermark)")}
     )::text
     from crm_connections c
