@@ -17,6 +17,7 @@ from itertools import count
 from typing import Any, TypeVar
 
 from crmsync.common.crm.connection import CrmConnectionInfo
+from crmsync.common.crm.roles import DealRoles, RecordRoles
 from crmsync.common.domain.mapping import Mapping, PushPolicy, default_salesforce_mapping
 from crmsync.common.domain.push_log import LoggedEntry, PushLogEntry, PushResult
 from crmsync.common.domain.redelivery import WAITING, RedeliveryPolicy, WaitingPush
@@ -244,6 +245,21 @@ class _Deliveries:
                 self._store.pushes[new_id] = replace(p, id=new_id, created_at=now)
 
 
+# The fake CRM's record roles: the names of the fields its records carry them in.
+ROLES = RecordRoles(
+    id="Id",
+    modified_at="ModifiedAt",
+    owner_id="OwnerId",
+    owner_name="Owner.Name",
+    owner_email="Owner.Email",
+    company_id="CompanyId",
+    company_name="Company.Name",
+    converted="Converted",
+    converted_to="ConvertedTo",
+    deal=DealRoles("Id", "ModifiedAt", "Name", "Stage", "Amount", "CloseDate", "CompanyId", "ContactId"),
+)
+
+
 class FakeCrm:
     """Accepts every write (a create gets a new record id), unless it is `down` or its budget `exhausted`."""
 
@@ -264,7 +280,12 @@ class FakeCrm:
     async def recheck_budget(self, connection: CrmConnectionInfo) -> None:
         self.budget_rechecks += 1
 
-    async def write(self, connection: CrmConnectionInfo, writes: Sequence[PlannedWrite]) -> list[Outcome]:
+    def roles(self, connection: CrmConnectionInfo) -> RecordRoles:
+        return ROLES
+
+    async def write(
+        self, connection: CrmConnectionInfo, writes: Sequence[PlannedWrite], *, mapping: Mapping
+    ) -> list[Outcome]:
         if self.exhausted:
             return [
                 Outcome(False, None, 1, "REQUEST_LIMIT_EXCEEDED", "budget at reserve", parked=True)
@@ -283,7 +304,13 @@ class FakeCrm:
         ]
 
     async def find_created(
-        self, connection: CrmConnectionInfo, *, crm_object: str, emails_lower: set[str], since: datetime
+        self,
+        connection: CrmConnectionInfo,
+        *,
+        mapping: Mapping,
+        crm_object: str,
+        emails_lower: set[str],
+        since: datetime,
     ) -> dict[str, str]:
         return {}
 

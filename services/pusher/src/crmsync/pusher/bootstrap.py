@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crmsync.common.crm.factory import ConnectorFactory, connector_factory
-from crmsync.common.crm.salesforce import ConnectorOptions
+from crmsync.common.crm.settings import ConnectorSettings
 from crmsync.common.db.session import create_engine, create_sessionmaker, ping
 from crmsync.common.domain.redelivery import RedeliveryPolicy
 from crmsync.common.kafka.consumer import DeadLetters
@@ -135,6 +135,6 @@ def bootstrap(
         # A factory passed in serves re-deliveries too, unless one is passed for them.
         resend_factory=resend_factory
         or crm_factory
-        or connector_factory(secret, options=ConnectorOptions(max_retries=0)),
+        or connector_factory(secret, settings=ConnectorSettings(max_retries=0)),
         owns_engine=engine is None,
     )

@@ -31,6 +31,9 @@ from crmsync.common.crm.interface import (
     WriteError,
     WriteResult,
 )
+from crmsync.common.crm.roles import RecordRoles
+from crmsync.common.domain.fields import EMAIL
+from crmsync.common.domain.mapping import Mapping
 from crmsync.common.observability.metrics import PUSH_RESULTS
 from crmsync.common.retry import RetryPolicy, is_transient, is_transient_result
 from crmsync.pusher.values import Outcome, PlannedWrite
@@ -100,15 +103,17 @@ class CrmWriter:
         operation: str,
         crm_object: str,
         records: Sequence[CrmRecord],
+        crm_ids: Sequence[str | None] = (),
         find_created: Callable[[Sequence[int]], Any] | None = None,
     ) -> list[Outcome]:
-        """Returns one outcome per record, in order.
+        """Returns one outcome per record, in order; `crm_ids` are the records' ids, if known.
 
         For creates, `find_created(indexes)` is asked before a request that
         failed as a whole is sent again (it may have been applied): it returns
         {index: record id} of records the CRM already has.
         """
         outcomes: list[Outcome | None] = [None] * len(records)
+        ids = list(crm_ids) or [None] * len(records)
         todo = list(range(len(records)))
         idempotent = operation != "create"
         for attempt in range(1, self._policy.max_attempts + 1):
@@ -126,13 +131,13 @@ class CrmWriter:
                 if is_transient(exc, idempotent=idempotent) and self._policy.can_retry(attempt):
                     await asyncio.sleep(self._policy.wait(attempt, exc))
                     continue
-                return self._fill(outcomes, todo, _retryable(exc, records, attempt))
+                return self._fill(outcomes, todo, _retryable(exc, ids, attempt))
             except CrmBudgetExhausted as exc:
                 return self._fill(outcomes, todo, _parked(exc, attempt))
             except CrmRejected as exc:
                 return self._fill(outcomes, todo, _failed(exc, attempt))
             for i, result in zip(todo, results, strict=True):
-                outcomes[i] = _outcome(result, records[i].get("Id"), attempt)
+                outcomes[i] = _outcome(result, ids[i], attempt)
             break
         return [o for o in outcomes if o is not None]
 
@@ -164,11 +169,11 @@ def _outcome(result: WriteResult, crm_id: str | None, attempt: int) -> Outcome:
 
 
 def _retryable(
-    exc: CrmTransientError, records: Sequence[CrmRecord], attempt: int
+    exc: CrmTransientError, crm_ids: Sequence[str | None], attempt: int
 ) -> Callable[[int], Outcome]:
     return lambda i: Outcome(
         False,
-        records[i].get("Id"),
+        crm_ids[i],
         attempt,
         exc.error_code or "TRANSIENT",
         exc.message,
@@ -185,10 +190,17 @@ def _failed(exc: CrmError, attempt: int) -> Callable[[int], Outcome]:
     return lambda i: Outcome(False, None, attempt, exc.error_code or type(exc).__name__, exc.message)
 
 
+def email_source(mapping: Mapping, crm_object: str) -> str | None:
+    """Returns the CRM field of that object mapped to E-mail Address (R2), if any."""
+    row = mapping.row(EMAIL)
+    return row.source_for(crm_object) if row is not None else None
+
+
 async def find_recent_by_email(
     connector: CrmConnector,
     *,
     crm_object: str,
+    email_field: str | None,
     emails_lower: set[str],
     since: datetime,
     margin: timedelta,
@@ -197,15 +209,20 @@ async def find_recent_by_email(
 
     Used to tell whether a create that may or may not have happened did: a
     record created by it has been modified since the create was attempted.
+    `email_field` is the object's field mapped to E-mail Address; with none, nothing is found.
     """
     found: dict[str, str] = {}
     if not emails_lower:
         return found
-    async for page in connector.changed_since(crm_object, ["Id", "Email"], since - margin):
+    if email_field is None:
+        log.warning("crm_create_lookup_without_email_field", crm_object=crm_object)
+        return found
+    id_field = connector.roles.id
+    async for page in connector.changed_since(crm_object, [id_field, email_field], since - margin):
         for record in page:
-            email = (record.get("Email") or "").lower()
+            email = str(record.get(email_field) or "").lower()
             if email in emails_lower:
-                found.setdefault(email, record["Id"])
+                found.setdefault(email, record[id_field])
     return found
 
 
@@ -224,8 +241,10 @@ class ConnectedCrm:
     def batch_size(self) -> int:
         return self._writer.batch_size
 
-    async def write(self, connection: CrmConnectionInfo, writes: Sequence[PlannedWrite]) -> list[Outcome]:
-        """Returns one outcome per planned write, in order."""
+    async def write(
+        self, connection: CrmConnectionInfo, writes: Sequence[PlannedWrite], *, mapping: Mapping
+    ) -> list[Outcome]:
+        """Returns one outcome per planned write, in order; `mapping` names the e-mail fields (R2)."""
         connector = self._connectors.for_connection(connection)
         size = self._writer.batch_size
         groups: dict[tuple[str, str], list[int]] = defaultdict(list)
@@ -241,7 +260,7 @@ class ConnectedCrm:
 
         async def one(op: str, obj: str, idx: list[int]) -> None:
             async with gate:
-                results = await self._write_chunk(connector, op, obj, [writes[i] for i in idx])
+                results = await self._write_chunk(connector, op, obj, [writes[i] for i in idx], mapping)
             for i, outcome in zip(idx, results, strict=True):
                 outcomes[i] = outcome
             succeeded = sum(o.success for o in results)
@@ -252,13 +271,14 @@ class ConnectedCrm:
         return [o for o in outcomes if o is not None]
 
     async def _write_chunk(
-        self, connector: CrmConnector, op: str, obj: str, chunk: Sequence[PlannedWrite]
+        self, connector: CrmConnector, op: str, obj: str, chunk: Sequence[PlannedWrite], mapping: Mapping
     ) -> list[Outcome]:
+        id_field = connector.roles.id
         records = []
         for w in chunk:
             record = dict(w.values)
             if op == "update":
-                record["Id"] = w.crm_id
+                record[id_field] = w.crm_id
             records.append(record)
         started = utc_now()
 
@@ -267,6 +287,7 @@ class ConnectedCrm:
             found = await find_recent_by_email(
                 connector,
                 crm_object=obj,
+                email_field=email_source(mapping, obj),
                 emails_lower=set(emails),  # type: ignore[arg-type]
                 since=started,
                 margin=self._margin,
@@ -278,16 +299,24 @@ class ConnectedCrm:
             operation=op,
             crm_object=obj,
             records=records,
+            crm_ids=[w.crm_id for w in chunk],
             find_created=find_created if op == "create" else None,
         )
 
     async def find_created(
-        self, connection: CrmConnectionInfo, *, crm_object: str, emails_lower: set[str], since: datetime
+        self,
+        connection: CrmConnectionInfo,
+        *,
+        mapping: Mapping,
+        crm_object: str,
+        emails_lower: set[str],
+        since: datetime,
     ) -> dict[str, str]:
         """Returns {lower(email): record id} of records with these e-mails changed since `since` (less the margin)."""
         return await find_recent_by_email(
             self._connectors.for_connection(connection),
             crm_object=crm_object,
+            email_field=email_source(mapping, crm_object),
             emails_lower=emails_lower,
             since=since,
             margin=self._margin,
@@ -302,12 +331,18 @@ class ConnectedCrm:
         """Reads the API budget afresh through a new connector (it asks /limits)."""
         await self._connectors.renew(connection).budget()
 
+    def roles(self, connection: CrmConnectionInfo) -> RecordRoles:
+        """Returns which fields of the CRM's records carry the id, the modified time and the rest."""
+        return self._connectors.for_connection(connection).roles
+
     async def read(
         self, connection: CrmConnectionInfo, *, crm_object: str, ids: Sequence[str], fields: Sequence[str]
     ) -> dict[str, CrmRecord]:
-        """Returns the records with these ids that exist, by id."""
+        """Returns the records with these ids that exist, by id (the id field is always read)."""
         connector = self._connectors.for_connection(connection)
-        return {r["Id"]: r for r in await connector.get_by_ids(crm_object, list(ids), list(fields))}
+        id_field = connector.roles.id
+        wanted = list(dict.fromkeys([id_field, *fields]))
+        return {r[id_field]: r for r in await connector.get_by_ids(crm_object, list(ids), wanted)}
 
     async def aclose(self) -> None:
         await self._connectors.aclose()

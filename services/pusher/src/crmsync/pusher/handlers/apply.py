@@ -52,6 +52,7 @@ async def apply_account(
     return AccountPush(
         account_id=account_id,
         connection=config.connection,
+        mapping=config.mapping,
         writes=writes,
         batch=batch,
         applied_ms=round((time.perf_counter() - started) * 1000, 1),

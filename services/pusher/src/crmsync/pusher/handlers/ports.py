@@ -18,6 +18,7 @@ from typing import Any, Protocol, TypeVar
 
 from crmsync.common.crm.connection import CrmConnectionInfo
 from crmsync.common.crm.interface import CrmRecord
+from crmsync.common.crm.roles import RecordRoles
 from crmsync.common.domain.mapping import Mapping, PushPolicy
 from crmsync.common.domain.push_log import LoggedEntry, PushLogEntry, PushResult
 from crmsync.common.domain.redelivery import WaitingPush
@@ -172,14 +173,33 @@ class CrmPort(Protocol):
         """Records per composite request."""
         ...
 
-    async def write(self, connection: CrmConnectionInfo, writes: Sequence[PlannedWrite]) -> list[Outcome]:
-        """Returns one outcome per write, in order, after bounded retries of what was transient."""
+    async def write(
+        self, connection: CrmConnectionInfo, writes: Sequence[PlannedWrite], *, mapping: Mapping
+    ) -> list[Outcome]:
+        """Returns one outcome per write, in order, after bounded retries of what was transient.
+
+        `mapping` (the account's) names each object's e-mail field, by which a create that may
+        have happened is looked up before it is sent again.
+        """
         ...
 
     async def find_created(
-        self, connection: CrmConnectionInfo, *, crm_object: str, emails_lower: set[str], since: datetime
+        self,
+        connection: CrmConnectionInfo,
+        *,
+        mapping: Mapping,
+        crm_object: str,
+        emails_lower: set[str],
+        since: datetime,
     ) -> dict[str, str]:
-        """Returns {lower(email): record id} of records with these e-mails changed since about `since`."""
+        """Returns {lower(email): record id} of records with these e-mails changed since about `since`.
+
+        The e-mail is the object's field the account's `mapping` maps to E-mail Address (R2).
+        """
+        ...
+
+    def roles(self, connection: CrmConnectionInfo) -> RecordRoles:
+        """Returns which fields of the CRM's records carry the id, the modified time and the rest."""
         ...
 
     async def field_lengths(self, connection: CrmConnectionInfo, crm_object: str) -> dict[str, int]:
@@ -193,7 +213,7 @@ class CrmPort(Protocol):
     async def read(
         self, connection: CrmConnectionInfo, *, crm_object: str, ids: Sequence[str], fields: Sequence[str]
     ) -> dict[str, CrmRecord]:
-        """Returns the records with these ids that exist, by id."""
+        """Returns the records with these ids that exist, by id (the id field is always read)."""
         ...
 
 

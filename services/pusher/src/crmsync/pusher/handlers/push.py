@@ -10,6 +10,7 @@ import structlog
 
 from crmsync.common.clock import utc_now
 from crmsync.common.crm.connection import CrmConnectionInfo
+from crmsync.common.domain.mapping import Mapping
 from crmsync.common.kafka.consumer import Delivery
 from crmsync.common.messages import ContactChanged
 from crmsync.common.observability.metrics import PUSH_LATENCY
@@ -26,6 +27,7 @@ class AccountPush:
 
     account_id: str
     connection: CrmConnectionInfo
+    mapping: Mapping
     writes: list[PlannedWrite]
     batch: list[Delivery[ContactChanged]]
     applied_ms: float
@@ -34,7 +36,7 @@ class AccountPush:
 
     async def send(self, ctx: PushContext) -> None:
         started = time.perf_counter()
-        outcomes = await ctx.crm.write(self.connection, self.writes)
+        outcomes = await ctx.crm.write(self.connection, self.writes, mapping=self.mapping)
         written = time.perf_counter()
         await record(ctx, account_id=self.account_id, writes=self.writes, outcomes=outcomes)
         _observe_latency(self.batch)

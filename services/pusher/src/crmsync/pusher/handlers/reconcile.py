@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import structlog
 
 from crmsync.common.crm.connection import CrmConnectionInfo
+from crmsync.common.domain.mapping import CrmObject
 from crmsync.common.domain.push_log import LoggedEntry
 from crmsync.pusher.handlers.context import PushContext
 from crmsync.pusher.handlers.ports import AccountConfiguration, ContactRefs, StoredContact
@@ -54,11 +55,11 @@ async def reconcile(ctx: PushContext, account_id: str, pending: list[LoggedEntry
     connection = config.connection
     entries = sorted(pending, key=lambda p: p.id)
     plan = _Reconciliation(contacts)
-    await _settle_creates(ctx, connection, plan, entries)
+    await _settle_creates(ctx, config, plan, entries)
     _plan_updates(plan, entries)
     await _settle_updates_already_applied(ctx, connection, plan)
     remaining = list(plan.writes.values())
-    outcomes = await ctx.crm.write(connection, remaining) if remaining else []
+    outcomes = await ctx.crm.write(connection, remaining, mapping=config.mapping) if remaining else []
     await record(
         ctx,
         account_id=account_id,
@@ -82,17 +83,22 @@ async def _read(
 
 
 async def _settle_creates(
-    ctx: PushContext, connection: CrmConnectionInfo, plan: _Reconciliation, entries: Sequence[LoggedEntry]
+    ctx: PushContext, config: AccountConfiguration, plan: _Reconciliation, entries: Sequence[LoggedEntry]
 ) -> None:
     """A create found in the CRM (or a contact linked since) is done; the others are to be sent."""
+    assert config.connection is not None
     by_object: dict[str, list[LoggedEntry]] = {}
     for p in entries:
         if p.operation == "create" and p.contact_id in plan.contacts:
-            by_object.setdefault(p.crm_object or "Lead", []).append(p)
+            by_object.setdefault(p.crm_object or CrmObject.LEAD, []).append(p)
     for crm_object, creates in by_object.items():
         emails = {(plan.contacts[p.contact_id].email or "").lower() for p in creates if p.contact_id} - {""}
         found = await ctx.crm.find_created(
-            connection, crm_object=crm_object, emails_lower=emails, since=min(p.created_at for p in creates)
+            config.connection,
+            mapping=config.mapping,
+            crm_object=crm_object,
+            emails_lower=emails,
+            since=min(p.created_at for p in creates),
         )
         for p in creates:
             assert p.contact_id is not None
@@ -127,7 +133,7 @@ def _plan_updates(plan: _Reconciliation, entries: Sequence[LoggedEntry]) -> None
         write = PlannedWrite(
             p.contact_id,
             "update",
-            p.crm_object or contact.crm_object or "Lead",
+            p.crm_object or contact.crm_object or CrmObject.LEAD,
             crm_id,
             dict(p.sent_fields),
             None,
@@ -150,7 +156,7 @@ async def _settle_updates_already_applied(
             connection,
             crm_object=crm_object,
             ids=[w.crm_id for w in same if w.crm_id],
-            fields=sorted({"Id", *(k for w in same for k in w.values)}),
+            fields=sorted({k for w in same for k in w.values}),
         )
         for w in same:
             record = current.get(w.crm_id or "")

@@ -26,6 +26,7 @@ from crmsync.common.clock import utc_now
 from crmsync.common.crm.connection import CrmConnectionInfo
 from crmsync.common.crm.interface import CrmBudgetExhausted, CrmError, CrmTransientError
 from crmsync.common.domain.contacts import FieldMeta
+from crmsync.common.domain.mapping import Mapping
 from crmsync.common.domain.push_log import FAILED, SKIPPED, SUCCEEDED, WAITING, PushResult
 from crmsync.common.domain.redelivery import FAILED as GIVEN_UP
 from crmsync.common.domain.redelivery import (
@@ -87,7 +88,7 @@ async def _redeliver_account(ctx: PushContext, account_id: str, pushes: list[Wai
         else:
             _plan(a, contact)
     if connection is not None:
-        await _send(ctx, connection, [a for a in attempts if a.write is not None])
+        await _send(ctx, connection, config.mapping, [a for a in attempts if a.write is not None])
     await _settle(ctx, account_id, attempts)
     log.info(
         "push_redelivered",
@@ -132,7 +133,9 @@ def _plan(a: _Attempt, contact: StoredContact) -> None:
     )
 
 
-async def _send(ctx: PushContext, connection: CrmConnectionInfo, attempts: Sequence[_Attempt]) -> None:
+async def _send(
+    ctx: PushContext, connection: CrmConnectionInfo, mapping: Mapping, attempts: Sequence[_Attempt]
+) -> None:
     if not attempts:
         return
     if any(a.push.last_error_code == BUDGET for a in attempts):
@@ -143,15 +146,19 @@ async def _send(ctx: PushContext, connection: CrmConnectionInfo, attempts: Seque
         except CrmError as exc:
             # Still unreadable: the writes below are parked or fail transiently, and wait again.
             log.warning("crm_budget_unreadable", account_id=connection.account_id, error=exc.message)
-    await _find_created(ctx, connection, [a for a in attempts if a.created])
+    await _find_created(ctx, connection, mapping, [a for a in attempts if a.created])
     await _drop_changed_in_crm(ctx, connection, [a for a in attempts if a.outcome is None and not a.created])
     todo = [a for a in attempts if a.outcome is None and a.write is not None]
-    outcomes = await ctx.resend_crm.write(connection, [a.write for a in todo if a.write is not None])
+    outcomes = await ctx.resend_crm.write(
+        connection, [a.write for a in todo if a.write is not None], mapping=mapping
+    )
     for a, outcome in zip(todo, outcomes, strict=True):
         a.outcome = outcome
 
 
-async def _find_created(ctx: PushContext, connection: CrmConnectionInfo, creates: Sequence[_Attempt]) -> None:
+async def _find_created(
+    ctx: PushContext, connection: CrmConnectionInfo, mapping: Mapping, creates: Sequence[_Attempt]
+) -> None:
     """A create an earlier attempt may have made is looked up: found, it becomes an update of that record."""
     by_object: dict[str, list[_Attempt]] = {}
     for a in creates:
@@ -162,6 +169,7 @@ async def _find_created(ctx: PushContext, connection: CrmConnectionInfo, creates
         try:
             found = await ctx.resend_crm.find_created(
                 connection,
+                mapping=mapping,
                 crm_object=crm_object,
                 emails_lower={a.write.email_lower for a in group if a.write and a.write.email_lower},
                 since=since,
@@ -191,8 +199,11 @@ async def _drop_changed_in_crm(
     for a in updates:
         if a.write is not None and a.write.crm_id:
             by_object.setdefault(a.write.crm_object, []).append(a)
+    if not by_object:
+        return
+    roles = ctx.resend_crm.roles(connection)
     for crm_object, group in by_object.items():
-        fields = sorted({"Id", "SystemModstamp", *(n for a in group if a.write for n in a.write.values)})
+        fields = sorted({roles.id, roles.modified_at, *(n for a in group if a.write for n in a.write.values)})
         try:
             records = await ctx.resend_crm.read(
                 connection,
@@ -214,7 +225,7 @@ async def _drop_changed_in_crm(
             if record is None:
                 continue  # deleted: the write says so (ENTITY_IS_DELETED)
             for name in changed_in_crm(
-                a.write.origins, record, modstamp=_stamp(record.get("SystemModstamp"))
+                a.write.origins, record, modstamp=_stamp(record.get(roles.modified_at))
             ):
                 a.dropped[name] = SUPERSEDED_BY_CRM
                 del a.write.values[name]

@@ -143,7 +143,7 @@ async def _send_page(
     if not writes:
         return clear, held
     assert config.connection is not None
-    outcomes = await ctx.crm.write(config.connection, writes)
+    outcomes = await ctx.crm.write(config.connection, writes, mapping=config.mapping)
     for write, outcome, at in zip(writes, outcomes, seen_at, strict=True):
         if outcome.success:
             run.count("sent")
