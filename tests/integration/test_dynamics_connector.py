@@ -23,10 +23,12 @@ from crmsync.common.crm.dynamics import (
     default_dynamics_mapping,
 )
 from crmsync.common.crm.interface import CrmBudgetExhausted
+from crmsync.common.crm.providers import provider_named
+from crmsync.common.crm.roles import PERSON_KINDS
 from crmsync.common.crypto import SecretBox
 from crmsync.common.domain.fields import DataType
-from crmsync.common.domain.mapping import Mapping, PushPolicy
-from crmsync.common.domain.mapping_rules import check_mapping, compatible_data_types
+from crmsync.common.domain.mapping import PushPolicy
+from crmsync.common.domain.mapping_rules import check_mapping
 from crmsync.puller.handlers.crm_records import CONTACT, LEAD, fields_to_read, map_record
 from tests.support.dynamics_emulator import DynamicsEmulator, dynamics, dynamics_emulator
 
@@ -63,25 +65,26 @@ def _records(emulator: DynamicsEmulator, table: str, limit: int = 1000) -> list[
 
 async def test_the_lead_describe_types_its_columns_per_r4(connector: DynamicsConnector) -> None:
     lead = await connector.describe("Lead")
-    assert compatible_data_types(lead.fields["firstname"].type) == {DataType.TEXT}
-    assert compatible_data_types(lead.fields["donotemail"].type) == {DataType.BOOLEAN}
-    assert compatible_data_types(lead.fields["modifiedon"].type) == {DataType.DATETIME}
-    assert DataType.NUMBER in compatible_data_types(lead.fields["revenue"].type)
+    assert lead.fields["firstname"].fills == {DataType.TEXT}
+    assert lead.fields["donotemail"].fills == {DataType.BOOLEAN}
+    assert lead.fields["modifiedon"].fills == {DataType.DATETIME}
+    assert DataType.NUMBER in lead.fields["revenue"].fills
     assert lead.fields["firstname"].length == 50 and lead.fields["firstname"].updateable
     assert not lead.fields["modifiedon"].updateable
 
 
-async def test_the_default_mapping_passes_the_mapping_rules_but_for_the_solution_s_score_column(
+async def test_r7_the_default_mapping_passes_the_mapping_rules_with_the_solution_s_columns(
     connector: DynamicsConnector,
 ) -> None:
     lead, contact = await connector.describe("Lead"), await connector.describe("Contact")
+    provider = provider_named("dynamics")
+    email_fields = {kind: provider.email_field(kind) for kind in PERSON_KINDS}
     violations = check_mapping(
-        default_dynamics_mapping().rows, lead_describe=lead.fields, contact_describe=contact.fields,
-        policy=PushPolicy(),
+        provider.default_mapping().rows, lead_describe=lead.fields, contact_describe=contact.fields,
+        policy=PushPolicy(), email_fields=email_fields,
     )  # fmt: skip
-    # The emulator's tables lack the column the crmsync solution adds for the score.
-    assert {(v.rule, v.destination) for v in violations} == {("R4", "score")}
-    assert all("crmsync_marketingscore" in v.message for v in violations)
+    assert violations == []
+    assert lead.fields["crmsync_marketingscore"].fills == {DataType.NUMBER, DataType.SCORE}
 
 
 async def test_a_full_read_returns_every_lead_in_pages(
@@ -127,10 +130,10 @@ async def test_change_tracking_yields_changes_and_deletions_then_a_new_cursor(
     dynamics.control("DELETE", f"/tables/lead/{gone['leadid']}").raise_for_status()
     [delta] = await _all(connector.changes("Lead", ["firstname"], cursor))
     assert [(r["Id"], r["firstname"]) for r in delta.records] == [(changed["leadid"], "Ada")]
-    assert [d.id for d in delta.deleted] == [gone["leadid"]]
+    assert delta.deleted_ids == [gone["leadid"]]
     assert delta.cursor is not None and delta.cursor != cursor
     [quiet] = await _all(connector.changes("Lead", ["firstname"], delta.cursor))
-    assert quiet.records == [] and quiet.deleted == []
+    assert quiet.records == [] and quiet.deleted_ids == []
 
 
 async def test_an_expired_cursor_raises_change_token_expired(
@@ -149,8 +152,9 @@ async def test_a_qualified_lead_names_its_contact(
     qualified = dynamics.control("POST", f"/leads/{lead['leadid']}/qualify", json={})
     qualified.raise_for_status()
     [record] = await connector.get_by_ids("Lead", [lead["leadid"]], ["firstname"])
-    assert record["IsConverted"] is True
-    assert record["ConvertedContactId"] == qualified.json()["contactid"]
+    roles = connector.roles
+    assert record[roles.converted] is True
+    assert record[roles.converted_to] == qualified.json()["contactid"]
 
 
 async def test_opt_outs_read_and_write_both_flags(
@@ -244,20 +248,21 @@ async def test_a_stored_connection_reaches_the_environment(dynamics: DynamicsEmu
 async def test_the_puller_s_record_mapping_reads_dynamics_records_as_they_come(
     connector: DynamicsConnector, dynamics: DynamicsEmulator
 ) -> None:
-    # The emulator's tables lack the solution's score column; every other default row is read.
-    rows = tuple(r for r in default_dynamics_mapping().rows if r.destination != "score")
-    mapping = Mapping(version=1, rows=rows)
+    mapping = default_dynamics_mapping()
     lead = next(r for r in _records(dynamics, "lead") if r["statecode"] == 0)
     contact_id = dynamics.control("POST", f"/leads/{lead['leadid']}/qualify", json={}).json()["contactid"]
     for entity in (LEAD, CONTACT):
         described = await connector.describe(entity)
-        fields = fields_to_read(mapping=mapping, entity=entity, described_fields=set(described.fields))
+        fields = fields_to_read(
+            mapping=mapping, roles=connector.roles, entity=entity, described_fields=set(described.fields)
+        )
         ids = [lead["leadid"]] if entity == LEAD else [contact_id]
         [record] = await connector.get_by_ids(entity, ids, fields)
-        mapped = map_record(mapping=mapping, entity=entity, record=record)
+        mapped = map_record(mapping=mapping, roles=connector.roles, entity=entity, record=record)
         assert mapped.external_id == ids[0] and mapped.modstamp.tzinfo is not None
         assert mapped.values["email"] == lead["emailaddress1"]
         assert mapped.values["opted_out"] in (True, False)
+        assert "score" in mapped.values
         assert mapped.owner_external_id and mapped.owner_name and mapped.owner_email
         if entity == LEAD:
             assert mapped.converted_contact_id == contact_id

@@ -14,7 +14,6 @@ import pytest
 from crmsync.common.crm.connection import CrmConnectionInfo
 from crmsync.common.crm.dynamics import (
     ChangeTokenExpired,
-    DeletedFeedUnavailable,
     DynamicsConnector,
     DynamicsCredentials,
     DynamicsOptions,
@@ -280,16 +279,6 @@ async def test_a_timeout_is_transient() -> None:
     fake.faults = [hang, hang]
     async with connector(fake) as dynamics:
         assert await _count(dynamics) == 3
-
-
-async def test_there_is_no_deleted_feed_by_date() -> None:
-    from datetime import UTC, datetime
-
-    async with connector(FakeDataverse()) as dynamics:
-        with pytest.raises(DeletedFeedUnavailable):
-            await dynamics.deleted_since(
-                "Lead", datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)
-            )
 
 
 # ------------------------------------------------------- stored connections

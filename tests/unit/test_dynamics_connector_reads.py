@@ -18,8 +18,9 @@ from crmsync.common.crm.dynamics import (
     DynamicsOptions,
     field_type,
 )
+from crmsync.common.crm.interface import ChangeCursorExpired
+from crmsync.common.crm.roles import role_value
 from crmsync.common.domain.fields import DataType
-from crmsync.common.domain.mapping_rules import compatible_data_types
 
 ORG = "https://org.example.test"
 API = "/api/data/v9.2"
@@ -134,7 +135,10 @@ async def test_the_describe_maps_attribute_types_onto_crmsync_s_data_types() -> 
         "revenue": {DataType.NUMBER, DataType.SCORE}, "leadsourcecode": {DataType.TEXT},
         "interests": {DataType.MULTI_TEXT},
     }  # fmt: skip
-    assert {name: set(compatible_data_types(lead.fields[name].type)) for name in expected} == expected
+    assert {name: set(lead.fields[name].fills) for name in expected} == expected
+    # The role fields fill by the column behind them.
+    assert lead.fields["Email"].fills == {DataType.EMAIL, DataType.TEXT}
+    assert lead.fields["OptedOut"].fills == {DataType.BOOLEAN}
 
 
 async def test_the_describe_takes_length_updateability_and_lookups_from_the_metadata() -> None:
@@ -146,11 +150,10 @@ async def test_the_describe_takes_length_updateability_and_lookups_from_the_meta
     owner = lead.fields["_ownerid_value"]
     assert (owner.type, owner.reference_to) == ("reference", ("systemuser", "team"))
     assert "owneridname" not in lead.fields  # a shadow of the lookup
-    # role fields beside the attributes, the interface's names for identity, time, conversion and opt-out
-    assert {"Id", "SystemModstamp", "OwnerId", "IsConverted", "ConvertedContactId", "OptedOut"} <= set(
-        lead.fields
-    )
-    assert lead.fields["OptedOut"].updateable and not lead.fields["IsConverted"].updateable
+    # role fields beside the attributes, the connector's own names for identity, qualification and opt-out
+    assert {"Id", "modifiedon", "OwnerId", "Qualified", "QualifiedContactId", "OptedOut"} <= set(lead.fields)
+    assert lead.fields["OptedOut"].updateable and not lead.fields["Qualified"].updateable
+    assert not {"SystemModstamp", "IsConverted", "ConvertedContactId"} & set(lead.fields)
     # a role field that renames a column is written as that column; one behind a lookup is not writable
     assert (lead.fields["Email"].type, lead.fields["Email"].updateable) == ("email", True)
     assert not lead.fields["Id"].updateable
@@ -178,7 +181,8 @@ async def test_a_full_read_pages_through_next_links_with_a_page_size_preference(
     assert all(r.headers["Prefer"] == "odata.maxpagesize=5000" for r in reads)
     first = pages[0][0]
     assert first["Id"] == lead_id(0) and first["firstname"] == "Ada0"
-    assert first["SystemModstamp"] == datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
+    assert first["modifiedon"] == datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
+    assert "SystemModstamp" not in first
     assert "@odata.etag" not in first
 
 
@@ -209,7 +213,8 @@ async def test_a_qualified_lead_names_the_contact_it_became() -> None:
     fake.leads[1].update(statecode=1, _parentcontactid_value=CONTACT)
     async with connector(fake) as dynamics:
         [records] = await _all(dynamics.export_all("Lead", ["firstname"]))
-    assert [(r["IsConverted"], r["ConvertedContactId"]) for r in records] == [(False, None), (True, CONTACT)]
+    assert [(r["Qualified"], r["QualifiedContactId"]) for r in records] == [(False, None), (True, CONTACT)]
+    assert not any("IsConverted" in r or "ConvertedContactId" in r for r in records)
 
 
 async def test_a_lead_qualified_with_a_new_contact_is_named_by_that_contact_s_originating_lead() -> None:
@@ -218,7 +223,7 @@ async def test_a_lead_qualified_with_a_new_contact_is_named_by_that_contact_s_or
     fake.contacts = [{"contactid": CONTACT, "_originatingleadid_value": lead_id(0)}]
     async with connector(fake) as dynamics:
         [[lead]] = await _all(dynamics.export_all("Lead", ["firstname"]))
-    assert (lead["IsConverted"], lead["ConvertedContactId"]) == (True, CONTACT)
+    assert (lead["Qualified"], lead["QualifiedContactId"]) == (True, CONTACT)
     assert fake.requests[-1].url.params["$filter"] == f"_originatingleadid_value eq {lead_id(0)}"
 
 
@@ -263,7 +268,7 @@ async def test_following_a_cursor_yields_changes_and_deletions() -> None:
     async with connector(fake) as dynamics:
         [batch] = await _all(dynamics.changes("Lead", ["firstname"], "1!11/20/2026"))
     assert [r["firstname"] for r in batch.records] == ["Ada!"]
-    assert [d.id for d in batch.deleted] == [lead_id(7)]
+    assert batch.deleted_ids == [lead_id(7)]
     assert batch.cursor == "2!11/20/2026"
     assert fake.requests[-1].url.params["$deltatoken"] == "1!11/20/2026"
 
@@ -272,8 +277,22 @@ async def test_an_expired_cursor_asks_for_a_full_read() -> None:
     fake = FakeDataverse(leads=1)
     fake.expired = True
     async with connector(fake) as dynamics:
-        with pytest.raises(ChangeTokenExpired):
+        with pytest.raises(ChangeTokenExpired) as caught:
             await _all(dynamics.changes("Lead", ["firstname"], "1!11/20/2026"))
+    assert isinstance(caught.value, ChangeCursorExpired)
+
+
+async def test_the_role_fields_a_connector_declares_are_the_ones_its_records_carry() -> None:
+    async with connector(FakeDataverse(leads=2)) as dynamics:
+        roles = dynamics.roles
+        [records] = await _all(dynamics.export_all("Lead", list(roles.person_fields("Lead"))))
+    lead = records[0]
+    assert role_value(lead, roles.id) == lead_id(0)
+    assert role_value(lead, roles.modified_at) == datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
+    assert role_value(lead, roles.owner_id) == OWNER
+    assert role_value(lead, roles.owner_name) == "Grace Hopper"
+    assert role_value(lead, roles.owner_email) == "grace@example.com"
+    assert role_value(lead, roles.converted) is False and role_value(lead, roles.converted_to) is None
 
 
 async def test_a_count_beyond_what_odata_count_counts_pages_through_the_ids() -> None:

@@ -16,20 +16,21 @@ from crmsync.common.crm.dynamics._connection import (
 )
 from crmsync.common.crm.dynamics._connector import DynamicsConnector
 from crmsync.common.crm.dynamics._entities import ENTITIES, Entity, entity_named
-from crmsync.common.crm.dynamics._errors import ChangeTokenExpired, DeletedFeedUnavailable
+from crmsync.common.crm.dynamics._errors import ChangeTokenExpired
 from crmsync.common.crm.dynamics._mapping import DEFAULT_DYNAMICS_ROWS, default_dynamics_mapping
 from crmsync.common.crm.dynamics._metadata import field_type
-from crmsync.common.crm.dynamics._reads import ChangeBatch
+from crmsync.common.crm.dynamics._roles import DYNAMICS_ROLES
+from crmsync.common.crm.interface import ChangeBatch
 
 __all__ = [
     "AUTH_METHODS",
     "DEFAULT_API_VERSION",
     "DEFAULT_DYNAMICS_ROWS",
+    "DYNAMICS_ROLES",
     "ENTITIES",
     "PROVIDER",
     "ChangeBatch",
     "ChangeTokenExpired",
-    "DeletedFeedUnavailable",
     "DynamicsConnector",
     "DynamicsCredentials",
     "DynamicsOptions",

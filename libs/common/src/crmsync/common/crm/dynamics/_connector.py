@@ -11,12 +11,13 @@ import httpx
 
 from crmsync.common.crm.dynamics._config import DynamicsCredentials, DynamicsOptions
 from crmsync.common.crm.dynamics._entities import entity_named
-from crmsync.common.crm.dynamics._errors import DeletedFeedUnavailable
 from crmsync.common.crm.dynamics._metadata import Describes
-from crmsync.common.crm.dynamics._reads import ChangeBatch, Reads, odata_datetime
+from crmsync.common.crm.dynamics._reads import Reads, odata_datetime
+from crmsync.common.crm.dynamics._roles import DYNAMICS_ROLES
 from crmsync.common.crm.dynamics._transport import Transport
 from crmsync.common.crm.dynamics._writes import BatchWriter
-from crmsync.common.crm.interface import ApiBudget, CrmRecord, DeletedRecord, ObjectDescribe, WriteResult
+from crmsync.common.crm.interface import ApiBudget, ChangeBatch, CrmRecord, ObjectDescribe, WriteResult
+from crmsync.common.crm.roles import RecordRoles
 
 
 class DynamicsConnector:
@@ -24,9 +25,9 @@ class DynamicsConnector:
     service protection.
 
     Objects are named by role (`Lead`, `Contact`, `Account`, `User`, `Opportunity`) or by their
-    Dataverse names; records carry the attributes asked for plus the role fields (`Id`,
-    `SystemModstamp`, `OwnerId`, `Owner`, `AccountId`, `Account`, `IsConverted`,
-    `ConvertedContactId`, `OptedOut`). Date-times come back UTC-aware, date-only columns as dates.
+    Dataverse names; records carry the attributes asked for plus the role fields `roles` names
+    (`Id`, `modifiedon`, `OwnerId`, `Owner`, `AccountId`, `Account`, `Qualified`,
+    `QualifiedContactId`) and `OptedOut`. Date-times come back UTC-aware, date-only columns as dates.
     """
 
     def __init__(
@@ -42,6 +43,11 @@ class DynamicsConnector:
         self._describes = Describes(self._http)
         self._reads = Reads(self._http, self._describes)
         self._writer = BatchWriter(self._http, self._describes)
+
+    @property
+    def roles(self) -> RecordRoles:
+        """Returns the fields carrying the id, modifiedon, owner, parent account and qualification."""
+        return DYNAMICS_ROLES
 
     # ----------------------------------------------------------------- metadata
 
@@ -83,8 +89,8 @@ class DynamicsConnector:
     ) -> AsyncIterator[ChangeBatch]:
         """Yields what changed since the opaque `cursor` (every record when None), deletions included.
 
-        The last batch carries the cursor to start from next time. Raises
-        ChangeTokenExpired (a CrmRejected) when Dataverse no longer follows the
+        The last batch carries the cursor (Dataverse's delta token) to start from next time.
+        Raises ChangeTokenExpired (a ChangeCursorExpired) when Dataverse no longer follows the
         cursor: read again with None (a full sync; whatever it no longer returns was deleted).
         """
         selection = await self._reads.selection(object_name, fields)
@@ -92,15 +98,6 @@ class DynamicsConnector:
             selection, cursor, page_size=page_size or self._options.page_size
         ):
             yield batch
-
-    async def deleted_since(self, object_name: str, start: datetime, end: datetime) -> list[DeletedRecord]:
-        """Raises DeletedFeedUnavailable: Dataverse lists deletions through change tracking (`changes`) only."""
-        entity = entity_named(object_name)
-        raise DeletedFeedUnavailable(
-            f"Dataverse keeps no deletions by date for {entity.logical}: follow its changes with a cursor, "
-            "or run a full sync",
-            error_code="DELETED_FEED_UNAVAILABLE",
-        )
 
     async def get_by_ids(
         self, object_name: str, ids: Sequence[str], fields: Sequence[str]

@@ -1,10 +1,10 @@
 """The Dataverse tables behind crmsync's CRM roles, and the role fields each one surfaces.
 
-The services ask for objects and fields by role (the names the interface's
-records use: `Lead`, `Contact`, `Account`, `User`, `Opportunity`; `Id`,
-`SystemModstamp`, `OwnerId`, `Owner.Name`, …). Each table here says where a
-role field lives in Dataverse; records come back with both the Dataverse
-attributes asked for and the role fields filled in. A pure data table.
+The services ask for objects by role (`Lead`, `Contact`, `Account`, `User`,
+`Opportunity`) and read the fields `DYNAMICS_ROLES` names (`Id`, `modifiedon`,
+`OwnerId`, `Owner.Name`, `Qualified`, …). Each table here says where a role
+field lives in Dataverse; records come back with both the Dataverse attributes
+asked for and the role fields filled in. A pure data table.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from crmsync.common.crm.interface import CrmRejected
 
 # Role fields computed from more than one attribute.
-IS_CONVERTED = "IsConverted"  # a lead qualified (statecode 1)
-CONVERTED_CONTACT_ID = "ConvertedContactId"  # the contact a qualified lead became
+QUALIFIED = "Qualified"  # a lead qualified (statecode 1)
+QUALIFIED_CONTACT_ID = "QualifiedContactId"  # the contact a qualified lead became (parentcontactid)
+MODIFIED_ON = "modifiedon"
 OPTED_OUT = "OptedOut"  # donotemail or donotbulkemail (R23)
 OPT_OUT_ATTRIBUTES = ("donotemail", "donotbulkemail")
 LEAD_QUALIFIED = 1  # lead statecode: 0 open, 1 qualified, 2 disqualified
@@ -87,7 +88,7 @@ def _entity(
     related: tuple[Related, ...] = (_OWNER,),
 ) -> Entity:
     primary = f"{logical}id"
-    names = {"Id": primary, "SystemModstamp": "modifiedon", "CreatedDate": "createdon", **aliases}
+    names = {"Id": primary, "CreatedDate": "createdon", **aliases}
     return Entity(role, logical, entity_set, primary, label=role, aliases=names, related=related)
 
 

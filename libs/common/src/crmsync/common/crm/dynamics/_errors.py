@@ -7,7 +7,7 @@ import re
 import httpx
 import orjson
 
-from crmsync.common.crm.interface import CrmAuthError, CrmRejected, CrmTransientError
+from crmsync.common.crm.interface import ChangeCursorExpired, CrmAuthError, CrmRejected, CrmTransientError
 
 # Dataverse error codes the connector acts on.
 EXPIRED_VERSION_STAMP = "0x80044352"  # a change-tracking delta token too old to follow
@@ -24,15 +24,11 @@ TRANSIENT_WRITE_CODE = "SERVER_UNAVAILABLE"
 _PROPERTY = re.compile(r"property named '([^']+)'|'([A-Za-z_]\w*)' attribute", re.IGNORECASE)
 
 
-class ChangeTokenExpired(CrmRejected):
+class ChangeTokenExpired(ChangeCursorExpired):
     """The change cursor is too old for Dataverse to follow: read everything again (a full sync).
 
     Deletions in the meantime are then whatever the full read no longer returns (R16).
     """
-
-
-class DeletedFeedUnavailable(CrmRejected):
-    """Dataverse keeps no deletions by date: deletions come with change tracking (`changes`)."""
 
 
 def dataverse_error(body: bytes, status: int) -> tuple[str | None, str]:

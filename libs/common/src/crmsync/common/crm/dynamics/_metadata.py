@@ -10,21 +10,23 @@ text (option values), lookups are references.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
 import orjson
 
 from crmsync.common.crm.dynamics._entities import (
-    CONVERTED_CONTACT_ID,
-    IS_CONVERTED,
     OPT_OUT_ATTRIBUTES,
     OPTED_OUT,
+    QUALIFIED,
+    QUALIFIED_CONTACT_ID,
     Entity,
     entity_named,
 )
 from crmsync.common.crm.dynamics._transport import Transport
 from crmsync.common.crm.interface import CrmField, ObjectDescribe
+from crmsync.common.domain.fields import DataType
 
 LOOKUP_TYPES = frozenset({"Lookup", "Owner", "Customer"})
 # AttributeType -> the interface's field type
@@ -45,6 +47,27 @@ FIELD_TYPES: dict[str, str] = {
     "Owner": "reference",
     "Customer": "reference",
     "EntityName": "string",
+}
+_TEXT = frozenset({DataType.TEXT})
+_NUMBER = frozenset({DataType.NUMBER, DataType.SCORE})
+# The connector's field type -> the crmsync data types a column of it may fill (R4).
+FILLS: dict[str, frozenset[DataType]] = {
+    "string": _TEXT,
+    "textarea": _TEXT,
+    "phone": _TEXT,
+    "url": _TEXT,
+    "picklist": _TEXT,  # option values
+    "id": _TEXT,
+    "reference": _TEXT,
+    "email": frozenset({DataType.EMAIL, DataType.TEXT}),
+    "boolean": frozenset({DataType.BOOLEAN}),
+    "int": _NUMBER,
+    "long": _NUMBER,
+    "double": _NUMBER,
+    "currency": _NUMBER,
+    "date": frozenset({DataType.DATE}),
+    "datetime": frozenset({DataType.DATETIME}),
+    "multipicklist": frozenset({DataType.MULTI_TEXT}),
 }
 _STRING_FORMATS = {"email": "email", "phone": "phone", "url": "url", "textarea": "textarea"}
 _UNREQUIRED = frozenset({"None", "Recommended"})
@@ -125,9 +148,9 @@ def _role_fields(entity: Entity, fields: dict[str, CrmField]) -> dict[str, CrmFi
                 relationship_name=related.name,
             )
     if entity.role == "Lead":
-        out[IS_CONVERTED] = CrmField(IS_CONVERTED, "Qualified (statecode)", "boolean", False, False, False)
-        out[CONVERTED_CONTACT_ID] = CrmField(
-            CONVERTED_CONTACT_ID,
+        out[QUALIFIED] = CrmField(QUALIFIED, "Qualified (statecode)", "boolean", False, False, False)
+        out[QUALIFIED_CONTACT_ID] = CrmField(
+            QUALIFIED_CONTACT_ID,
             "Qualified as (parentcontactid)",
             "reference",
             False,
@@ -148,6 +171,9 @@ def described(entity: Entity, attributes: list[dict[str, Any]]) -> ObjectDescrib
         field = attribute_field(meta)
         fields[field.name] = field
     fields.update(_role_fields(entity, fields))
+    fields = {
+        name: dataclasses.replace(f, fills=FILLS.get(f.type, frozenset())) for name, f in fields.items()
+    }
     return ObjectDescribe(name=entity.role, label=entity.label, fields=fields)
 
 

@@ -5,36 +5,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
-from crmsync.common.clock import utc_now
-from crmsync.common.crm.dynamics._entities import CONVERTED_CONTACT_ID, IS_CONVERTED, Entity, entity_named
+from crmsync.common.crm.dynamics._entities import QUALIFIED, QUALIFIED_CONTACT_ID, Entity, entity_named
 from crmsync.common.crm.dynamics._metadata import Describes
 from crmsync.common.crm.dynamics._records import Selection
 from crmsync.common.crm.dynamics._transport import Transport
-from crmsync.common.crm.interface import CrmRecord, CrmRejected, DeletedRecord
+from crmsync.common.crm.interface import ChangeBatch, CrmRecord, CrmRejected
 
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 COUNT_LIMIT = 5000  # @odata.count counts at most this many
-
-
-@dataclass(frozen=True)
-class ChangeBatch:
-    """One page of a change-tracking read.
-
-    `records`: new and changed records; `deleted`: records deleted since the
-    cursor (R16); `cursor`: set on the last batch only, the opaque cursor the
-    next read starts from (kept in the transaction that stores these changes, R18).
-    """
-
-    records: list[CrmRecord]
-    deleted: list[DeletedRecord] = field(default_factory=list)
-    cursor: str | None = None
 
 
 def odata_datetime(value: datetime) -> str:
@@ -112,13 +96,13 @@ class Reads:
             selection.entity.entity_set, params=params, prefer=prefer, operation="changes"
         ):
             items = body.get("value") or []
-            now = utc_now()
-            deleted = [DeletedRecord(id=str(i["id"]), deleted_at=now) for i in items if _deleted_entry(i)]
+            deleted = [str(i["id"]) for i in items if _deleted_entry(i)]
             records = await self._finish(selection, [i for i in items if not _deleted_entry(i)])
             next_cursor = delta_token(body.get("@odata.deltaLink"))
             if "@odata.nextLink" not in body and next_cursor is None:
                 raise CrmRejected("change tracking answered without a delta link", error_code="NO_DELTA_LINK")
-            yield ChangeBatch(records=records, deleted=deleted, cursor=next_cursor)
+            # Only the last page's delta link is a resume point (R18).
+            yield ChangeBatch(records=records, deleted_ids=deleted, cursor=next_cursor)
 
     async def by_ids(self, selection: Selection, ids: Sequence[str]) -> list[CrmRecord]:
         """Returns the records with these ids (missing ones, and ids that are no GUID, left out)."""
@@ -168,17 +152,15 @@ class Reads:
         """Fills the contact a qualified lead became from the contact's originating lead, when the lead
         itself does not name it (qualifying with a new contact links the contact to the lead, R17)."""
         unnamed = {
-            str(r["Id"]).lower(): r
-            for r in records
-            if r.get(IS_CONVERTED) and not r.get(CONVERTED_CONTACT_ID)
+            str(r["Id"]).lower(): r for r in records if r.get(QUALIFIED) and not r.get(QUALIFIED_CONTACT_ID)
         }
         if not unnamed:
             return
         select = "contactid,_originatingleadid_value"
         async for contact in self._where_in("contacts", "_originatingleadid_value", list(unnamed), select):
             lead = unnamed.get(str(contact.get("_originatingleadid_value")).lower())
-            if lead is not None and not lead.get(CONVERTED_CONTACT_ID):
-                lead[CONVERTED_CONTACT_ID] = contact["contactid"]
+            if lead is not None and not lead.get(QUALIFIED_CONTACT_ID):
+                lead[QUALIFIED_CONTACT_ID] = contact["contactid"]
 
     async def count(self, object_name: str) -> int:
         """Returns how many records the table has (paging through ids beyond what `$count` counts)."""

@@ -14,11 +14,12 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from crmsync.common.crm.dynamics._entities import (
-    CONVERTED_CONTACT_ID,
-    IS_CONVERTED,
     LEAD_QUALIFIED,
+    MODIFIED_ON,
     OPT_OUT_ATTRIBUTES,
     OPTED_OUT,
+    QUALIFIED,
+    QUALIFIED_CONTACT_ID,
     Entity,
     Related,
 )
@@ -84,7 +85,7 @@ class Selection:
     def of(cls, entity: Entity, fields: Sequence[str], described: ObjectDescribe) -> Selection:
         """Returns the selection of `fields` (plus the id and time every record carries)."""
         selection = cls(entity, types={n: f.type for n, f in described.fields.items()})
-        for name in ("Id", "SystemModstamp", *fields):
+        for name in ("Id", MODIFIED_ON, *fields):
             selection.want(name, described)
         if entity.role == "Lead":
             for attribute in CONVERSION_ATTRIBUTES:
@@ -104,7 +105,7 @@ class Selection:
                 self._add(parent.lookup)
                 self.parents.setdefault(parent.name, set()).add("Id")
                 return
-        if name.lower() in (IS_CONVERTED.lower(), CONVERTED_CONTACT_ID.lower()):
+        if name.lower() in (QUALIFIED.lower(), QUALIFIED_CONTACT_ID.lower()):
             return  # conversion is read on every lead
         if name.lower() == OPTED_OUT.lower():
             for attribute in OPT_OUT_ATTRIBUTES:
@@ -126,8 +127,8 @@ class Selection:
             if "@" in key:
                 continue  # @odata.etag, formatted values and other annotations
             out[key] = incoming(value, self.types.get(key))
-        if "modifiedon" in out and not isinstance(out["modifiedon"], datetime):
-            out["modifiedon"] = parse_datetime(out["modifiedon"])
+        if MODIFIED_ON in out and not isinstance(out[MODIFIED_ON], datetime):
+            out[MODIFIED_ON] = parse_datetime(out[MODIFIED_ON])
         for alias, attribute in self.aliases.items():
             out[alias] = out.get(attribute)
         if self.opt_out:
@@ -135,8 +136,8 @@ class Selection:
             out[OPTED_OUT] = any(flags) if any(f is not None for f in flags) else None
         if self.entity.role == "Lead" and "statecode" in out:
             qualified = out.get("statecode") == LEAD_QUALIFIED
-            out[IS_CONVERTED] = qualified
-            out[CONVERTED_CONTACT_ID] = out.get("_parentcontactid_value") if qualified else None
+            out[QUALIFIED] = qualified
+            out[QUALIFIED_CONTACT_ID] = out.get("_parentcontactid_value") if qualified else None
         return out
 
     def parent_attributes(self, related: Related) -> list[str]:
