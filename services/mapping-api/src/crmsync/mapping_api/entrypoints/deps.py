@@ -12,7 +12,9 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from crmsync.common.clock import utc_now
+from crmsync.mapping_api.adapters.allowance import allowance_transactions
 from crmsync.mapping_api.handlers.accounts import Caller, authenticate
+from crmsync.mapping_api.handlers.allowance import AllowanceTransactions
 from crmsync.mapping_api.handlers.errors import Unauthenticated
 from crmsync.mapping_api.handlers.ports import CrmPort, Secrets, Transactions
 from crmsync.mapping_api.settings import Settings
@@ -52,6 +54,10 @@ def _secrets(request: Request) -> Secrets:
     return request.app.state.services.secret_box
 
 
+def _allowance(request: Request) -> AllowanceTransactions:
+    return allowance_transactions(request.app.state.services.sessions)
+
+
 def _settings(request: Request) -> Settings:
     return request.app.state.services.settings
 
@@ -62,3 +68,4 @@ AdminAccount = Annotated[Caller, Depends(_admin)]
 CrmDep = Annotated[CrmPort, Depends(_crm)]
 SecretsDep = Annotated[Secrets, Depends(_secrets)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
+AllowanceDep = Annotated[AllowanceTransactions, Depends(_allowance)]

@@ -7,6 +7,7 @@ from fastapi import APIRouter
 from crmsync.mapping_api.entrypoints.errors import ERROR_RESPONSES
 from crmsync.mapping_api.entrypoints.routes import (
     account,
+    allowance,
     connection,
     contacts,
     deliveries,
@@ -28,6 +29,7 @@ for module in (
     push_policy,
     schedule,
     connection,
+    allowance,
     contacts,
     segments,
     sync_runs,
