@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from crmsync.common.crypto import SecretBox
 from crmsync.common.db.schema import Account, CrmConnection, ScheduledJob, SyncRun, SyncSchedule
+from crmsync.common.domain.schedule import Schedule, ScheduleMode, tick_at_or_before
 from crmsync.common.kafka.topics import OUTBOUND_JOBS, SYNC_JOBS
 from crmsync.scheduler.bootstrap import bootstrap
 from crmsync.scheduler.settings import Settings
@@ -180,7 +181,9 @@ async def test_r14_r18_a_manual_schedule_emits_nothing_while_a_due_account_besid
 
     assert await _read_all(settings, SYNC_JOBS, account_id) == []
     assert await _read_all(settings, OUTBOUND_JOBS, account_id) == []
-    slot = "2026-11-28T10:00:00Z"
+    # The due account's one-minute tick at or before BASE, offset by its phase.
+    one_minute = Schedule(ScheduleMode.INTERVAL, interval_minutes=1)
+    slot = f"{tick_at_or_before(schedule=one_minute, moment=BASE, account_id=due_id):%Y-%m-%dT%H:%M:%SZ}"
     sync_jobs = await _read_all(settings, SYNC_JOBS, due_id)
     assert [(m["job_id"], m["kind"], m["reason"]) for m in sync_jobs] == [
         (f"{due_id}:incremental:{slot}", "incremental", "schedule")

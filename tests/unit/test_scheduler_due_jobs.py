@@ -6,7 +6,7 @@ from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from crmsync.common.domain.schedule import (
@@ -16,6 +16,7 @@ from crmsync.common.domain.schedule import (
     ScheduleMode,
     automatic_interval_minutes,
     due_jobs,
+    interval_phase_s,
     job_id_for,
     next_due_times,
     next_tick_after,
@@ -47,6 +48,7 @@ schedules = st.one_of(
     ),
 )
 ages = st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=40))
+account_ids = st.text(min_size=1, max_size=40)
 
 
 def _sync_jobs(jobs):
@@ -66,7 +68,7 @@ def test_r15_a_full_sync_is_due_14_days_after_the_last_successful_full_and_incre
 ) -> None:
     last = LastRuns(last_full_success=now - age)
     (sync,) = _sync_jobs(due_jobs(account_id=ACCOUNT, schedule=schedule, last_runs=last, now=now))
-    slot = tick_at_or_before(schedule=schedule, moment=now)
+    slot = tick_at_or_before(schedule=schedule, moment=now, account_id=ACCOUNT)
     assert sync.slot == slot
     # Judged at the tick the job belongs to, so the full waits for the first tick after the 14 days.
     if slot >= last.last_full_success + FULL_SYNC_EVERY:
@@ -121,7 +123,7 @@ def test_r18_any_moment_of_the_same_tick_computes_the_same_job_ids(schedule, now
     last = LastRuns(
         last_full_success=now - age - FULL_SYNC_EVERY * 2 if age > timedelta(days=20) else now - age
     )
-    slot = tick_at_or_before(schedule=schedule, moment=now)
+    slot = tick_at_or_before(schedule=schedule, moment=now, account_id=ACCOUNT)
     assert slot is not None and slot <= now
     earlier = slot + (now - slot) * back
     a = due_jobs(account_id=ACCOUNT, schedule=schedule, last_runs=last, now=now)
@@ -130,17 +132,22 @@ def test_r18_any_moment_of_the_same_tick_computes_the_same_job_ids(schedule, now
     assert len({j.job_id for j in a}) == len(a)
 
 
-@given(schedule=schedules, now=moments)
-def test_r14_slots_are_ticks_of_the_schedule_and_never_in_the_future(schedule, now) -> None:
-    slot = tick_at_or_before(schedule=schedule, moment=now)
+@given(schedule=schedules, now=moments, account=st.none() | account_ids)
+def test_r14_slots_are_ticks_of_the_schedule_and_never_in_the_future(schedule, now, account) -> None:
+    slot = tick_at_or_before(schedule=schedule, moment=now, account_id=account)
     assert slot is not None and slot <= now
-    nxt = next_tick_after(schedule=schedule, moment=now)
+    nxt = next_tick_after(schedule=schedule, moment=now, account_id=account)
     assert nxt is not None and slot < nxt and nxt > now
-    assert tick_at_or_before(schedule=schedule, moment=nxt) == nxt
-    assert tick_at_or_before(schedule=schedule, moment=nxt - timedelta(microseconds=1)) == slot
+    assert tick_at_or_before(schedule=schedule, moment=nxt, account_id=account) == nxt
+    assert (
+        tick_at_or_before(schedule=schedule, moment=nxt - timedelta(microseconds=1), account_id=account)
+        == slot
+    )
     local = slot.astimezone(ZoneInfo(schedule.timezone))
     if schedule.mode == ScheduleMode.INTERVAL:
-        assert int(slot.timestamp()) % (schedule.interval_minutes * 60) == 0
+        step = schedule.interval_minutes * 60
+        assert int(slot.timestamp()) % step == interval_phase_s(account, step)
+        assert nxt - slot == timedelta(seconds=step)
     if schedule.mode == ScheduleMode.WEEKLY and local.utcoffset() == (local + timedelta(hours=3)).utcoffset():
         assert local.weekday() == schedule.weekday
 
@@ -190,7 +197,8 @@ def test_r14_automatic_picks_a_wider_interval_for_bigger_accounts_and_smaller_bu
 
 def test_r14_automatic_interval_for_a_small_account_with_a_normal_budget_is_15_minutes() -> None:
     assert automatic_interval_minutes(record_count=5_000, daily_api_limit=100_000) == 15
-    assert automatic_interval_minutes(record_count=5_000, daily_api_limit=1_000) == 120
+    # 13 calls a sync (11 whatever changed, 2 for the page of changes) in a tenth of 1,000 a day.
+    assert automatic_interval_minutes(record_count=5_000, daily_api_limit=1_000) == 240
 
 
 def test_r14_an_interval_schedule_needs_its_minutes() -> None:
@@ -202,7 +210,7 @@ def test_r14_an_interval_schedule_needs_its_minutes() -> None:
 def test_r15_a_first_or_biweekly_full_is_not_asked_for_again_while_one_is_under_way(
     schedule, now, age
 ) -> None:
-    slot = tick_at_or_before(schedule=schedule, moment=now)
+    slot = tick_at_or_before(schedule=schedule, moment=now, account_id=ACCOUNT)
     last = LastRuns(last_full_success=None if age is None else slot - age, full_in_progress=True)
     jobs = due_jobs(account_id=ACCOUNT, schedule=schedule, last_runs=last, now=now)
     assert [j.kind for j in jobs] == ["scores_optouts"]
@@ -212,7 +220,7 @@ def test_r15_a_first_or_biweekly_full_is_not_asked_for_again_while_one_is_under_
 def test_r15_no_scheduled_incremental_piles_up_behind_an_open_sync_and_none_is_lost_after_it(
     schedule, now, since_incremental
 ) -> None:
-    slot = tick_at_or_before(schedule=schedule, moment=now)
+    slot = tick_at_or_before(schedule=schedule, moment=now, account_id=ACCOUNT)
     # The full is not due: only the incremental is in question.
     recent_full = slot - timedelta(days=1)
     last = LastRuns(last_full_success=recent_full, last_incremental=recent_full - since_incremental)
@@ -235,3 +243,59 @@ def test_r15_a_new_field_asks_for_a_full_even_while_another_full_is_under_way() 
     )
     jobs = due_jobs(account_id=ACCOUNT, schedule=Schedule(ScheduleMode.HOURLY), last_runs=last, now=NOW)
     assert [(j.kind, j.reason) for j in jobs] == [("full", SyncReason.NEW_FIELD), ("scores_optouts", None)]
+
+
+# -- the phase of interval ticks -------------------------------------------------------------
+
+intervals = st.integers(1, 24 * 60)
+interval_schedules = st.one_of(
+    st.builds(Schedule, mode=st.just(ScheduleMode.INTERVAL), interval_minutes=intervals),
+    st.builds(Schedule, mode=st.just(ScheduleMode.AUTOMATIC)),
+)
+
+
+@given(account=account_ids, minutes=intervals)
+def test_r14_an_account_s_phase_lies_within_its_interval_and_is_the_same_every_time(account, minutes) -> None:
+    phase = interval_phase_s(account, minutes * 60)
+    assert 0 <= phase < minutes * 60
+    assert interval_phase_s(account, minutes * 60) == phase
+
+
+def test_r18_the_phase_is_a_stable_hash_of_the_account_id_not_one_salted_per_process() -> None:
+    # Fixed values: a replica or a release that computed another phase would emit other job ids.
+    assert [interval_phase_s(a, 900) for a in ("acme", "globex", "a00001")] == [285, 690, 224]
+    assert (interval_phase_s("acme", 60), interval_phase_s("acme", 86400)) == (45, 80385)
+    assert interval_phase_s(None, 900) == 0
+    slot = tick_at_or_before(
+        schedule=Schedule(ScheduleMode.INTERVAL, interval_minutes=15), moment=NOW, account_id="acme"
+    )
+    assert slot == datetime(2026, 11, 28, 10, 4, 45, tzinfo=UTC)  # 10:00 + 285 s, the last before 10:07:30
+
+
+@given(schedule=interval_schedules, now=moments, account=account_ids, back=st.floats(0, 1))
+def test_r18_every_moment_of_an_account_s_phased_tick_computes_the_same_job_ids(
+    schedule, now, account, back
+) -> None:
+    last = LastRuns(last_full_success=now - timedelta(days=1))
+    slot = tick_at_or_before(schedule=schedule, moment=now, account_id=account)
+    earlier = slot + (now - slot) * back
+    a = due_jobs(account_id=account, schedule=schedule, last_runs=last, now=now)
+    b = due_jobs(account_id=account, schedule=schedule, last_runs=last, now=earlier)
+    assert [j.job_id for j in a] == [j.job_id for j in b]
+    assert {j.slot for j in a} == {slot}
+    # The tick before is exactly one interval earlier: one slot per interval, none skipped.
+    before = tick_at_or_before(schedule=schedule, moment=slot - timedelta(microseconds=1), account_id=account)
+    assert next_tick_after(schedule=schedule, moment=before, account_id=account) == slot
+
+
+@settings(max_examples=20, deadline=None)
+@given(minutes=st.sampled_from([5, 15, 30, 60]), now=moments, prefix=st.text(max_size=8))
+def test_r14_two_thousand_accounts_of_one_interval_come_due_spread_over_it(minutes, now, prefix) -> None:
+    schedule = Schedule(ScheduleMode.INTERVAL, interval_minutes=minutes)
+    accounts = [f"{prefix}{i:05d}" for i in range(2000)]
+    nexts = [next_tick_after(schedule=schedule, moment=now, account_id=a) for a in accounts]
+    assert all(now < n <= now + timedelta(minutes=minutes) for n in nexts)
+    # Per tenth of the interval, about a tenth of the accounts (200): none holds twice that.
+    tenths = [int((n - now) / (timedelta(minutes=minutes) / 10)) for n in nexts]
+    per_tenth = [tenths.count(t) for t in range(10)]
+    assert max(per_tenth) < 300 and min(per_tenth) > 100, per_tenth

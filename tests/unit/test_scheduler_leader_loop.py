@@ -51,9 +51,14 @@ class FakeStore:
     def __init__(self, db: FakeDatabase) -> None:
         self._db = db
 
-    async def account_schedules(self) -> list[AccountSchedule]:
+    async def due_accounts(self, *, now: datetime, limit: int) -> list[AccountSchedule]:
         self._db.failures.at("read")
-        return [ACCOUNT]
+        look = self._db.next_look
+        return [ACCOUNT] if look is None or look <= now else []
+
+    async def set_next_looks(self, looks) -> None:
+        for look in looks:
+            self._db.pending_look = look.at
 
     async def record_new_jobs(self, jobs) -> set[tuple[str, str]]:
         new = {(j.account_id, j.job_id) for j in jobs} - self._db.recorded
@@ -89,13 +94,16 @@ class FakeDatabase:
         self.outbox: list[tuple[str, BaseModel]] = []
         self.pending_records: set[tuple[str, str]] = set()
         self.pending_outbox: list[tuple[str, BaseModel]] = []
+        self.next_look: datetime | None = None
+        self.pending_look: datetime | None = None
 
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[FakeStore]:
-        self.pending_records, self.pending_outbox = set(), []
+        self.pending_records, self.pending_outbox, self.pending_look = set(), [], self.next_look
         yield FakeStore(self)
         self.recorded |= self.pending_records
         self.outbox += self.pending_outbox
+        self.next_look = self.pending_look
 
 
 class FakeOutbox:
@@ -146,7 +154,8 @@ async def _until(condition: Callable[[], bool], *, task: asyncio.Task) -> None:
         await asyncio.sleep(0.01)
 
 
-EXPECTED = ["acme:incremental:2026-11-28T10:00:00Z", "acme:scores_optouts:2026-11-28T10:00:00Z"]
+# acme's phase in a one-minute interval is 45 s: its tick before 10:00:30 is 09:59:45.
+EXPECTED = ["acme:incremental:2026-11-28T09:59:45Z", "acme:scores_optouts:2026-11-28T09:59:45Z"]
 
 
 @pytest.mark.parametrize("where", ["elect", "read", "publish", "purge"])

@@ -69,7 +69,12 @@ def bootstrap(
     engine = engine or create_engine(settings)
     producer = producer or create_producer(settings)
     sessions = create_sessionmaker(engine)
-    relay = OutboxRelay(sessions=sessions, publisher=Publisher(producer, settings))
+    # A batch of the relay holds the jobs of a batch of accounts (a sync job and an outbound job each).
+    relay = OutboxRelay(
+        sessions=sessions,
+        publisher=Publisher(producer, settings),
+        batch=2 * settings.scheduler_accounts_per_batch,
+    )
     leader = AdvisoryLockLeader(engine=engine, key=settings.scheduler_lock_key)
     loop = LeaderLoop(
         leader=leader,
@@ -83,6 +88,8 @@ def bootstrap(
             batches_per_tick=settings.housekeeping_batches_per_tick,
         ),
         tick_s=settings.scheduler_tick_s,
+        accounts_per_batch=settings.scheduler_accounts_per_batch,
+        open_run_recheck=timedelta(seconds=settings.scheduler_open_run_recheck_s),
         clock=clock,
     )
     return App(settings, engine, producer, leader, loop, owns_engine)

@@ -9,6 +9,22 @@ from crmsync.common.settings import CommonSettings
 
 class Settings(CommonSettings):
     scheduler_tick_s: float = Field(5.0, gt=0, description="How often the leader looks for due jobs.")
+    scheduler_accounts_per_batch: int = Field(
+        500,
+        ge=1,
+        description=(
+            "Due accounts read, decided and recorded in one transaction; a tick goes on batch after "
+            "batch while a batch was full, publishing each batch's jobs before the next."
+        ),
+    )
+    scheduler_open_run_recheck_s: float = Field(
+        60.0,
+        gt=0,
+        description=(
+            "While a sync of an account is open, its tick's incremental waits for it to end; the "
+            "scheduler looks at such an account again this often (else at its next tick only)."
+        ),
+    )
     scheduler_lock_key: int = Field(
         0x63726D73796E63,  # "crmsync"
         description="Postgres advisory lock that elects the one replica that emits.",

@@ -10,10 +10,16 @@ record of emitted ids makes the second emission a no-op.
 
 A full sync requested because the mapping gained a field does not wait for a
 tick: its slot is the request time, so it runs at once and once per request.
+
+Interval ticks (automatic and every N minutes) are offset from the epoch by a
+phase of the account's own, a stable hash of its id within the interval, so
+the many accounts of one interval come due spread over it rather than all at
+the same instant. Hourly, daily and weekly ticks are at the times they name.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
@@ -34,8 +40,9 @@ AUTOMATIC_BUDGET_SHARE = 0.10
 # Records per page of a CRM query, and the share of records assumed changed between two syncs.
 RECORDS_PER_CALL = 2000
 CHANGED_SHARE = 0.01
-# Calls an incremental sync makes whatever changed: Lead and Contact queries and deleted feeds.
-BASE_CALLS_PER_SYNC = 4
+# Calls an incremental sync makes whatever changed, as measured (bench/RESULTS.md, accounts):
+# a describe of each of the five objects it reads, their change queries and deletion feeds.
+BASE_CALLS_PER_SYNC = 11
 
 JobKind = Literal["full", "incremental", "scores_optouts"]
 
@@ -107,6 +114,18 @@ def job_id_for(*, account_id: str, kind: str, slot: datetime) -> str:
     return f"{account_id}:{kind}:{slot.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
 
 
+def interval_phase_s(account_id: str | None, interval_s: int) -> int:
+    """Returns the account's offset of its interval ticks from the epoch, in whole seconds below the interval.
+
+    A hash of the id (the same in every process and release, unlike `hash`), so every
+    replica computes the same slots and so the same job ids (R18). None: no offset.
+    """
+    if account_id is None:
+        return 0
+    digest = hashlib.blake2b(account_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % interval_s
+
+
 def automatic_interval_minutes(
     *, record_count: int, daily_api_limit: int | None, allocated_calls: int | None = None
 ) -> int:
@@ -139,17 +158,27 @@ def automatic_interval_minutes(
 
 
 def tick_at_or_before(
-    *, schedule: Schedule, moment: datetime, record_count: int = 0, daily_api_limit: int | None = None
+    *,
+    schedule: Schedule,
+    moment: datetime,
+    record_count: int = 0,
+    daily_api_limit: int | None = None,
+    allocated_calls: int | None = None,
+    account_id: str | None = None,
 ) -> datetime | None:
-    """Returns the latest tick of the schedule at or before `moment` (UTC), None for manual."""
+    """Returns the latest tick of the schedule at or before `moment` (UTC), None for manual.
+
+    `account_id` gives interval ticks the account's phase (None: aligned to the epoch).
+    """
     moment = _utc(moment)
     mode = schedule.mode
     if mode == ScheduleMode.MANUAL:
         return None
     if mode in (ScheduleMode.INTERVAL, ScheduleMode.AUTOMATIC):
-        minutes = _interval(schedule, record_count, daily_api_limit)
-        elapsed = int((moment - EPOCH).total_seconds() // 60)
-        return EPOCH + timedelta(minutes=elapsed - elapsed % minutes)
+        step = 60 * _interval(schedule, record_count, daily_api_limit, allocated_calls)
+        phase = interval_phase_s(account_id, step)
+        elapsed = (moment - EPOCH) // timedelta(seconds=1) - phase
+        return EPOCH + timedelta(seconds=phase + elapsed - elapsed % step)
     tz = ZoneInfo(schedule.timezone)
     local = moment.astimezone(tz)
     if mode == ScheduleMode.HOURLY:
@@ -169,9 +198,15 @@ def tick_at_or_before(
 
 
 def next_tick_after(
-    *, schedule: Schedule, moment: datetime, record_count: int = 0, daily_api_limit: int | None = None
+    *,
+    schedule: Schedule,
+    moment: datetime,
+    record_count: int = 0,
+    daily_api_limit: int | None = None,
+    allocated_calls: int | None = None,
+    account_id: str | None = None,
 ) -> datetime | None:
-    """Returns the first tick strictly after `moment`, None for manual."""
+    """Returns the first tick strictly after `moment`, None for manual (`account_id`: as above)."""
     upper = {
         ScheduleMode.HOURLY: timedelta(hours=1),
         ScheduleMode.DAILY: timedelta(hours=26),
@@ -180,28 +215,25 @@ def next_tick_after(
     if schedule.mode == ScheduleMode.MANUAL:
         return None
     if schedule.mode in (ScheduleMode.INTERVAL, ScheduleMode.AUTOMATIC):
-        step = timedelta(minutes=_interval(schedule, record_count, daily_api_limit))
+        step = timedelta(minutes=_interval(schedule, record_count, daily_api_limit, allocated_calls))
     else:
         step = upper[schedule.mode]
-    current = tick_at_or_before(
-        schedule=schedule, moment=moment, record_count=record_count, daily_api_limit=daily_api_limit
-    )
+    sizing = {
+        "record_count": record_count,
+        "daily_api_limit": daily_api_limit,
+        "allocated_calls": allocated_calls,
+        "account_id": account_id,
+    }
+    current = tick_at_or_before(schedule=schedule, moment=moment, **sizing)
     assert current is not None
     probe = current + step
     while True:
-        nxt = tick_at_or_before(
-            schedule=schedule, moment=probe, record_count=record_count, daily_api_limit=daily_api_limit
-        )
+        nxt = tick_at_or_before(schedule=schedule, moment=probe, **sizing)
         assert nxt is not None
         if nxt > _utc(moment):
             # Step back while an earlier tick is still after `moment` (days shorter than 26 h).
             while True:
-                earlier = tick_at_or_before(
-                    schedule=schedule,
-                    moment=nxt - timedelta(seconds=1),
-                    record_count=record_count,
-                    daily_api_limit=daily_api_limit,
-                )
+                earlier = tick_at_or_before(schedule=schedule, moment=nxt - timedelta(seconds=1), **sizing)
                 if earlier is None or earlier <= _utc(moment):
                     return nxt
                 nxt = earlier
@@ -228,10 +260,16 @@ def due_jobs(
     now: datetime,
     record_count: int = 0,
     daily_api_limit: int | None = None,
+    allocated_calls: int | None = None,
 ) -> list[DueJob]:
     """Returns the jobs that belong to the account at `now`; emitting them twice is harmless (same ids)."""
     slot = tick_at_or_before(
-        schedule=schedule, moment=now, record_count=record_count, daily_api_limit=daily_api_limit
+        schedule=schedule,
+        moment=now,
+        record_count=record_count,
+        daily_api_limit=daily_api_limit,
+        allocated_calls=allocated_calls,
+        account_id=account_id,
     )
     if slot is None:
         return []  # manual: only Sync Now starts a sync
@@ -279,9 +317,14 @@ def next_due_times(
     now: datetime,
     record_count: int = 0,
     daily_api_limit: int | None = None,
+    allocated_calls: int | None = None,
+    account_id: str | None = None,
     count: int = 3,
 ) -> list[tuple[str, datetime]]:
-    """Returns the next `count` scheduled syncs after `now` as (kind, when), assuming each succeeds."""
+    """Returns the next `count` scheduled syncs after `now` as (kind, when), assuming each succeeds.
+
+    Pass the `account_id` to see the ticks the scheduler emits at (its phase).
+    """
     if schedule.mode == ScheduleMode.MANUAL:
         return []
     out: list[tuple[str, datetime]] = []
@@ -290,7 +333,12 @@ def next_due_times(
     moment = _utc(now)
     while len(out) < count:
         tick = next_tick_after(
-            schedule=schedule, moment=moment, record_count=record_count, daily_api_limit=daily_api_limit
+            schedule=schedule,
+            moment=moment,
+            record_count=record_count,
+            daily_api_limit=daily_api_limit,
+            allocated_calls=allocated_calls,
+            account_id=account_id,
         )
         assert tick is not None
         state = LastRuns(last_full_success=last_full, full_requested_at=requested)
@@ -303,11 +351,15 @@ def next_due_times(
     return out
 
 
-def _interval(schedule: Schedule, record_count: int, daily_api_limit: int | None) -> int:
+def _interval(
+    schedule: Schedule, record_count: int, daily_api_limit: int | None, allocated_calls: int | None
+) -> int:
     if schedule.mode == ScheduleMode.INTERVAL:
         assert schedule.interval_minutes is not None
         return schedule.interval_minutes
-    return automatic_interval_minutes(record_count=record_count, daily_api_limit=daily_api_limit)
+    return automatic_interval_minutes(
+        record_count=record_count, daily_api_limit=daily_api_limit, allocated_calls=allocated_calls
+    )
 
 
 def _utc(moment: datetime) -> datetime:

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import structlog
 from aiokafka import AIOKafkaProducer
@@ -36,6 +36,8 @@ class LeaderLoop:
     outbox: Outbox
     housekeeping: Housekeeping
     tick_s: float
+    accounts_per_batch: int = 500
+    open_run_recheck: timedelta = timedelta(minutes=1)
     clock: Callable[[], datetime] = utc_now
     outage: Outage = field(default_factory=lambda: Outage("scheduler tick"))
 
@@ -45,9 +47,7 @@ class LeaderLoop:
         try:
             leading = await self.leader.ensure()
             if leading:
-                await emit_due_jobs(jobs=self.jobs, now=self.clock())
-                while await self.outbox.publish_pending():
-                    pass
+                await self._emit()
             self.outage.recovered()
         except DEPENDENCY_ERRORS as error:
             if refused_statement(error):
@@ -65,6 +65,20 @@ class LeaderLoop:
                 raise
             self.outage.failed(error, step="housekeeping")  # the same batch is tried again next tick
         return True
+
+    async def _emit(self) -> None:
+        """Emits the due accounts' jobs a batch at a time, publishing each batch before the next."""
+        while True:
+            emitted = await emit_due_jobs(
+                jobs=self.jobs,
+                now=self.clock(),
+                limit=self.accounts_per_batch,
+                open_run_recheck=self.open_run_recheck,
+            )
+            while await self.outbox.publish_pending():
+                pass
+            if emitted.accounts < self.accounts_per_batch:
+                return
 
     async def run(self, stop: asyncio.Event) -> None:
         """Ticks until `stop`, then gives the lead back."""

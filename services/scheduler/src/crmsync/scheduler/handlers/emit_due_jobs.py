@@ -1,23 +1,25 @@
 """Use case: emit every job that is due now, each once (R14, R15, R18).
 
-Jobs are recorded in scheduled_jobs and written to the outbox in one
-transaction; the outbox relay publishes them after the commit. A job id seen
-before is neither recorded nor published again, so a second replica, a
-restart or a clock set back emits nothing twice, and a crash after the
-commit loses nothing.
+Only the accounts due are read: each carries when it is to be looked at next
+(its schedule's next tick, written here once that tick's jobs are recorded;
+at once after a change of what decides its jobs). Jobs are recorded in
+scheduled_jobs and written to the outbox in one transaction with the next
+looks; the outbox relay publishes them after the commit. A job id seen before
+is neither recorded nor published again, so a second replica, a restart or a
+clock set back emits nothing twice, and a crash after the commit loses nothing.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import structlog
 
-from crmsync.common.domain.schedule import DueJob, due_jobs
+from crmsync.common.domain.schedule import DueJob, due_jobs, next_tick_after
 from crmsync.common.messages import RunOutbound, RunSync, SyncKind
 from crmsync.common.messages.topics import OUTBOUND_JOBS, SYNC_JOBS
 from crmsync.scheduler.handlers.ports import JobStore, Transactions
-from crmsync.scheduler.values import AccountSchedule, JobRecord
+from crmsync.scheduler.values import AccountSchedule, Emitted, JobRecord, NextLook
 
 log = structlog.get_logger(__name__)
 
@@ -43,6 +45,8 @@ def job_message(job: DueJob, *, account_id: str, now: datetime) -> tuple[JobReco
 
 
 def _due(account: AccountSchedule, now: datetime) -> list[DueJob]:
+    if account.schedule is None:
+        return []
     return due_jobs(
         account_id=account.account_id,
         schedule=account.schedule,
@@ -50,17 +54,39 @@ def _due(account: AccountSchedule, now: datetime) -> list[DueJob]:
         now=now,
         record_count=account.record_count,
         daily_api_limit=account.daily_api_limit,
+        allocated_calls=account.allocated_calls,
     )
 
 
-async def emit_due_jobs(*, jobs: Transactions[JobStore], now: datetime) -> list[JobRecord]:
-    """Returns the jobs newly emitted (recorded and queued for publishing) at `now`."""
+def next_look(account: AccountSchedule, *, now: datetime, open_run_recheck: timedelta) -> NextLook:
+    """Returns when to look at the account again: its next tick, or sooner while a sync of it is open.
+
+    An open run holds back the tick's incremental, which is asked for once the run has
+    ended (R15); nothing tells the scheduler when that is, so it looks again every
+    `open_run_recheck` meanwhile.
+    """
+    at = None
+    if account.schedule is not None:
+        at = next_tick_after(
+            schedule=account.schedule,
+            moment=now,
+            record_count=account.record_count,
+            daily_api_limit=account.daily_api_limit,
+            allocated_calls=account.allocated_calls,
+            account_id=account.account_id,
+        )
+    if at is not None and account.last_runs.sync_in_progress:
+        at = min(at, now + open_run_recheck)
+    return NextLook(account.account_id, account.generation, at)
+
+
+async def emit_due_jobs(
+    *, jobs: Transactions[JobStore], now: datetime, limit: int, open_run_recheck: timedelta
+) -> Emitted:
+    """Emits the jobs of up to `limit` accounts due at `now`; returns those newly emitted."""
     async with jobs.begin() as store:
-        due = [
-            job_message(job, account_id=account.account_id, now=now)
-            for account in await store.account_schedules()
-            for job in _due(account, now)
-        ]
+        accounts = await store.due_accounts(now=now, limit=limit)
+        due = [job_message(job, account_id=a.account_id, now=now) for a in accounts for job in _due(a, now)]
         inserted = await store.record_new_jobs([record for record, _ in due])
         emitted = []
         for record, message in due:
@@ -69,6 +95,9 @@ async def emit_due_jobs(*, jobs: Transactions[JobStore], now: datetime) -> list[
                     account_id=record.account_id, topic=record.topic, key=record.account_id, message=message
                 )
                 emitted.append(record)
+        await store.set_next_looks(
+            [next_look(a, now=now, open_run_recheck=open_run_recheck) for a in accounts]
+        )
     for record in emitted:
         log.info("job_emitted", account_id=record.account_id, job_id=record.job_id, kind=record.kind)
-    return emitted
+    return Emitted(emitted, len(accounts))

@@ -12,7 +12,7 @@ from typing import Protocol, TypeVar
 
 from pydantic import BaseModel
 
-from crmsync.scheduler.values import AccountSchedule, JobRecord
+from crmsync.scheduler.values import AccountSchedule, JobRecord, NextLook
 
 Store_co = TypeVar("Store_co", covariant=True)
 
@@ -26,8 +26,12 @@ class Transactions(Protocol[Store_co]):
 class JobStore(Protocol):
     """What emitting due jobs reads and writes, all in one transaction."""
 
-    async def account_schedules(self) -> list[AccountSchedule]:
-        """Returns every connected account with a usable schedule and its last runs."""
+    async def due_accounts(self, *, now: datetime, limit: int) -> list[AccountSchedule]:
+        """Returns up to `limit` connected accounts due to be looked at by `now`, soonest first."""
+        ...
+
+    async def set_next_looks(self, looks: Sequence[NextLook]) -> None:
+        """Sets when each account is looked at next, unless it changed since it was read."""
         ...
 
     async def record_new_jobs(self, jobs: Sequence[JobRecord]) -> set[tuple[str, str]]:
