@@ -1,9 +1,11 @@
 """Pusher throughput and produce-to-CRM-write latency, beside the broker's own latency.
 
-`python -m bench.pusher_bench [--events 100000] [--steady-events 100000] [--rate 1000] [--leads 20000]`
+`python -m bench.pusher_bench [--events 100000] [--steady-events 100000] [--rate 1000] [--leads 20000]
+[--crm salesforce|dynamics] [--profile FILE]`
 
-An emulator process is started with `--leads` Leads, and the same records are
-stored as pulled contacts of a fresh account. The pusher runs as its own
+An emulator process of the CRM (`--crm`, Salesforce by default) is started
+with `--leads` Leads, and the same records are stored as pulled contacts of a
+fresh account connected to it. The pusher runs as its own
 process (`python -m crmsync.pusher`). Each event changes one Lead's Title;
 its `occurred_at` is the moment it was produced, and its push log entry is
 stamped when the CRM answered, so their difference is the produce-to-write
@@ -13,7 +15,14 @@ Two runs: full speed (all events produced at once; throughput = events /
 time from the first produce to the last CRM answer) and steady (`--rate`
 events a second). The baseline beside each is the broker alone: the same
 number of messages of the same size produced the same way and consumed by a
-bare consumer in this process, produce-to-consume latency.
+bare consumer in this process, produce-to-consume latency. The full-speed run
+also counts the CRM API calls the emulator served and the records written
+through them: records per API call.
+
+`--profile FILE` runs the pusher under a CPU-time profiler (`bench.profiled`)
+switched on for the full-speed run only; its statistics go to FILE and the
+functions taking the most CPU are printed. The profiler slows the pusher, so
+such a run says where the time goes, not how much there is.
 """
 
 from __future__ import annotations
@@ -21,20 +30,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import io
 import os
+import pstats
+import signal
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
 import orjson
-import psutil
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import func, insert, select
 
+from bench.cpu import DEFAULT_GROUPS as CPU_GROUPS
+from bench.cpu import CpuMeter
+from bench.crms import PROVIDERS, BenchCrm, start_crm
 from bench.machine import machine
 from crmsync.common.crypto import SecretBox
 from crmsync.common.db.schema import Account, Contact, CrmConnection, PushLog
@@ -50,9 +64,8 @@ from crmsync.common.kafka.topics import (
 from crmsync.common.messages import ContactChanged
 from crmsync.common.settings import CommonSettings
 from tests.support.databases import scratch_database
-from tests.support.processes import Process, service_env, start_emulator, start_service, stop_all, wait_for
+from tests.support.processes import Process, service_env, start_process, start_service, stop_all, wait_for
 
-CLIENT_ID, CLIENT_SECRET = "bench-client", "bench-secret"
 BASELINE = "bench-baseline"
 # PUSHER_BENCH_LOG=/path keeps the pusher's debug log (per-batch timings) there.
 LOG_PATH = os.environ.get("PUSHER_BENCH_LOG")
@@ -60,64 +73,34 @@ LOG_PATH = os.environ.get("PUSHER_BENCH_LOG")
 
 PRODUCE_TICK_S = 0.005
 
-# Where the machine's CPU goes while the pusher runs: "producer" is this process
-# (it produces the events and polls the push log).
-CPU_GROUPS = ("pusher", "emulator", "postgres", "kafka", "producer", "all")
-
-
-class CpuMeter:
-    """CPU seconds (user + system) spent by each process group between two readings."""
-
-    def __init__(self, *, pushers: list[int], emulator: int) -> None:
-        self._groups = {pid: "pusher" for pid in pushers} | {emulator: "emulator", os.getpid(): "producer"}
-
-    def _group(self, process: psutil.Process) -> str | None:
-        if process.pid in self._groups:
-            return self._groups[process.pid]
-        try:
-            if process.name() == "postgres":
-                return "postgres"
-            if process.name() == "java" and any("kafka" in part for part in process.cmdline()):
-                return "kafka"
-        except psutil.Error:
-            return None
-        return None
-
-    def read(self) -> dict[int, tuple[str, float]]:
-        """Returns pid -> (group, CPU seconds so far) for every process of a group."""
-        found: dict[int, tuple[str, float]] = {}
-        for process in psutil.process_iter():
-            group = self._group(process)
-            if group is None:
-                continue
-            try:
-                found[process.pid] = (group, sum(process.cpu_times()[:2]))
-            except psutil.Error:
-                continue
-        return found
-
-    def spent_since(self, before: dict[int, tuple[str, float]]) -> dict[str, float]:
-        """Returns CPU seconds per group since `before` (a backend that came and went is missed)."""
-        spent = dict.fromkeys(CPU_GROUPS, 0.0)
-        for pid, (group, seconds) in self.read().items():
-            spent[group] += seconds - before.get(pid, (group, 0.0))[1]
-        spent["all"] = sum(v for k, v in spent.items() if k != "all")
-        return spent
-
 
 def _pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-def _start_pusher(settings: CommonSettings, group_id: str, n: int) -> Process:
+def _start_pusher(settings: CommonSettings, group_id: str, n: int, profile: Path | None = None) -> Process:
     env = service_env(
         settings,
         CRMSYNC_LOG_LEVEL="DEBUG" if LOG_PATH else "WARNING",
         CRMSYNC_PUSHER_GROUP_ID=group_id,
     )
     log = Path(f"{LOG_PATH}.{n}" if n else LOG_PATH) if LOG_PATH else None
-    return start_service("crmsync.pusher", env=env, log=log)
+    if profile is None:
+        return start_service("crmsync.pusher", env=env, log=log)
+    # Profiled only between SIGUSR1 and SIGUSR2 (bench.profiled), around the measured run.
+    command = [sys.executable, "-m", "bench.profiled", str(profile), "crmsync.pusher"]
+    return start_process(command, env=env, log=log)
+
+
+def print_profile(path: Path, *, top: int = 15) -> None:
+    """Prints the functions of a cProfile file taking the most time of their own, then cumulative."""
+    for order in ("tottime", "cumulative"):
+        out = io.StringIO()
+        pstats.Stats(str(path), stream=out).strip_dirs().sort_stats(order).print_stats(top)
+        table = out.getvalue()
+        print(f"\npusher profile, top {top} by {order} ({path}):")
+        print(table[table.index("   ncalls") :].rstrip() if "   ncalls" in table else table.rstrip())
 
 
 async def _wait_for_members(settings: CommonSettings, group_id: str, members: int) -> None:
@@ -137,33 +120,25 @@ async def _wait_for_members(settings: CommonSettings, group_id: str, members: in
         await admin.close()
 
 
-async def _seed(settings: CommonSettings, sessions, base: str, account_id: str, leads: int) -> list[str]:
-    async with httpx.AsyncClient(base_url=base, timeout=120) as http:
-        org = (await http.get("/__emulator/orgs")).json()[0]
-        records = (
-            await http.get(f"/__emulator/orgs/{org['org_id']}/sobjects/Lead", params={"limit": str(leads)})
-        ).json()
+async def seed_contacts(
+    settings: CommonSettings, sessions, crm: BenchCrm, account_id: str, leads: int
+) -> list[str]:
+    """Stores the CRM's first `leads` Leads as pulled contacts of a new account connected to it;
+    returns their ids."""
+    records = await crm.leads(leads)
     box = SecretBox(settings.secret_key.get_secret_value())
     stamp = datetime.now(UTC) - timedelta(days=1)
     async with sessions.begin() as session:
         session.add(Account(id=account_id, name="bench"))
         await session.flush()
-        session.add(
-            CrmConnection(
-                account_id=account_id,
-                login_url=org["login_url"],
-                auth_method="client_credentials",
-                client_id=CLIENT_ID,
-                secrets_encrypted=box.seal({"client_secret": CLIENT_SECRET}),
-            )
-        )
+        session.add(CrmConnection(**crm.connection_row(account_id, box)))
         rows = [
             {
                 "account_id": account_id,
                 "crm_object": "Lead",
-                "external_id": r["Id"],
-                "email": r.get("Email"),
-                "fields": {"job_title": r.get("Title")},
+                "external_id": r.id,
+                "email": r.email,
+                "fields": {"job_title": r.title},
                 "field_meta": {},  # as pulled: the row's modstamp implies the origin and time
                 "crm_modstamp": stamp,
             }
@@ -171,7 +146,7 @@ async def _seed(settings: CommonSettings, sessions, base: str, account_id: str, 
         ]
         for start in range(0, len(rows), 5000):
             await session.execute(insert(Contact), rows[start : start + 5000])
-    return [r["Id"] for r in records]
+    return [r.id for r in records]
 
 
 def _event_bytes(account_id: str, lead_id: str, n: int) -> bytes:
@@ -336,70 +311,112 @@ async def amain(args: argparse.Namespace) -> None:
         await _bench(args, settings)
 
 
+class PushRig:
+    """One account's contacts seeded from the CRM and the pushers running on them: measured runs."""
+
+    def __init__(self, settings: CommonSettings, sessions, crm: BenchCrm, *, pushers: int = 1) -> None:
+        self.settings, self.sessions, self.crm, self.count = settings, sessions, crm, pushers
+        self.profile: Path | None = None
+        self.group_id = f"bench-{uuid.uuid4().hex[:6]}"
+        self.account_id = f"bench-{uuid.uuid4().hex[:8]}"
+        self.pushers: list[Process] = []
+        self.lead_ids: list[str] = []
+        self.meter: CpuMeter | None = None
+
+    async def start(self, leads: int, *, profile: Path | None = None) -> None:
+        """Seeds `leads` contacts, starts the pushers and waits until they take events."""
+        self.lead_ids = await seed_contacts(self.settings, self.sessions, self.crm, self.account_id, leads)
+        self.profile = profile
+        self.pushers = [_start_pusher(self.settings, self.group_id, n, profile) for n in range(self.count)]
+        await _wait_for_members(self.settings, consumer_group(self.settings, self.group_id), self.count)
+        await self.run(200, None)  # warm-up: group join, token, describe
+        named = {p.pid: "pusher" for p in self.pushers} | {self.crm.process.pid: "emulator"}
+        self.meter = CpuMeter(named)
+
+    async def run(self, count: int, rate: float | None) -> dict:
+        return await _pusher_run(self.settings, self.sessions, self.account_id, self.lead_ids, count, rate)
+
+    async def measured(
+        self, count: int, rate: float | None, *, profiled: bool = False
+    ) -> tuple[dict, dict[str, float]]:
+        """Returns the run's figures (with the CRM's API calls and records written) and CPU per group;
+        `profiled`: the (first) pusher's profile of this run is written to the profile file."""
+        assert self.meter is not None, "start() first"
+        profiled = profiled and self.profile is not None
+        await self.crm.forget_writes()
+        before, calls = self.meter.read(), await self.crm.api_calls()
+        if profiled:
+            os.kill(self.pushers[0].pid, signal.SIGUSR1)
+        result = await self.run(count, rate)
+        if profiled:
+            os.kill(self.pushers[0].pid, signal.SIGUSR2)
+        spent = self.meter.spent_since(before)
+        result["api_calls"] = await self.crm.api_calls() - calls
+        result["records_written"] = await self.crm.records_written()
+        return result, spent
+
+    def stop(self) -> None:
+        stop_all(self.pushers, timeout=60)
+
+
+HEADER = (
+    f"{'run':<34} {'events':>8} {'events/s':>10} {'p50 ms':>9} {'p99 ms':>9}   "
+    f"CPU ms per event: {'  '.join(f'{g:>8}' for g in CPU_GROUPS)}"
+)
+
+
+def show(name: str, n: int, r: dict, spent: dict[str, float] | None = None) -> None:
+    """Prints one run's line: throughput, latency, and CPU per event of each group when measured."""
+    line = f"{name:<34} {n:>8} {r['throughput']:>10.0f} {r['p50_ms']:>9.1f} {r['p99_ms']:>9.1f}"
+    if spent is not None:
+        per_event = "  ".join(f"{spent[g] * 1000 / n:>8.3f}" for g in CPU_GROUPS)
+        line += f"   {'':>18}{per_event}  push log: {r['statuses']}"
+    if "api_calls" in r:
+        per_call = r["records_written"] / max(r["api_calls"], 1)
+        line += (
+            f"; {r['api_calls']} API calls, {r['records_written']} records written, {per_call:.1f} per call"
+        )
+    print(line, flush=True)
+
+
 async def _bench(args: argparse.Namespace, settings: CommonSettings) -> None:
     await ensure_topics(settings, (*DESIGN_TOPICS, BASELINE))
     engine = create_engine(settings, pool_size=4)
     sessions = create_sessionmaker(engine)
-    emulator = start_emulator(
-        leads=args.leads,
-        contacts=0,
-        seed=5,
-        client_id=CLIENT_ID,
-        client_secret=CLIENT_SECRET,
-        extra_args=("--api-limit", "100000000"),
-        timeout=120,
-    )
-    pushers: list[Process] = []
-    group_id = f"bench-{uuid.uuid4().hex[:6]}"
-    account_id = f"bench-{uuid.uuid4().hex[:8]}"
+    crm = start_crm(args.crm, leads=args.leads, contacts=0, seed=5)
+    rig = PushRig(settings, sessions, crm, pushers=args.pushers)
     try:
-        lead_ids = await _seed(settings, sessions, emulator.base_url, account_id, args.leads)
-        pushers = [_start_pusher(settings, group_id, n) for n in range(args.pushers)]
-        await _wait_for_members(settings, consumer_group(settings, group_id), args.pushers)
-        await _pusher_run(settings, sessions, account_id, lead_ids, 200, None)  # warm-up: group join, token
+        await rig.start(args.leads, profile=args.profile)
         print(f"machine: {machine()}")
         print(
-            f"setup: {args.leads} Leads in the emulator and as contacts; Kafka, PostgreSQL, emulator and "
-            f"pusher on this machine; {args.pushers} pusher process(es) in one consumer group"
+            f"setup: {args.leads} Leads in the {args.crm} emulator and as contacts; Kafka, PostgreSQL, "
+            f"emulator and pusher on this machine; {args.pushers} pusher process(es) in one consumer group"
+            + ("; the pusher profiled (bench.profiled)" if args.profile else "")
         )
         print("load average at start: " + " ".join(f"{x:.1f}" for x in os.getloadavg()))
-        print(
-            f"{'run':<34} {'events':>8} {'events/s':>10} {'p50 ms':>9} {'p99 ms':>9}   "
-            f"CPU ms per event: {'  '.join(f'{g:>8}' for g in CPU_GROUPS)}",
-            flush=True,
-        )
-        meter = CpuMeter(pushers=[p.pid for p in pushers], emulator=emulator.pid)
-
-        def show(name: str, n: int, r: dict, spent: dict[str, float] | None = None) -> None:
-            line = f"{name:<34} {n:>8} {r['throughput']:>10.0f} {r['p50_ms']:>9.1f} {r['p99_ms']:>9.1f}"
-            if spent is not None:
-                per_event = "  ".join(f"{spent[g] * 1000 / n:>8.3f}" for g in CPU_GROUPS)
-                line += f"   {'':>18}{per_event}  push log: {r['statuses']}"
-            print(line, flush=True)
-
-        async def measured(count: int, rate: float | None) -> tuple[dict, dict[str, float]]:
-            before = meter.read()
-            result = await _pusher_run(settings, sessions, account_id, lead_ids, count, rate)
-            return result, meter.spent_since(before)
-
-        show("pusher, full speed", args.events, *await measured(args.events, None))
-        show("broker only, full speed", args.events, await _baseline(settings, args.events, None))
-        show(
-            f"pusher, steady {args.rate:g}/s",
-            args.steady_events,
-            *await measured(args.steady_events, args.rate),
-        )
-        show(
-            f"broker only, steady {args.rate:g}/s",
-            args.steady_events,
-            await _baseline(settings, args.steady_events, args.rate),
-        )
+        print(HEADER, flush=True)
+        if args.events:
+            show("pusher, full speed", args.events, *await rig.measured(args.events, None, profiled=True))
+            show("broker only, full speed", args.events, await _baseline(settings, args.events, None))
+        if args.steady_events:
+            show(
+                f"pusher, steady {args.rate:g}/s",
+                args.steady_events,
+                *await rig.measured(args.steady_events, args.rate),
+            )
+            show(
+                f"broker only, steady {args.rate:g}/s",
+                args.steady_events,
+                await _baseline(settings, args.steady_events, args.rate),
+            )
         print("load average at end: " + " ".join(f"{x:.1f}" for x in os.getloadavg()))
     finally:
-        stop_all(pushers, timeout=20)
-        emulator.stop(timeout=20)
+        rig.stop()
+        crm.stop()
         await engine.dispose()
         await delete_topics_with_prefixes(settings.kafka_bootstrap_servers, [settings.topic_prefix])
+    if args.profile and args.profile.exists():
+        print_profile(args.profile)  # of the full-speed run
 
 
 def main() -> None:
@@ -409,6 +426,12 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--leads", type=int, default=20_000)
     parser.add_argument("--pushers", type=int, default=1, help="pusher processes in the consumer group")
+    parser.add_argument("--crm", choices=PROVIDERS, default="salesforce", help="the emulated CRM pushed to")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="profile the pusher's full-speed run (CPU time), its statistics to this file",
+    )
     asyncio.run(amain(parser.parse_args()))
 
 
