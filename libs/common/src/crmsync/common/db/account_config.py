@@ -11,17 +11,12 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crmsync.common.crm.providers import DEFAULT_PROVIDER, provider_named
 from crmsync.common.db.schema import CrmConnection, MappingRowRecord, MappingVersion
 from crmsync.common.db.schema import PushPolicy as PushPolicyRecord
 from crmsync.common.domain.account import AccountConfig, CrmConnectionInfo, StoredMapping
 from crmsync.common.domain.fields import DataType
-from crmsync.common.domain.mapping import (
-    FieldKind,
-    Mapping,
-    MappingRow,
-    PushPolicy,
-    default_salesforce_mapping,
-)
+from crmsync.common.domain.mapping import FieldKind, Mapping, MappingRow, PushPolicy
 
 __all__ = [
     "AccountConfig",
@@ -67,10 +62,20 @@ async def load_mapping(
     return StoredMapping(record.version, record.note, record.created_at, tuple(mapping_row(r) for r in rows))
 
 
-async def load_current_mapping(session: AsyncSession, *, account_id: str) -> Mapping:
-    """Returns the account's newest mapping, or the default one when none was saved (R7)."""
+async def load_current_mapping(
+    session: AsyncSession, *, account_id: str, provider: str | None = None
+) -> Mapping:
+    """Returns the account's newest mapping, or its CRM's default one when none was saved (R7).
+
+    The CRM is `provider`, else the account's connection's, else the default provider's.
+    """
     stored = await load_mapping(session, account_id=account_id)
-    return stored.mapping if stored is not None else default_salesforce_mapping()
+    if stored is not None:
+        return stored.mapping
+    if provider is None:
+        connection = await load_connection(session, account_id=account_id)
+        provider = connection.provider if connection is not None else DEFAULT_PROVIDER
+    return provider_named(provider).default_mapping()
 
 
 async def load_policy(session: AsyncSession, *, account_id: str) -> PushPolicy:
@@ -88,10 +93,12 @@ async def load_connection(session: AsyncSession, *, account_id: str) -> CrmConne
 
 
 async def load_account_config(session: AsyncSession, *, account_id: str) -> AccountConfig:
-    """Returns the account's newest mapping (the defaults if none was saved), policy and connection."""
+    """Returns the account's newest mapping (its CRM's defaults if none was saved), policy and connection."""
+    connection = await load_connection(session, account_id=account_id)
+    provider = connection.provider if connection is not None else DEFAULT_PROVIDER
     return AccountConfig(
         account_id=account_id,
-        mapping=await load_current_mapping(session, account_id=account_id),
+        mapping=await load_current_mapping(session, account_id=account_id, provider=provider),
         policy=await load_policy(session, account_id=account_id),
-        connection=await load_connection(session, account_id=account_id),
+        connection=connection,
     )

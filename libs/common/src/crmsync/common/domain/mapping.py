@@ -1,10 +1,14 @@
-"""Field mappings and the push policy as plain values (pure; R1, R7, R8)."""
+"""Field mappings and the push policy as plain values (pure; R1, R7, R8).
+
+Each CRM's default mapping (R7) is its connector's, built from `standard_row`.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cached_property
+from typing import Any
 
 from crmsync.common.domain.fields import STANDARD_FIELDS_BY_KEY, DataType
 
@@ -90,31 +94,11 @@ def standard_row(destination: str, lead: str | None, contact: str | None) -> Map
     )
 
 
-# The common fields, mapped for a new Salesforce connection (R7). A Contact's
-# company comes from its Account's name (R5), so `company` has no Contact source.
-# `Marketing_Score__c` is the score field the crmsync Salesforce package adds.
-DEFAULT_SALESFORCE_ROWS: tuple[MappingRow, ...] = (
-    standard_row("email", "Email", "Email"),
-    standard_row("first_name", "FirstName", "FirstName"),
-    standard_row("last_name", "LastName", "LastName"),
-    standard_row("company", "Company", None),
-    standard_row("job_title", "Title", "Title"),
-    standard_row("business_phone", "Phone", "Phone"),
-    standard_row("mobile_phone", "MobilePhone", "MobilePhone"),
-    standard_row("street", "Street", "MailingStreet"),
-    standard_row("city", "City", "MailingCity"),
-    standard_row("state", "State", "MailingState"),
-    standard_row("postal_code", "PostalCode", "MailingPostalCode"),
-    standard_row("country", "Country", "MailingCountry"),
-    standard_row("website", "Website", None),
-    standard_row("industry", "Industry", None),
-    standard_row("lead_source", "LeadSource", "LeadSource"),
-    standard_row("status", "Status", None),
-    standard_row("opted_out", "HasOptedOutOfEmail", "HasOptedOutOfEmail"),
-    standard_row("score", "Marketing_Score__c", "Marketing_Score__c"),
-)
+def __getattr__(name: str) -> Any:
+    # The Salesforce default mapping moved to its connector (crmsync.common.crm.salesforce,
+    # or a provider's default_mapping); kept importable here while its last callers move.
+    if name in ("DEFAULT_SALESFORCE_ROWS", "default_salesforce_mapping"):
+        from crmsync.common.crm import salesforce
 
-
-def default_salesforce_mapping() -> Mapping:
-    """Returns version 1 of a new account's mapping."""
-    return Mapping(version=1, rows=DEFAULT_SALESFORCE_ROWS)
+        return getattr(salesforce, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
