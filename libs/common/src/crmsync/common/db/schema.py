@@ -32,7 +32,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column
 
 from crmsync.common.db.ids import new_id
 
@@ -229,14 +229,9 @@ class Contact(Base):
     last_seen_run_id: Mapped[uuid.UUID | None]
     # Set when a score or opt-out changed locally; the outbound job sends and clears it (R11).
     outbound_pending_at: Mapped[datetime | None]
-    search_text: Mapped[str | None] = mapped_column(
-        Text,
-        Computed(
-            "lower(coalesce(email, '') || ' ' || coalesce(fields->>'first_name', '') || ' ' || "
-            "coalesce(fields->>'last_name', '') || ' ' || coalesce(fields->>'company', ''))",
-            persisted=True,
-        ),
-    )
+    # What search matches (name, e-mail, company, lower-cased), computed on read; the entries
+    # searched live in contact_search (R19).
+    search_text: Mapped[str | None] = column_property(func.contact_search_text(email, fields))
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
     __table_args__ = (
@@ -245,12 +240,6 @@ class Contact(Base):
         Index(None, "account_id", "email_lower"),
         Index(None, "account_id", "crm_object", "id"),
         Index(None, "account_id", "id"),
-        Index(
-            "ix_contacts_search_text_trgm",
-            "search_text",
-            postgresql_using="gin",
-            postgresql_ops={"search_text": "gin_trgm_ops"},
-        ),
         Index(
             "ix_contacts_outbound_pending",
             "account_id",
@@ -264,9 +253,44 @@ class Contact(Base):
         ),
         # Room in each page lets an update that leaves the indexed columns alone (a
         # pushed title, a pulled phone) stay a heap-only tuple: no entry in any of the
-        # seven indexes, the trigram one included.
+        # six indexes.
         {"postgresql_with": {"fillfactor": FILLFACTOR_UPDATED_IN_PLACE}},
     )
+
+
+class ContactSearch(Base):
+    """A contact's search entry (R19), kept by triggers on contacts for every writer.
+
+    A large account's entries live in a table of the same shape of its own, in
+    the contact_search_parts schema, named in contact_search_state.
+    """
+
+    __tablename__ = "contact_search"
+    account_id: Mapped[str] = mapped_column(
+        Text, ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    contact_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    crm_object: Mapped[str | None] = mapped_column(Text)
+    search_text: Mapped[str] = mapped_column(Text, nullable=False)
+    __table_args__ = (
+        Index(
+            "ix_contact_search_search_text_trgm",
+            "search_text",
+            postgresql_using="gin",
+            postgresql_ops={"search_text": "gin_trgm_ops"},
+        ),
+    )
+
+
+class ContactSearchState(Base):
+    """Where an account's search entries are: its own table (relname), or pending since a first load."""
+
+    __tablename__ = "contact_search_state"
+    account_id: Mapped[str] = mapped_column(
+        Text, ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    relname: Mapped[str | None] = mapped_column(Text)
+    pending_since: Mapped[datetime | None]
 
 
 class CrmAccount(Base):
