@@ -4,6 +4,7 @@ and how Dataverse's error bodies are classified."""
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
@@ -319,3 +320,16 @@ async def test_a_connector_for_a_stored_connection_signs_in_with_it() -> None:
     async with connector_for(_connection(), secret_box=BOX, transport=httpx.MockTransport(fake)) as dynamics:
         assert await _count(dynamics) == 3
     assert str(fake.requests[0].url) == f"{AUTHORITY}/{TENANT}/oauth2/v2.0/token"
+
+
+async def test_an_untrusted_certificate_at_sign_in_names_it_and_is_not_retried() -> None:
+    def untrusted(request: httpx.Request) -> httpx.Response:
+        refused = ssl.SSLCertVerificationError(1, "certificate verify failed")
+        refused.verify_message = "self-signed certificate"
+        raise httpx.ConnectError("handshake failed", request=request) from refused
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(untrusted)) as client:
+        with pytest.raises(CrmTransientError) as caught:
+            await request_token(client, CREDENTIALS)
+    assert caught.value.error_code == "CERTIFICATE_UNTRUSTED" and caught.value.retried
+    assert "self-signed certificate" in caught.value.message

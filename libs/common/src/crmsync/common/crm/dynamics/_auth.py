@@ -15,6 +15,7 @@ import structlog
 from crmsync.common.crm.dynamics._config import DynamicsCredentials
 from crmsync.common.crm.dynamics._errors import is_transient_status
 from crmsync.common.crm.interface import CrmAuthError, CrmTransientError
+from crmsync.common.crm.tls import untrusted_certificate
 
 log = structlog.get_logger(__name__)
 
@@ -41,6 +42,9 @@ async def request_token(
     try:
         response = await client.post(credentials.token_url, data=form, headers={"Accept": "application/json"})
     except httpx.TransportError as exc:
+        untrusted = untrusted_certificate(exc, operation="token", url=credentials.token_url)
+        if untrusted is not None:
+            raise untrusted from exc
         raise CrmTransientError(f"token request failed: {exc!r}") from exc
     if is_transient_status(response.status_code, None):
         raise CrmTransientError(

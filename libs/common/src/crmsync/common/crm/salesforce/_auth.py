@@ -15,7 +15,7 @@ import structlog
 
 from crmsync.common.crm.interface import CrmAuthError, CrmError, CrmTransientError
 from crmsync.common.crm.salesforce._config import SalesforceCredentials
-from crmsync.common.crm.salesforce._errors import untrusted_certificate
+from crmsync.common.crm.tls import untrusted_certificate
 
 log = structlog.get_logger(__name__)
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ssl
-
 import httpx
 import orjson
 
@@ -16,6 +14,9 @@ from crmsync.common.crm.interface import (
     CrmTransientError,
 )
 from crmsync.common.crm.salesforce._limits import ApiUsage
+from crmsync.common.crm.tls import untrusted_certificate
+
+__all__ = ["DeletedFeedWindowExceeded", "raise_for", "untrusted_certificate"]
 
 
 class DeletedFeedWindowExceeded(ChangeCursorExpired):
@@ -24,31 +25,6 @@ class DeletedFeedWindowExceeded(ChangeCursorExpired):
     Salesforce keeps deletions for 15 days; deletions older than that can only be
     found by a full sync (whatever a full export no longer returns was deleted).
     """
-
-
-def untrusted_certificate(exc: httpx.TransportError, *, operation: str, url: str) -> CrmTransientError | None:
-    """Returns the error a TLS certificate this process does not trust stands for, or None
-    when `exc` is another transport failure.
-
-    Trying again in a moment would meet the same certificate, so it comes out without the
-    connector's retries (`retried`); it stays transient for the caller, since a later try
-    goes through once the operator trusts the certificate's CA.
-    """
-    cause: BaseException | None = exc
-    for _ in range(8):  # httpx wraps httpcore's error, which wraps ssl's
-        if cause is None or isinstance(cause, ssl.SSLCertVerificationError):
-            break
-        cause = cause.__cause__ or cause.__context__
-    if not isinstance(cause, ssl.SSLCertVerificationError):
-        return None
-    reason = cause.verify_message or str(cause)
-    error = CrmTransientError(
-        f"{operation}: the TLS certificate of {httpx.URL(url).netloc.decode()} is not trusted ({reason}); "
-        "add its CA to the bundle SSL_CERT_FILE names",
-        error_code="CERTIFICATE_UNTRUSTED",
-    )
-    error.retried = True
-    return error
 
 
 def raise_for(response: httpx.Response, *, usage: ApiUsage) -> None:
