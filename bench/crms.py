@@ -38,7 +38,8 @@ class Lead:
 
 class BenchCrm(Protocol):
     provider: str
-    process: Process
+    process: Process | None  # None: an emulator running already, reached at base_url
+    base_url: str
     title_field: str  # the leads' job title, in the CRM's own name
 
     def connection_row(self, account_id: str, box: SecretBox) -> dict[str, Any]: ...
@@ -56,7 +57,7 @@ def _control(base_url: str) -> httpx.AsyncClient:
 
 @dataclass
 class SalesforceCrm:
-    process: Process
+    process: Process | None
     base_url: str
     org_id: str
     provider: str = "salesforce"
@@ -104,12 +105,13 @@ class SalesforceCrm:
             (await http.delete(f"/orgs/{self.org_id}/writes")).raise_for_status()
 
     def stop(self) -> None:
-        self.process.stop(timeout=30)
+        if self.process is not None:
+            self.process.stop(timeout=30)
 
 
 @dataclass
 class DynamicsCrm:
-    process: Process
+    process: Process | None
     base_url: str
     provider: str = "dynamics"
     title_field: str = "jobtitle"
@@ -159,7 +161,8 @@ class DynamicsCrm:
         await self._control("DELETE", "/writes")
 
     def stop(self) -> None:
-        self.process.stop(timeout=30)
+        if self.process is not None:
+            self.process.stop(timeout=30)
 
 
 def _answers(url: str) -> bool:
@@ -208,3 +211,11 @@ def start_crm(
         process.kill()
         raise
     return DynamicsCrm(process, base_url)
+
+
+def attach_crm(provider: str, base_url: str) -> SalesforceCrm | DynamicsCrm:
+    """Returns the emulator already serving at `base_url` (started elsewhere, so not stopped here)."""
+    if provider == "salesforce":
+        org_id = httpx.get(f"{base_url}/__emulator/orgs", timeout=60).json()[0]["org_id"]
+        return SalesforceCrm(None, base_url, org_id)
+    return DynamicsCrm(None, base_url)
