@@ -1,4 +1,8 @@
-"""In-memory fakes of the puller's ports: a store whose transactions roll back, and a CRM."""
+"""In-memory fakes of the puller's ports: a store whose transactions roll back, and a CRM.
+
+The fake CRM names its fields as Salesforce does (its `ROLES`); its change cursor is the
+ISO time of the newest change it yielded, and a change read re-reads `LOOKBACK` before it.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +10,51 @@ import copy
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 
-from crmsync.common.crm.interface import CrmField, CrmRecord, CrmRejected, DeletedRecord, ObjectDescribe
+from crmsync.common.crm.interface import (
+    ChangeBatch,
+    ChangeCursorExpired,
+    CrmField,
+    CrmRecord,
+    CrmRejected,
+    DeletedRecord,
+    ObjectDescribe,
+)
+from crmsync.common.crm.roles import DealRoles, RecordRoles
 from crmsync.common.domain.account import CrmConnectionInfo
 from crmsync.common.domain.drift import RepairPlan, StoredForRepair
 from crmsync.common.domain.mapping import Mapping, PushPolicy, default_salesforce_mapping
 from crmsync.common.domain.pulled import MappedRecord
 from crmsync.common.messages import RunSync, SyncKind, SyncReason
 from crmsync.puller.domain.batches import BatchCounts, PreparedBatch, newest_per_record
+from crmsync.puller.domain.deals import PulledDeal
 from crmsync.puller.domain.runs import EntityAdvance, EntityState, RunCounts, RunEnd, RunProgress, SyncRun
-from crmsync.puller.handlers.crm_records import BASE_FIELDS, CONVERSION_FIELDS
 
 NOW = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
+LOOKBACK = timedelta(seconds=60)
+ROLES = RecordRoles(
+    id="Id",
+    modified_at="SystemModstamp",
+    owner_id="OwnerId",
+    owner_name="Owner.Name",
+    owner_email="Owner.Email",
+    company_id="AccountId",
+    company_name="Account.Name",
+    converted="IsConverted",
+    converted_to="ConvertedContactId",
+    deal=DealRoles(
+        id="Id",
+        modified_at="SystemModstamp",
+        name="Name",
+        stage="StageName",
+        amount="Amount",
+        close_date="CloseDate",
+        company_id="AccountId",
+        contact_id="ContactId",
+    ),
+)
 ACCOUNT = "acme"
 CONNECTION = CrmConnectionInfo(
     account_id=ACCOUNT,
@@ -68,7 +102,10 @@ class Db:
     covering: uuid.UUID | None = None
     entities: dict[str, EntityState] = field(default_factory=dict)
     contacts: dict[str, MappedRecord] = field(default_factory=dict)
+    deals: dict[str, PulledDeal] = field(default_factory=dict)
     full_request_cleared: bool = False
+    # Full syncs the store was told of, by whether each was the first load.
+    full_loads: list[bool] = field(default_factory=list)
     policy: PushPolicy = field(default_factory=PushPolicy)
     # Drift repair (R25): contacts to repair, the plans handed over, passes run (run id -> fields).
     repair_candidates: list[StoredForRepair] = field(default_factory=list)
@@ -104,7 +141,11 @@ class FakeRuns:
         self._db.drift_found[run_id] = self._db.drift_found.get(run_id, 0) + found
 
     async def entity_state(self, account_id: str, entity: str) -> EntityState:
-        return self._db.entities.get(entity, EntityState())
+        state = self._db.entities.get(entity, EntityState())
+        if state.cursor is None and state.watermark is not None:
+            # A state stored before change cursors: its watermark becomes the cursor (migration 0007).
+            return replace(state, cursor=state.watermark.isoformat())
+        return state
 
     async def advance_entity(self, account_id: str, entity: str, advance: EntityAdvance) -> None:
         state = self._db.entities.get(entity, EntityState())
@@ -116,6 +157,7 @@ class FakeRuns:
             watermark=later(state.watermark, advance.watermark),
             deleted_watermark=later(state.deleted_watermark, advance.deleted_watermark),
             last_full_at=advance.full_at or state.last_full_at,
+            cursor=advance.cursor or state.cursor,
         )
 
     def _run(self, run_id: uuid.UUID) -> RunRecord:
@@ -157,11 +199,12 @@ class FakeContacts:
         contacts.update({r.external_id: r for r in batch.records})
         return BatchCounts(created=created, updated=len(batch.records) - created)
 
-    async def apply_opportunities(self, account_id: str, records: Sequence[dict[str, Any]]) -> int:
-        return len(records)
+    async def apply_deals(self, account_id: str, deals: Sequence[PulledDeal]) -> int:
+        self._store.db.deals.update({d.external_id: d for d in deals})
+        return len(deals)
 
     async def delete_by_external_ids(self, account_id: str, entity: str, external_ids: Sequence[str]) -> int:
-        contacts = self._store.db.contacts
+        contacts = self._store.db.deals if entity == "Opportunity" else self._store.db.contacts
         gone = [i for i in external_ids if i in contacts]
         for external_id in gone:
             del contacts[external_id]
@@ -171,6 +214,10 @@ class FakeContacts:
         self, *, account_id: str, entity: str, run_id: uuid.UUID, started_at: datetime
     ) -> int:
         return 0
+
+    async def full_load_finished(self, account_id: str, *, first_load: bool) -> None:
+        self._store.fail("full_load_finished")
+        self._store.db.full_loads.append(first_load)
 
 
 class FakeRepairs:
@@ -238,7 +285,9 @@ def contact(n: int, *, modstamp: datetime = NOW) -> CrmRecord:
 
 
 class FakeCrm:
-    """A CRM connector in memory: records per entity, no opportunities, failures on request."""
+    """A CRM connector in memory: records per entity, no deals unless given, failures on request."""
+
+    roles = ROLES
 
     def __init__(self, records: dict[str, list[CrmRecord]], *, mapping: Mapping | None = None) -> None:
         self.records = records
@@ -248,6 +297,9 @@ class FakeCrm:
         self.failures: dict[str, BaseException] = {}
         # Fields the CRM no longer has (renamed or deleted there).
         self.missing: set[str] = set()
+        # Cursors the CRM no longer follows (ChangeCursorExpired).
+        self.expired: set[str] = set()
+        self.reads: list[tuple[str, str | None]] = []
         self.closed = False
 
     def _fail(self, call: str) -> None:
@@ -256,29 +308,34 @@ class FakeCrm:
 
     async def describe(self, object_name: str) -> ObjectDescribe:
         self._fail("describe")
-        if object_name not in ("Lead", "Contact"):
+        if object_name not in ("Lead", "Contact") and object_name not in self.records:
             raise CrmRejected(f"sObject type '{object_name}' is not supported", error_code="NOT_FOUND")
-        names = {*BASE_FIELDS[object_name], *self.mapping.source_fields(object_name)}
-        if object_name == "Lead":
-            names |= set(CONVERSION_FIELDS)
+        if object_name == "Opportunity":
+            names = set(ROLES.deal.fields)
+        else:
+            names = {*ROLES.person_fields(object_name), *self.mapping.source_fields(object_name)}
         names = {n.split(".")[0] for n in names} - self.missing
         return ObjectDescribe(object_name, object_name, {n: CrmField(n, n, "string") for n in names})
 
-    async def _pages(self, object_name: str, since: datetime | None) -> AsyncIterator[list[CrmRecord]]:
+    def changes(
+        self, object_name: str, fields: Sequence[str], cursor: str | None, *, page_size: int = 2000
+    ) -> AsyncIterator[ChangeBatch]:
+        self.reads.append((object_name, cursor))
+        return self._changes(object_name, cursor)
+
+    async def _changes(self, object_name: str, cursor: str | None) -> AsyncIterator[ChangeBatch]:
         self._fail("read")
-        yield [r for r in self.records.get(object_name, []) if since is None or r["SystemModstamp"] >= since]
-
-    def export_all(self, object_name: str, fields: Sequence[str]) -> AsyncIterator[list[CrmRecord]]:
-        return self._pages(object_name, None)
-
-    def changed_since(
-        self, object_name: str, fields: Sequence[str], since: datetime, *, page_size: int = 2000
-    ) -> AsyncIterator[list[CrmRecord]]:
-        return self._pages(object_name, since)
-
-    async def deleted_since(self, object_name: str, start: datetime, end: datetime) -> list[DeletedRecord]:
-        self._fail("deleted")
-        return self.deleted.get(object_name, [])
+        if cursor in self.expired:
+            raise ChangeCursorExpired("the cursor is too old", error_code="CURSOR_EXPIRED")
+        since = None if cursor is None else datetime.fromisoformat(cursor) - LOOKBACK
+        records = [
+            r for r in self.records.get(object_name, []) if since is None or r["SystemModstamp"] >= since
+        ]
+        yield ChangeBatch(records)
+        deleted = [] if cursor is None else [d.id for d in self.deleted.get(object_name, [])]
+        stamps = [r["SystemModstamp"] for r in records]
+        newest = max(stamps, default=None) if cursor is not None else NOW
+        yield ChangeBatch([], deleted, (newest or datetime.fromisoformat(cursor)).isoformat())
 
     async def get_by_ids(
         self, object_name: str, ids: Sequence[str], fields: Sequence[str]

@@ -22,7 +22,7 @@ from crmsync.puller.handlers.crm_records import map_record
 from crmsync.puller.handlers.record_job import record_jobs
 from crmsync.puller.handlers.run_sync import SyncRunner
 from crmsync.puller.settings import Settings
-from tests.unit.puller_fakes import NOW, FakeCrm, FakeJobs, FakeStore, claimed, contact, lead
+from tests.unit.puller_fakes import NOW, ROLES, FakeCrm, FakeJobs, FakeStore, claimed, contact, lead
 
 SETTINGS = Settings(
     puller_retry_base_s=30.0,
@@ -52,10 +52,17 @@ async def test_r15_a_full_sync_stores_every_record_and_moves_each_entity_s_water
 
     stored = store.run(run)
     assert stored.end is not None and stored.end.status == "succeeded"
-    assert stored.progress == RunProgress(full_started_at=NOW, full_done=("Lead", "Contact"))
+    assert stored.progress == RunProgress(full_started_at=NOW, full_done=("Lead", "Contact"), first_load=True)
     assert stored.counts["pulled"] == 4 and stored.counts["created"] == 4
     assert set(store.db.contacts) == {"00Q001", "00Q002", "00Q003", "003001"}
     assert {e: s.watermark for e, s in store.db.entities.items()} == {"Lead": NOW, "Contact": NOW}
+    # The next incremental reads from the cursor each full read ended with.
+    assert {e: s.cursor for e, s in store.db.entities.items()} == {
+        "Lead": NOW.isoformat(),
+        "Contact": NOW.isoformat(),
+    }
+    assert crm.reads == [("Lead", None), ("Contact", None)]
+    assert store.db.full_loads == [True]  # the store was empty: a first load
     assert store.db.full_request_cleared
     assert crm.closed
 
@@ -98,7 +105,9 @@ async def test_r16_an_incremental_sync_reads_what_changed_since_the_watermark_an
     store = FakeStore()
     since = NOW - timedelta(hours=1)
     store.db.entities = {"Lead": EntityState(since, since), "Contact": EntityState(since, since)}
-    store.db.contacts = {"00Q009": map_record(mapping=MAPPING, entity="Lead", record=lead(9, modstamp=since))}
+    store.db.contacts = {
+        "00Q009": map_record(mapping=MAPPING, roles=ROLES, entity="Lead", record=lead(9, modstamp=since))
+    }
     old, new = lead(1, modstamp=since - timedelta(hours=1)), lead(2, modstamp=NOW)
     crm = FakeCrm({"Lead": [old, new], "Contact": []})
     crm.deleted = {"Lead": [DeletedRecord("00Q009", NOW)]}
@@ -110,6 +119,9 @@ async def test_r16_an_incremental_sync_reads_what_changed_since_the_watermark_an
     assert store.run(run).counts["deleted"] == 1
     assert store.run(run).progress.escalated_to_full is None
     assert store.db.entities["Lead"].watermark == NOW
+    assert crm.reads == [("Lead", since.isoformat()), ("Contact", since.isoformat())]
+    assert store.db.entities["Lead"].cursor == NOW.isoformat()  # where the next one reads from
+    assert store.db.full_loads == []
 
 
 async def test_r22_a_crm_outage_fails_the_run_with_a_retry_time_that_grows_with_its_attempts() -> None:

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from crmsync.common.clock import utc_now
 from crmsync.common.crm.factory import ConnectorFactory, connector_factory
-from crmsync.common.crm.salesforce import ConnectorOptions
+from crmsync.common.crm.settings import ConnectorSettings
 from crmsync.common.db.session import create_engine, create_sessionmaker, ping
 from crmsync.common.db.unit_of_work import UnitOfWork
 from crmsync.common.kafka.consumer import create_consumer
@@ -33,8 +33,10 @@ from crmsync.puller.settings import Settings
 
 def crm_connectors(settings: Settings) -> ConnectorFactory:
     """Returns the factory of CRM connectors the puller's settings ask for."""
-    options = ConnectorOptions(bulk_threshold=settings.puller_bulk_threshold)
-    return connector_factory(settings.secret_key.get_secret_value(), options=options)
+    connectors = ConnectorSettings(
+        bulk_threshold=settings.puller_bulk_threshold, change_lookback_s=settings.puller_lookback_s
+    )
+    return connector_factory(settings.secret_key.get_secret_value(), settings=connectors)
 
 
 def sync_runner(

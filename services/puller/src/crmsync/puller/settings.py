@@ -29,7 +29,10 @@ class Settings(CommonSettings):
     puller_lookback_s: float = Field(
         300.0,
         ge=0,
-        description="Incremental syncs re-read this far before the watermark (late commits, skew).",
+        description=(
+            "Incremental syncs re-read this far before where the last one got to (late commits, skew); "
+            "the connector's change lookback."
+        ),
     )
     puller_poll_s: float = Field(1.0, gt=0, description="How often idle workers look for runs to start.")
     puller_retry_base_s: float = Field(30.0, gt=0, description="First wait before a failed run is retried.")
@@ -38,7 +41,9 @@ class Settings(CommonSettings):
     )
     puller_max_attempts: int = Field(8, ge=1, description="Attempts of a run before it stays failed.")
     puller_bulk_threshold: int = Field(
-        50_000, ge=0, description="Full syncs of an object with more records than this use the Bulk API."
+        50_000,
+        ge=0,
+        description="Full syncs of an object with more records than this use the CRM's bulk export.",
     )
     puller_budget_resume_s: float = Field(
         900.0, gt=0, description="How long a run paused by the CRM's API budget waits before resuming."

@@ -6,15 +6,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from decimal import Decimal
-from typing import Any
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from crmsync.common.crm.interface import CrmRecord
+from crmsync.common.crm.roles import DEAL
 from crmsync.common.domain.pulled import MappedRecord
 from crmsync.puller.adapters.contact_rows import driver
+from crmsync.puller.domain.deals import PulledDeal
 
 _UPSERT_ACCOUNTS = """
     insert into crm_accounts (account_id, external_id, name)
@@ -90,34 +89,27 @@ async def upsert_related(pg: asyncpg.Connection, *, account_id: str, records: Se
         )
 
 
-async def apply_opportunities(conn: AsyncConnection, *, account_id: str, records: Sequence[CrmRecord]) -> int:
-    """Upserts opportunities, linked to their CRM account and contact (R5); returns how many."""
-    if not records:
+async def apply_deals(conn: AsyncConnection, *, account_id: str, deals: Sequence[PulledDeal]) -> int:
+    """Upserts deals (the CRM's opportunities), linked to their CRM company and contact (R5);
+    returns how many."""
+    if not deals:
         return 0
-    latest = {r["Id"]: r for r in records}
-    ids = sorted(latest)
-
-    def column(name: str) -> list[Any]:
-        return [latest[i].get(name) for i in ids]
-
+    latest = {d.external_id: d for d in deals}
+    rows = [latest[i] for i in sorted(latest)]
     pg = await driver(conn)
     await pg.execute(
         _UPSERT_OPPORTUNITIES,
         account_id,
-        ids,
-        column("Name"),
-        column("StageName"),
-        [_decimal(amount) for amount in column("Amount")],
-        column("CloseDate"),
-        column("AccountId"),
-        column("ContactId"),
-        column("SystemModstamp"),
+        [d.external_id for d in rows],
+        [d.name for d in rows],
+        [d.stage for d in rows],
+        [d.amount for d in rows],
+        [d.close_date for d in rows],
+        [d.company_external_id for d in rows],
+        [d.contact_external_id for d in rows],
+        [d.modified_at for d in rows],
     )
-    return len(ids)
-
-
-def _decimal(value: Any) -> Decimal | None:
-    return None if value is None else Decimal(str(value))
+    return len(rows)
 
 
 async def has_contacts(conn: AsyncConnection, *, account_id: str) -> bool:
@@ -129,14 +121,14 @@ async def has_contacts(conn: AsyncConnection, *, account_id: str) -> bool:
 async def delete_by_external_ids(
     conn: AsyncConnection, *, account_id: str, entity: str, external_ids: Sequence[str]
 ) -> int:
-    """Removes the contacts (or opportunities) of records the CRM deleted (R16); returns how many.
+    """Removes the contacts (or deals) of records the CRM deleted (R16); returns how many.
 
     An opted-out contact leaves its e-mail as a suppression entry (R23).
     """
     if not external_ids:
         return 0
     pg = await driver(conn)
-    if entity == "Opportunity":
+    if entity == DEAL:
         status = await pg.execute(
             "delete from crm_opportunities where account_id = $1 and external_id = any($2::text[])",
             account_id,

@@ -234,7 +234,7 @@ async def entity_state(session: AsyncSession, *, account_id: str, entity: str) -
     row = (
         await session.execute(
             text(
-                "select watermark, deleted_watermark, last_full_at from sync_state "
+                "select watermark, deleted_watermark, last_full_at, change_cursor from sync_state "
                 "where account_id = :a and entity = :e"
             ),
             {"a": account_id, "e": entity},
@@ -243,12 +243,15 @@ async def entity_state(session: AsyncSession, *, account_id: str, entity: str) -
     return EntityState() if row is None else EntityState(*row)
 
 
+# The cursor is opaque, so it is replaced rather than compared: an account's runs go one at a
+# time, each from the cursor the one before it stored.
 _ADVANCE_ENTITY = text(
     """
-    insert into sync_state (account_id, entity, watermark, watermark_id, deleted_watermark,
+    insert into sync_state (account_id, entity, change_cursor, watermark, watermark_id, deleted_watermark,
                             last_full_at, last_incremental_at)
-    values (:a, :e, :watermark, :watermark_id, :deleted_watermark, :full_at, :incremental_at)
+    values (:a, :e, :cursor, :watermark, :watermark_id, :deleted_watermark, :full_at, :incremental_at)
     on conflict (account_id, entity) do update set
+        change_cursor = coalesce(excluded.change_cursor, sync_state.change_cursor),
         watermark = greatest(sync_state.watermark, excluded.watermark),
         watermark_id = case when excluded.watermark >= coalesce(sync_state.watermark, excluded.watermark)
                             then coalesce(excluded.watermark_id, sync_state.watermark_id)
@@ -264,7 +267,8 @@ _ADVANCE_ENTITY = text(
 async def advance_entity(
     session: AsyncSession, *, account_id: str, entity: str, advance: EntityAdvance
 ) -> None:
-    """Moves the entity's watermarks forward (never back) in the caller's transaction (R18)."""
+    """Stores the entity's change cursor and moves its watermarks forward (never back), in the caller's
+    transaction: the one that stored the records they cover (R18)."""
     await session.execute(_ADVANCE_ENTITY, {"a": account_id, "e": entity, **vars(advance)})
 
 

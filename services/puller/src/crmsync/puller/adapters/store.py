@@ -15,7 +15,6 @@ from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from crmsync.common.crm.interface import CrmRecord
 from crmsync.common.db import account_config
 from crmsync.common.db.locks import SessionAdvisoryLock
 from crmsync.common.db.unit_of_work import UnitOfWork
@@ -27,6 +26,7 @@ from crmsync.common.service import DEPENDENCY_ERRORS
 from crmsync.puller.adapters import contact_rows, contact_store, related, runs
 from crmsync.puller.adapters.repairs import PgRepairs
 from crmsync.puller.domain.batches import BatchCounts, PreparedBatch
+from crmsync.puller.domain.deals import PulledDeal
 from crmsync.puller.domain.errors import StoreUnavailable
 from crmsync.puller.domain.lanes import Lane, LaneBacklog, WaitingAccount
 from crmsync.puller.domain.runs import EntityAdvance, EntityState, RunCounts, RunEnd, RunProgress, SyncRun
@@ -101,9 +101,9 @@ class PgContacts:
             conn, account_id=account_id, run_id=run_id, batch=batch, full=full
         )
 
-    async def apply_opportunities(self, account_id: str, records: Sequence[CrmRecord]) -> int:
+    async def apply_deals(self, account_id: str, deals: Sequence[PulledDeal]) -> int:
         conn = await self._session.connection()
-        return await related.apply_opportunities(conn, account_id=account_id, records=records)
+        return await related.apply_deals(conn, account_id=account_id, deals=deals)
 
     async def delete_by_external_ids(self, account_id: str, entity: str, external_ids: Sequence[str]) -> int:
         conn = await self._session.connection()
@@ -118,6 +118,10 @@ class PgContacts:
         return await related.sweep_unseen(
             conn, account_id=account_id, entity=entity, run_id=run_id, started_at=started_at
         )
+
+    async def full_load_finished(self, account_id: str, *, first_load: bool) -> None:
+        conn = await self._session.connection()
+        await contact_store.full_load_finished(conn, account_id, first_load=first_load)
 
 
 class PgSyncTransaction:

@@ -20,8 +20,10 @@ PAUSED = "paused"
 class RunProgress:
     """Where a run is: stored with it, so a run stopped, paused or failed resumes there."""
 
-    # When the full sync began reading: its watermark, and the sweep's bound (R16).
+    # When the full sync began reading: the sweep's bound (R16).
     full_started_at: datetime | None = None
+    # The store had no contact when the full sync began: its end tells the store a first load finished.
+    first_load: bool = False
     # Entities the full sync has finished, in order.
     full_done: tuple[str, ...] = ()
     # Why an incremental run became a full one.
@@ -44,6 +46,8 @@ class RunProgress:
             stored["full_started_at"] = self.full_started_at.isoformat()
         if self.full_done or self.full_started_at is not None:
             stored["full_done"] = list(self.full_done)
+        if self.first_load:
+            stored["first_load"] = True
         if self.escalated_to_full is not None:
             stored["escalated_to_full"] = self.escalated_to_full
         if self.covered_by is not None:
@@ -57,6 +61,7 @@ class RunProgress:
         return cls(
             full_started_at=datetime.fromisoformat(started) if started else None,
             full_done=tuple(stored.get("full_done", ())),
+            first_load=bool(stored.get("first_load", False)),
             escalated_to_full=stored.get("escalated_to_full"),
             covered_by=stored.get("covered_by"),
         )
@@ -111,17 +116,25 @@ class RunEnd:
 
 @dataclass(frozen=True)
 class EntityState:
-    """How far the store has the CRM's records of one entity."""
+    """How far the store has the CRM's records of one entity.
+
+    `cursor` is where the next incremental read resumes (the connector's opaque text; None:
+    no full sync yet). The watermarks say, for operators, the newest record time stored and
+    when deletions were last read up to.
+    """
 
     watermark: datetime | None = None
     deleted_watermark: datetime | None = None
     last_full_at: datetime | None = None
+    cursor: str | None = None
 
 
 @dataclass(frozen=True)
 class EntityAdvance:
-    """Watermarks and times to move an entity's state forward to (never back, R18); None leaves one."""
+    """What moves an entity's state forward: its change cursor, watermarks (never back, R18) and
+    times; None leaves one as it is."""
 
+    cursor: str | None = None
     watermark: datetime | None = None
     watermark_id: str | None = None
     deleted_watermark: datetime | None = None

@@ -1,42 +1,30 @@
 """From CRM records to contact values (pure): mapping, related objects, conversions (R5, R17).
 
-A Lead or Contact record, read with the fields `fields_to_read` asks for, is
+A lead or contact record, read with the fields `fields_to_read` asks for, is
 turned into the destination values of the account's mapping plus what related
-objects fill by themselves: Company from a Contact's Account name, the sales
-owner from the Owner (R5).
+objects fill by themselves: Company from a contact's company name, the sales
+owner from the owner (R5). Which of the record's fields carry the id, the
+modified time, the owner, the company and the conversion is the connector's
+`RecordRoles`; a deal is read through its `DealRoles`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping as AnyMapping
+from dataclasses import dataclass
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
+from crmsync.common.crm.roles import PERSON_KINDS, DealRoles, RecordRoles, role_value
 from crmsync.common.domain.fields import COMPANY, SALES_OWNER_EMAIL, SALES_OWNER_NAME, DataType
 from crmsync.common.domain.mapping import CrmObject, Mapping
 from crmsync.common.domain.pulled import MappedRecord
+from crmsync.puller.domain.deals import PulledDeal
 
 LEAD = CrmObject.LEAD.value
 CONTACT = CrmObject.CONTACT.value
-OPPORTUNITY = "Opportunity"
-ENTITIES = (LEAD, CONTACT)  # Leads first: a converted Lead hands its contact over to the Contact (R17)
-
-# Read on every record whatever the mapping says: identity, time, related objects, conversion.
-BASE_FIELDS = {
-    LEAD: ("Id", "SystemModstamp", "OwnerId", "Owner.Name", "Owner.Email"),
-    CONTACT: ("Id", "SystemModstamp", "OwnerId", "Owner.Name", "Owner.Email", "AccountId", "Account.Name"),
-}
-CONVERSION_FIELDS = ("IsConverted", "ConvertedContactId")
-OPPORTUNITY_FIELDS = (
-    "Id",
-    "SystemModstamp",
-    "Name",
-    "StageName",
-    "Amount",
-    "CloseDate",
-    "AccountId",
-    "ContactId",
-)
+ENTITIES = tuple(kind.value for kind in PERSON_KINDS)  # leads first: a converted lead hands over (R17)
 
 
 class MappingMismatch(Exception):
@@ -56,11 +44,18 @@ def check_mapping(*, mapping: Mapping, entity: str, described_fields: set[str]) 
             )
 
 
-def fields_to_read(*, mapping: Mapping, entity: str, described_fields: set[str]) -> list[str]:
-    """Returns the CRM fields a sync reads on that entity: mapped sources plus identity and related ones."""
-    wanted = [*BASE_FIELDS[entity], *mapping.source_fields(entity)]
+def fields_to_read(
+    *, mapping: Mapping, roles: RecordRoles, entity: str, described_fields: set[str]
+) -> list[str]:
+    """Returns the CRM fields a sync reads on that entity: identity and related role fields, mapped
+    sources, and on leads the conversion fields the CRM's describe has."""
+    conversion = {name for name in (roles.converted, roles.converted_to) if name}
+    wanted = [name for name in roles.person_fields(entity) if name not in conversion]
+    wanted += mapping.source_fields(entity)
     if entity == LEAD:
-        wanted += [f for f in CONVERSION_FIELDS if f in described_fields]
+        wanted += [
+            name for name in (roles.converted, roles.converted_to) if name and name in described_fields
+        ]
     return list(dict.fromkeys(wanted))
 
 
@@ -93,62 +88,117 @@ def _nested(record: AnyMapping[str, Any], path: tuple[str, ...]) -> Any:
     return value
 
 
-# Per mapping object: hashing a whole Mapping on every record would cost more than the mapping itself.
-_PLANS: dict[tuple[int, str], tuple[Mapping, tuple[tuple[str, tuple[str, ...], DataType], ...], bool]] = {}
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """How one entity's records are read under a mapping and a connector's roles."""
+
+    # (destination, source path, data type) of the rows with a source on that entity.
+    rows: tuple[tuple[str, tuple[str, ...], DataType], ...]
+    # A contact's company comes from its CRM company when no contact source is mapped (R5).
+    company_from_account: bool
+    company_name: tuple[str, ...] | None
+    owner_name: tuple[str, ...]
+    owner_email: tuple[str, ...]
+    converted: str | None
+    converted_to: str | None
 
 
-def _plan(mapping: Mapping, entity: str) -> tuple[tuple[tuple[str, tuple[str, ...], DataType], ...], bool]:
-    """Returns (destination, source path, data type) of the rows with a source on that entity,
-    and whether a Contact's company comes from its Account (no Contact source mapped, R5)."""
-    key = (id(mapping), entity)
-    cached = _PLANS.get(key)
-    if cached is None or cached[0] is not mapping:
-        if len(_PLANS) > 256:
-            _PLANS.clear()
-        rows = tuple(
+def _new_plan(mapping: Mapping, roles: RecordRoles, entity: str) -> _Plan:
+    company = mapping.row(COMPANY)
+    lead = entity == LEAD
+    return _Plan(
+        rows=tuple(
             (row.destination, tuple(source.split(".")), row.data_type)
             for row in mapping.rows
             if (source := row.source_for(entity))
-        )
-        company = mapping.row(COMPANY)
-        cached = (mapping, rows, company is None or not company.contact_source)
+        ),
+        company_from_account=company is None or not company.contact_source,
+        company_name=tuple(roles.company_name.split(".")) if entity == CONTACT else None,
+        owner_name=tuple(roles.owner_name.split(".")),
+        owner_email=tuple(roles.owner_email.split(".")),
+        converted=roles.converted if lead else None,
+        converted_to=roles.converted_to if lead else None,
+    )
+
+
+# Per mapping and roles object: hashing a whole Mapping on every record would cost more than the mapping.
+_PLANS: dict[tuple[int, int, str], tuple[Mapping, RecordRoles, _Plan]] = {}
+
+
+def _plan(mapping: Mapping, roles: RecordRoles, entity: str) -> _Plan:
+    key = (id(mapping), id(roles), entity)
+    cached = _PLANS.get(key)
+    if cached is None or cached[0] is not mapping or cached[1] is not roles:
+        if len(_PLANS) > 256:
+            _PLANS.clear()
+        cached = (mapping, roles, _new_plan(mapping, roles, entity))
         _PLANS[key] = cached
-    return cached[1], cached[2]
+    return cached[2]
 
 
 _PLAIN = (str, bool, int, float)
 
 
-def map_record(*, mapping: Mapping, entity: str, record: AnyMapping[str, Any]) -> MappedRecord:
+def _converted_to(record: AnyMapping[str, Any], plan: _Plan) -> str | None:
+    """Returns the contact a converted lead became (R17): its id when the lead says it was converted,
+    or, in a CRM without such a flag, whenever it names one."""
+    if plan.converted_to is None or (plan.converted is not None and not record.get(plan.converted)):
+        return None
+    return record.get(plan.converted_to)
+
+
+def map_record(
+    *, mapping: Mapping, roles: RecordRoles, entity: str, record: AnyMapping[str, Any]
+) -> MappedRecord:
     """Returns the record's destination values and related-object facts."""
     values: dict[str, Any] = {}
-    plan, company_from_account = _plan(mapping, entity)
-    for destination, path, data_type in plan:
+    plan = _plan(mapping, roles, entity)
+    for destination, path, data_type in plan.rows:
         value = record.get(path[0]) if len(path) == 1 else _nested(record, path)
         if value is None or (type(value) in _PLAIN and data_type not in _CONVERTED):
             values[destination] = value
         else:
             values[destination] = json_value(value, data_type)
-    account_name = _nested(record, ("Account", "Name")) if entity == CONTACT else None
-    if entity == CONTACT and company_from_account:
-        values[COMPANY] = account_name
-    owner_name = _nested(record, ("Owner", "Name"))
-    owner_email = _nested(record, ("Owner", "Email"))
+    company_name = _nested(record, plan.company_name) if plan.company_name else None
+    if plan.company_name and plan.company_from_account:
+        values[COMPANY] = company_name
+    owner_name = _nested(record, plan.owner_name)
+    owner_email = _nested(record, plan.owner_email)
     values[SALES_OWNER_NAME] = owner_name
     values[SALES_OWNER_EMAIL] = owner_email
-    converted = record.get("ConvertedContactId") if record.get("IsConverted") else None
-    modstamp = record["SystemModstamp"]
-    if not isinstance(modstamp, datetime):
-        modstamp = datetime.fromisoformat(str(modstamp))
     return MappedRecord(
-        external_id=record["Id"],
+        external_id=record[roles.id],
         crm_object=entity,
-        modstamp=modstamp,
+        modstamp=_time(record[roles.modified_at]),
         values=values,
-        account_external_id=record.get("AccountId") if entity == CONTACT else None,
-        account_name=account_name,
-        owner_external_id=record.get("OwnerId"),
+        account_external_id=record.get(roles.company_id) if entity == CONTACT else None,
+        account_name=company_name,
+        owner_external_id=record.get(roles.owner_id),
         owner_name=owner_name,
         owner_email=owner_email,
-        converted_contact_id=converted,
+        converted_contact_id=_converted_to(record, plan),
     )
+
+
+def map_deal(roles: DealRoles, record: AnyMapping[str, Any]) -> PulledDeal:
+    """Returns the deal a CRM record describes, linked to its company and contact (R5)."""
+    amount = record.get(roles.amount)
+    close_date = record.get(roles.close_date)
+    if isinstance(close_date, datetime):
+        close_date = close_date.date()
+    elif isinstance(close_date, str):
+        close_date = date.fromisoformat(close_date[:10])
+    return PulledDeal(
+        external_id=record[roles.id],
+        modified_at=_time(record[roles.modified_at]),
+        name=role_value(record, roles.name),
+        stage=role_value(record, roles.stage),
+        amount=None if amount is None else Decimal(str(amount)),
+        close_date=close_date,
+        company_external_id=record.get(roles.company_id),
+        contact_external_id=record.get(roles.contact_id),
+    )
+
+
+def _time(value: Any) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))

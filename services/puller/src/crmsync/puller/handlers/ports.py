@@ -2,9 +2,9 @@
 
 The database side is reached through a store that opens transactions: all a
 step writes (a batch of contacts, the run's counts and resume point, the
-watermark they cover) commits together or not at all (R18). A database that
-cannot be reached raises `StoreUnavailable`; the CRM is reached through a
-connector built by a `ConnectorFactory`.
+change cursor that covers them) commits together or not at all (R18). A
+database that cannot be reached raises `StoreUnavailable`; the CRM is reached
+through a connector built by a `ConnectorFactory`.
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from datetime import datetime
 from typing import Protocol
 
 from crmsync.common.crm.factory import ConnectorFactory
-from crmsync.common.crm.interface import CrmRecord
 from crmsync.common.domain.account import CrmConnectionInfo
 from crmsync.common.domain.drift import RepairPlan, StoredForRepair
 from crmsync.common.domain.mapping import Mapping, PushPolicy
 from crmsync.common.domain.pulled import MappedRecord
 from crmsync.common.messages import RunSync
 from crmsync.puller.domain.batches import BatchCounts, PreparedBatch
+from crmsync.puller.domain.deals import PulledDeal
 from crmsync.puller.domain.lanes import Lane, LaneBacklog, WaitingAccount
 from crmsync.puller.domain.runs import EntityAdvance, EntityState, RunCounts, RunEnd, RunProgress, SyncRun
 
@@ -98,16 +98,23 @@ class ContactRepository(Protocol):
         """Merges a batch of CRM records into the store; returns what changed."""
         ...
 
-    async def apply_opportunities(self, account_id: str, records: Sequence[CrmRecord]) -> int: ...
+    async def apply_deals(self, account_id: str, deals: Sequence[PulledDeal]) -> int:
+        """Stores the deals, linked to their company and contact (R5); returns how many."""
+        ...
 
     async def delete_by_external_ids(self, account_id: str, entity: str, external_ids: Sequence[str]) -> int:
-        """Removes what the CRM deleted (R16); returns how many."""
+        """Removes what the CRM deleted (R16): contacts of a person kind, or deals; returns how many."""
         ...
 
     async def sweep_unseen(
         self, *, account_id: str, entity: str, run_id: uuid.UUID, started_at: datetime
     ) -> int:
         """Removes the entity's contacts the full sync did not see (R16); returns how many."""
+        ...
+
+    async def full_load_finished(self, account_id: str, *, first_load: bool) -> None:
+        """Tells the store a full sync of the account has read everything, in the transaction that
+        records the run's success; `first_load`: the store had no contact when that sync began."""
         ...
 
 

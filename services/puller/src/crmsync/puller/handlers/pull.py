@@ -1,9 +1,12 @@
 """The passes of one sync: full and incremental pulls of every entity into the store (R5, R15–R18).
 
-Each batch of CRM records is merged in its own transaction together with the
-run's counts and resume point (and, for incremental syncs, the watermark it
-covers), so a crash, a stop or an exhausted API budget leaves a consistent
-store and a run that resumes where it was.
+Both read the connector's `changes()`: a full read from no cursor, an
+incremental one from the cursor the entity's last read stored. Each batch of
+CRM records is merged in its own transaction together with the deletions it
+carries, the run's counts and resume point and, for incremental syncs, the
+change cursor that covers it, so a crash, a stop or an exhausted API budget
+leaves a consistent store and a run that resumes where it was. A full read's
+cursor is stored when the entity is done, with the sweep of what it did not see.
 """
 
 from __future__ import annotations
@@ -12,26 +15,25 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import structlog
 
 from crmsync.common.clock import utc_now
-from crmsync.common.crm.interface import CrmAuthError, CrmConnector, CrmRecord, CrmRejected
-from crmsync.common.crm.salesforce import DeletedFeedWindowExceeded
+from crmsync.common.crm.interface import (
+    ChangeBatch,
+    ChangeCursorExpired,
+    CrmAuthError,
+    CrmConnector,
+    CrmRejected,
+)
+from crmsync.common.crm.roles import DEAL
 from crmsync.common.domain.mapping import Mapping
 from crmsync.common.domain.pulled import MappedRecord
 from crmsync.common.observability.metrics import CONTACTS_DELETED, CONTACTS_UPSERTED, RECORDS_PULLED
 from crmsync.puller.domain.batches import PreparedBatch
 from crmsync.puller.domain.runs import SUCCEEDED, EntityAdvance, RunCounts, RunEnd, RunProgress, SyncRun
-from crmsync.puller.handlers.crm_records import (
-    ENTITIES,
-    OPPORTUNITY,
-    OPPORTUNITY_FIELDS,
-    check_mapping,
-    fields_to_read,
-    map_record,
-)
+from crmsync.puller.handlers.crm_records import ENTITIES, check_mapping, fields_to_read, map_deal, map_record
 from crmsync.puller.handlers.ports import SyncStore
 from crmsync.puller.handlers.prefetch import prefetch
 from crmsync.puller.handlers.repair import repair_drift, repair_due
@@ -45,7 +47,11 @@ class StopRequested(Exception):
 
 
 class NeedsFull(Exception):
-    """An incremental sync cannot cover the gap (no watermark, deleted feed too short)."""
+    """An incremental sync cannot cover the gap (no full sync yet, or the CRM no longer follows the cursor)."""
+
+
+class MissingCursor(Exception):
+    """A change read ended without the cursor its last batch must carry: the connector is wrong (a bug)."""
 
 
 class MovesToFullLane(Exception):
@@ -55,7 +61,8 @@ class MovesToFullLane(Exception):
 
 @dataclass(frozen=True)
 class MappedBatch:
-    """One batch of CRM records of an entity, mapped and prepared for the store.
+    """One batch of CRM records of an entity, mapped and prepared for the store, with the deletions
+    and the change cursor that came with it.
 
     `errors` records could not be mapped.
     """
@@ -64,6 +71,8 @@ class MappedBatch:
     pulled: int
     prepared: PreparedBatch
     errors: int
+    deleted_ids: tuple[str, ...] = ()
+    cursor: str | None = None
 
 
 class Pull:
@@ -89,6 +98,7 @@ class Pull:
         self._stop = stop
         self._clock = clock
         self._fields: dict[str, list[str]] = {}
+        self._deal_fields: list[str] = []
 
     # ------------------------------------------------------------------ full
 
@@ -101,23 +111,24 @@ class Pull:
         if self.progress.full_started_at is None:
             async with self._store.read() as tx:
                 empty_store = not await tx.contacts.has_contacts(run.account_id)
-            self.progress = replace(self.progress, full_started_at=self._clock())
+            self.progress = replace(self.progress, full_started_at=self._clock(), first_load=empty_store)
         started = self.progress.full_started_at
         assert started is not None
         for entity in ENTITIES:
             if entity not in self.progress.full_done:
                 await self._full_entity(entity, started=started, empty_store=empty_store)
-        if OPPORTUNITY not in self.progress.full_done and await self._has_opportunities():
-            await self._full_opportunities(started=started)
+        if DEAL not in self.progress.full_done and await self._has_deals():
+            await self._full_deals(started=started)
         await self._repair()
         async with self._store.begin() as tx:
+            await tx.contacts.full_load_finished(run.account_id, first_load=self.progress.first_load)
             await tx.runs.clear_full_request(run.account_id, run.started_at or started)
             await tx.runs.finish_run(run.id, RunEnd(SUCCEEDED, progress=self.progress))
 
     async def _full_entity(self, entity: str, *, started: datetime, empty_store: bool) -> None:
         run = self.run
-        stream = self.connector.export_all(entity, self._fields[entity])
-        await self._pull(entity, stream, full=True, empty_store=empty_store)
+        stream = self.connector.changes(entity, self._fields[entity], None)
+        cursor = await self._pull(entity, stream, full=True, empty_store=empty_store)
         progress = self.progress.done(entity)
         async with self._store.begin() as tx:
             removed = 0
@@ -125,86 +136,74 @@ class Pull:
                 removed = await tx.contacts.sweep_unseen(
                     account_id=run.account_id, entity=entity, run_id=run.id, started_at=started
                 )
-            # Records changed while the export ran are read again by the next incremental.
-            advance = EntityAdvance(watermark=started, deleted_watermark=started, full_at=self._clock())
+            # The cursor follows the changes made since the read began, those made while it ran too.
+            advance = EntityAdvance(
+                cursor=cursor, watermark=started, deleted_watermark=started, full_at=self._clock()
+            )
             await tx.runs.advance_entity(run.account_id, entity, advance)
             await tx.runs.add_progress(run.id, RunCounts(deleted=removed), progress)
         self.progress = progress
         CONTACTS_DELETED.inc(removed)
 
-    async def _full_opportunities(self, *, started: datetime) -> None:
+    async def _full_deals(self, *, started: datetime) -> None:
         run = self.run
-        async for batch in self._batches(self.connector.export_all(OPPORTUNITY, list(OPPORTUNITY_FIELDS))):
-            await self._store_opportunities(batch)
-        progress = self.progress.done(OPPORTUNITY)
+        cursor = await self._pull_deals(self.connector.changes(DEAL, self._deal_fields, None), full=True)
+        progress = self.progress.done(DEAL)
         async with self._store.begin() as tx:
-            advance = EntityAdvance(watermark=started, deleted_watermark=started)
-            await tx.runs.advance_entity(run.account_id, OPPORTUNITY, advance)
+            advance = EntityAdvance(cursor=cursor, watermark=started, deleted_watermark=started)
+            await tx.runs.advance_entity(run.account_id, DEAL, advance)
             await tx.runs.add_progress(run.id, RunCounts(), progress)
         self.progress = progress
 
     # ----------------------------------------------------------- incremental
 
     async def incremental(self) -> None:
-        """Reads what changed and what was deleted since each entity's watermark (R15, R16, R18).
+        """Reads what changed and what was deleted since each entity's cursor (R15, R16, R18).
 
         Raises NeedsFull when that cannot cover the gap.
         """
         run = self.run
         await self._prepare()
-        lookback = timedelta(seconds=self._settings.puller_lookback_s)
         for entity in ENTITIES:
             async with self._store.read() as tx:
                 current = await tx.runs.entity_state(run.account_id, entity)
-            if current.watermark is None:
+            if current.cursor is None:
                 raise NeedsFull(f"no full sync of {entity} yet")
-            # Ties at the watermark's second and records committed late with an older
-            # SystemModstamp fall inside the lookback window; merging them again is harmless.
-            stream = self.connector.changed_since(
-                entity, self._fields[entity], current.watermark - lookback, page_size=2000
-            )
-            await self._pull(entity, stream, full=False)
-            await self._deletions(entity, current.deleted_watermark or current.watermark, lookback)
-        if await self._has_opportunities():
-            await self._incremental_opportunities(lookback)
+            await self._incremental_entity(entity, current.cursor)
+        if await self._has_deals():
+            await self._incremental_deals()
         interval = self._settings.puller_repair_interval_s
         if await repair_due(self._store, run, interval_s=interval, now=self._clock()):
             await self._repair()
         async with self._store.begin() as tx:
             await tx.runs.finish_run(run.id, RunEnd(SUCCEEDED, progress=self.progress))
 
-    async def _incremental_opportunities(self, lookback: timedelta) -> None:
-        async with self._store.read() as tx:
-            current = await tx.runs.entity_state(self.run.account_id, OPPORTUNITY)
-        fields = list(OPPORTUNITY_FIELDS)
-        if current.watermark is None:
-            stream = self.connector.export_all(OPPORTUNITY, fields)
-        else:
-            stream = self.connector.changed_since(OPPORTUNITY, fields, current.watermark - lookback)
-        async for batch in self._batches(stream):
-            await self._store_opportunities(batch)
-        if current.watermark is not None:
-            await self._deletions(OPPORTUNITY, current.deleted_watermark or current.watermark, lookback)
-
-    async def _deletions(self, entity: str, since: datetime, lookback: timedelta) -> None:
-        """Removes what the CRM's deleted feed lists since the last look (R16)."""
-        run = self.run
-        end = self._clock()
+    async def _incremental_entity(self, entity: str, cursor: str) -> None:
+        began = self._clock()
+        stream = self.connector.changes(entity, self._fields[entity], cursor)
         try:
-            deleted = await self.connector.deleted_since(entity, since - lookback, end)
-        except DeletedFeedWindowExceeded as exc:
-            raise NeedsFull(f"the CRM's deleted feed no longer reaches back to {since:%Y-%m-%d}") from exc
-        self.check_stop()
+            await self._pull(entity, stream, full=False)
+        except ChangeCursorExpired as exc:
+            raise NeedsFull(f"the CRM no longer follows the changes of {entity}: {exc.message}") from exc
+        await self._incremental_done(entity, began)
+
+    async def _incremental_deals(self) -> None:
+        """Deals since their cursor, or all of them when none was read yet."""
+        async with self._store.read() as tx:
+            current = await tx.runs.entity_state(self.run.account_id, DEAL)
+        began = self._clock()
+        stream = self.connector.changes(DEAL, self._deal_fields, current.cursor)
+        try:
+            await self._pull_deals(stream, full=False)
+        except ChangeCursorExpired as exc:
+            raise NeedsFull(f"the CRM no longer follows the changes of {DEAL}: {exc.message}") from exc
+        await self._incremental_done(DEAL, began)
+
+    async def _incremental_done(self, entity: str, began: datetime) -> None:
+        """Records that the entity's deletions were read up to when its read began."""
         async with self._store.begin() as tx:
-            removed = await tx.contacts.delete_by_external_ids(
-                run.account_id, entity, [d.id for d in deleted]
-            )
-            await tx.runs.advance_entity(
-                run.account_id, entity, EntityAdvance(deleted_watermark=end, incremental_at=end)
-            )
-            await tx.runs.add_progress(run.id, RunCounts(deleted=removed if entity != OPPORTUNITY else 0))
-        if entity != OPPORTUNITY:
-            CONTACTS_DELETED.inc(removed)
+            advance = EntityAdvance(deleted_watermark=began, incremental_at=self._clock())
+            await tx.runs.advance_entity(self.run.account_id, entity, advance)
 
     # ----------------------------------------------------------------- shared
 
@@ -222,55 +221,81 @@ class Pull:
 
     async def _prepare(self) -> None:
         """Checks the mapping against the CRM's describe before anything is written."""
+        roles = self.connector.roles
         for entity in ENTITIES:
             described = await self.connector.describe(entity)
             names = set(described.fields)
             check_mapping(mapping=self.mapping, entity=entity, described_fields=names)
-            self._fields[entity] = fields_to_read(mapping=self.mapping, entity=entity, described_fields=names)
+            self._fields[entity] = fields_to_read(
+                mapping=self.mapping, roles=roles, entity=entity, described_fields=names
+            )
+        self._deal_fields = list(roles.deal.fields)
 
     def check_stop(self) -> None:
         if self._stop.is_set():
             raise StopRequested
 
-    async def _batches(self, stream: AsyncIterator[list[CrmRecord]]) -> AsyncIterator[list[CrmRecord]]:
-        """Yields the stream's batches cut to the batch size, stopping between batches when asked."""
+    async def _batches(self, stream: AsyncIterator[ChangeBatch]) -> AsyncIterator[ChangeBatch]:
+        """Yields the stream's batches cut to the batch size, stopping between batches when asked.
+
+        The deletions and the cursor of a batch go with its last piece: a cursor covers every
+        record before it.
+        """
         size = self._settings.puller_batch_size
         try:
             async for batch in stream:
-                for offset in range(0, len(batch), size):
+                records = batch.records
+                offsets = range(0, len(records), size) or range(1)  # no records: one empty piece
+                last = offsets[-1]
+                for offset in offsets:
                     self.check_stop()
-                    yield batch[offset : offset + size]
+                    piece = records[offset : offset + size]
+                    yield (
+                        ChangeBatch(piece, batch.deleted_ids, batch.cursor)
+                        if offset == last
+                        else ChangeBatch(piece)
+                    )
         finally:
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:
                 await aclose()
 
     async def _pull(
-        self, entity: str, stream: AsyncIterator[list[CrmRecord]], *, full: bool, empty_store: bool = False
-    ) -> None:
-        """Stores the stream's batches; the next ones are read, mapped and prepared while one is stored."""
+        self, entity: str, stream: AsyncIterator[ChangeBatch], *, full: bool, empty_store: bool = False
+    ) -> str:
+        """Stores the stream's batches; the next ones are read, mapped and prepared while one is stored.
+
+        Returns the read's last cursor.
+        """
         batches = prefetch(
             self._mapped(entity, stream, empty_store=empty_store), depth=self._settings.puller_read_ahead
         )
+        cursor = None
         # Closed when done: that stops the reading and closes the stream.
         async with aclosing(batches):
             async for mapped in batches:
                 await self._store_batch(mapped, full=full)
+                cursor = mapped.cursor or cursor
+        return _final(cursor, entity)
 
     async def _mapped(
-        self, entity: str, stream: AsyncIterator[list[CrmRecord]], *, empty_store: bool
+        self, entity: str, stream: AsyncIterator[ChangeBatch], *, empty_store: bool
     ) -> AsyncIterator[MappedBatch]:
         async for batch in self._batches(stream):
             # In a thread: mapping a batch is tens of milliseconds of CPU that would
             # otherwise hold the event loop, and with it the COPY being sent meanwhile.
-            yield await asyncio.to_thread(self._map, entity, batch, empty_store=empty_store)
+            if batch.records:
+                yield await asyncio.to_thread(self._map, entity, batch, empty_store=empty_store)
+            else:
+                yield self._map(entity, batch, empty_store=empty_store)
 
-    def _map(self, entity: str, batch: list[CrmRecord], *, empty_store: bool) -> MappedBatch:
+    def _map(self, entity: str, batch: ChangeBatch, *, empty_store: bool) -> MappedBatch:
         mapped: list[MappedRecord] = []
         errors = 0
-        for record in batch:
+        roles = self.connector.roles
+        for record in batch.records:
             try:
-                mapped.append(map_record(mapping=self.mapping, entity=entity, record=record))
+                mapped.append(map_record(mapping=self.mapping, roles=roles, entity=entity, record=record))
             except (KeyError, TypeError, ValueError) as exc:
                 # One malformed record is recorded and skipped; the batch goes on (R22).
                 errors += 1
@@ -278,52 +303,90 @@ class Pull:
                     "crm_record_skipped",
                     account_id=self.run.account_id,
                     entity=entity,
-                    id=record.get("Id"),
+                    id=record.get(roles.id),
                     error=str(exc),
                 )
         prepared = self._store.prepare(mapped, empty_store=empty_store)
-        return MappedBatch(entity=entity, pulled=len(batch), prepared=prepared, errors=errors)
+        return MappedBatch(
+            entity=entity,
+            pulled=len(batch.records),
+            prepared=prepared,
+            errors=errors,
+            deleted_ids=tuple(batch.deleted_ids),
+            cursor=batch.cursor,
+        )
 
     async def _store_batch(self, batch: MappedBatch, *, full: bool) -> None:
         self.check_stop()  # batches read ahead are not stored once a stop is asked
+        if not batch.pulled and (full or (not batch.deleted_ids and batch.cursor is None)):
+            return  # nothing to store (a full read's cursor is stored with its sweep)
         run = self.run
         records = [*batch.prepared.conversions, *batch.prepared.records]
         async with self._store.begin() as tx:
             counts = await tx.contacts.apply_records(
                 account_id=run.account_id, run_id=run.id, batch=batch.prepared, full=full
             )
-            if not full and records:
-                last = max(records, key=lambda r: (r.modstamp, r.external_id))
-                advance = EntityAdvance(watermark=last.modstamp, watermark_id=last.external_id)
+            removed = await tx.contacts.delete_by_external_ids(
+                run.account_id, batch.entity, batch.deleted_ids
+            )
+            if not full:
+                newest = max(records, key=lambda r: (r.modstamp, r.external_id), default=None)
+                advance = EntityAdvance(
+                    cursor=batch.cursor,
+                    watermark=newest.modstamp if newest else None,
+                    watermark_id=newest.external_id if newest else None,
+                )
                 await tx.runs.advance_entity(run.account_id, batch.entity, advance)
             added = RunCounts(
                 pulled=batch.pulled,
                 created=counts.created,
                 updated=counts.updated,
+                deleted=removed,
                 skipped=counts.skipped,
                 errors=batch.errors,
             )
             await tx.runs.add_progress(run.id, added, self.progress)
         RECORDS_PULLED.labels(batch.entity).inc(batch.pulled)
         CONTACTS_UPSERTED.inc(counts.created + counts.updated)
+        CONTACTS_DELETED.inc(removed)
         for conflict in counts.conflicts:
             log.info("field_conflict", account_id=run.account_id, **conflict.to_log())
 
-    async def _store_opportunities(self, batch: list[CrmRecord]) -> None:
-        run = self.run
-        async with self._store.begin() as tx:
-            await tx.contacts.apply_opportunities(run.account_id, batch)
-            if batch:
-                last = max(batch, key=lambda r: (r["SystemModstamp"], r["Id"]))
-                advance = EntityAdvance(watermark=last["SystemModstamp"])
-                await tx.runs.advance_entity(run.account_id, OPPORTUNITY, advance)
-        RECORDS_PULLED.labels(OPPORTUNITY).inc(len(batch))
+    async def _pull_deals(self, stream: AsyncIterator[ChangeBatch], *, full: bool) -> str:
+        """Stores the deals of the stream (R5) with their deletions; returns the read's last cursor."""
+        cursor = None
+        async for batch in self._batches(stream):
+            await self._store_deals(batch, full=full)
+            cursor = batch.cursor or cursor
+        return _final(cursor, DEAL)
 
-    async def _has_opportunities(self) -> bool:
+    async def _store_deals(self, batch: ChangeBatch, *, full: bool) -> None:
+        if not batch.records and (full or (not batch.deleted_ids and batch.cursor is None)):
+            return
+        run = self.run
+        roles = self.connector.roles.deal
+        deals = [map_deal(roles, record) for record in batch.records]
+        async with self._store.begin() as tx:
+            await tx.contacts.apply_deals(run.account_id, deals)
+            await tx.contacts.delete_by_external_ids(run.account_id, DEAL, batch.deleted_ids)
+            if not full:
+                newest = max((d.modified_at for d in deals), default=None)
+                await tx.runs.advance_entity(
+                    run.account_id, DEAL, EntityAdvance(cursor=batch.cursor, watermark=newest)
+                )
+        RECORDS_PULLED.labels(DEAL).inc(len(batch.records))
+
+    async def _has_deals(self) -> bool:
         try:
-            await self.connector.describe(OPPORTUNITY)
+            await self.connector.describe(DEAL)
         except CrmRejected as exc:
             if isinstance(exc, CrmAuthError):
                 raise
             return False
         return True
+
+
+def _final(cursor: str | None, entity: str) -> str:
+    if cursor is None:
+        raise MissingCursor(f"the CRM's change read of {entity} ended without a cursor")
+    return cursor

@@ -96,7 +96,7 @@ async def _plans(
     for entity in sorted({c.crm_object for c, _ in chosen}):
         ids = [c.external_id for c, _ in chosen if c.crm_object == entity]
         for record in await connector.get_by_ids(entity, ids, fields[entity]):
-            mapped = map_record(mapping=mapping, entity=entity, record=record)
+            mapped = map_record(mapping=mapping, roles=connector.roles, entity=entity, record=record)
             versions[mapped.external_id] = CrmVersion(mapped.values, mapped.modstamp)
     plans = [
         repair_plan(account_id, c, find_drift(c, f, versions.get(c.external_id), mapping=mapping))
