@@ -7,6 +7,7 @@ boundary-second commits, API budget pauses, a renamed field (R5, R12–R18, R23)
 from __future__ import annotations
 
 import asyncio
+import importlib
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select, text, update
 
+from crmsync.common.crm.salesforce import SalesforceConnector
 from crmsync.common.db.schema import (
     Account,
     Contact,
@@ -367,6 +369,64 @@ async def test_r18_records_committed_at_the_watermark_second_or_late_with_an_old
     assert third.status == "succeeded", third.error
     store = await store_of(sessions, account_id)
     assert {early, tie, late} <= set(store)
+    assert store == expected_store(org)
+
+
+async def _set_cursor(sessions, account_id: str, entity: str, cursor: str | None) -> None:
+    async with sessions.begin() as session:
+        await session.execute(
+            text("update sync_state set change_cursor = :c where account_id = :a and entity = :e"),
+            {"c": cursor, "a": account_id, "e": entity},
+        )
+
+
+async def test_r15_r16_an_incremental_whose_cursor_the_crm_no_longer_follows_becomes_a_full_sync(
+    sessions, settings, account_id, make_crm_org
+) -> None:
+    org = make_crm_org(leads=10, contacts=10, seed=23)
+    config = await synced(sessions, settings, account_id, org)
+    # The Contacts were last read 20 days ago: the deleted feed (15 days) no longer reaches back.
+    stale = SalesforceConnector.cursor_from_watermarks(datetime.now(UTC) - timedelta(days=20))
+    await _set_cursor(sessions, account_id, "Contact", stale)
+    gone = org.records("Contact")[2]["Id"]
+    org.delete("Contact", gone, deleted_at=datetime.now(UTC) - timedelta(days=18))
+
+    run = await sync(sessions, config, account_id, "incremental")
+
+    assert run.status == "succeeded", run.error
+    assert run.progress["escalated_to_full"].startswith("the CRM no longer follows the changes of Contact")
+    assert run.progress["full_done"] == ["Lead", "Contact", "Opportunity"]
+    assert run.deleted == 1  # the full sync's sweep found it gone
+    assert await store_of(sessions, account_id) == expected_store(org)
+    async with sessions() as session:
+        cursor = await session.scalar(
+            text("select change_cursor from sync_state where account_id = :a and entity = 'Contact'"),
+            {"a": account_id},
+        )
+    assert cursor != stale
+
+
+async def test_r18_after_migration_0007_an_incremental_goes_on_from_the_stored_watermarks(
+    sessions, settings, account_id, make_crm_org
+) -> None:
+    org = make_crm_org(leads=10, contacts=10, seed=24)
+    config = await synced(sessions, settings, account_id, org)
+    # As the puller left sync_state before change cursors: watermarks only; then the migration.
+    for entity in ("Lead", "Contact", "Opportunity"):
+        await _set_cursor(sessions, account_id, entity, None)
+    migration = importlib.import_module("crmsync.common.db.migrations.versions.0007_change_cursors")
+    async with sessions.begin() as session:
+        await session.execute(text(migration._FILL))
+    lead = org.records("Lead")[0]["Id"]
+    org.edit("Lead", lead, {"Title": "After the upgrade"})
+
+    run = await sync(sessions, config, account_id, "incremental")
+
+    assert run.status == "succeeded", run.error
+    assert "escalated_to_full" not in run.progress  # no full sync for the upgrade
+    assert run.pulled < 20  # what changed since the watermarks, not every record
+    store = await store_of(sessions, account_id)
+    assert store[lead]["values"]["job_title"] == "After the upgrade"
     assert store == expected_store(org)
 
 
