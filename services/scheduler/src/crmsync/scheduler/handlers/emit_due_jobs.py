@@ -44,7 +44,8 @@ def job_message(job: DueJob, *, account_id: str, now: datetime) -> tuple[JobReco
     return JobRecord(account_id, job.job_id, topic, job.kind, reason, job.slot), message
 
 
-def _due(account: AccountSchedule, now: datetime) -> list[DueJob]:
+def jobs_due(account: AccountSchedule, now: datetime) -> list[DueJob]:
+    """Returns the account's jobs at `now` by its schedule (none while its saved schedule is unusable)."""
     if account.schedule is None:
         return []
     return due_jobs(
@@ -86,7 +87,9 @@ async def emit_due_jobs(
     """Emits the jobs of up to `limit` accounts due at `now`; returns those newly emitted."""
     async with jobs.begin() as store:
         accounts = await store.due_accounts(now=now, limit=limit)
-        due = [job_message(job, account_id=a.account_id, now=now) for a in accounts for job in _due(a, now)]
+        due = [
+            job_message(job, account_id=a.account_id, now=now) for a in accounts for job in jobs_due(a, now)
+        ]
         inserted = await store.record_new_jobs([record for record, _ in due])
         emitted = []
         for record, message in due:
