@@ -8,15 +8,19 @@ automatic schedule (none saved), against the real PostgreSQL (a scratch
 database) and Kafka (a topic prefix of its own).
 
 1. *Scheduler ticks*: the scheduler's own composition root, in this process
-   on a database of its own, times whole ticks with 0 %, 10 %, 50 % and 100 %
-   of the accounts due, at a quarter of `--accounts` and at all of them.
+   on a database of its own, times whole leader-loop ticks with 0 %, 10 %, 50 %
+   and 100 % of the accounts due, at a quarter of `--accounts` and at all of
+   them; beside them, in the same run, the path before (every account read at
+   every tick; the messages sent one at a time); then the scheduler as a
+   process on that database, its memory through a tick of every account and
+   30 s of ticks after it.
 2. *Cycles*: the scheduler and the puller run as processes. The scheduler's
    clock is this module's (`--serve-scheduler`: the service's bootstrap with
-   a clock moved by a file), so that the bench can bring the next automatic
-   tick at once: every account is due at the same moment, as automatic
-   schedules of one interval are in production (their ticks are aligned to
-   the hour). Each cycle ends when every account's incremental run of that
-   tick has succeeded. Cycles: 1 account alone (the baseline), then all
+   a clock moved by a file), so that the bench can bring a tick of every
+   account at once: it moves the clock on by 30 minutes, past one tick of each
+   (whatever its phase: in production the ticks of one interval are spread
+   over it). Each cycle ends when every account has an incremental run asked
+   for after the move that succeeded. Cycles: 1 account alone (the baseline), then all
    accounts with no change, with 1 % of the records changed (through the
    emulator's control API), and with one large first full sync (1,000,000
    records times `--scale`) running meanwhile.
@@ -30,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import math
 import os
 import random
 import sys
@@ -49,7 +52,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.machine import machine
 from crmsync.common.crypto import SecretBox
-from crmsync.common.db.schema import Account, CrmConnection, ScheduledJob, SyncRun
+from crmsync.common.db.schema import Account, CrmConnection, SyncRun
 from crmsync.common.db.session import create_engine
 from crmsync.common.kafka.topics import DESIGN_TOPICS, delete_topics_with_prefixes, ensure_topics
 from crmsync.common.settings import CommonSettings
@@ -137,49 +140,114 @@ async def _seed_tick_history(engine: AsyncEngine, ids: list[str], records: list[
             await conn.execute(insert(SyncRun), runs[start : start + 2000])
 
 
-async def _set_due(engine: AsyncEngine, ids: list[str], share: float, slot: datetime) -> None:
-    """The first `share` of the accounts are due at `slot`; the others synced in it already."""
-    due = set(ids[: round(len(ids) * share)])
+async def _set_due(engine: AsyncEngine, ids: list[str], share: float, now: datetime) -> None:
+    """The first `share` of the accounts are due at `now` (their tick's incremental not yet asked
+    for); the others are next due in an hour, as after their own tick."""
+    due = sorted(ids[: round(len(ids) * share)])
     async with engine.begin() as conn:
         await conn.execute(text("delete from scheduled_jobs"))
         await conn.execute(text("delete from outbox"))
         await conn.execute(
+            text("update sync_runs set requested_at = :before where kind = 'incremental' and account_id = any(:due)"),
+            {"due": due, "before": now - timedelta(hours=2)},
+        )  # fmt: skip
+        await conn.execute(
             text(
-                "update sync_runs set requested_at = case when account_id = any(:due) "
-                "then cast(:before as timestamptz) else cast(:after as timestamptz) end where kind = 'incremental'"
+                "update schedule_due set next_due_at = case when account_id = any(:due) "
+                "then cast('-infinity' as timestamptz) else cast(:later as timestamptz) end"
             ),
-            {"due": sorted(due), "before": slot - timedelta(minutes=1), "after": slot + timedelta(seconds=1)},
+            {"due": due, "later": now + timedelta(hours=1)},
         )
-        done = [a for a in ids if a not in due]
-        rows = [
-            {"account_id": a, "job_id": f"{a}:{kind}:{_slot_id(slot)}", "topic": topic, "kind": kind,
-             "reason": reason, "slot_at": slot}
-            for a in done
-            for kind, topic, reason in (("incremental", "sync-jobs", "schedule"),
-                                        ("scores_optouts", "outbound-jobs", "scores_optouts"))
-        ]  # fmt: skip
-        for start in range(0, len(rows), 5000):
-            await conn.execute(insert(ScheduledJob), rows[start : start + 5000])
 
 
-async def _tick(app, engine: AsyncEngine, ids: list[str], share: float, slot: datetime, now: datetime):
-    """Returns the median (emit ms, publish ms) of 3 ticks (one above 10 %) with `share` of the accounts
-    due, and the jobs each emitted. A tick is what `LeaderLoop.tick` does for the leader: the handler
-    that emits the due jobs, then the outbox relay until it has published them."""
-    from crmsync.scheduler.handlers.emit_due_jobs import emit_due_jobs
+class TimedOutbox:
+    """The scheduler's outbox relay, timed: what a tick spends publishing."""
 
-    emits, publishes, jobs = [], [], 0
-    for _ in range(3 if share <= 0.1 else 1):
-        await _set_due(engine, ids, share, slot)
-        assert await app.loop.leader.ensure()
+    def __init__(self, relay) -> None:
+        self.relay = relay
+        self.seconds = 0.0
+
+    async def publish_pending(self) -> int:
         started = time.perf_counter()
-        jobs = len(await emit_due_jobs(jobs=app.loop.jobs, now=now))
-        emitted = time.perf_counter()
-        while await app.loop.outbox.publish_pending():
-            pass
-        emits.append((emitted - started) * 1000)
-        publishes.append((time.perf_counter() - emitted) * 1000)
-    return median(emits), median(publishes), jobs
+        try:
+            return await self.relay.publish_pending()
+        finally:
+            self.seconds += time.perf_counter() - started
+
+
+async def _tick(app, engine: AsyncEngine, ids: list[str], share: float, now: datetime):
+    """Returns the median (tick ms, publish ms) of 3 ticks (one above 10 %) with `share` of the accounts
+    due, and the jobs each emitted: the leader loop's own tick (the due accounts read and decided a
+    batch at a time, each batch's jobs published through the outbox relay)."""
+    ticks, publishes, jobs = [], [], 0
+    timed = TimedOutbox(app.loop.outbox)
+    app.loop.outbox = timed
+    try:
+        for _ in range(3 if share <= 0.1 else 1):
+            await _set_due(engine, ids, share, now)
+            timed.seconds = 0.0
+            started = time.perf_counter()
+            assert await app.loop.tick()
+            ticks.append((time.perf_counter() - started) * 1000)
+            publishes.append(timed.seconds * 1000)
+            async with engine.connect() as conn:
+                jobs = await conn.scalar(text("select count(*) from scheduled_jobs"))
+    finally:
+        app.loop.outbox = timed.relay
+    return median(ticks), median(publishes), jobs
+
+
+async def _old_read_ms(app, engine: AsyncEngine, ids: list[str], now: datetime) -> float:
+    """The read the scheduler made before it kept each account's next look: every account at every
+    tick. Measured as the same query with every account due, read and decided, nothing written."""
+    from crmsync.scheduler.handlers.emit_due_jobs import jobs_due
+
+    await _set_due(engine, ids, 1.0, now)
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        async with app.loop.jobs.begin() as store:  # writes nothing
+            accounts = await store.due_accounts(now=now, limit=len(ids))
+            assert len(accounts) == len(ids)
+            for account in accounts:
+                jobs_due(account, now)
+        times.append((time.perf_counter() - started) * 1000)
+    return median(times)
+
+
+async def _one_at_a_time_ms(app, engine: AsyncEngine) -> tuple[float, int]:
+    """The relay before it sent a batch at once: the same messages, each sent and waited for in turn."""
+    from crmsync.common.kafka.producer import Publisher
+
+    async with engine.begin() as conn:
+        rows = (await conn.execute(text("select topic, key, value from outbox order by id"))).all()
+    publisher = Publisher(app.producer, app.settings)
+    started = time.perf_counter()
+    for topic, key, value in rows:
+        await publisher.publish_raw(topic, key=key, value=value)
+    return (time.perf_counter() - started) * 1000, len(rows)
+
+
+async def _scheduler_memory(bench: Bench, settings, url: str, logs: Path) -> str:
+    """Runs the scheduler service on the tick database (every account due at its first tick, then
+    its ticks at their phases) and returns its RSS: after the herd tick and at its peak."""
+    clock = SchedulerClock()
+    variables = service_env(
+        settings.model_copy(update={"database_url": url}),
+        CRMSYNC_LOG_LEVEL="WARNING",
+        CRMSYNC_LOG_JSON="false",
+    )
+    command = [sys.executable, "-m", "bench.accounts_bench", "--serve-scheduler", str(clock.path)]
+    process = start_process(command, env=variables, log=logs / "scheduler-ticks.log")
+    memory = Memory({"scheduler": process})
+    sampler = asyncio.create_task(memory.sample())
+    try:
+        await asyncio.sleep(min(30.0, bench.left()))
+        return memory.show()
+    finally:
+        sampler.cancel()
+        stop_all([process], timeout=30)
+        clock.path.unlink(missing_ok=True)
 
 
 async def ticks(bench: Bench, base: CommonSettings, records: list[int]) -> None:
@@ -191,6 +259,7 @@ async def ticks(bench: Bench, base: CommonSettings, records: list[int]) -> None:
     slot = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     now = slot + timedelta(seconds=2)
     counts = sorted({max(1, bench.args.tick_accounts // 4), bench.args.tick_accounts})
+    logs = Path(tempfile.mkdtemp(prefix="crmsync-accounts-ticks-"))
     async with scratch_database(base.database_url, label="ticks", prefix="crmsync_bench") as url:
         settings = Settings(
             database_url=url, topic_prefix=f"bench{uuid.uuid4().hex[:6]}.crmsync.", log_json=False
@@ -200,9 +269,10 @@ async def ticks(bench: Bench, base: CommonSettings, records: list[int]) -> None:
         app = bootstrap(settings, engine=engine, clock=lambda: now)
         await app.producer.start()
         print(
-            f"\nscheduler tick (median of 3 ticks, one at 50 and 100 %; tick interval {settings.scheduler_tick_s:g} s)"
+            f"\nscheduler tick (median of 3 ticks, one at 50 and 100 %; tick interval {settings.scheduler_tick_s:g} s, "
+            f"{settings.scheduler_accounts_per_batch} accounts a batch)"
         )
-        print(f"{'accounts':>9} {'due':>6} {'jobs':>6} {'tick ms':>9} {'emit ms':>9} {'publish ms':>10}")
+        print(f"{'accounts':>9} {'due':>6} {'jobs':>6} {'tick ms':>9} {'read+emit':>9} {'publish ms':>10}")
         try:
             found: dict[tuple[int, float], float] = {}
             have = 0
@@ -215,12 +285,21 @@ async def ticks(bench: Bench, base: CommonSettings, records: list[int]) -> None:
                 await app.loop.tick()  # warm-up: the lead, the first housekeeping pass
                 for share in DUE_SHARES:
                     bench.left()
-                    emit, publish, jobs = await _tick(app, engine, every, share, slot, now)
-                    found[(count, share)] = ms = emit + publish
+                    ms, publish, jobs = await _tick(app, engine, every, share, now)
+                    found[(count, share)] = ms
                     print(
-                        f"{count:>9,} {share:>6.0%} {jobs:>6,} {ms:>9.1f} {emit:>9.1f} {publish:>10.1f}",
+                        f"{count:>9,} {share:>6.0%} {jobs:>6,} {ms:>9.1f} {ms - publish:>9.1f} {publish:>10.1f}",
                         flush=True,
                     )
+                sequential, messages = await _one_at_a_time_ms(app, engine)
+                old_read = await _old_read_ms(app, engine, every, now)
+                print(
+                    f"{count:>9,} baseline, the path before: every account read at every tick {old_read:.1f} ms "
+                    f"(a tick with 0 % due now: {found[(count, 0.0)]:.1f} ms); the 100 % tick's {messages:,} "
+                    f"messages sent one at a time {sequential:.1f} ms (in the tick now: "
+                    f"{found[(count, 1.0)]:.1f} ms, all included)",
+                    flush=True,
+                )
             small, big = counts[0], counts[-1]
             print(
                 f"ratio at {big:,} accounts, 100 % due / 10 % due: "
@@ -229,6 +308,13 @@ async def ticks(bench: Bench, base: CommonSettings, records: list[int]) -> None:
             print(
                 f"ratio 0 % due, {big:,} / {small:,} accounts: {found[(big, 0.0)] / found[(small, 0.0)]:.2f}x "
                 f"(accounts {big / small:.0f}x; due 0 at both)"
+            )
+            await _set_due(engine, every, 1.0, now)
+            await app.leader.release()
+            print(
+                f"scheduler process at {big:,} accounts, all due at its first tick, then 30 s of ticks: "
+                f"RSS {await _scheduler_memory(bench, settings, url, logs)}",
+                flush=True,
             )
         finally:
             await app.leader.release()
@@ -256,14 +342,12 @@ class SchedulerClock:
         os.replace(partial, self.path)
 
     def next_tick(self) -> tuple[datetime, float]:
-        """Moves the clock to the next 30-minute boundary; returns it and the real moment it came."""
+        """Moves the clock on by 30 minutes, past one tick of every account (whatever its phase, its
+        interval being 15 or 30 minutes); returns the moment it moved to and the real moment it came."""
         now = time.time()
-        fake = now + self.offset
-        step = SLOT.total_seconds()
-        boundary = (math.floor(fake / step) + 1) * step
-        self.offset = boundary + 0.001 - now
+        self.offset += SLOT.total_seconds()
         self._write()
-        return datetime.fromtimestamp(boundary, UTC), now
+        return datetime.fromtimestamp(now + self.offset, UTC), now
 
 
 def serve_scheduler(clock_file: str) -> None:
@@ -321,12 +405,14 @@ async def _runs(engine: AsyncEngine, where: str, **params) -> list[dict]:
 
 
 async def _wait_runs(bench: Bench, engine: AsyncEngine, where: str, expected: int, what: str, **params):
+    """Waits until `expected` accounts have a succeeded run of those `where` selects; returns them."""
     state: dict[str, int] = {}
 
     async def done() -> bool:
         async with engine.connect() as conn:
             rows = await conn.execute(
-                text(f"select status, count(*) from sync_runs where {where} group by 1"), params
+                text(f"select status, count(distinct account_id) from sync_runs where {where} group by 1"),
+                params,
             )
             state.clear()
             state.update({s: n for s, n in rows.all()})
@@ -345,16 +431,19 @@ async def cycle(
     """Brings the next tick; returns what the incremental runs of it cost once `expected` succeeded."""
     engine, http, clock = env["engine"], env["http"], env["clock"]
     before = await _api_used(http)
-    slot, due = clock.next_tick()
+    moved_to, due = clock.next_tick()
     offset = clock.offset
     runs = await _wait_runs(
-        bench, engine, "kind = 'incremental' and job_id like :job and account_id <> 'a-large'", expected,
-        f"{name}: {expected} incrementals", job=f"%:incremental:{_slot_id(slot)}",
+        bench, engine, "kind = 'incremental' and requested_at >= :moved and account_id <> 'a-large'", expected,
+        f"{name}: {expected} incrementals", moved=moved_to,
     )  # fmt: skip
     after = await _api_used(http)
-    runs = [
-        r for r in runs if r["status"] == "succeeded" and (accounts is None or r["account_id"] in accounts)
-    ]
+    # Each account's first run asked for after the move: its tick's (a later tick of its phase may follow).
+    first: dict[str, dict] = {}
+    for r in sorted(runs, key=lambda r: r["requested_at"]):
+        if r["status"] == "succeeded" and (accounts is None or r["account_id"] in accounts):
+            first.setdefault(r["account_id"], r)
+    runs = list(first.values())
     waits = [r["started_at"].timestamp() - due for r in runs]
     # The scheduler stamps requested_at with its own clock, `offset` ahead of the puller's.
     queued = [r["started_at"].timestamp() - (r["requested_at"].timestamp() - offset) for r in runs]
