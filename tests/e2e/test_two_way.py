@@ -117,8 +117,8 @@ def test_one_change_each_way_through_the_four_services(product: Product, setting
     wait_until(full_sync_done, timeout=120, what="the first full sync", interval=0.5)
     leads, contacts = crm_org.records("Lead"), crm_org.records("Contact")
     segments = {s["id"]: s["count"] for s in api.get("/v1/segments").json()}
-    assert segments["salesforce-leads"] == len(leads)
-    assert segments["salesforce-contacts"] == len(contacts)
+    assert segments["crm-leads"] == len(leads)
+    assert segments["crm-contacts"] == len(contacts)
 
     # CRM -> contact store: a CRM user edits a lead; the next sync brings it in.
     lead = next(r for r in leads if r.get("Email"))

@@ -780,11 +780,14 @@ async def test_r19_segments_count_and_search_their_members(client, sessions, ten
     segments = {s["id"]: s for s in (await client.get("/v1/segments", headers=tenant.reader)).json()}
     assert {k: (s["name"], s["count"]) for k, s in segments.items()} == {
         "all-contacts": ("All Contacts", 6),
-        "salesforce-leads": ("All Salesforce Leads", 3),
-        "salesforce-contacts": ("All Salesforce Contacts", 2),
+        "crm-leads": ("All Salesforce Leads", 3),
+        "crm-contacts": ("All Salesforce Contacts", 2),
     }
-    members = (await client.get("/v1/segments/salesforce-leads/contacts", headers=tenant.reader)).json()
+    members = (await client.get("/v1/segments/crm-leads/contacts", headers=tenant.reader)).json()
     assert len(members["items"]) == 3 and {c["type"] for c in members["items"]} == {"Lead"}
+    # The former id still names the segment.
+    former = (await client.get("/v1/segments/salesforce-leads/contacts", headers=tenant.reader)).json()
+    assert former == members
     by_company = await client.get(
         "/v1/segments/all-contacts/contacts", params={"q": "UMBRELLA"}, headers=tenant.reader
     )

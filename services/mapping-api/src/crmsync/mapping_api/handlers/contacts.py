@@ -7,20 +7,40 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from crmsync.common.crm.providers import DEFAULT_PROVIDER, CrmProvider, provider_named
 from crmsync.common.domain.contacts import stored_field_meta
 from crmsync.common.domain.fields import RELATED_OBJECT_FIELDS, DataType
+from crmsync.common.domain.mapping import CrmObject
 from crmsync.common.messages import ContactChanged, ContactRef, EventSource
 from crmsync.mapping_api.handlers.errors import Invalid, NotFound
 from crmsync.mapping_api.handlers.mapping import saved_mapping
 from crmsync.mapping_api.handlers.ports import Stores, Transactions
 from crmsync.mapping_api.values import ContactInfo, ContactQuery, OwnerInfo, Page
 
-# Segment id -> (name, the contacts' crm_object or None for all of them) (R19).
-SEGMENTS: dict[str, tuple[str, str | None]] = {
-    "all-contacts": ("All Contacts", None),
-    "salesforce-leads": ("All Salesforce Leads", "Lead"),
-    "salesforce-contacts": ("All Salesforce Contacts", "Contact"),
+ALL_CONTACTS = "all-contacts"
+# Segment id -> the contacts' kind, None for all of them (R19). The ids are the same whichever
+# CRM the account connects; the names carry the CRM's label ("All Dynamics 365 Leads").
+SEGMENTS: dict[str, CrmObject | None] = {
+    ALL_CONTACTS: None,
+    "crm-leads": CrmObject.LEAD,
+    "crm-contacts": CrmObject.CONTACT,
 }
+# The ids of the days of one CRM, still accepted for the segments they named.
+FORMER_IDS = {"salesforce-leads": "crm-leads", "salesforce-contacts": "crm-contacts"}
+
+
+def segment_id(segment: str) -> str:
+    """Returns the segment's id (a former id gives its segment's); NotFound for no segment."""
+    segment = FORMER_IDS.get(segment, segment)
+    if segment not in SEGMENTS:
+        raise NotFound(f"segment {segment!r} does not exist", field="segment")
+    return segment
+
+
+def segment_name(segment: str, provider: CrmProvider) -> str:
+    """Returns the segment's name: All Contacts, or All <CRM> Leads / Contacts (R19)."""
+    kind = SEGMENTS[segment]
+    return "All Contacts" if kind is None else f"All {provider.label} {kind.value}s"
 
 
 @dataclass(frozen=True)
@@ -52,17 +72,16 @@ async def list_contacts(
     tx: Transactions,
     *,
     account_id: str,
-    segment: str = "all-contacts",
+    segment: str = ALL_CONTACTS,
     q: str | None = None,
     cursor: str | None = None,
     limit: int = 50,
 ) -> Page[ContactInfo]:
     """Returns a page of the segment's contacts matching `q` (name, email, company), by id."""
-    if segment not in SEGMENTS:
-        raise NotFound(f"segment {segment!r} does not exist", field="segment")
+    kind = SEGMENTS[segment_id(segment)]
     after = _uuid_cursor(cursor)
     async with tx.read() as stores:
-        query = ContactQuery(crm_object=SEGMENTS[segment][1], search=q or None, after=after, limit=limit + 1)
+        query = ContactQuery(crm_object=kind, search=q or None, after=after, limit=limit + 1)
         rows = await stores.contacts.page(account_id, query)
     more = len(rows) > limit
     rows = rows[:limit]
@@ -70,13 +89,15 @@ async def list_contacts(
 
 
 async def segment_counts(tx: Transactions, *, account_id: str) -> list[tuple[str, str, int]]:
-    """Returns (id, name, count) of each segment (R19)."""
+    """Returns (id, name, count) of each segment (R19), named after the account's CRM."""
     async with tx.read() as stores:
         by_object = await stores.contacts.count_by_object(account_id)
+        connection = await stores.connections.get(account_id)
+    provider = provider_named(connection.provider if connection is not None else DEFAULT_PROVIDER)
     total = sum(by_object.values())
     return [
-        (segment_id, name, total if crm_object is None else by_object.get(crm_object, 0))
-        for segment_id, (name, crm_object) in SEGMENTS.items()
+        (segment, segment_name(segment, provider), total if kind is None else by_object.get(kind, 0))
+        for segment, kind in SEGMENTS.items()
     ]
 
 

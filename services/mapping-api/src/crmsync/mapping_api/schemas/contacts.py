@@ -89,8 +89,8 @@ class ContactEditAccepted(BaseModel):
 
 
 class SegmentOut(BaseModel):
-    id: Literal["all-contacts", "salesforce-leads", "salesforce-contacts"]
-    name: str = Field(examples=["All Salesforce Leads"])
+    id: Literal["all-contacts", "crm-leads", "crm-contacts"]
+    name: str = Field(examples=["All Salesforce Leads", "All Dynamics 365 Contacts"])
     count: int
 
-    model_config = example(id="salesforce-leads", name="All Salesforce Leads", count=2000)
+    model_config = example(id="crm-leads", name="All Salesforce Leads", count=2000)

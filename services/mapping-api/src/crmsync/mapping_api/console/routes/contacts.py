@@ -28,6 +28,7 @@ async def contacts_page(
     cursor: str | None = Query(None, max_length=100),
 ) -> Response:
     segments = await handlers.segment_counts(tx, account_id=user.account_id)
+    segment = handlers.segment_id(segment)
     page = await handlers.list_contacts(
         tx, account_id=user.account_id, segment=segment, q=q, cursor=cursor, limit=PAGE
     )

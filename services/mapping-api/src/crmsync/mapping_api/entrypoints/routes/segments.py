@@ -1,4 +1,6 @@
-"""Segments (R19): All Contacts, All Salesforce Leads, All Salesforce Contacts."""
+"""Segments (R19): All Contacts, and the leads and the contacts of the account's CRM (All
+Salesforce Leads, All Dynamics 365 Contacts...). The former ids salesforce-leads and
+salesforce-contacts still name the CRM's segments."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from crmsync.mapping_api.handlers import contacts as handlers
 from crmsync.mapping_api.schemas import ContactPage, SegmentOut
 
 router = APIRouter(prefix="/segments", tags=["segments"])
-SegmentId = Literal["all-contacts", "salesforce-leads", "salesforce-contacts"]
+SegmentId = Literal["all-contacts", "crm-leads", "crm-contacts", "salesforce-leads", "salesforce-contacts"]
 
 
 @router.get("", response_model=list[SegmentOut], summary="The segments and their counts")
@@ -25,7 +27,7 @@ async def list_segments(caller: CurrentAccount, tx: TransactionsDep) -> list[Seg
 
 @router.get("/{segment_id}/contacts", response_model=ContactPage, summary="A segment's members, searchable")
 async def segment_members(
-    segment_id: Annotated[SegmentId, Path(examples=["salesforce-leads"])],
+    segment_id: Annotated[SegmentId, Path(examples=["crm-leads"])],
     caller: CurrentAccount,
     tx: TransactionsDep,
     q: Search = None,
