@@ -7,10 +7,12 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from crmsync.common.crm.interface import CrmError
+from crmsync.common.crm.providers import DEFAULT_PROVIDER, provider_named
+from crmsync.common.crm.roles import PERSON_KINDS
 from crmsync.common.domain.account import StoredMapping
 from crmsync.common.domain.fields import STANDARD_FIELDS_BY_KEY, DataType
 from crmsync.common.domain.mapping import CrmObject, FieldKind, MappingRow, PushPolicy
-from crmsync.common.domain.mapping_rules import DescribedField, check_mapping
+from crmsync.common.domain.mapping_rules import DescribedField, Violation, check_mapping
 from crmsync.common.domain.schedule import job_id_for
 from crmsync.common.messages import RunSync, SyncKind, SyncReason
 from crmsync.mapping_api.handlers.errors import Conflict, CrmUnavailable, Invalid, MappingRefused, NotFound
@@ -126,6 +128,24 @@ async def describe_crm(stores: Stores, *, account_id: str, crm: CrmPort) -> Desc
     return lead.fields, contact.fields
 
 
+async def rule_violations(
+    stores: Stores, *, account_id: str, rows: Sequence[MappingRow], policy: PushPolicy, crm: CrmPort
+) -> tuple[list[Violation], bool]:
+    """Returns the rules the rows break against the live describes and the account's CRM's
+    e-mail fields (R1-R6, R8), and whether they were checked against the CRM."""
+    lead, contact = await describe_crm(stores, account_id=account_id, crm=crm)
+    connection = await stores.connections.get(account_id)
+    provider = provider_named(connection.provider if connection is not None else DEFAULT_PROVIDER)
+    violations = check_mapping(
+        rows,
+        lead_describe=lead,
+        contact_describe=contact,
+        policy=policy,
+        email_fields={kind: provider.email_field(kind) for kind in PERSON_KINDS},
+    )
+    return violations, lead is not None
+
+
 def source_pairs(rows: Sequence[MappingRow]) -> set[str]:
     """Returns every CRM field the rows read, as Object.Field."""
     pairs = set()
@@ -166,21 +186,22 @@ async def _save(
     now: datetime,
 ) -> SaveResult:
     policy = await stores.policies.get(account_id)
-    lead, contact = await describe_crm(stores, account_id=account_id, crm=crm)
-    violations = check_mapping(rows, lead_describe=lead, contact_describe=contact, policy=policy)
+    violations, checked = await rule_violations(
+        stores, account_id=account_id, rows=rows, policy=policy, crm=crm
+    )
     if violations:
         raise MappingRefused(violations)
     # An account made without crmsync-admin has no version 1 yet; this save starts its history.
     previous = await stores.mappings.get(account_id)
     if previous is not None and tuple(rows) == previous.rows:
         # Saving what is already saved changes nothing: no new version, no sync.
-        return SaveResult(previous, policy, lead is not None)
+        return SaveResult(previous, policy, checked)
     stored = await stores.mappings.add(
         account_id=account_id, version=(previous.version if previous else 0) + 1, note=note, rows=rows
     )
     new_sources = sorted(source_pairs(rows) - source_pairs(previous.rows if previous else ()))
     job_id = await request_full_sync(stores, account_id=account_id, now=now) if new_sources else None
-    return SaveResult(stored, policy, lead is not None, new_sources, job_id)
+    return SaveResult(stored, policy, checked, new_sources, job_id)
 
 
 async def request_full_sync(stores: Stores, *, account_id: str, now: datetime) -> str:
@@ -233,8 +254,9 @@ async def set_default_push(
     policy = PushPolicy(default_allow_push=default_allow_push)
     async with tx.begin() as stores:
         current = await saved_mapping(stores, account_id)
-        lead, contact = await describe_crm(stores, account_id=account_id, crm=crm)
-        violations = check_mapping(current.rows, lead_describe=lead, contact_describe=contact, policy=policy)
+        violations, _ = await rule_violations(
+            stores, account_id=account_id, rows=current.rows, policy=policy, crm=crm
+        )
         if violations:
             raise MappingRefused(violations)
         await stores.policies.put(account_id, policy, updated_at=now)

@@ -9,14 +9,14 @@ from dataclasses import dataclass, field
 
 from crmsync.common.domain.fields import DataType
 from crmsync.common.domain.mapping import CrmObject, FieldKind, MappingRow, PushPolicy
-from crmsync.common.domain.mapping_rules import Violation, check_mapping
+from crmsync.common.domain.mapping_rules import Violation
 from crmsync.mapping_api.field_fill import FieldFill
 from crmsync.mapping_api.handlers.errors import Invalid
 from crmsync.mapping_api.handlers.mapping import (
     RowInput,
-    describe_crm,
     diff_rows,
     rows_from_input,
+    rule_violations,
     source_pairs,
 )
 from crmsync.mapping_api.handlers.ports import CrmPort, Transactions
@@ -153,10 +153,10 @@ async def preview_mapping(
     resolved, missing = resolve_rows(rows)
     async with tx.read() as stores:
         policy = policy or await stores.policies.get(account_id)
-        lead, contact = await describe_crm(stores, account_id=account_id, crm=crm)
-        violations = missing + check_mapping(
-            resolved, lead_describe=lead, contact_describe=contact, policy=policy
+        broken, checked = await rule_violations(
+            stores, account_id=account_id, rows=resolved, policy=policy, crm=crm
         )
+        violations = missing + broken
         violations.sort(key=lambda v: (v.row_index is None, v.row_index or 0))
         current = await stores.mappings.get(account_id)
         before = current.rows if current else ()
@@ -174,5 +174,5 @@ async def preview_mapping(
         changed=changed,
         new_sources=sorted(source_pairs(resolved) - source_pairs(before)),
         impacts=field_impacts(before, resolved, fills),
-        checked_against_crm=lead is not None,
+        checked_against_crm=checked,
     )
