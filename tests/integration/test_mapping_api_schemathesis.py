@@ -31,6 +31,7 @@ from crmsync.common.crypto import SecretBox
 from crmsync.common.db.schema import Contact, PushLog, SyncRun
 from crmsync.common.db.session import create_engine, create_sessionmaker
 from crmsync.common.kafka.topics import ensure_topics
+from crmsync.mapping_api.adapters.crm import ConnectorPort
 from crmsync.mapping_api.bootstrap import bootstrap, transactions
 from crmsync.mapping_api.handlers.connection import Credentials, put_connection
 from crmsync.mapping_api.settings import Settings
@@ -60,6 +61,7 @@ async def _seed(api_settings: Settings, org) -> tuple[Tenant, Tenant]:
     try:
         sessions = create_sessionmaker(engine)
         main, scratch = await new_tenant(sessions), await new_tenant(sessions)
+        box = SecretBox(api_settings.secret_key.get_secret_value())
         await put_connection(
             transactions(sessions),
             account_id=main.account_id,
@@ -71,7 +73,8 @@ async def _seed(api_settings: Settings, org) -> tuple[Tenant, Tenant]:
                 api_version="60.0",
                 secrets={"client_secret": org.client_secret},
             ),
-            secret_box=SecretBox(api_settings.secret_key.get_secret_value()),
+            secret_box=box,
+            crm=ConnectorPort(secret_box=box),
             now=utc_now(),
         )
         async with sessions.begin() as session:

@@ -358,6 +358,9 @@ class FakeCrm:
         self.connected.append(connection)
         yield FakeConnector(self)
 
+    async def check(self, connection: CrmConnectionInfo) -> None:
+        return None
+
 
 def connection_of(account_id: str) -> CrmConnectionInfo:
     return CrmConnectionInfo(

@@ -11,7 +11,15 @@ from crmsync.mapping_api.adapters.rows import SessionStore
 
 # The columns a test of the connection writes; storing credentials writes these and the rest.
 _CHECKED = ("status", "status_message", "api_usage", "api_limit", "instance_url", "last_checked_at")
-_CREDENTIALS = ("login_url", "auth_method", "client_id", "username", "api_version", "secrets_encrypted")
+_CREDENTIALS = (
+    "provider",
+    "login_url",
+    "auth_method",
+    "client_id",
+    "username",
+    "api_version",
+    "secrets_encrypted",
+)
 
 
 class PostgresConnections(SessionStore):
@@ -21,7 +29,7 @@ class PostgresConnections(SessionStore):
     async def store(self, connection: CrmConnectionInfo, *, updated_at: datetime) -> None:
         row = await self._session.get(CrmConnection, connection.account_id)
         if row is None:
-            row = CrmConnection(account_id=connection.account_id, provider=connection.provider)
+            row = CrmConnection(account_id=connection.account_id)
             self._session.add(row)
         _write(row, connection, _CREDENTIALS + _CHECKED)
         row.updated_at = updated_at

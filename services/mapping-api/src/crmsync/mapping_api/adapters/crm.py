@@ -1,4 +1,4 @@
-"""The CRM port, backed by the shared connector factory."""
+"""The CRM port, backed by the shared connector factory (whichever CRM the connection names)."""
 
 from __future__ import annotations
 
@@ -8,24 +8,29 @@ from contextlib import asynccontextmanager
 from crmsync.common.crm.connection import CrmConnectionInfo
 from crmsync.common.crm.factory import connector_for
 from crmsync.common.crm.interface import CrmConnector
-from crmsync.common.crm.salesforce import ConnectorOptions
+from crmsync.common.crm.settings import ConnectorSettings
 from crmsync.common.crypto import SecretBox
 
 # Someone is waiting on the answer: fail within seconds rather than retry for minutes.
-INTERACTIVE = ConnectorOptions(timeout_s=15.0, connect_timeout_s=5.0, max_retries=1, backoff_max_s=2.0)
+INTERACTIVE = ConnectorSettings(timeout_s=15.0, connect_timeout_s=5.0, max_retries=1, backoff_max_s=2.0)
 
 
 class ConnectorPort:
     """Builds a connector per use (the stored connection may have changed since the last one)."""
 
-    def __init__(self, *, secret_box: SecretBox, options: ConnectorOptions = INTERACTIVE) -> None:
+    def __init__(self, *, secret_box: SecretBox, settings: ConnectorSettings = INTERACTIVE) -> None:
         self._secret_box = secret_box
-        self._options = options
+        self._settings = settings
 
     @asynccontextmanager
     async def connect(self, connection: CrmConnectionInfo) -> AsyncIterator[CrmConnector]:
-        connector = connector_for(connection, secret_box=self._secret_box, options=self._options)
+        connector = connector_for(connection, secret_box=self._secret_box, settings=self._settings)
         try:
             yield connector
         finally:
             await connector.aclose()
+
+    async def check(self, connection: CrmConnectionInfo) -> None:
+        # Building a connector reads the credentials the way every use will, and sends nothing.
+        async with self.connect(connection):
+            pass

@@ -1,6 +1,6 @@
 """`crmsync-admin`: create accounts and API keys.
 
-    crmsync-admin account create "Acme Corp" [--id acme]
+    crmsync-admin account create "Acme Corp" [--id acme] [--provider salesforce|dynamics]
     crmsync-admin key create acme --role admin|reader [--name ci]
     crmsync-admin key list acme
     crmsync-admin key revoke acme crmsync_AbCdEf
@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import sys
 
+from crmsync.common.crm.providers import DEFAULT_PROVIDER, PROVIDERS
 from crmsync.mapping_api.bootstrap import build
 from crmsync.mapping_api.handlers import admin
 from crmsync.mapping_api.handlers.errors import DomainError
@@ -31,6 +32,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     create.add_argument("name", help="display name, e.g. 'Acme Corp'")
     create.add_argument("--id", dest="account_id", help="account id (default: derived from the name)")
+    create.add_argument(
+        "--provider",
+        choices=tuple(PROVIDERS),
+        default=DEFAULT_PROVIDER,
+        help=f"the CRM it will connect, whose default mapping it starts with (default: {DEFAULT_PROVIDER})",
+    )
     key = groups.add_parser("key", help="API keys").add_subparsers(dest="action", required=True)
     key_create = key.add_parser("create", help="create an API key and print it once")
     key_create.add_argument("account", help="account id")
@@ -49,7 +56,9 @@ async def _run(args: argparse.Namespace, settings: Settings) -> str:
     tx = services.tx
     try:
         if args.group == "account":
-            account = await admin.create_account(tx, name=args.name, account_id=args.account_id)
+            account = await admin.create_account(
+                tx, name=args.name, account_id=args.account_id, provider=args.provider
+            )
             return account.id
         if args.action == "list":
             keys = await admin.list_api_keys(tx, account_id=args.account)

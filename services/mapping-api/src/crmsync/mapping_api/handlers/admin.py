@@ -7,18 +7,27 @@ from dataclasses import replace
 from datetime import datetime
 
 from crmsync.common.clock import utc_now
-from crmsync.common.domain.mapping import DEFAULT_SALESFORCE_ROWS, PushPolicy
+from crmsync.common.crm.providers import DEFAULT_PROVIDER
+from crmsync.common.domain.mapping import PushPolicy
 from crmsync.common.domain.schedule import Schedule, ScheduleMode
 from crmsync.mapping_api.handlers.accounts import ACCOUNT_ID, KEY_PREFIX, Role, hash_key, slug_for
+from crmsync.mapping_api.handlers.connection import chosen_provider, default_note
 from crmsync.mapping_api.handlers.errors import Conflict, Invalid, NotFound
 from crmsync.mapping_api.handlers.ports import Stores, Transactions
 from crmsync.mapping_api.values import AccountInfo, ApiKeyInfo
 
 
 async def create_account(
-    tx: Transactions, *, name: str, account_id: str | None = None, now: datetime | None = None
+    tx: Transactions,
+    *,
+    name: str,
+    account_id: str | None = None,
+    provider: str = DEFAULT_PROVIDER,
+    now: datetime | None = None,
 ) -> AccountInfo:
-    """Returns a new account with its default push policy, schedule and mapping version 1 (R7)."""
+    """Returns a new account with its default push policy, schedule and mapping version 1: the
+    default mapping of the CRM it will connect (R7)."""
+    crm = chosen_provider(provider)
     account_id = account_id or slug_for(name)
     if not ACCOUNT_ID.match(account_id):
         raise Invalid(
@@ -33,7 +42,7 @@ async def create_account(
         await stores.policies.put(account_id, PushPolicy(default_allow_push=True), updated_at=now)
         await stores.schedules.put(account_id, Schedule(mode=ScheduleMode.AUTOMATIC), updated_at=now)
         await stores.mappings.add(
-            account_id=account_id, version=1, note="default Salesforce mapping", rows=DEFAULT_SALESFORCE_ROWS
+            account_id=account_id, version=1, note=default_note(crm), rows=crm.default_mapping().rows
         )
     return account
 

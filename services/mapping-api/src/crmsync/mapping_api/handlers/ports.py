@@ -179,6 +179,11 @@ class CrmPort(Protocol):
 
     def connect(self, connection: CrmConnectionInfo) -> AbstractAsyncContextManager[CrmConnector]: ...
 
+    async def check(self, connection: CrmConnectionInfo) -> None:
+        """Raises ValueError, naming what is wrong, when no connector can be built for the
+        connection (its provider needs something it lacks); calls nothing."""
+        ...
+
 
 class Secrets(Protocol):
     """Seals credentials at rest (`crmsync.common.crypto.SecretBox`); `open` raises ValueError."""

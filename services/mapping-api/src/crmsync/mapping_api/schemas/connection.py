@@ -7,21 +7,39 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StringConstraints
 
+from crmsync.common.crm.providers import DEFAULT_PROVIDER, PROVIDERS
 from crmsync.common.domain.fields import DataType
 from crmsync.mapping_api.schemas.common import Body, Text, example
 
-AuthMethod = Literal["client_credentials", "refresh_token", "jwt_bearer"]
+# Every provider's sign-in methods; which of them a provider takes is checked with the provider.
+AUTH_METHODS = tuple(dict.fromkeys(m for p in PROVIDERS.values() for m in p.auth_methods))
+ProviderName = Annotated[str, Field(json_schema_extra={"enum": list(PROVIDERS)})]
+AuthMethod = Annotated[str, Field(json_schema_extra={"enum": list(AUTH_METHODS)})]
 Secret = Annotated[Text, StringConstraints(min_length=1, max_length=10_000)]
+ApiVersion = Annotated[str, StringConstraints(pattern=r"^\d{1,3}\.\d{1,2}$")]
 
 
 class ConnectionIn(Body):
-    login_url: AnyHttpUrl = Field(examples=["https://login.salesforce.com"])
+    provider: ProviderName = Field(
+        DEFAULT_PROVIDER,
+        description="Which CRM: " + ", ".join(f"{p.name} ({p.label})" for p in PROVIDERS.values()),
+    )
+    login_url: AnyHttpUrl = Field(
+        description="Where to sign in: the CRM's login URL, or for an Entra ID (Azure AD) sign-in the "
+        "authority with the tenant (https://login.microsoftonline.com/<tenant id>).",
+        examples=["https://login.salesforce.com"],
+    )
+    instance_url: AnyHttpUrl | None = Field(
+        None,
+        description="The CRM environment, for a provider that does not learn it at sign-in "
+        "(https://<org>.crm.dynamics.com).",
+    )
     auth_method: AuthMethod = Field(examples=["client_credentials"])
     client_id: Annotated[Text, StringConstraints(min_length=1, max_length=500)] = Field(examples=["3MVG9..."])
     username: Annotated[Text, StringConstraints(min_length=1, max_length=320)] | None = Field(
         None, description="For jwt_bearer."
     )
-    api_version: Annotated[str, StringConstraints(pattern=r"^\d{2,3}\.0$")] = "60.0"
+    api_version: ApiVersion | None = Field(None, description="The provider's default when left out.")
     client_secret: Secret | None = Field(None, description="Write-only; stored encrypted, never returned.")
     refresh_token: Secret | None = Field(None, description="Write-only; for refresh_token.")
     private_key: Secret | None = Field(None, description="Write-only PEM; for jwt_bearer.")
@@ -34,7 +52,15 @@ class ConnectionIn(Body):
                     "auth_method": "client_credentials",
                     "client_id": "3MVG9-demo-client",
                     "client_secret": "s3cr3t",
-                }
+                },
+                {
+                    "provider": "dynamics",
+                    "login_url": "https://login.microsoftonline.com/5f0c1e2d-7a3b-4c5d-9e8f-0a1b2c3d4e5f",
+                    "instance_url": "https://contoso.crm.dynamics.com",
+                    "auth_method": "client_credentials",
+                    "client_id": "9a8b7c6d-1111-2222-3333-444455556666",
+                    "client_secret": "s3cr3t",
+                },
             ]
         }
     )
@@ -50,6 +76,7 @@ class ApiBudgetOut(BaseModel):
 
 class ConnectionOut(BaseModel):
     provider: str = Field(examples=["salesforce"])
+    provider_label: str = Field(examples=["Salesforce"], description="The CRM's name, to show.")
     login_url: str
     instance_url: str | None
     auth_method: AuthMethod
@@ -67,6 +94,7 @@ class ConnectionOut(BaseModel):
 
     model_config = example(
         provider="salesforce",
+        provider_label="Salesforce",
         login_url="https://login.salesforce.com",
         instance_url=None,
         auth_method="client_credentials",

@@ -7,7 +7,6 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query
 
 from crmsync.common.clock import utc_now
-from crmsync.common.domain.mapping_rules import compatible_data_types
 from crmsync.mapping_api.entrypoints.deps import (
     AdminAccount,
     CrmDep,
@@ -39,7 +38,13 @@ def connection_out(view: handlers.ConnectionView) -> ConnectionOut:
             remaining=max(0, connection.api_limit - connection.api_usage),
         )
     return ConnectionOut.model_validate(
-        {**vars(connection), "secrets_set": view.secrets_set, "api_budget": budget}, from_attributes=True
+        {
+            **vars(connection),
+            "provider_label": handlers.provider_of(connection).label,
+            "secrets_set": view.secrets_set,
+            "api_budget": budget,
+        },
+        from_attributes=True,
     )
 
 
@@ -54,13 +59,19 @@ async def read_connection(caller: CurrentAccount, tx: TransactionsDep, secrets: 
     "/connection",
     response_model=ConnectionOut,
     summary="Store the CRM credentials",
-    description="Secrets are encrypted at rest and never returned; a secret left out keeps its stored value.",
+    description="The provider (salesforce by default, or dynamics) says which CRM; what it cannot use "
+    "is refused with a 422 naming the field, and nothing is stored. Secrets are encrypted at rest "
+    "and never returned; a secret left out keeps its stored value. A first connection, or one to "
+    "another provider, gives an account whose mapping was never changed that provider's default "
+    "mapping (R7).",
 )
 async def put_connection(
-    body: ConnectionIn, caller: AdminAccount, tx: TransactionsDep, secrets: SecretsDep
+    body: ConnectionIn, caller: AdminAccount, tx: TransactionsDep, secrets: SecretsDep, crm: CrmDep
 ) -> ConnectionOut:
     credentials = handlers.Credentials(
+        provider=body.provider,
         login_url=str(body.login_url),
+        instance_url=str(body.instance_url) if body.instance_url else None,
         auth_method=body.auth_method,
         client_id=body.client_id,
         username=body.username,
@@ -68,7 +79,7 @@ async def put_connection(
         secrets={name: getattr(body, name) for name in handlers.SECRET_NAMES},
     )
     view = await handlers.put_connection(
-        tx, account_id=caller.account_id, credentials=credentials, secret_box=secrets, now=utc_now()
+        tx, account_id=caller.account_id, credentials=credentials, secret_box=secrets, crm=crm, now=utc_now()
     )
     return connection_out(view)
 
@@ -108,7 +119,7 @@ async def list_fields(
             label=f.label,
             type=f.type,
             updateable=f.updateable,
-            fills=sorted(compatible_data_types(f.type)),
+            fills=sorted(f.fills),
         )
         for f in described.fields.values()
     ]
