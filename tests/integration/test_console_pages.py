@@ -159,3 +159,31 @@ async def test_signing_out_ends_the_session(settings, engine, tenant) -> None:
         done = await client.post("/console/sign-out", data={"csrf_token": token})
         assert done.status_code == 303
         assert (await client.get("/console/mapping")).status_code == 303
+
+
+async def test_r7_the_connection_form_chooses_dynamics_365_and_what_it_lacks_is_refused_unsaved(
+    settings, engine, tenant
+) -> None:
+    dynamics = {
+        "provider": "dynamics",
+        "login_url": "https://login.microsoftonline.com/5f0c1e2d-7a3b-4c5d-9e8f-0a1b2c3d4e5f",
+        "instance_url": "https://contoso.crm.dynamics.com",
+        "auth_method": "client_credentials",
+        "client_id": "9a8b7c6d-1111-2222-3333-444455556666",
+        "client_secret": "s3cr3t",
+    }
+    async with running_api(settings, engine=engine) as client:
+        token = await sign_in(client, _key(tenant))
+        page = await client.get("/console/connection")
+        assert '<option value="dynamics">Dynamics 365</option>' in page.text
+        lacking = await client.post(
+            "/console/connection", data={**dynamics, "instance_url": "", "csrf_token": token}
+        )
+        assert lacking.status_code == 422 and "instance_url" in lacking.text
+        assert (await client.get("/v1/connection", headers=tenant.reader)).json()["provider"] == "salesforce"
+        saved = await client.post("/console/connection", data={**dynamics, "csrf_token": token})
+        assert saved.status_code == 303, saved.text
+        shown = await client.get("/console/connection")
+        assert '<dd id="connection-provider">Dynamics 365</dd>' in shown.text
+        mapping = (await client.get("/v1/mapping", headers=tenant.reader)).json()
+        assert mapping["note"] == "default Dynamics 365 mapping"
