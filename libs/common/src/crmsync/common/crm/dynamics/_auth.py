@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -10,14 +9,12 @@ from typing import Any
 
 import httpx
 import orjson
-import structlog
 
 from crmsync.common.crm.dynamics._config import DynamicsCredentials
 from crmsync.common.crm.dynamics._errors import is_transient_status
 from crmsync.common.crm.interface import CrmAuthError, CrmTransientError
 from crmsync.common.crm.tls import untrusted_certificate
-
-log = structlog.get_logger(__name__)
+from crmsync.common.crm.tokens import TokenCache as SharedTokenCache
 
 Clock = Callable[[], float]
 
@@ -70,34 +67,10 @@ def _json_object(content: bytes) -> dict[str, Any]:
     return parsed if isinstance(parsed, dict) else {}
 
 
-class TokenCache:
+class TokenCache(SharedTokenCache[AccessToken]):
     """The environment's token: obtained once, renewed shortly before it expires or when refused."""
 
     def __init__(
         self, obtain: Callable[[], Awaitable[AccessToken]], *, margin_s: float, clock: Clock = time.monotonic
     ) -> None:
-        self._obtain = obtain
-        self._margin_s = margin_s
-        self._clock = clock
-        self._token: AccessToken | None = None
-        self._lock = asyncio.Lock()
-
-    def _fresh(self, token: AccessToken | None) -> bool:
-        return token is not None and token.expires_at - self._margin_s > self._clock()
-
-    async def current(self) -> AccessToken:
-        """Returns a token good for a while yet, obtaining one when there is none or it is about to expire."""
-        if not self._fresh(self._token):
-            async with self._lock:
-                if not self._fresh(self._token):
-                    self._token = await self._obtain()
-        assert self._token is not None
-        return self._token
-
-    async def renew(self, stale: AccessToken) -> AccessToken:
-        """Returns a token other than `stale` (refused with a 401)."""
-        if self._token is stale:
-            # Calls refused with the same token share one renewal: the first drops it, all wait for the next.
-            self._token = None
-            log.info("crm.token.renew", crm="dynamics")
-        return await self.current()
+        super().__init__(obtain, fresh=lambda token: token.expires_at - margin_s > clock(), crm="dynamics")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import copy
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -11,13 +9,11 @@ from dataclasses import dataclass
 import httpx
 import jwt
 import orjson
-import structlog
 
-from crmsync.common.crm.interface import CrmAuthError, CrmError, CrmTransientError
+from crmsync.common.crm.interface import CrmAuthError, CrmTransientError
 from crmsync.common.crm.salesforce._config import SalesforceCredentials
 from crmsync.common.crm.tls import untrusted_certificate
-
-log = structlog.get_logger(__name__)
+from crmsync.common.crm.tokens import TokenCache
 
 JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 
@@ -93,46 +89,11 @@ async def obtain_session(client: httpx.AsyncClient, credentials: SalesforceCrede
     return Session(access_token=body["access_token"], instance_url=body["instance_url"].rstrip("/"))
 
 
-class SessionCache:
-    """The org's session: obtained once, renewed when Salesforce stops taking it.
+class SessionCache(TokenCache[Session]):
+    """The org's session: obtained once, renewed when Salesforce stops taking it (it has no expiry time).
 
     `obtain` returns a fresh session, retries and all.
     """
 
     def __init__(self, obtain: Callable[[], Awaitable[Session]]) -> None:
-        self._obtain = obtain
-        self._session: Session | None = None
-        self._lock = asyncio.Lock()
-        # Failed attempts at a session, each with its retries; calls that waited for one share its failure.
-        self._failures = 0
-        self._last_failure: CrmError | None = None
-
-    async def current(self) -> Session:
-        """Returns the session, obtaining it first when there is none."""
-        if self._session is None:
-            failures_before = self._failures
-            async with self._lock:
-                if self._session is None:
-                    if self._failures != failures_before and self._last_failure:
-                        # The attempt this call waited behind failed, retries and all: the
-                        # org is unreachable or refuses the grant now; trying again at once
-                        # would only repeat that, once per waiting call.
-                        failure = self._last_failure
-                        raise copy.copy(failure) from failure
-                    try:
-                        self._session = await self._obtain()
-                    except CrmError as exc:
-                        self._failures += 1
-                        self._last_failure = exc
-                        raise
-        return self._session
-
-    async def renew(self, stale: Session) -> Session:
-        """Returns a session other than `stale` (an expired or revoked token)."""
-        async with self._lock:
-            # Another call may have renewed it while this one waited.
-            if self._session is None or self._session is stale:
-                self._session = None
-                self._session = await self._obtain()
-                log.info("crm.token.renewed")
-        return self._session
+        super().__init__(obtain, crm="salesforce")
