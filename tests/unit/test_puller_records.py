@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from decimal import Decimal
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from crmsync.common.crm.roles import RecordRoles
+from crmsync.common.crm.roles import DealRoles, RecordRoles
 from crmsync.common.domain.fields import DataType
 from crmsync.common.domain.mapping import FieldKind, Mapping, MappingRow, default_salesforce_mapping
 from crmsync.puller.handlers.crm_records import (
@@ -16,6 +17,7 @@ from crmsync.puller.handlers.crm_records import (
     check_mapping,
     fields_to_read,
     json_value,
+    map_deal,
     map_record,
 )
 from tests.unit.puller_fakes import ROLES
@@ -142,3 +144,31 @@ def test_r5_r17_records_are_read_through_the_connector_s_roles_whatever_its_name
     )
     fields = fields_to_read(mapping=MAPPING, roles=OTHER_ROLES, entity="Lead", described_fields={"became"})
     assert fields[:2] == ["personid", "modifiedon"] and "became" in fields and "IsConverted" not in fields
+
+
+def test_r5_a_deal_is_read_through_the_deal_roles_its_stage_kept_as_text() -> None:
+    roles = DealRoles(
+        id="Id",
+        modified_at="modifiedon",
+        name="name",
+        stage="statuscode",
+        amount="estimatedvalue",
+        close_date="estimatedclosedate",
+        company_id="_parentaccountid_value",
+        contact_id="_parentcontactid_value",
+    )
+    record = {
+        "Id": "d-1",
+        "modifiedon": STAMP.isoformat(),
+        "name": "Renewal",
+        "statuscode": 3,  # an option's number
+        "estimatedvalue": 1200.5,
+        "estimatedclosedate": "2026-12-01",
+        "_parentaccountid_value": "a-1",
+        "_parentcontactid_value": "c-1",
+    }
+    deal = map_deal(roles, record)
+    assert (deal.external_id, deal.modified_at, deal.name, deal.stage) == ("d-1", STAMP, "Renewal", "3")
+    assert (deal.amount, deal.close_date) == (Decimal("1200.5"), date(2026, 12, 1))
+    assert (deal.company_external_id, deal.contact_external_id) == ("a-1", "c-1")
+    assert map_deal(roles, {"Id": "d-2", "modifiedon": STAMP}).amount is None

@@ -191,13 +191,18 @@ def map_deal(roles: DealRoles, record: AnyMapping[str, Any]) -> PulledDeal:
     return PulledDeal(
         external_id=record[roles.id],
         modified_at=_time(record[roles.modified_at]),
-        name=role_value(record, roles.name),
-        stage=role_value(record, roles.stage),
+        name=_text(role_value(record, roles.name)),
+        stage=_text(role_value(record, roles.stage)),
         amount=None if amount is None else Decimal(str(amount)),
         close_date=close_date,
         company_external_id=record.get(roles.company_id),
         contact_external_id=record.get(roles.contact_id),
     )
+
+
+def _text(value: Any) -> str | None:
+    """Returns a value the store keeps as text (a CRM may answer a stage with its option's number)."""
+    return value if value is None or isinstance(value, str) else str(value)
 
 
 def _time(value: Any) -> datetime:
