@@ -110,7 +110,7 @@ async def test_r26_a_share_of_the_daily_limit_allows_that_share_of_its_calls(ses
 
 
 async def test_r26_unused_calls_of_a_lease_go_back_when_the_gate_closes(sessions, account_id) -> None:
-    await _connect(sessions, account_id, calls=100)
+    await _connect(sessions, account_id, calls=1000)
     gate = PgCallGate(sessions, account_id=account_id, lease_calls=20, clock=lambda: TODAY)
     for _ in range(3):
         await gate.spend()
@@ -146,7 +146,7 @@ async def test_r26_an_allocation_changed_in_the_api_holds_from_the_next_lease(se
 async def test_r26_a_new_crm_day_starts_from_nothing_and_the_old_days_lease_lapses(
     sessions, account_id
 ) -> None:
-    await _connect(sessions, account_id, calls=5)
+    await _connect(sessions, account_id, calls=30)
     now = [TODAY]
     gate = PgCallGate(sessions, account_id=account_id, lease_calls=3, clock=lambda: now[0])
     await gate.spend()
@@ -158,7 +158,20 @@ async def test_r26_a_new_crm_day_starts_from_nothing_and_the_old_days_lease_laps
     assert gate.held == 2  # a lease of the new day; the old day's 2 lapsed, counted on their day
     assert await _used(sessions, account_id, TODAY.date()) == 3
     assert await _used(sessions, account_id, now[0].date()) == 3
-    assert await _spend_until_refused(gate) == 4  # the new day's whole allocation, less the one spent
+    assert await _spend_until_refused(gate) == 29  # the new day's whole allocation, less the one spent
+
+
+async def test_r26_a_small_allocation_is_leased_in_small_parts_so_idle_gates_hold_back_little(
+    sessions, other_process, account_id
+) -> None:
+    await _connect(sessions, account_id, calls=50)
+    idle = PgCallGate(other_process, account_id=account_id, clock=lambda: TODAY)
+    await idle.spend()
+    assert idle.held == 4  # a lease of 5, a tenth of the 50 left, not a whole lease of 20
+    busy = PgCallGate(sessions, account_id=account_id, clock=lambda: TODAY)
+
+    assert await _spend_until_refused(busy) == 45  # all but what the idle gate holds
+    assert await _used(sessions, account_id) == 50
 
 
 async def test_r26_a_spend_bigger_than_a_lease_takes_what_it_needs_at_once(sessions, account_id) -> None:

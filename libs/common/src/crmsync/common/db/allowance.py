@@ -4,8 +4,8 @@ Each call a connector makes is taken from `crm_api_usage`, the account's row
 for the CRM day (UTC). A gate takes calls in leases (`lease_calls` at a time)
 with one atomic upsert that grants the whole lease or nothing, so the row
 never passes the allocation however many processes race, and a request is
-not a database round trip. Near the end of the allocation, when a whole lease
-no longer fits, a gate takes just the calls it needs.
+not a database round trip. A lease is at most a tenth of what the allocation
+has left, so near its end a gate takes just the calls it needs.
 
 Unused calls of a lease go back to the row when the gate is closed (`aclose`);
 a process that ends without closing leaves them counted as used for that day
@@ -37,6 +37,9 @@ from crmsync.common.domain.account import CrmConnectionInfo
 from crmsync.common.domain.allowance import allocated_calls, crm_day
 
 LEASE_CALLS = 20
+# A lease is at most this part of what the allocation has left (as last seen), so gates idle in
+# other processes hold back little of a small allocation.
+LEASE_SPREAD = 10
 
 T = TypeVar("T")
 
@@ -124,6 +127,7 @@ class PgCallGate:
         self._lock = asyncio.Lock()
         self._day: date | None = None
         self._held = 0
+        self._seen_used = 0  # the day's calls taken by every gate, as the last lease saw them
 
     @property
     def held(self) -> int:
@@ -137,7 +141,7 @@ class PgCallGate:
         async with self._lock:
             today = crm_day(self._clock())
             if self._day != today:
-                self._day, self._held = today, 0  # a past day's lease lapses
+                self._day, self._held, self._seen_used = today, 0, 0  # a past day's lease lapses
             if self._held < calls:
                 await self._lease(today, calls - self._held)
             self._held -= calls
@@ -164,12 +168,19 @@ class PgCallGate:
         """Returns (calls granted, calls used that day, calls allocated)."""
         async with self._uow.begin() as session:
             allowed = await _allocated(session, self._account_id)
-            for want in dict.fromkeys((max(self._lease_calls, needed), needed)):
+            for want in dict.fromkeys((max(self._lease_size(allowed), needed), needed)):
                 params = {"account_id": self._account_id, "day": day, "want": want, "allowed": allowed}
                 used = await session.scalar(_TAKE, params)
                 if used is not None:
-                    return want, int(used), allowed
-            return 0, await calls_used(session, account_id=self._account_id, day=day), allowed
+                    self._seen_used = int(used)
+                    return want, self._seen_used, allowed
+            self._seen_used = await calls_used(session, account_id=self._account_id, day=day)
+            return 0, self._seen_used, allowed
+
+    def _lease_size(self, allowed: int | None) -> int:
+        if allowed is None:
+            return self._lease_calls
+        return min(self._lease_calls, max(1, (allowed - self._seen_used) // LEASE_SPREAD))
 
     async def _give_back(self, day: date, unused: int) -> None:
         async with self._uow.begin() as session:
