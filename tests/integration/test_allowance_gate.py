@@ -10,16 +10,20 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 
+import asyncpg
 import pytest
+from alembic import command
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crmsync.common.crm.interface import CrmBudgetExhausted, CrmTransientError
 from crmsync.common.db.allowance import PgCallGate, call_gates_for, calls_used
+from crmsync.common.db.migrate import alembic_config
 from crmsync.common.db.schema import CrmConnection
 from crmsync.common.db.session import create_engine, create_sessionmaker
 from crmsync.common.domain.account import CrmConnectionInfo
 from crmsync.common.settings import CommonSettings
+from tests.support.databases import asyncpg_dsn, scratch_database
 
 pytestmark = pytest.mark.integration
 
@@ -220,3 +224,27 @@ async def test_r22_a_database_that_does_not_answer_makes_a_spend_transient_not_a
         assert failed.value.maybe_applied is False
     finally:
         await engine.dispose()
+
+
+async def test_downgrading_below_the_allocation_and_upgrading_again_keeps_the_connections(
+    base_settings: CommonSettings,
+) -> None:
+    async with scratch_database(base_settings.database_url, label="allocation") as url:
+        conn = await asyncpg.connect(asyncpg_dsn(url))
+        try:
+            await conn.execute("insert into accounts (id, name) values ('a', 'a')")
+            await conn.execute(
+                "insert into crm_connections (account_id, login_url, auth_method, client_id, "
+                "secrets_encrypted, api_allocation_share) values ('a', 'u', 'client_credentials', 'c', '', 0.5)"
+            )
+            with pytest.raises(asyncpg.CheckViolationError):
+                await conn.execute("update crm_connections set api_allocation_calls = 10")
+            await asyncio.to_thread(command.downgrade, alembic_config(url), "0007")
+            assert await conn.fetchval("select to_regclass('crm_api_usage')") is None
+            await asyncio.to_thread(command.upgrade, alembic_config(url), "head")
+            assert (
+                await conn.fetchval("select count(*) from crm_connections where api_allocation_share is null")
+                == 1
+            )
+        finally:
+            await conn.close()

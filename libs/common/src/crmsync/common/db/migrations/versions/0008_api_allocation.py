@@ -59,8 +59,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("crm_api_usage")
-    op.drop_constraint("ck_crm_connections_api_allocation_one", "crm_connections", type_="check")
-    op.drop_constraint("ck_crm_connections_api_allocation_calls", "crm_connections", type_="check")
-    op.drop_constraint("ck_crm_connections_api_allocation_share", "crm_connections", type_="check")
+    op.drop_constraint(op.f("ck_crm_connections_api_allocation_one"), "crm_connections", type_="check")
+    op.drop_constraint(op.f("ck_crm_connections_api_allocation_calls"), "crm_connections", type_="check")
+    op.drop_constraint(op.f("ck_crm_connections_api_allocation_share"), "crm_connections", type_="check")
     op.drop_column("crm_connections", "api_allocation_calls")
     op.drop_column("crm_connections", "api_allocation_share")
