@@ -69,18 +69,22 @@ lint: setup ## ruff and the import contracts (the domain stays pure)
 manifests: setup ## Render every Kubernetes overlay and check it strictly, offline; lint the Dockerfiles and compose file
 	@$(BIN)/pytest tests/unit/test_manifests.py tests/unit/test_manifests_images.py $(PYTEST_ARGS)
 
-run: infra-up migrate ## Run the product on this machine: emulator, demo data, four services, a first sync
+run: infra-up migrate ## Run the product: emulator, demo data, four services, a first sync (CRMSYNC_CRM=dynamics: Dynamics 365)
 	@deploy/local/run.sh
 
 stop: ## Stop everything `make run` started, Kafka and PostgreSQL included
 	@deploy/local/run.sh stop || true
 	@deploy/local/infra.sh down
 
-emulator: setup ## Start the Salesforce emulator in the foreground (small demo dataset)
-	@$(BIN)/crmsync-emulator --host 127.0.0.1 --port 8085 --leads 2000 --contacts 2000 --seed 7
+emulator: setup ## Start the Salesforce emulator in the foreground, small demo dataset (CRMSYNC_CRM=dynamics: the Dataverse one)
+	@if [ "$${CRMSYNC_CRM:-salesforce}" = dynamics ]; then \
+	  exec $(BIN)/crmsync-dynamics-emulator --host 127.0.0.1 --port 8086 --leads 2000 --contacts 2000 --seed 7; \
+	else \
+	  exec $(BIN)/crmsync-emulator --host 127.0.0.1 --port 8085 --leads 2000 --contacts 2000 --seed 7; \
+	fi
 
-bench: infra-up migrate ## Run the benchmarks and print the figures (see bench/RESULTS.md)
-	@$(BIN)/python -m bench
+bench: infra-up migrate ## Run the benchmarks and print the figures (BENCH="crm pusher": only those; bench/RESULTS.md)
+	@$(BIN)/python -m bench $(BENCH)
 
 clean: ## Remove the virtualenv and local server state
 	rm -rf $(VENV) .local

@@ -1,7 +1,9 @@
 """The demo account of `make run`: created once, connected to the emulator, synced.
 
+CRMSYNC_CRM says which CRM: salesforce (account "demo") or dynamics (account
+"demo-dynamics", connected with provider dynamics to the Dataverse emulator).
 Idempotent: a second `make run` reuses the account and its key (kept in
-.local/run/demo.key, readable by the owner only).
+.local/run/<account>.key, readable by the owner only).
 """
 
 from __future__ import annotations
@@ -23,7 +25,13 @@ TLS = os.environ.get("CRMSYNC_EMULATOR_TLS") == "1"
 EMULATOR = (
     f"https://127.0.0.1:{os.environ.get('CRMSYNC_EMULATOR_TLS_PORT', '8443')}" if TLS else EMULATOR_PLAIN
 )
-ACCOUNT = "demo"
+CRM = os.environ.get("CRMSYNC_CRM", "salesforce")
+DYNAMICS = CRM == "dynamics"
+TENANT = os.environ.get("CRMSYNC_DEMO_TENANT", "00000000-0000-0000-0000-00000000c0de")
+# The Dataverse emulator has no plain port beside its HTTPS one: its control API is on EMULATOR.
+CONTROL = EMULATOR if DYNAMICS else EMULATOR_PLAIN
+ACCOUNT = "demo-dynamics" if DYNAMICS else "demo"
+LABEL = "Dynamics 365" if DYNAMICS else "Salesforce"
 SYNC_TIMEOUT_S = 300
 
 
@@ -36,10 +44,13 @@ def admin(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def demo_key() -> str:
-    key_file = RUN_DIR / "demo.key"
-    created = admin("account", "create", "Demo", "--id", ACCOUNT)
+    key_file = RUN_DIR / f"{ACCOUNT}.key"
+    provider = ("--provider", CRM) if DYNAMICS else ()  # Salesforce is the default provider
+    created = admin(
+        "account", "create", f"Demo ({LABEL})" if DYNAMICS else "Demo", "--id", ACCOUNT, *provider
+    )
     if created.returncode == 0:
-        say(f"account {ACCOUNT!r} created with the default mapping (R7)")
+        say(f"account {ACCOUNT!r} created with {LABEL}'s default mapping (R7)")
     elif key_file.exists():
         key = key_file.read_text().strip()
         if httpx.get(f"{API}/v1/account", headers=_auth(key)).status_code == 200:
@@ -58,30 +69,45 @@ def _auth(key: str) -> dict[str, str]:
 
 
 def emulator_line() -> str:
+    what = "the Dataverse emulator, Web API under /api/data/v9.2" if DYNAMICS else "the emulator"
     if not TLS:
-        return f"{EMULATOR}   (the emulator; control API under /__emulator)"
+        return f"{EMULATOR}   ({what}; control API under /__emulator)"
     return (
-        f"{EMULATOR}   (the emulator over HTTPS; certificate {os.environ.get('SSL_CERT_FILE')}, trusted by\n"
-        f"                 the services through SSL_CERT_FILE; control API under {EMULATOR_PLAIN}/__emulator)"
+        f"{EMULATOR}   ({what} over HTTPS; certificate {os.environ.get('SSL_CERT_FILE')}, trusted by\n"
+        f"                 the services through SSL_CERT_FILE; control API under {CONTROL}/__emulator)"
     )
+
+
+def connection_body() -> dict[str, str]:
+    """The demo account's connection: the Salesforce emulator, or the Dataverse one as an Entra ID
+    authority ending in the tenant beside the environment's URL."""
+    secrets = {
+        "auth_method": "client_credentials",
+        "client_id": os.environ["CRMSYNC_DEMO_CLIENT_ID"],
+        "client_secret": os.environ["CRMSYNC_DEMO_CLIENT_SECRET"],
+    }
+    if DYNAMICS:
+        return {
+            "provider": "dynamics",
+            "login_url": f"{EMULATOR}/{TENANT}",
+            "instance_url": EMULATOR,
+            **secrets,
+        }
+    return {"login_url": EMULATOR, **secrets}
 
 
 def main() -> int:
     key = demo_key()
     client = httpx.Client(base_url=API, headers=_auth(key), timeout=30)
-    connection = client.put(
-        "/v1/connection",
-        json={
-            "login_url": EMULATOR,
-            "auth_method": "client_credentials",
-            "client_id": os.environ["CRMSYNC_DEMO_CLIENT_ID"],
-            "client_secret": os.environ["CRMSYNC_DEMO_CLIENT_SECRET"],
-        },
-    )
-    connection.raise_for_status()
+    connection = client.put("/v1/connection", json=connection_body())
+    if connection.status_code >= 400:
+        sys.exit(f"[run] ERROR: the connection was refused: {connection.status_code} {connection.text}")
     test = client.post("/v1/connection/test")
     test.raise_for_status()
-    say(f"CRM connection: {test.json().get('status')} ({EMULATOR}, the Salesforce emulator)")
+    tested = test.json()
+    say(f"CRM connection: {tested.get('status')} ({EMULATOR}, the {LABEL} emulator)")
+    if tested.get("status") != "connected":
+        sys.exit(f"[run] ERROR: the CRM connection failed: {tested.get('status_message')}")
     mapping = client.get("/v1/mapping").json()
     say(f"mapping version {mapping.get('version')}: {len(mapping.get('rows', []))} fields mapped")
 
@@ -115,8 +141,8 @@ def main() -> int:
 crmsync is running.
 
   API            {API}   (OpenAPI docs: {API}/docs)
-  API key        {key}   (admin, account "{ACCOUNT}"; also in {RUN_DIR}/demo.key)
-  Salesforce     {emulator_line()}
+  API key        {key}   (admin, account "{ACCOUNT}"; also in {RUN_DIR}/{ACCOUNT}.key)
+  {LABEL:<14} {emulator_line()}
   Logs           {RUN_DIR}/*.log   (mapping-api, scheduler, puller, pusher, emulator)
 
 Try:
