@@ -27,6 +27,7 @@ from typing import TypeVar
 import asyncpg
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crmsync.common.clock import utc_now
@@ -46,6 +47,7 @@ T = TypeVar("T")
 # Failures of the database the gate cannot tell from a passing outage: the request waits and is retried.
 _DATABASE_ERRORS: tuple[type[BaseException], ...] = (
     DBAPIError,
+    PoolTimeout,
     OSError,
     TimeoutError,
     asyncpg.PostgresConnectionError,
