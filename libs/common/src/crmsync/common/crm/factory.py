@@ -9,8 +9,7 @@ import httpx
 from crmsync.common.crm.connection import CrmConnectionInfo
 from crmsync.common.crm.gate import CallGate
 from crmsync.common.crm.interface import CrmConnector
-from crmsync.common.crm.providers import provider_named
-from crmsync.common.crm.salesforce import ConnectorOptions
+from crmsync.common.crm.providers import SALESFORCE, SalesforceOptions, provider_named, settings_of
 from crmsync.common.crm.settings import ConnectorSettings
 from crmsync.common.crypto import SecretBox
 
@@ -28,7 +27,7 @@ def connector_for(
     settings: ConnectorSettings | None = None,
     call_gate: CallGate | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
-    options: ConnectorOptions | None = None,
+    options: SalesforceOptions | None = None,
 ) -> CrmConnector:
     """Returns a connector for the account's CRM connection; close it with `aclose()`.
 
@@ -36,11 +35,14 @@ def connector_for(
     own) is still taken for a Salesforce connection while callers move to `settings`.
     """
     provider = provider_named(connection.provider)
-    extra = {"options": options} if options is not None and provider.name == "salesforce" else {}
+    if settings is None:
+        settings = settings_of(options) if options is not None else ConnectorSettings()
+    # Salesforce's own options go to its connector as they are; another CRM's gets their settings.
+    extra = {"options": options} if options is not None and provider is SALESFORCE else {}
     return provider.build(
         connection,
         secret_box=secret_box,
-        settings=settings or _settings_of(options),
+        settings=settings,
         call_gate=call_gate,
         transport=transport,
         **extra,
@@ -52,7 +54,7 @@ def connector_factory(
     *,
     settings: ConnectorSettings | None = None,
     call_gates: CallGates | None = None,
-    options: ConnectorOptions | None = None,
+    options: SalesforceOptions | None = None,
 ) -> ConnectorFactory:
     """Returns a factory of connectors that open stored credentials with the secret key.
 
@@ -65,17 +67,3 @@ def connector_factory(
         return connector_for(connection, secret_box=box, settings=settings, call_gate=gate, options=options)
 
     return build
-
-
-def _settings_of(options: ConnectorOptions | None) -> ConnectorSettings:
-    """Returns the neutral settings a Salesforce `options` stands for (for another CRM's connector)."""
-    if options is None:
-        return ConnectorSettings()
-    return ConnectorSettings(
-        timeout_s=options.timeout_s,
-        connect_timeout_s=options.connect_timeout_s,
-        max_retries=options.max_retries,
-        backoff_max_s=options.backoff_max_s,
-        bulk_threshold=options.bulk_threshold,
-        change_lookback_s=options.change_lookback_s,
-    )

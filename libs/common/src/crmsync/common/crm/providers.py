@@ -26,6 +26,8 @@ from crmsync.common.domain import mapping as domain_mapping
 from crmsync.common.domain.fields import EMAIL
 
 DEFAULT_PROVIDER = "salesforce"
+# Salesforce's own options, still taken by the factory while callers move to ConnectorSettings.
+SalesforceOptions = ConnectorOptions
 
 
 class ConnectorBuilder(Protocol):
@@ -60,6 +62,18 @@ class CrmProvider:
         if source is None:
             raise ValueError(f"{self.label}'s default mapping maps no e-mail of {kind}")
         return source
+
+
+def settings_of(options: ConnectorOptions) -> ConnectorSettings:
+    """Returns the neutral settings a Salesforce `options` stands for (for another CRM's connector)."""
+    return ConnectorSettings(
+        timeout_s=options.timeout_s,
+        connect_timeout_s=options.connect_timeout_s,
+        max_retries=options.max_retries,
+        backoff_max_s=options.backoff_max_s,
+        bulk_threshold=options.bulk_threshold,
+        change_lookback_s=options.change_lookback_s,
+    )
 
 
 def salesforce_options(settings: ConnectorSettings, call_gate: CallGate | None = None) -> ConnectorOptions:

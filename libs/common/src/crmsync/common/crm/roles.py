@@ -61,7 +61,7 @@ class RecordRoles:
     """Which fields of a connector's person records carry what.
 
     `owner_name`, `owner_email` and `company_name` may be dotted paths into a nested parent
-    (`Owner.Name` -> `record["Owner"]["Name"]`), read with `role_value`. `converted` and
+    (`Parent.Field` -> `record["Parent"]["Field"]`), read with `role_value`. `converted` and
     `converted_to` are None when the CRM has no conversion of leads.
     """
 
@@ -87,7 +87,7 @@ class RecordRoles:
 
 
 def role_value(record: Mapping[str, Any], path: str) -> Any:
-    """Returns the value at a field or a dotted path (`Owner.Name`); None when any step is missing."""
+    """Returns the value at a field or a dotted path (`Parent.Field`); None when any step is missing."""
     value: Any = record
     for part in path.split("."):
         if not isinstance(value, Mapping):
