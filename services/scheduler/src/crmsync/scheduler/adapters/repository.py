@@ -9,10 +9,9 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from sqlalchemy import text
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crmsync.common.db.schema import OPEN_SYNC_RUN, ScheduledJob
+from crmsync.common.db.schema import OPEN_SYNC_RUN
 from crmsync.common.domain.schedule import LastRuns, Schedule
 from crmsync.common.kafka import outbox
 from crmsync.scheduler.values import AccountSchedule, JobRecord, NextLook
@@ -74,6 +73,21 @@ _SET_NEXT_LOOKS_SQL = text(
 )
 
 
+# One statement of six arrays, whatever the number of jobs (a VALUES row each is compiled anew
+# for every count and costs more than the insert itself).
+_RECORD_JOBS_SQL = text(
+    """
+    insert into scheduled_jobs (account_id, job_id, topic, kind, reason, slot_at)
+    select * from unnest(
+        cast(:account_id as text[]), cast(:job_id as text[]), cast(:topic as text[]),
+        cast(:kind as text[]), cast(:reason as text[]), cast(:slot_at as timestamptz[])
+    )
+    on conflict (account_id, job_id) do nothing
+    returning account_id, job_id
+    """
+)
+
+
 def _value(cls: type[Value], row: Mapping[str, Any], *, unread: frozenset[str] = frozenset()) -> Value:
     """Returns a `cls` built from the row's columns named as its fields (those `unread` keep their default)."""
     return cls(**{f.name: row[f.name] for f in fields(cls) if f.name not in unread})  # type: ignore[arg-type]
@@ -126,25 +140,9 @@ class PostgresJobStore:
         """Inserts the jobs not recorded yet; returns the (account_id, job_id) of those it inserted."""
         if not jobs:
             return set()
-        stmt = (
-            insert(ScheduledJob)
-            .values(
-                [
-                    {
-                        "account_id": j.account_id,
-                        "job_id": j.job_id,
-                        "topic": j.topic,
-                        "kind": j.kind,
-                        "reason": j.reason,
-                        "slot_at": j.slot_at,
-                    }
-                    for j in jobs
-                ]
-            )
-            .on_conflict_do_nothing(index_elements=["account_id", "job_id"])
-            .returning(ScheduledJob.account_id, ScheduledJob.job_id)
-        )
-        return {(a, j) for a, j in (await self._session.execute(stmt)).all()}
+        columns = {f.name: [getattr(j, f.name) for j in jobs] for f in fields(JobRecord)}
+        rows = await self._session.execute(_RECORD_JOBS_SQL, columns)
+        return {(a, j) for a, j in rows.all()}
 
     def enqueue(self, *, account_id: str, topic: str, key: str, message: BaseModel) -> None:
         """Writes the message to the outbox in this transaction."""
