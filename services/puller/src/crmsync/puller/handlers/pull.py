@@ -12,7 +12,7 @@ cursor is stored when the entity is done, with the sweep of what it did not see.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -179,28 +179,24 @@ class Pull:
             await tx.runs.finish_run(run.id, RunEnd(SUCCEEDED, progress=self.progress))
 
     async def _incremental_entity(self, entity: str, cursor: str) -> None:
-        began = self._clock()
         stream = self.connector.changes(entity, self._fields[entity], cursor)
-        try:
-            await self._pull(entity, stream, full=False)
-        except ChangeCursorExpired as exc:
-            raise NeedsFull(f"the CRM no longer follows the changes of {entity}: {exc.message}") from exc
-        await self._incremental_done(entity, began)
+        await self._follow(entity, self._pull(entity, stream, full=False))
 
     async def _incremental_deals(self) -> None:
         """Deals since their cursor, or all of them when none was read yet."""
         async with self._store.read() as tx:
             current = await tx.runs.entity_state(self.run.account_id, DEAL)
-        began = self._clock()
         stream = self.connector.changes(DEAL, self._deal_fields, current.cursor)
-        try:
-            await self._pull_deals(stream, full=False)
-        except ChangeCursorExpired as exc:
-            raise NeedsFull(f"the CRM no longer follows the changes of {DEAL}: {exc.message}") from exc
-        await self._incremental_done(DEAL, began)
+        await self._follow(DEAL, self._pull_deals(stream, full=False))
 
-    async def _incremental_done(self, entity: str, began: datetime) -> None:
-        """Records that the entity's deletions were read up to when its read began."""
+    async def _follow(self, entity: str, read: Awaitable[str]) -> None:
+        """Runs an entity's incremental read, then records that its deletions were read up to when
+        it began; NeedsFull when the CRM no longer follows the entity's cursor."""
+        began = self._clock()
+        try:
+            await read
+        except ChangeCursorExpired as exc:
+            raise NeedsFull(f"the CRM no longer follows the changes of {entity}: {exc.message}") from exc
         async with self._store.begin() as tx:
             advance = EntityAdvance(deleted_watermark=began, incremental_at=self._clock())
             await tx.runs.advance_entity(self.run.account_id, entity, advance)
