@@ -25,7 +25,9 @@ _SUMMARY_EXAMPLE = {
 class FieldValueOut(BaseModel):
     value: Any = Field(examples=["Ada"])
     origin: str | None = Field(description="'crm', or the event source that set it (form, user_edit…).")
-    at: datetime | None = Field(description="When it was set (CRM SystemModstamp or the event time).")
+    at: datetime | None = Field(
+        description="When it was set (the CRM record's modified time, or the event time)."
+    )
 
     model_config = example(value="Ada", origin="crm", at="2026-11-20T10:00:00Z")
 
