@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpx
 
@@ -30,16 +30,15 @@ DEFAULT_PROVIDER = "salesforce"
 SalesforceOptions = ConnectorOptions
 
 
-class ConnectorBuilder(Protocol):
-    """Builds a provider's connector for one of its stored connections."""
+class Connect(Protocol):
+    """A connector module's `connector_for`: its connector for a stored connection, with its own options."""
 
     def __call__(
         self,
         connection: CrmConnectionInfo,
         *,
         secret_box: SecretBox,
-        settings: ConnectorSettings,
-        call_gate: CallGate | None = None,
+        options: Any = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> CrmConnector: ...
 
@@ -53,7 +52,8 @@ class CrmProvider:
     auth_methods: tuple[str, ...]
     default_api_version: str
     default_mapping: Callable[[], domain_mapping.Mapping]  # R7, for a new account of this provider
-    build: ConnectorBuilder
+    options: Callable[[ConnectorSettings, CallGate | None], Any]  # its connector's own options
+    connect: Connect
 
     def email_field(self, kind: str) -> str:
         """Returns the e-mail field of leads or contacts, the source R2 pins E-mail Address to."""
@@ -62,6 +62,24 @@ class CrmProvider:
         if source is None:
             raise ValueError(f"{self.label}'s default mapping maps no e-mail of {kind}")
         return source
+
+    def build(
+        self,
+        connection: CrmConnectionInfo,
+        *,
+        secret_box: SecretBox,
+        settings: ConnectorSettings,
+        call_gate: CallGate | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        options: Any = None,
+    ) -> CrmConnector:
+        """Returns the connector for one of this provider's connections; `options`, the connector's
+        own, replace what `settings` would give (the gate kept)."""
+        if options is None:
+            options = self.options(settings, call_gate)
+        elif call_gate is not None:
+            options = dataclasses.replace(options, call_gate=call_gate)
+        return self.connect(connection, secret_box=secret_box, options=options, transport=transport)
 
 
 def settings_of(options: ConnectorOptions) -> ConnectorSettings:
@@ -88,48 +106,14 @@ def dynamics_options(settings: ConnectorSettings, call_gate: CallGate | None = N
     return DynamicsOptions(**given, call_gate=call_gate)  # type: ignore[arg-type]
 
 
-def _build_salesforce(
-    connection: CrmConnectionInfo,
-    *,
-    secret_box: SecretBox,
-    settings: ConnectorSettings,
-    call_gate: CallGate | None = None,
-    transport: httpx.AsyncBaseTransport | None = None,
-    options: ConnectorOptions | None = None,
-) -> CrmConnector:
-    if options is not None:
-        options = dataclasses.replace(options, call_gate=call_gate or options.call_gate)
-    return salesforce.connector_for(
-        connection,
-        secret_box=secret_box,
-        options=options or salesforce_options(settings, call_gate),
-        transport=transport,
-    )
-
-
-def _build_dynamics(
-    connection: CrmConnectionInfo,
-    *,
-    secret_box: SecretBox,
-    settings: ConnectorSettings,
-    call_gate: CallGate | None = None,
-    transport: httpx.AsyncBaseTransport | None = None,
-) -> CrmConnector:
-    return dynamics.connector_for(
-        connection,
-        secret_box=secret_box,
-        options=dynamics_options(settings, call_gate),
-        transport=transport,
-    )
-
-
 SALESFORCE = CrmProvider(
     name="salesforce",
     label="Salesforce",
     auth_methods=salesforce.AUTH_METHODS,
     default_api_version=salesforce.DEFAULT_API_VERSION,
     default_mapping=salesforce.default_salesforce_mapping,
-    build=_build_salesforce,
+    options=salesforce_options,
+    connect=salesforce.connector_for,
 )
 DYNAMICS = CrmProvider(
     name=dynamics.PROVIDER,
@@ -137,7 +121,8 @@ DYNAMICS = CrmProvider(
     auth_methods=dynamics.AUTH_METHODS,
     default_api_version=dynamics.DEFAULT_API_VERSION,
     default_mapping=dynamics.default_dynamics_mapping,
-    build=_build_dynamics,
+    options=dynamics_options,
+    connect=dynamics.connector_for,
 )
 PROVIDERS: Mapping[str, CrmProvider] = {p.name: p for p in (SALESFORCE, DYNAMICS)}
 
