@@ -149,10 +149,15 @@ def test_r14_without_an_allocation_the_interval_follows_a_tenth_of_the_daily_lim
 
 
 def test_r14_a_small_allocation_widens_the_interval_a_large_one_does_not() -> None:
-    # 5,000 records: 15 minutes by size, 96 syncs of 6 calls a day = 576 calls.
-    assert (
-        automatic_interval_minutes(record_count=5_000, daily_api_limit=15_000, allocated_calls=100_000) == 15
-    )
-    assert automatic_interval_minutes(record_count=5_000, daily_api_limit=15_000, allocated_calls=1_152) == 15
-    assert automatic_interval_minutes(record_count=5_000, daily_api_limit=15_000, allocated_calls=1_151) == 30
-    assert automatic_interval_minutes(record_count=5_000, daily_api_limit=15_000, allocated_calls=0) == 1440
+    # 5,000 records: 15 minutes by size, 96 syncs a day.
+    enough = math.ceil(96 * _calls_per_sync(5_000) / SCHEDULED_SHARE_OF_ALLOCATION)
+
+    def interval(allocated: int) -> int:
+        return automatic_interval_minutes(
+            record_count=5_000, daily_api_limit=15_000, allocated_calls=allocated
+        )
+
+    assert interval(100 * enough) == 15
+    assert interval(enough) == 15
+    assert interval(enough - 1) == 30
+    assert interval(0) == 1440
