@@ -5,12 +5,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, column, func, select, table
 
-from crmsync.common.db.schema import Contact, CrmOwner
+from crmsync.common.db.schema import Contact, ContactSearch, ContactSearchState, CrmOwner
 from crmsync.mapping_api.adapters.rows import SessionStore, value_of
 from crmsync.mapping_api.field_fill import FieldFill
 from crmsync.mapping_api.values import ContactInfo, ContactQuery, OwnerInfo
+
+# The schema of the accounts' own search tables (migration 0009).
+PARTS = "contact_search_parts"
 
 
 def _like(q: str) -> str:
@@ -24,12 +27,44 @@ class PostgresContacts(SessionStore):
         if q.crm_object is not None:
             query = query.where(Contact.crm_object == q.crm_object)
         if q.search:
-            # search_text is lower-cased and has a trigram index, so a substring match stays fast.
-            query = query.where(Contact.search_text.like(_like(q.search), escape="\\"))
+            query = query.where(await self._matching(account_id, q))
         if q.after is not None:
             query = query.where(Contact.id > q.after)
         rows = await self._session.scalars(query.order_by(Contact.id).limit(q.limit))
         return [value_of(ContactInfo, row) for row in rows]
+
+    async def _matching(self, account_id: str, q: ContactQuery) -> ColumnElement[bool]:
+        """The contacts whose name, e-mail or company holds the search (R19), as a condition.
+
+        Search entries are lower-cased with a trigram index, so a substring match
+        stays fast: in the shared table, or the account's own after a large first
+        load. While a first load's entries are still owed, the contacts are scanned.
+        """
+        assert q.search
+        pattern = _like(q.search)
+        state = (
+            await self._session.execute(
+                select(ContactSearchState.relname, ContactSearchState.pending_since).where(
+                    ContactSearchState.account_id == account_id
+                )
+            )
+        ).one_or_none()
+        if state is not None and state.pending_since is not None:
+            return Contact.search_text.like(pattern, escape="\\")
+        if state is not None and state.relname is not None:
+            entries = table(
+                state.relname, column("contact_id"), column("crm_object"), column("search_text"), schema=PARTS
+            )
+            found = select(entries.c.contact_id).where(entries.c.search_text.like(pattern, escape="\\"))
+            crm_object = entries.c.crm_object
+        else:
+            found = select(ContactSearch.contact_id).where(
+                ContactSearch.account_id == account_id, ContactSearch.search_text.like(pattern, escape="\\")
+            )
+            crm_object = ContactSearch.crm_object
+        if q.crm_object is not None:
+            found = found.where(crm_object == q.crm_object)
+        return Contact.id.in_(found)
 
     async def count_by_object(self, account_id: str) -> dict[str | None, int]:
         result = await self._session.execute(

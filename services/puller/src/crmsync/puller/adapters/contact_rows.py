@@ -203,3 +203,30 @@ def prepare(records: Sequence[MappedRecord], *, empty_store: bool = False) -> Pr
     if not empty_store:
         return PreparedBatch(conversions, todo)
     return PreparedBatch(conversions, todo, tuple(new_row(record) for record in todo))
+
+
+# Search entries (R19); their triggers and the contact_search_text() function are in migration 0009.
+SEARCH_STATE = "select relname, pending_since from contact_search_state where account_id = $1 for update"
+# A first load's COPY writes no entries (the insert trigger skips them); the account's are owed.
+SEARCH_PENDING = """
+    insert into contact_search_state (account_id, pending_since) values ($1, now())
+    on conflict (account_id) do update set pending_since = excluded.pending_since
+    where contact_search_state.pending_since is null
+"""
+SEARCH_DEFERRED = "select set_config('crmsync.search_deferred', $1, true)"
+# The account's writers take it shared (in their trigger) and wait while a build holds it.
+SEARCH_LOCK = "select pg_advisory_xact_lock(1936876392, hashtext($1))  -- 'srch'"
+SEARCH_DELETE_SHARED = "delete from contact_search where account_id = $1"
+COUNT_CONTACTS = "select count(*) from contacts where account_id = $1"
+SEARCH_FILL = """
+    insert into {table} (account_id, contact_id, crm_object, search_text)
+    select account_id, id, crm_object, contact_search_text(email, fields) from contacts where account_id = $1
+"""
+# Enough for a sorted build of a million contacts' trigrams in one pass.
+SEARCH_BUILD_MEMORY = "select set_config('maintenance_work_mem', '512MB', true)"
+SEARCH_BUILT = "update contact_search_state set relname = $2, pending_since = null where account_id = $1"
+
+
+def search_part(relname: str) -> str:
+    """Returns the quoted name of an account's own search table."""
+    return 'contact_search_parts."' + relname.replace('"', '""') + '"'

@@ -21,6 +21,7 @@ from crmsync.common.domain.contacts import merge_from_crm
 from crmsync.common.domain.opt_outs import reasserts_opt_out
 from crmsync.common.domain.pulled import MappedRecord
 from crmsync.common.domain.resync import merge_changes_nothing, needs_no_write
+from crmsync.puller.adapters import contact_rows
 from crmsync.puller.adapters.contact_rows import (
     COPY_COLUMNS,
     INSERT,
@@ -41,7 +42,10 @@ from crmsync.puller.adapters.opt_outs import apply_suppressions, send_opt_outs_a
 from crmsync.puller.adapters.related import upsert_related
 from crmsync.puller.domain.batches import BatchCounts, FieldConflict, PreparedBatch
 
-__all__ = ["COPY_COLUMNS", "apply_records", "full_load_finished", "prepare"]
+__all__ = ["COPY_COLUMNS", "apply_records", "build_search", "full_load_finished", "prepare"]
+
+# Contacts from which an account's search entries get a table of their own.
+OWN_TABLE_AT = 50_000
 
 
 @dataclass
@@ -110,8 +114,46 @@ async def apply_records(
 
 
 async def full_load_finished(session: AsyncConnection, account_id: str, *, first_load: bool) -> None:
-    """Called once a full sync of the account has succeeded, inside the caller's transaction."""
-    del session, account_id, first_load
+    """Builds the account's search entries if its first load deferred them (R19).
+
+    Called once a full sync has succeeded, in the caller's transaction. Whether
+    entries are owed is the store's own record (a load COPYing into an empty
+    store marks the account), so a first load resumed after a crash, whose
+    later batches were merged, is built all the same; `first_load` adds nothing.
+    """
+    del first_load
+    await build_search(await driver(session), account_id)
+
+
+async def build_search(pg: asyncpg.Connection, account_id: str, *, own_table_at: int = OWN_TABLE_AT) -> bool:
+    """Builds the search entries of an account marked pending; returns False if none were owed.
+
+    The account's writers wait meanwhile (their triggers take the account's
+    search lock shared). An account of `own_table_at` contacts or more gets a
+    table of its own, filled in one statement and then indexed: a sorted
+    trigram index build, cheaper than inserting the entries into an index.
+    """
+    state = await pg.fetchrow(contact_rows.SEARCH_STATE, account_id)
+    if state is None or state["pending_since"] is None:
+        return False
+    await pg.execute(contact_rows.SEARCH_LOCK, account_id)
+    await pg.execute(contact_rows.SEARCH_DELETE_SHARED, account_id)
+    if state["relname"] is not None:
+        await pg.execute(f"drop table if exists {contact_rows.search_part(state['relname'])}")
+    relname = None
+    if await pg.fetchval(contact_rows.COUNT_CONTACTS, account_id) >= own_table_at:
+        relname = account_id
+        part = contact_rows.search_part(relname)
+        await pg.execute(f"create table {part} (like contact_search including defaults)")
+        await pg.execute(contact_rows.SEARCH_FILL.format(table=part), account_id)
+        await pg.execute(contact_rows.SEARCH_BUILD_MEMORY)
+        await pg.execute(f"create index on {part} using gin (search_text gin_trgm_ops)")
+        await pg.execute(f"alter table {part} add primary key (account_id, contact_id)")
+        await pg.execute(f"analyze {part}")
+    else:
+        await pg.execute(contact_rows.SEARCH_FILL.format(table="contact_search"), account_id)
+    await pg.execute(contact_rows.SEARCH_BUILT, account_id, relname)
+    return True
 
 
 async def _sight_unchanged(
@@ -234,7 +276,11 @@ async def _copy_new(
     emails = sorted({r[3].lower() for r in rows if r[3]})
     try:
         async with pg.transaction():  # a savepoint inside the batch's transaction
+            # No search entry per row: the account's are built once the sync has succeeded.
+            await pg.execute(contact_rows.SEARCH_PENDING, account_id)
+            await pg.execute(contact_rows.SEARCH_DEFERRED, "on")
             await pg.copy_records_to_table("contacts", records=records, columns=COPY_COLUMNS)
+            await pg.execute(contact_rows.SEARCH_DEFERRED, "off")
             if await pg.fetchval(_ANY_LOCAL, account_id) and await pg.fetchval(
                 _LOCAL_WITH_EMAIL, account_id, emails
             ):
