@@ -24,7 +24,7 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from enum import StrEnum
-from typing import Literal
+from typing import Literal, TypedDict, Unpack
 from zoneinfo import ZoneInfo
 
 from crmsync.common.domain.allowance import SCHEDULED_SHARE_OF_ALLOCATION
@@ -45,6 +45,15 @@ CHANGED_SHARE = 0.01
 BASE_CALLS_PER_SYNC = 11
 
 JobKind = Literal["full", "incremental", "scores_optouts"]
+
+
+class Budget(TypedDict, total=False):
+    """What `automatic` picks its interval from (see automatic_interval_minutes): the records of the
+    last full sync, the CRM's daily API limit, and the account's allocation of it in calls a day."""
+
+    record_count: int
+    daily_api_limit: int | None
+    allocated_calls: int | None
 
 
 class ScheduleMode(StrEnum):
@@ -161,10 +170,8 @@ def tick_at_or_before(
     *,
     schedule: Schedule,
     moment: datetime,
-    record_count: int = 0,
-    daily_api_limit: int | None = None,
-    allocated_calls: int | None = None,
     account_id: str | None = None,
+    **budget: Unpack[Budget],
 ) -> datetime | None:
     """Returns the latest tick of the schedule at or before `moment` (UTC), None for manual.
 
@@ -175,7 +182,7 @@ def tick_at_or_before(
     if mode == ScheduleMode.MANUAL:
         return None
     if mode in (ScheduleMode.INTERVAL, ScheduleMode.AUTOMATIC):
-        step = 60 * _interval(schedule, record_count, daily_api_limit, allocated_calls)
+        step = 60 * _interval(schedule, **budget)
         phase = interval_phase_s(account_id, step)
         elapsed = (moment - EPOCH) // timedelta(seconds=1) - phase
         return EPOCH + timedelta(seconds=phase + elapsed - elapsed % step)
@@ -201,10 +208,8 @@ def next_tick_after(
     *,
     schedule: Schedule,
     moment: datetime,
-    record_count: int = 0,
-    daily_api_limit: int | None = None,
-    allocated_calls: int | None = None,
     account_id: str | None = None,
+    **budget: Unpack[Budget],
 ) -> datetime | None:
     """Returns the first tick strictly after `moment`, None for manual (`account_id`: as above)."""
     upper = {
@@ -215,25 +220,21 @@ def next_tick_after(
     if schedule.mode == ScheduleMode.MANUAL:
         return None
     if schedule.mode in (ScheduleMode.INTERVAL, ScheduleMode.AUTOMATIC):
-        step = timedelta(minutes=_interval(schedule, record_count, daily_api_limit, allocated_calls))
+        step = timedelta(minutes=_interval(schedule, **budget))
     else:
         step = upper[schedule.mode]
-    sizing = {
-        "record_count": record_count,
-        "daily_api_limit": daily_api_limit,
-        "allocated_calls": allocated_calls,
-        "account_id": account_id,
-    }
-    current = tick_at_or_before(schedule=schedule, moment=moment, **sizing)
+    current = tick_at_or_before(schedule=schedule, moment=moment, account_id=account_id, **budget)
     assert current is not None
     probe = current + step
     while True:
-        nxt = tick_at_or_before(schedule=schedule, moment=probe, **sizing)
+        nxt = tick_at_or_before(schedule=schedule, moment=probe, account_id=account_id, **budget)
         assert nxt is not None
         if nxt > _utc(moment):
             # Step back while an earlier tick is still after `moment` (days shorter than 26 h).
             while True:
-                earlier = tick_at_or_before(schedule=schedule, moment=nxt - timedelta(seconds=1), **sizing)
+                earlier = tick_at_or_before(
+                    schedule=schedule, moment=nxt - timedelta(seconds=1), account_id=account_id, **budget
+                )
                 if earlier is None or earlier <= _utc(moment):
                     return nxt
                 nxt = earlier
@@ -258,19 +259,10 @@ def due_jobs(
     schedule: Schedule,
     last_runs: LastRuns,
     now: datetime,
-    record_count: int = 0,
-    daily_api_limit: int | None = None,
-    allocated_calls: int | None = None,
+    **budget: Unpack[Budget],
 ) -> list[DueJob]:
     """Returns the jobs that belong to the account at `now`; emitting them twice is harmless (same ids)."""
-    slot = tick_at_or_before(
-        schedule=schedule,
-        moment=now,
-        record_count=record_count,
-        daily_api_limit=daily_api_limit,
-        allocated_calls=allocated_calls,
-        account_id=account_id,
-    )
+    slot = tick_at_or_before(schedule=schedule, moment=now, account_id=account_id, **budget)
     if slot is None:
         return []  # manual: only Sync Now starts a sync
     jobs: list[DueJob] = []
@@ -315,11 +307,9 @@ def next_due_times(
     schedule: Schedule,
     last_runs: LastRuns,
     now: datetime,
-    record_count: int = 0,
-    daily_api_limit: int | None = None,
-    allocated_calls: int | None = None,
     account_id: str | None = None,
     count: int = 3,
+    **budget: Unpack[Budget],
 ) -> list[tuple[str, datetime]]:
     """Returns the next `count` scheduled syncs after `now` as (kind, when), assuming each succeeds.
 
@@ -332,14 +322,7 @@ def next_due_times(
     requested = last_runs.full_requested_at
     moment = _utc(now)
     while len(out) < count:
-        tick = next_tick_after(
-            schedule=schedule,
-            moment=moment,
-            record_count=record_count,
-            daily_api_limit=daily_api_limit,
-            allocated_calls=allocated_calls,
-            account_id=account_id,
-        )
+        tick = next_tick_after(schedule=schedule, moment=moment, account_id=account_id, **budget)
         assert tick is not None
         state = LastRuns(last_full_success=last_full, full_requested_at=requested)
         if full_due_reason(last_runs=state, at=tick) is not None:
@@ -352,7 +335,11 @@ def next_due_times(
 
 
 def _interval(
-    schedule: Schedule, record_count: int, daily_api_limit: int | None, allocated_calls: int | None
+    schedule: Schedule,
+    *,
+    record_count: int = 0,
+    daily_api_limit: int | None = None,
+    allocated_calls: int | None = None,
 ) -> int:
     if schedule.mode == ScheduleMode.INTERVAL:
         assert schedule.interval_minutes is not None
