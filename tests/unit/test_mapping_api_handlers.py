@@ -14,6 +14,7 @@ from datetime import timedelta
 import pytest
 
 from crmsync.common.crm.interface import CrmField, CrmTransientError
+from crmsync.common.crm.providers import provider_named
 from crmsync.common.domain.fields import DataType
 from crmsync.common.domain.mapping import DEFAULT_SALESFORCE_ROWS, FieldKind, PushPolicy
 from crmsync.common.domain.schedule import Schedule, job_id_for
@@ -319,3 +320,13 @@ async def test_r14_sync_now_is_full_until_a_full_sync_succeeded_then_incremental
     assert tx.outbox == [first, second, chosen]
     assert all(j.reason == SyncReason.SYNC_NOW and j.requested_at == NOW for j in tx.outbox)  # type: ignore[union-attr]
     assert first.job_id.startswith(f"{ACME}:full:sync_now:") and first.job_id != chosen.job_id
+
+
+async def test_r7_an_account_made_for_dynamics_starts_with_the_dynamics_default_mapping(tx) -> None:
+    await admin.create_account(tx, name="Contoso", account_id="contoso", provider="dynamics", now=T0)
+    (first,) = tx.data.mappings["contoso"]
+    assert first.rows == provider_named("dynamics").default_mapping().rows
+    assert first.note == "default Dynamics 365 mapping"
+    with pytest.raises(Invalid) as refused:
+        await admin.create_account(tx, name="Initech", account_id="initech", provider="sugarcrm", now=T0)
+    assert refused.value.field == "provider" and "initech" not in tx.data.mappings
