@@ -7,6 +7,8 @@ from dataclasses import dataclass, replace
 from hypothesis import given
 from hypothesis import strategies as st
 
+from crmsync.common.crm.providers import provider_named
+from crmsync.common.crm.roles import PERSON_KINDS
 from crmsync.common.crm.salesforce import compatible_data_types
 from crmsync.common.domain.fields import STANDARD_FIELDS, DataType
 from crmsync.common.domain.mapping import DEFAULT_SALESFORCE_ROWS, FieldKind, MappingRow, PushPolicy
@@ -67,10 +69,13 @@ CONTACT = {
 
 
 TWO_WAY = PushPolicy()
+SALESFORCE_EMAIL = {kind: provider_named("salesforce").email_field(kind) for kind in PERSON_KINDS}
 
 
 def check(rows, *, policy=TWO_WAY, lead=LEAD, contact=CONTACT) -> list[Violation]:
-    return check_mapping(list(rows), lead_describe=lead, contact_describe=contact, policy=policy)
+    return check_mapping(
+        list(rows), lead_describe=lead, contact_describe=contact, policy=policy, email_fields=SALESFORCE_EMAIL
+    )
 
 
 def rules(violations: list[Violation]) -> set[tuple[int | None, str]]:

@@ -29,10 +29,6 @@ from crmsync.common.domain.mapping import (
     effective_allow_push,
 )
 
-# The e-mail field R2 pins E-mail Address to when the caller names none: the one both
-# providers' default mappings use. Callers pass their provider's (CrmProvider.email_field).
-CRM_EMAIL_FIELD = "Email"
-
 CUSTOM_FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,79}$")
 
 # Kept only while callers move to `CrmField.fills`: the Salesforce connector owns this table.
@@ -98,12 +94,12 @@ def check_mapping(
     lead_describe: Describe | None,
     contact_describe: Describe | None,
     policy: PushPolicy,
-    email_fields: Mapping[str, str] | None = None,
+    email_fields: Mapping[str, str],
 ) -> list[Violation]:
     """Returns every violation of R1–R6 and R8 in `rows`, in row order; empty when it may be saved.
 
     `email_fields`: the CRM's e-mail field of each person kind (Lead, Contact), which R2
-    pins E-mail Address to.
+    pins E-mail Address to (the provider's `email_field`).
     """
     violations: list[Violation] = []
     seen: dict[str, int] = {}
@@ -112,7 +108,7 @@ def check_mapping(
         seen.setdefault(row.destination, index)
         for crm_object, describe in ((CrmObject.LEAD, lead_describe), (CrmObject.CONTACT, contact_describe)):
             violations.extend(_check_source(index, row, crm_object, describe, policy))
-    violations.extend(_check_email(rows, email_fields or {}))
+    violations.extend(_check_email(rows, email_fields))
     if not any(row.is_score and not row.local_only for row in rows):
         violations.append(
             Violation(None, None, "R3", "at least one field of type Score must be mapped to the CRM")
@@ -199,8 +195,8 @@ def _check_email(rows: Sequence[MappingRow], email_fields: Mapping[str, str]) ->
     index, row = email_rows[0]
     found = []
     for crm_object in (CrmObject.LEAD, CrmObject.CONTACT):
-        email_field = email_fields.get(crm_object, CRM_EMAIL_FIELD)
-        if row.source_for(crm_object) != email_field:
+        email_field = email_fields.get(crm_object)
+        if email_field is None or row.source_for(crm_object) != email_field:
             found.append(
                 Violation(
                     index,
