@@ -9,9 +9,9 @@ from hypothesis import strategies as st
 
 from crmsync.common.crm.providers import provider_named
 from crmsync.common.crm.roles import PERSON_KINDS
-from crmsync.common.crm.salesforce import compatible_data_types
+from crmsync.common.crm.salesforce import DEFAULT_SALESFORCE_ROWS, compatible_data_types
 from crmsync.common.domain.fields import STANDARD_FIELDS, DataType
-from crmsync.common.domain.mapping import DEFAULT_SALESFORCE_ROWS, FieldKind, MappingRow, PushPolicy
+from crmsync.common.domain.mapping import FieldKind, MappingRow, PushPolicy
 from crmsync.common.domain.mapping_rules import Violation, check_mapping
 
 
