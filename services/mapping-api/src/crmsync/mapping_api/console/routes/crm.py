@@ -11,6 +11,7 @@ from fastapi.responses import RedirectResponse, Response
 from crmsync.common.clock import utc_now
 from crmsync.common.crm.connection import CrmConnectionInfo
 from crmsync.common.crm.providers import DEFAULT_PROVIDER, PROVIDERS
+from crmsync.common.crm.settings import ConnectorSettings
 from crmsync.mapping_api.console.deps import ConsoleUser, Crm, Poster, SecretBoxDep, Tx, User
 from crmsync.mapping_api.console.render import render
 from crmsync.mapping_api.handlers import connection as handlers
@@ -20,9 +21,6 @@ from crmsync.mapping_api.schemas.connection import AUTH_METHODS
 
 router = APIRouter()
 CRM_ERRORS = (NoConnection, CrmUnavailable, Conflict)
-# The share of the daily limit a connector leaves to the customer's other tools by default
-# (each CRM's connector options; both keep a tenth).
-RESERVE_SHARE = 0.10
 # The connection form's fields; its secrets (handlers.SECRET_NAMES) are written only, never shown back.
 FORM_FIELDS = ("provider", "login_url", "instance_url", "auth_method", "client_id", "username", "api_version")
 
@@ -41,9 +39,11 @@ async def _connection_page(
     except NoConnection:
         view = None
     connection = view.connection if view else None
+    provider = handlers.provider_of(connection) if connection else None
     reserve = None
-    if connection and connection.api_limit:
-        reserve = int(connection.api_limit * RESERVE_SHARE)
+    if connection and provider and connection.api_limit:
+        # What the CRM's connector, with its own default options, leaves to the customer's other tools.
+        reserve = provider.options(ConnectorSettings(), None).reserve_for(connection.api_limit)
     return render(
         request,
         "connection.html",
@@ -52,7 +52,7 @@ async def _connection_page(
         status_code=422 if error else 200,
         view=view,
         connection=connection,
-        provider=handlers.provider_of(connection) if connection else None,
+        provider=provider,
         providers=list(PROVIDERS.values()),
         auth_methods=AUTH_METHODS,
         form=draft or form_of(connection),
