@@ -1,5 +1,6 @@
-"""The core speaks of roles, not of one CRM's names: Salesforce's field and error names, and
-imports of a connector, appear only under the connectors' own packages and the provider registry."""
+"""The core speaks of roles, not of one CRM's names: Salesforce's (and Dataverse's) field and
+error names, and imports of a connector, appear only under the connectors' own packages and
+the provider registry."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ KNOWING = (CRM / "salesforce", CRM / "dynamics", CRM / "providers.py")
 # Resolves the Salesforce default mapping's old name on first use, while its last importers move.
 MOVING = {("libs/common/src/crmsync/common/domain/mapping.py", "from crmsync.common.crm import salesforce")}
 
-SALESFORCE_NAMES = re.compile(
+CRM_NAMES = re.compile(
     r"SystemModstamp|IsConverted|ConvertedContactId|HasOptedOutOfEmail|DeletedFeedWindowExceeded|Owner\.Name"
+    # and Dataverse's
+    r"|ChangeTokenExpired|DynamicsConnector|DynamicsOptions|\bmodifiedon\b|emailaddress1|\bstatecode\b"
 )
 CONNECTOR_IMPORT = re.compile(
     r"^\s*(?:from|import)\s+crmsync\.common\.crm\.(?:salesforce|dynamics)\b"
@@ -37,13 +40,13 @@ def _found(paths: list[Path]) -> list[str]:
     for path in paths:
         name = str(path.relative_to(ROOT))
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            hit = SALESFORCE_NAMES.search(line) or CONNECTOR_IMPORT.search(line)
+            hit = CRM_NAMES.search(line) or CONNECTOR_IMPORT.search(line)
             if hit and (name, line.strip()) not in MOVING:
                 found.append(f"{name}:{number}: {hit.group(0).strip()}")
     return found
 
 
-def test_the_core_names_no_salesforce_field_error_or_connector() -> None:
+def test_the_core_names_no_crm_s_field_error_or_connector() -> None:
     found = _found(_core_sources())
     assert not found, "CRM-specific names outside the connectors:\n" + "\n".join(found)
 
@@ -59,3 +62,4 @@ def test_the_scan_covers_the_services_and_the_common_library_but_not_the_connect
     )
     # What the scan finds in a connector's own code.
     assert _found([CRM / "salesforce/_roles.py"]) and _found([CRM / "providers.py"])
+    assert _found([CRM / "dynamics/_entities.py"])
