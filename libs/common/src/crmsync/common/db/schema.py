@@ -530,12 +530,7 @@ class ScheduledJob(Base):
 
 
 class ScheduleDue(Base):
-    """When the scheduler next looks at a connected account: its next tick, or at once ('-infinity').
-
-    The triggers of migration 0010 make an account due at once when what decides its
-    jobs changes (connection, allowance, schedule, a forgotten emitted job), and bump
-    `generation`; the scheduler writes a next tick only over the generation it read.
-    """
+    """When the scheduler next looks at an account: its next tick, or at once (triggers of migration 0010)."""
 
     __tablename__ = "schedule_due"
     account_id: Mapped[str] = mapped_column(
