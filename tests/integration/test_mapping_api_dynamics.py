@@ -139,3 +139,32 @@ async def test_r7_a_mapping_an_admin_saved_is_kept_when_the_account_connects_ano
     assert kept["version"] == 2 and [r["destination"] for r in kept["rows"]] == [
         r["destination"] for r in rows
     ]
+
+
+async def test_r7_an_untouched_default_mapping_follows_the_account_to_another_crm_and_back(
+    client, tenant, dynamics_emulator: DynamicsEmulator
+) -> None:
+    salesforce = provider_named("salesforce")
+    to_dynamics = await client.put(
+        "/v1/connection", json=dynamics_connection(dynamics_emulator), headers=tenant.admin
+    )
+    assert to_dynamics.status_code == 200, to_dynamics.text
+    back = {
+        "login_url": "https://login.salesforce.com",
+        "auth_method": "client_credentials",
+        "client_id": "3MVG9-demo-client",
+        "client_secret": "s3cr3t",
+    }
+    assert (await client.put("/v1/connection", json=back, headers=tenant.admin)).status_code == 200
+    shown = (await client.get("/v1/connection", headers=tenant.reader)).json()
+    assert (shown["provider"], shown["instance_url"], shown["api_version"]) == (
+        "salesforce",
+        None,
+        salesforce.default_api_version,
+    )
+    mapping = (await client.get("/v1/mapping", headers=tenant.reader)).json()
+    assert (mapping["version"], mapping["note"]) == (3, "default Salesforce mapping")
+    assert rows_of(mapping) == [
+        (r.destination, r.lead_source, r.contact_source, r.data_type.value)
+        for r in salesforce.default_mapping().rows
+    ]

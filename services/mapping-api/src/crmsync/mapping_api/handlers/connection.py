@@ -174,20 +174,17 @@ def _written(
 
 
 async def follow_provider_default(stores: Stores, account_id: str, provider: CrmProvider) -> None:
-    """Gives the account the provider's default mapping (R7) when it has none, or only another
-    provider's default, untouched; a mapping an admin saved is kept."""
-    versions = await stores.mappings.versions(account_id)
+    """Gives the account the provider's default mapping (R7) when it has none, or has another
+    provider's default as it was made; a mapping an admin changed is kept."""
+    current = await stores.mappings.get(account_id)
     rows = provider.default_mapping().rows
-    if not versions:
+    if current is None:
         await stores.mappings.add(account_id=account_id, version=1, note=default_note(provider), rows=rows)
         return
-    if len(versions) > 1:
-        return
-    current = await stores.mappings.get(account_id)
     others = [p.default_mapping().rows for p in PROVIDERS.values() if p.name != provider.name]
-    if current is not None and current.rows in others:
+    if current.rows in others:
         await stores.mappings.add(
-            account_id=account_id, version=versions[0].version + 1, note=default_note(provider), rows=rows
+            account_id=account_id, version=current.version + 1, note=default_note(provider), rows=rows
         )
 
 
