@@ -125,11 +125,11 @@ async def full_load_finished(session: AsyncConnection, account_id: str, *, first
     await build_search(await driver(session), account_id)
 
 
-async def build_search(pg: asyncpg.Connection, account_id: str, *, own_table_at: int = OWN_TABLE_AT) -> bool:
+async def build_search(pg: asyncpg.Connection, account_id: str) -> bool:
     """Builds the search entries of an account marked pending; returns False if none were owed.
 
     The account's writers wait meanwhile (their triggers take the account's
-    search lock shared). An account of `own_table_at` contacts or more gets a
+    search lock shared). An account of OWN_TABLE_AT contacts or more gets a
     table of its own, filled in one statement and then indexed: a sorted
     trigram index build, cheaper than inserting the entries into an index.
     """
@@ -141,7 +141,7 @@ async def build_search(pg: asyncpg.Connection, account_id: str, *, own_table_at:
     if state["relname"] is not None:
         await pg.execute(f"drop table if exists {contact_rows.search_part(state['relname'])}")
     relname = None
-    if await pg.fetchval(contact_rows.COUNT_CONTACTS, account_id) >= own_table_at:
+    if await pg.fetchval(contact_rows.COUNT_CONTACTS, account_id) >= OWN_TABLE_AT:
         relname = account_id
         part = contact_rows.search_part(relname)
         await pg.execute(f"create table {part} (like contact_search including defaults)")
