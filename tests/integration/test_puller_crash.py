@@ -1,4 +1,5 @@
-"""Crash safety of the puller process (R18): SIGKILL in the middle of a full sync of 50,000 records."""
+"""Crash safety of the puller process (R18): SIGKILL in the middle of a full sync of 50,000 records,
+against each emulated CRM."""
 
 from __future__ import annotations
 
@@ -11,29 +12,32 @@ from sqlalchemy import func, select
 
 from crmsync.common.db.schema import Contact, SyncRun
 from crmsync.common.messages import RunSync, SyncKind, SyncReason
-from tests.integration.test_puller_sync import connect, expected_store, store_of
+from tests.integration.test_puller_sync import store_of
 from tests.support.broker import publish
+from tests.support.crm_backends import CrmBackend, connect, crm_backend, make_crm
 from tests.support.processes import Process, service_env, start_service, wait_for
 
+__all__ = ["crm_backend", "make_crm"]
 pytestmark = pytest.mark.integration
 
 
-def _start_puller(settings, *, group: str, log: Path) -> Process:
+def _start_puller(settings, backend: CrmBackend, *, group: str, log: Path) -> Process:
     env = service_env(
         settings,
         CRMSYNC_ENVIRONMENT="test",
         CRMSYNC_PULLER_GROUP_ID=group,
         CRMSYNC_PULLER_POLL_S="0.3",
         CRMSYNC_PULLER_BATCH_SIZE="1000",
+        **backend.service_env(),
     )
     return start_service("crmsync.puller", env=env, log=log)
 
 
 async def test_r18_a_puller_killed_mid_full_sync_of_50000_records_and_restarted_ends_equal_to_the_crm(
-    sessions, settings, account_id, make_crm_org, tmp_path: Path
+    sessions, settings, account_id, crm_backend: CrmBackend, make_crm, tmp_path: Path
 ) -> None:
-    org = make_crm_org(leads=25_000, contacts=25_000, seed=41)
-    await connect(sessions, settings, account_id, org)
+    crm = make_crm(leads=25_000, contacts=25_000, seed=41)
+    await connect(sessions, settings, account_id, crm)
     job = RunSync(
         job_id=f"{account_id}:full:crash",
         account_id=account_id,
@@ -62,7 +66,7 @@ async def test_r18_a_puller_killed_mid_full_sync_of_50000_records_and_restarted_
         current = await run()
         return current is not None and current.pulled >= 12_000
 
-    with _start_puller(settings, group=group, log=log) as first:
+    with _start_puller(settings, crm_backend, group=group, log=log) as first:
         await wait_for(midway, timeout=240, what="the full sync to be under way", process=first)
         first.kill()
     interrupted = await run()
@@ -73,7 +77,7 @@ async def test_r18_a_puller_killed_mid_full_sync_of_50000_records_and_restarted_
         current = await run()
         return current is not None and current.status in ("succeeded", "failed")
 
-    with _start_puller(settings, group=group, log=log) as second:
+    with _start_puller(settings, crm_backend, group=group, log=log) as second:
         await wait_for(finished, timeout=300, what="the resumed full sync to finish", process=second)
         assert second.stop(timeout=15) == 0
 
@@ -82,7 +86,7 @@ async def test_r18_a_puller_killed_mid_full_sync_of_50000_records_and_restarted_
     assert done.attempts == 2
     assert await stored() == 50_000
     # store_of refuses duplicate external ids; equality means nothing lost and nothing extra.
-    assert await store_of(sessions, account_id) == expected_store(org)
+    assert await store_of(sessions, account_id) == crm.expected_store()
     async with sessions() as session:
         runs = await session.scalar(
             select(func.count()).select_from(SyncRun).where(SyncRun.account_id == account_id)

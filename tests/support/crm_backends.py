@@ -31,6 +31,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crmsync.common.crm.providers import provider_named
@@ -524,3 +525,17 @@ async def seed_person(
     async with sessions.begin() as session:
         session.add(contact)
     return contact.id
+
+
+async def seed_people(
+    sessions: async_sessionmaker[AsyncSession], *, account_id: str, people: list[Person], at: datetime
+) -> None:
+    """Stores many people as pulled contacts in one transaction."""
+    rows = [
+        {"id": uuid.uuid4(), "account_id": account_id, "crm_object": p.kind, "external_id": p.id,
+         "email": p.values.get("email"), "fields": dict(p.values), "field_meta": {}, "crm_modstamp": at}
+        for p in people
+    ]  # fmt: skip
+    async with sessions.begin() as session:
+        for start in range(0, len(rows), 2000):
+            await session.execute(insert(Contact), rows[start : start + 2000])
