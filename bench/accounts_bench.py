@@ -197,6 +197,27 @@ async def _tick(app, engine: AsyncEngine, ids: list[str], share: float, now: dat
     return median(ticks), median(publishes), jobs
 
 
+async def _spread(engine: AsyncEngine, tick_s: float) -> str:
+    """Where the accounts' next ticks fall after a tick of all: how many come due in one tick at most."""
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text(
+                    "select count(*), count(distinct slot), max(n), min(first), max(last) from ("
+                    "select floor(extract(epoch from next_due_at) / :tick) as slot, count(*) as n, "
+                    "min(next_due_at) as first, max(next_due_at) as last from schedule_due group by 1) s"
+                ),
+                {"tick": tick_s},
+            )
+        ).one()
+    accounts, ticks, most, first, last = row
+    return (
+        f"next ticks after the 100 % tick: {accounts:,} accounts over {(last - first).total_seconds() / 60:.1f} "
+        f"min, in {ticks:,} scheduler ticks of {tick_s:g} s, at most {most} due in one (the path before: all "
+        f"{accounts:,} of an interval in one)"
+    )
+
+
 async def _old_read_ms(app, engine: AsyncEngine, ids: list[str], now: datetime) -> float:
     """The read the scheduler made before it kept each account's next look: every account at every
     tick. Measured as the same query with every account due, read and decided, nothing written."""
@@ -291,6 +312,7 @@ async def ticks(bench: Bench, base: CommonSettings, records: list[int]) -> None:
                         f"{count:>9,} {share:>6.0%} {jobs:>6,} {ms:>9.1f} {ms - publish:>9.1f} {publish:>10.1f}",
                         flush=True,
                     )
+                print(f"{count:>9,} {await _spread(engine, settings.scheduler_tick_s)}", flush=True)
                 sequential, messages = await _one_at_a_time_ms(app, engine)
                 old_read = await _old_read_ms(app, engine, every, now)
                 print(
