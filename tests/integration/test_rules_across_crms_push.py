@@ -232,6 +232,7 @@ async def test_r22_crm_refusals_are_retried_when_transient_and_recorded_when_not
     ]
     ghost = event(account_id, external_id=gone.id, changes={"job_title": "Ghost"})
     logged = await _push(module_settings, sessions, account_id, [*events, ghost])
+    assert crm.refusals_left() == 0, "a refusal met no request"
     assert {logged[e.event_id].status for e in events} == {"succeeded"}
     assert [crm.get(LEAD, p.id).values["job_title"] for p in leads] == ["T0", "T1", "T2"]
     failed = logged[ghost.event_id]

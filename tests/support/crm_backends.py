@@ -110,6 +110,10 @@ class Crm:
     def clear_refusals(self) -> None:
         raise NotImplementedError
 
+    def refusals_left(self) -> int:
+        """How many counted refusals have not met a request yet."""
+        raise NotImplementedError
+
     def raw_writes(self) -> list[Write]:
         raise NotImplementedError
 
@@ -247,6 +251,9 @@ class SalesforceCrm(Crm):
     def clear_refusals(self) -> None:
         self.org.clear_faults()
 
+    def refusals_left(self) -> int:
+        return sum(f.get("count") or 0 for f in self.org.list_faults())
+
     def raw_writes(self) -> list[Write]:
         ops = {"POST": "create", "PATCH": "update", "DELETE": "delete"}
         out = []
@@ -380,6 +387,10 @@ class DynamicsCrm(Crm):
 
     def clear_refusals(self) -> None:
         self._control("DELETE", "/faults")
+
+    def refusals_left(self) -> int:
+        faults = self._control("GET", "/faults")
+        return faults["throttle_next"] + faults["lock_next"]
 
     def _write_values(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
         by_attribute = {}
