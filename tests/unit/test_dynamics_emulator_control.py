@@ -118,3 +118,27 @@ async def test_the_writes_log_says_what_clients_wrote_and_what_was_rolled_back(d
     assert log[0]["id"] == lead_id and log[1]["fields"] == {"jobtitle": "CEO"} and not log[2]["success"]
     assert (await dataverse.control("DELETE", "/writes")).status_code == 204
     assert (await dataverse.control("GET", "/writes")).json() == []
+
+
+async def test_a_user_edit_may_carry_a_modified_time_and_change_tracking_still_sees_it(
+    dataverse: InProcess,
+) -> None:
+    tracked = await dataverse.client.get(
+        f"{API}/leads?$select=lastname", headers={"Prefer": "odata.track-changes"}
+    )
+    delta = tracked.json()["@odata.deltaLink"]
+    lead = tracked.json()["value"][0]
+    late = "2026-01-02T03:04:05Z"
+    edited = await dataverse.control(
+        "PATCH", f"/tables/lead/{lead['leadid']}", {"fields": {"lastname": "Late"}, "modifiedon": late}
+    )
+    assert edited.status_code == 200 and edited.json()["modifiedon"] == late
+    read = (await dataverse.client.get(f"{API}/leads({lead['leadid']})?$select=modifiedon")).json()
+    assert read["modifiedon"] == late
+    changes = (await dataverse.client.get(delta)).json()["value"]
+    assert [(c["leadid"], c["lastname"]) for c in changes] == [(lead["leadid"], "Late")]
+    created = await dataverse.control("POST", "/tables/contact", {"fields": {"lastname": "Old"},
+                                                                  "modifiedon": "2025-12-31T23:00:00+00:00"})  # fmt: skip
+    assert created.status_code == 201 and created.json()["modifiedon"] == "2025-12-31T23:00:00Z"
+    wrong = await dataverse.control("PATCH", f"/tables/lead/{lead['leadid']}", {"modifiedon": "yesterday"})
+    assert wrong.status_code == 400

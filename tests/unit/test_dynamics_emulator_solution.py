@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import httpx
 
-from crmsync.common.crm.dynamics import DynamicsConnector, DynamicsCredentials, default_dynamics_mapping
+from crmsync.common.crm.dynamics import DynamicsConnector, DynamicsCredentials
+from crmsync.common.crm.providers import provider_named
+from crmsync.common.crm.roles import PERSON_KINDS
+from crmsync.common.domain.fields import DataType
 from crmsync.common.domain.mapping import PushPolicy
 from crmsync.common.domain.mapping_rules import check_mapping
 from tests.support.dynamics_emulator import (
@@ -61,10 +64,12 @@ async def test_the_default_dynamics_mapping_passes_the_mapping_rules_against_the
     transport = httpx.ASGITransport(app=dataverse.client._transport.app)  # type: ignore[attr-defined]
     async with DynamicsConnector(credentials, transport=transport) as connector:
         lead, contact = await connector.describe("Lead"), await connector.describe("Contact")
-    assert lead.fields["crmsync_interests"].type == "multipicklist"
+    assert lead.fields["crmsync_interests"].fills == {DataType.MULTI_TEXT}
+    assert contact.fields["crmsync_marketingscore"].fills >= {DataType.SCORE}
+    dynamics = provider_named("dynamics")
     violations = check_mapping(
-        default_dynamics_mapping().rows, lead_describe=lead.fields, contact_describe=contact.fields,
-        policy=PushPolicy(),
+        dynamics.default_mapping().rows, lead_describe=lead.fields, contact_describe=contact.fields,
+        policy=PushPolicy(), email_fields={kind: dynamics.email_field(kind) for kind in PERSON_KINDS},
     )  # fmt: skip
     assert violations == []
 

@@ -1,10 +1,12 @@
 """The control API for tests, under `/__emulator` (plain JSON, no sign-in, never throttled):
-environments, records as a CRM user edits them, lead qualification, faults, expiries, reset."""
+environments, records as a CRM user edits them (`modifiedon` may be given), lead qualification,
+faults, expiries, reset."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
 import orjson
 from starlette.requests import Request
@@ -12,10 +14,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from crmsync.dynamics_emulator.api.writes import create_record, update_record
-from crmsync.dynamics_emulator.dataset import MAX_ROWS
+from crmsync.dynamics_emulator.dataset import MAX_ROWS, iso
 from crmsync.dynamics_emulator.errors import DataverseError
-from crmsync.dynamics_emulator.schema import TABLES, table_named
+from crmsync.dynamics_emulator.schema import TABLES, Table, table_named
 from crmsync.dynamics_emulator.state import Emulator
+from crmsync.dynamics_emulator.store import Environment
 
 Handler = Callable[[Request], Awaitable[Response]]
 OPEN, QUALIFIED = 0, 1
@@ -105,18 +108,37 @@ async def list_records(request: Request) -> Response:
     return _json(records)
 
 
+def _stamped(env: Environment, table: Table, record: dict[str, object], when: object) -> dict[str, object]:
+    """The record with `modifiedon` set to `when` (None: as written), e.g. as if its transaction
+    committed late; its version, which change tracking follows, stays the write's."""
+    if when is None:
+        return record
+    try:
+        moment = datetime.fromisoformat(str(when).replace("Z", "+00:00"))
+    except ValueError:
+        raise ControlError(400, f"modifiedon must be an ISO 8601 date-time, not {when!r}") from None
+    stamped = {**record, "modifiedon": iso(moment if moment.tzinfo else moment.replace(tzinfo=UTC))}
+    rows = env.rows(table.logical)
+    row = rows.row_of(str(record[table.primary_id]))
+    assert row is not None  # just written
+    env.replace(table.logical, row, stamped)
+    return stamped
+
+
 async def create(request: Request) -> Response:
     table = _table(request)
-    fields = (await _body(request)).get("fields", {})
-    record = create_record(_emulator(request).env, table, fields)
-    return _json(record, 201)
+    body = await _body(request)
+    env = _emulator(request).env
+    record = create_record(env, table, body.get("fields", {}))
+    return _json(_stamped(env, table, record, body.get("modifiedon")), 201)
 
 
 async def edit(request: Request) -> Response:
     table = _table(request)
-    fields = (await _body(request)).get("fields", {})
-    record = update_record(_emulator(request).env, table, request.path_params["id"], fields)
-    return _json(record)
+    body = await _body(request)
+    env = _emulator(request).env
+    record = update_record(env, table, request.path_params["id"], body.get("fields", {}))
+    return _json(_stamped(env, table, record, body.get("modifiedon")))
 
 
 async def delete(request: Request) -> Response:
