@@ -13,6 +13,15 @@ Fixtures (register them by importing them into a test module)
 ``dynamics`` (function)
     ``dynamics_emulator``, reset (records as generated, faults cleared) when the test ends.
 
+Control API (``control(method, path, json=)``): ``/tables/{table}`` (GET ``?limit=``, POST
+``{"fields", "modifiedon"}``), ``/tables/{table}/{id}`` (GET, PATCH ``{"fields", "modifiedon"}``,
+DELETE), ``/leads/{id}/qualify`` (``{"contact_id"}``), ``/faults`` (``{"kind": "429", "count",
+"retry_after"}``, ``{"kind": "503", "seconds"}``, ``{"kind": "lock", "count"}`` for the next writes,
+``{"kind": "throttle", "limit", "window_seconds"}``; DELETE clears), ``/writes`` (GET, DELETE),
+``/expire-tokens``, ``/expire-change-tokens``, ``/reset`` (``{"leads", "contacts", "seed"}`` to
+choose another dataset). ``tests.support.crm_backends`` puts it behind the same face as the
+Salesforce emulator.
+
 ``start_dynamics_emulator(cert_dir, leads=, contacts=, seed=, extra_args=)`` starts one process.
 
 ``in_process(leads=, contacts=, seed=)`` is the app without a process, for unit tests: an
