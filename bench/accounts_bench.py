@@ -203,7 +203,7 @@ async def _spread(engine: AsyncEngine, tick_s: float) -> str:
         row = (
             await conn.execute(
                 text(
-                    "select count(*), count(distinct slot), max(n), min(first), max(last) from ("
+                    "select sum(n), count(*), max(n), min(first), max(last) from ("
                     "select floor(extract(epoch from next_due_at) / :tick) as slot, count(*) as n, "
                     "min(next_due_at) as first, max(next_due_at) as last from schedule_due group by 1) s"
                 ),
@@ -213,8 +213,8 @@ async def _spread(engine: AsyncEngine, tick_s: float) -> str:
     accounts, ticks, most, first, last = row
     return (
         f"next ticks after the 100 % tick: {accounts:,} accounts over {(last - first).total_seconds() / 60:.1f} "
-        f"min, in {ticks:,} scheduler ticks of {tick_s:g} s, at most {most} due in one (the path before: all "
-        f"{accounts:,} of an interval in one)"
+        f"min, in {ticks:,} scheduler ticks of {tick_s:g} s, at most {most} due in one (ticks aligned to the "
+        f"epoch, as before: every account of one interval in the same one)"
     )
 
 
