@@ -1,6 +1,6 @@
 """The cost of thousands of accounts: scheduler ticks, incremental cycles, API calls, waits, memory.
 
-`python -m bench.accounts_bench [--accounts 2000] [--scale 1.0] [--max-seconds 3600]`
+`python -m bench.accounts_bench [--accounts 2000] [--scale 1.0] [--max-seconds 3600] [--ticks-only]`
 
 Accounts have 500..20,000 records each (times `--scale`), all in one emulator
 process (`crmsync-emulator --orgs N --org-records MIN:MAX`), each with an
@@ -687,7 +687,8 @@ async def amain(args: argparse.Namespace) -> int:
     records = _records(args.tick_accounts, args.scale)
     try:
         await ticks(bench, base, records)
-        await cycles(bench, base)
+        if not args.ticks_only:
+            await cycles(bench, base)
     except OutOfTime as error:
         print(f"stopped at the cap of {args.max_seconds:g} s: {error}", flush=True)
         return 1
@@ -716,6 +717,7 @@ def main() -> None:
         help="accounts of the tick measurement (default: --accounts); and a quarter",
     )
     parser.add_argument("--max-seconds", type=float, default=3600, help="wall-clock cap of the whole run")
+    parser.add_argument("--ticks-only", action="store_true", help="the scheduler ticks (part 1) alone")
     args = parser.parse_args()
     args.tick_accounts = args.tick_accounts or args.accounts
     raise SystemExit(asyncio.run(amain(args)))
