@@ -259,11 +259,7 @@ class Contact(Base):
 
 
 class ContactSearch(Base):
-    """A contact's search entry (R19), kept by triggers on contacts for every writer.
-
-    A large account's entries live in a table of the same shape of its own, in
-    the contact_search_parts schema, named in contact_search_state.
-    """
+    """A contact's search entry (R19), kept by triggers on contacts; migration 0009 says the rest."""
 
     __tablename__ = "contact_search"
     account_id: Mapped[str] = mapped_column(
