@@ -527,3 +527,17 @@ async def test_r16_a_cursor_beyond_the_deleted_feed_expires_before_any_call(crm_
             await _changes(crm, "Lead", cursor)
     assert isinstance(caught.value, DeletedFeedWindowExceeded)
     assert crm_org.api_usage()["used"] == used
+
+
+async def test_r18_a_full_read_hands_over_each_page_before_reading_the_next(
+    make_crm_org: Callable[..., CrmOrg],
+) -> None:
+    org = make_crm_org(leads=450, contacts=0)
+    async with _connector(org, page_size=200) as crm:
+        reads = crm.changes("Lead", ["Email"], None)
+        first = await anext(reads)
+        # The first page is handed over while the next is still unread: a failure further on keeps it.
+        org.faults("budget", count=1, path="/query/")
+        with pytest.raises(CrmBudgetExhausted):
+            await anext(reads)
+    assert len(first.records) == 200 and first.cursor is None

@@ -72,16 +72,15 @@ def _aware(value: datetime) -> datetime:
 async def full_read(
     batches: AsyncIterator[list[CrmRecord]], *, began: datetime
 ) -> AsyncIterator[ChangeBatch]:
-    """Yields every record; the last batch carries the cursor from the moment the read began.
+    """Yields every record as it is read, then an empty last batch with the cursor from the
+    moment the read began.
 
-    A full read is not ordered by time, so no batch before the last is a resume point.
+    A full read is not ordered by time, so no batch before the last is a resume point; each
+    is yielded at once all the same, so what was read is kept should a later page fail.
     """
-    held: list[CrmRecord] | None = None
     async for batch in batches:
-        if held is not None:
-            yield ChangeBatch(records=held)
-        held = batch
-    yield ChangeBatch(records=held or [], cursor=ChangeCursor(began, began).text())
+        yield ChangeBatch(records=batch)
+    yield ChangeBatch(records=[], cursor=ChangeCursor(began, began).text())
 
 
 async def incremental_read(
