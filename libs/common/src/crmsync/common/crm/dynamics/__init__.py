@@ -20,7 +20,6 @@ from crmsync.common.crm.dynamics._errors import ChangeTokenExpired
 from crmsync.common.crm.dynamics._mapping import DEFAULT_DYNAMICS_ROWS, default_dynamics_mapping
 from crmsync.common.crm.dynamics._metadata import field_type
 from crmsync.common.crm.dynamics._roles import DYNAMICS_ROLES
-from crmsync.common.crm.interface import ChangeBatch
 
 __all__ = [
     "AUTH_METHODS",
@@ -29,7 +28,6 @@ __all__ = [
     "DYNAMICS_ROLES",
     "ENTITIES",
     "PROVIDER",
-    "ChangeBatch",
     "ChangeTokenExpired",
     "DynamicsConnector",
     "DynamicsCredentials",
