@@ -1,12 +1,14 @@
-"""The puller's rules against each emulated CRM, one test body for both (R5, R15, R16, R17): the
+"""The puller's rules against each emulated CRM, one test body for both (R5, R13, R15-R17): the
 puller in this process, the real PostgreSQL, the CRM over HTTP(S)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from sqlalchemy import select
 
-from crmsync.common.db.schema import CrmAccount, CrmOpportunity, CrmOwner
+from crmsync.common.db.schema import Contact, CrmAccount, CrmOpportunity, CrmOwner
 from tests.integration.test_puller_sync import (
     contacts_of_record,
     give_local_value,
@@ -78,7 +80,7 @@ async def test_r15_after_the_full_sync_an_incremental_pulls_only_what_changed(
     assert store[contact.id]["values"]["city"] == "Porto"
 
 
-async def test_r16_crm_deletion_removes_contact_at_the_next_sync(
+async def test_r16_crm_deletion_removes_contact_at_the_next_incremental_and_full_sync(
     sessions, module_settings, account_id, make_crm
 ) -> None:
     crm = make_crm(leads=10, contacts=10, seed=13)
@@ -94,6 +96,13 @@ async def test_r16_crm_deletion_removes_contact_at_the_next_sync(
     store = await store_of(sessions, account_id)
     assert lead.id not in store and contact.id not in store
     assert store == crm.expected_store()
+    # A full sync removes whatever it no longer sees.
+    gone = crm.first(CONTACT)
+    crm.delete(CONTACT, gone.id)
+    full = await sync(sessions, config, account_id, "full")
+    assert full.status == "succeeded", full.error
+    assert full.deleted == 1
+    assert await store_of(sessions, account_id) == crm.expected_store()
 
 
 async def test_r17_a_converted_lead_becomes_its_contact_keeping_its_local_values(
@@ -116,3 +125,55 @@ async def test_r17_a_converted_lead_becomes_its_contact_keeping_its_local_values
     (converted,) = await contacts_of_record(sessions, account_id, contact_id)
     assert converted.id == local_id  # one contact, not two
     assert converted.converted_from_lead_id == lead.id
+
+
+async def test_r17_a_lead_converted_into_an_existing_contact_leaves_one_contact_with_the_leads_values(
+    sessions, module_settings, account_id, make_crm
+) -> None:
+    crm = make_crm(leads=6, contacts=6, seed=15)
+    config = await _synced(sessions, module_settings, account_id, crm)
+    lead = crm.first(LEAD)
+    existing = next(p for p in crm.people(CONTACT) if p.company_id)  # a conversion keeps its company
+    await give_local_value(sessions, account_id, lead.id, "webinar", "attended")
+    (contact_row,) = await contacts_of_record(sessions, account_id, existing.id)
+    assert crm.convert(lead.id, contact_id=existing.id) == existing.id
+
+    run = await sync(sessions, config, account_id, "incremental")
+
+    assert run.status == "succeeded", run.error
+    store = await store_of(sessions, account_id)
+    assert strip_local(store, "webinar") == crm.expected_store()
+    assert store[existing.id]["values"]["webinar"] == "attended"
+    (merged,) = await contacts_of_record(sessions, account_id, existing.id)
+    assert merged.id == contact_row.id and merged.converted_from_lead_id == lead.id
+
+
+async def test_r13_per_field_the_newer_side_wins_between_a_local_value_and_a_crm_edit(
+    sessions, module_settings, account_id, make_crm
+) -> None:
+    crm = make_crm(leads=6, contacts=4, seed=16)
+    config = await _synced(sessions, module_settings, account_id, crm)
+    kept, overwritten = crm.first(LEAD, 0), crm.first(LEAD, 1)
+    later = datetime.now(UTC) + timedelta(hours=1)
+    await _local_value(sessions, account_id, kept.id, "job_title", "Newer local title", at=later)
+    await _local_value(sessions, account_id, overwritten.id, "job_title", "Older local title", at=None)
+    crm.edit(LEAD, kept.id, {"job_title": "CRM title"})
+    crm.edit(LEAD, overwritten.id, {"job_title": "Newer CRM title"})
+
+    run = await sync(sessions, config, account_id, "incremental")
+
+    assert run.status == "succeeded", run.error
+    store = await store_of(sessions, account_id)
+    assert store[kept.id]["values"]["job_title"] == "Newer local title"  # the local value is newer
+    assert store[overwritten.id]["values"]["job_title"] == "Newer CRM title"  # the CRM's edit is newer
+
+
+async def _local_value(sessions, account_id: str, external_id: str, name: str, value, *, at) -> None:
+    """Sets a value a user edited locally at `at` (None: a minute ago) on a CRM record's contact."""
+    moment = at or datetime.now(UTC) - timedelta(minutes=1)
+    async with sessions.begin() as session:
+        row = await session.scalar(
+            select(Contact).where(Contact.account_id == account_id, Contact.external_id == external_id)
+        )
+        row.fields = {**row.fields, name: value}
+        row.field_meta = {**row.field_meta, name: {"origin": "user_edit", "at": moment.isoformat()}}
