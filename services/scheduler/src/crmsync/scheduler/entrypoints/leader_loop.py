@@ -52,7 +52,7 @@ class LeaderLoop:
         except DEPENDENCY_ERRORS as error:
             if refused_statement(error):
                 raise
-            # Nothing was committed half-way; the next tick retries.
+            # Each batch of accounts commits whole or not at all; the next tick retries the rest.
             self.outage.failed(error, step="scheduler_tick")
         if not leading:
             self.housekeeping.abandon()
