@@ -4,8 +4,9 @@ Fixtures (import them into a test module)
 -----------------------------------------
 ``crm_backend`` (module, parametrised ``salesforce`` | ``dynamics``): a ``CrmBackend``, an emulator
     of that kind started for the module (Salesforce: the run's emulator, an org per CRM; Dynamics:
-    its own HTTPS process, reset to each CRM's dataset, its certificate trusted through
-    ``SSL_CERT_FILE`` while the module runs, so in-process services and child processes reach it).
+    its own HTTPS process, reset to each CRM's dataset, its certificate trusted through the bundle
+    ``SSL_CERT_FILE`` names while the module runs, so in-process services reach it; child
+    processes get it from ``service_env()``).
 ``make_crm`` (function): ``make_crm(leads=, contacts=, seed=)`` a fresh ``Crm`` of the backend.
 ``module_settings`` (module): common settings with a topic prefix of the module's own, for a
     service shared by the module's tests.
@@ -461,10 +462,40 @@ def _salesforce(request: pytest.FixtureRequest) -> Iterator[CrmBackend]:
     yield CrmBackend("salesforce", new)
 
 
+# The certificates of the Dataverse emulators running in this process, trusted through one bundle
+# SSL_CERT_FILE names (httpx reads it for each client it makes); what it named before comes first.
+_TRUSTED: list[Path] = []
+_BEFORE: list[str | None] = []
+
+
+def _trust(cert: Path, bundle: Path) -> None:
+    if not _TRUSTED:
+        _BEFORE[:] = [os.environ.get("SSL_CERT_FILE")]
+    _TRUSTED.append(cert)
+    _write_bundle(bundle)
+
+
+def _untrust(cert: Path, bundle: Path) -> None:
+    _TRUSTED.remove(cert)
+    if _TRUSTED:
+        _write_bundle(bundle)
+    elif _BEFORE[0] is None:
+        os.environ.pop("SSL_CERT_FILE", None)
+    else:
+        os.environ["SSL_CERT_FILE"] = _BEFORE[0]
+
+
+def _write_bundle(bundle: Path) -> None:
+    before = [Path(_BEFORE[0])] if _BEFORE and _BEFORE[0] else []
+    bundle.write_text("".join(p.read_text() for p in [*before, *_TRUSTED]))
+    os.environ["SSL_CERT_FILE"] = str(bundle)
+
+
 def _dynamics(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CrmBackend]:
-    emulator = start_dynamics_emulator(tmp_path_factory.mktemp("dynamics"), leads=20, contacts=20)
-    trusted = os.environ.get("SSL_CERT_FILE")
-    os.environ["SSL_CERT_FILE"] = str(emulator.cert)  # httpx reads it for each client it makes
+    directory = tmp_path_factory.mktemp("dynamics")
+    emulator = start_dynamics_emulator(directory, leads=20, contacts=20)
+    bundle = directory / "trusted.pem"
+    _trust(emulator.cert, bundle)
 
     def new(*, leads: int = 20, contacts: int = 20, seed: int = 1) -> Crm:
         answer = emulator.control("POST", "/reset", json={"leads": leads, "contacts": contacts, "seed": seed})
@@ -474,10 +505,7 @@ def _dynamics(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CrmBackend]:
     try:
         yield CrmBackend("dynamics", new, ca_file=emulator.cert)
     finally:
-        if trusted is None:
-            os.environ.pop("SSL_CERT_FILE", None)
-        else:
-            os.environ["SSL_CERT_FILE"] = trusted
+        _untrust(emulator.cert, bundle)
         emulator.stop()
 
 
