@@ -23,6 +23,8 @@ destination), ``clear_writes``; ``expected_store()`` (what the puller's store mu
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -491,8 +493,9 @@ def _write_bundle(bundle: Path) -> None:
     os.environ["SSL_CERT_FILE"] = str(bundle)
 
 
-def _dynamics(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CrmBackend]:
-    directory = tmp_path_factory.mktemp("dynamics")
+def _dynamics() -> Iterator[CrmBackend]:
+    # Its own directory, outside pytest's numbered ones that other runs on the machine may rotate away.
+    directory = Path(tempfile.mkdtemp(prefix="crmsync-dynamics-"))
     emulator = start_dynamics_emulator(directory, leads=20, contacts=20)
     bundle = directory / "trusted.pem"
     _trust(emulator.cert, bundle)
@@ -507,13 +510,12 @@ def _dynamics(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CrmBackend]:
     finally:
         _untrust(emulator.cert, bundle)
         emulator.stop()
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
-def crm_backend(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[CrmBackend]:
-    started = _salesforce(request) if request.param == "salesforce" else _dynamics(tmp_path_factory)
+def crm_backend(request: pytest.FixtureRequest) -> Iterator[CrmBackend]:
+    started = _salesforce(request) if request.param == "salesforce" else _dynamics()
     yield from started
 
 
