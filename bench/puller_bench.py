@@ -8,10 +8,15 @@ Account relationships) as fast as they are asked for, so the figures are the
 puller's own cost (mapping, merge rules, batched upserts in their
 transactions) and not the CRM's. The baseline is the machine's limit for the
 same work: PostgreSQL COPY of the same mapped rows (same JSON values and
-per-field metadata) into the same contacts table, measured in the same run.
-A second COPY goes into a copy of the table without its trigram search index:
-the difference is what keeping search entries costs the load. Search latency
-is the mapping-api's contact query (name, e-mail, company) over the full store.
+per-field metadata) into the contacts table as it was before search moved out
+of it (a stored search column with its trigram index, the account foreign key),
+measured in the same run. A second COPY goes into the contacts table with no
+search at all (the floor), a third into the store's contacts table as a first
+load writes it, followed by the build of the account's search entries (what
+the design costs without the puller). Search latency is the mapping-api's
+contact query (name, e-mail, company) over All Contacts, right after the full
+sync and again at the end, term by term in turn with the query as it was over
+the same rows in the old table.
 Peak memory is the process's maximum resident set while the puller runs.
 
 A scratch database is created beside DATABASE_URL's, migrated, and dropped.
@@ -184,6 +189,10 @@ async def _wal_position(sessions) -> int:
         return int(await session.scalar(text("select pg_current_wal_lsn() - '0/0'::pg_lsn")))
 
 
+# The bench process's CPU seconds (the puller, and the generated CRM in it) during the last sync.
+LAST_CPU_S = [0.0]
+
+
 async def _run(
     sessions, settings: Settings, crm: GeneratedCrm, account_id: str, kind: str
 ) -> tuple[float, Any, float]:
@@ -201,9 +210,10 @@ async def _run(
     async with sessions.begin() as session:
         run = await claim_next_run(session, account_id=account_id)
     wal_before = await _wal_position(sessions)
-    started = time.perf_counter()
+    started, cpu_before = time.perf_counter(), time.process_time()
     status = await runner.execute(run)
     elapsed = time.perf_counter() - started
+    LAST_CPU_S[0] = time.process_time() - cpu_before
     wal_mib = (await _wal_position(sessions) - wal_before) / 2**20
     assert status == "succeeded", status
     async with sessions() as session:
@@ -223,9 +233,14 @@ TODAY = (
     "(lower(coalesce(email, '') || ' ' || coalesce(fields->>'first_name', '') || ' ' || "
     "coalesce(fields->>'last_name', '') || ' ' || coalesce(fields->>'company', ''))) stored",
     "create index on contacts_today using gin (search_text gin_trgm_ops)",
+    # LIKE copies no foreign key; the contacts table checks its account on every row.
+    "alter table contacts_today add foreign key (account_id) references accounts (id) on delete cascade",
 )
-# Today's table without any search: the floor.
-UNINDEXED = ("create table contacts_unindexed (like contacts including all)",)
+# The contacts table without any search: the floor.
+UNINDEXED = (
+    "create table contacts_unindexed (like contacts including all)",
+    "alter table contacts_unindexed add foreign key (account_id) references accounts (id) on delete cascade",
+)
 
 
 async def _copy_baseline(
@@ -301,27 +316,64 @@ async def _copy_baseline(
 SEARCH_REPEATS = 40
 
 
+def _terms(per_entity: int) -> dict[str, list[str]]:
+    step = max(1, per_entity // SEARCH_REPEATS)
+    return {
+        "name": [f"last{n}v" for n in range(7, per_entity, step)][:SEARCH_REPEATS],
+        "email": [f"person{n}.contact@" for n in range(11, per_entity, step)][:SEARCH_REPEATS],
+        "company": [f"company {n % 5000}" for n in range(13, per_entity, step)][:SEARCH_REPEATS],
+    }
+
+
+def _percentiles(times: list[float]) -> tuple[float, float]:
+    return statistics.median(times), statistics.quantiles(times, n=100, method="inclusive")[-1]
+
+
 async def _search_latency(sessions, account_id: str, per_entity: int) -> dict[str, tuple[float, float, int]]:
     """Returns p50 and p99 ms (and the rows found) of the mapping-api's search over All Contacts, by kind of term."""
-    terms = {
-        "name": [f"last{n}v" for n in range(7, per_entity, max(1, per_entity // SEARCH_REPEATS))],
-        "email": [f"person{n}.contact@" for n in range(11, per_entity, max(1, per_entity // SEARCH_REPEATS))],
-        "company": [
-            f"company {n % 5000}" for n in range(13, per_entity, max(1, per_entity // SEARCH_REPEATS))
-        ],
-    }
     out = {}
     async with sessions() as session:
         store = PostgresContacts(session)
-        for kind, queries in terms.items():
+        for kind, queries in _terms(per_entity).items():
             await store.page(account_id, ContactQuery(None, queries[0], None, 50))  # warm-up
             times, found = [], 0
-            for q in queries[:SEARCH_REPEATS]:
+            for q in queries:
                 began = time.perf_counter()
                 found += len(await store.page(account_id, ContactQuery(None, q, None, 50)))
                 times.append((time.perf_counter() - began) * 1000)
-            p99 = statistics.quantiles(times, n=100, method="inclusive")[-1]
-            out[kind] = (statistics.median(times), p99, found // len(times))
+            out[kind] = (*_percentiles(times), found // len(times))
+    return out
+
+
+# The search as it was: the stored column of the contacts table and its trigram index.
+SEARCH_AS_IT_WAS = (
+    "select * from contacts_today where account_id = $1 and search_text like '%' || $2 || '%' "
+    "order by id limit 50"
+)
+
+
+async def _search_paired(sessions, dsn: str, per_entity: int) -> dict[str, tuple[float, float, float, float]]:
+    """Returns p50 and p99 ms of the store's search ('bench') and of the search as it was over the same
+    rows ('copy' in contacts_today), term by term in turn, so that both meet the same machine."""
+    conn = await asyncpg.connect(dsn)
+    out = {}
+    try:
+        async with sessions() as session:
+            store = PostgresContacts(session)
+            for kind, queries in _terms(per_entity).items():
+                await store.page("bench", ContactQuery(None, queries[0], None, 50))
+                await conn.fetch(SEARCH_AS_IT_WAS, "copy", queries[0])
+                now, then = [], []
+                for q in queries:
+                    began = time.perf_counter()
+                    await store.page("bench", ContactQuery(None, q, None, 50))
+                    now.append((time.perf_counter() - began) * 1000)
+                    began = time.perf_counter()
+                    await conn.fetch(SEARCH_AS_IT_WAS, "copy", q)
+                    then.append((time.perf_counter() - began) * 1000)
+                out[kind] = (*_percentiles(now), *_percentiles(then))
+    finally:
+        await conn.close()
     return out
 
 
@@ -351,7 +403,8 @@ async def bench(records: int, changes: list[int]) -> None:
         full_rss = peak_rss_mib()
         print(
             f"full sync:        {full_s:8.2f} s  {records / full_s:10,.0f} records/s  "
-            f"(created {full_run['created']:,}, peak RSS {full_rss:.0f} MiB, WAL {full_wal:,.0f} MiB)"
+            f"(created {full_run['created']:,}, peak RSS {full_rss:.0f} MiB, WAL {full_wal:,.0f} MiB, "
+            f"bench process CPU {LAST_CPU_S[0]:.1f} s)"
         )
         for kind, (p50, p99, found) in (await _search_latency(sessions, "bench", per_entity)).items():
             print(
@@ -387,16 +440,23 @@ async def bench(records: int, changes: list[int]) -> None:
             f"baseline COPY:    {copy_s:8.2f} s  {records / copy_s:10,.0f} records/s  "
             "(same mapped rows, into the contacts table as it was, with its trigram search index)"
         )
+        async with engine.begin() as conn:
+            await conn.execute(text("analyze contacts_today"))  # for the search as it was, below
         bare_s = await _copy_baseline(dsn, "copy", per_entity, table="contacts_unindexed")
         print(
             f"COPY, no search:  {bare_s:8.2f} s  {records / bare_s:10,.0f} records/s  "
-            "(same rows, today's contacts table, no search entries at all)"
+            "(same rows, the contacts table, no search entries at all)"
         )
         built_s = await _copy_baseline(dsn, "copy", per_entity, build=True)
         print(
             f"COPY + build:     {built_s:8.2f} s  {records / built_s:10,.0f} records/s  "
             "(same rows into the store's contacts, then the account's search entries built)"
         )
+        for kind, (p50, p99, was50, was99) in (await _search_paired(sessions, dsn, per_entity)).items():
+            print(
+                f"search {kind:8s} p50 {p50:7.1f} ms  p99 {p99:7.1f} ms  "
+                f"(as it was, over the same rows, in turn: p50 {was50:.1f} ms, p99 {was99:.1f} ms)"
+            )
         print(f"full sync / COPY: {full_s / copy_s:.2f}x")
         print(f"puller peak RSS:  {puller_rss:.0f} MiB")
         await engine.dispose()
