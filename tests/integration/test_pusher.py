@@ -1,4 +1,4 @@
-"""The pusher through the real broker, PostgreSQL and the emulated CRM: R8-R13, R18, R22."""
+"""The pusher through the real broker, PostgreSQL and the emulated CRM: R8-R13, R18, R22, R24."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy import text
 
+from crmsync.common.db.allowance import calls_used
 from crmsync.common.db.schema import Account
 from crmsync.common.domain.mapping import DEFAULT_SALESFORCE_ROWS
 from crmsync.common.domain.push_log import PushLogEntry
@@ -295,6 +296,25 @@ async def test_r18_a_redelivered_event_has_no_second_effect(
     await _push(settings, sessions, account_id, [once])
     assert len(_api_writes(org, lead["Id"])) == 1
     assert (await push_log(sessions, account_id=account_id))[once.event_id].status == "succeeded"
+
+
+async def test_r24_every_call_the_pusher_makes_is_taken_from_the_accounts_api_allowance(
+    settings, sessions, account_id, org: CrmOrg
+) -> None:
+    lead = _lead(org)
+    await seed_from_crm(sessions, account_id=account_id, org=org, crm_object="Lead", record_id=lead["Id"])
+    before = org.api_usage()["used"]
+    logged = await _push(
+        settings,
+        sessions,
+        account_id,
+        [event(account_id, external_id=lead["Id"], changes={"job_title": "CFO"})],
+    )
+    assert {e.status for e in logged.values()} == {"succeeded"}
+    async with sessions() as session:
+        # The pusher has stopped: its gates gave back what they held, so the count is the calls made.
+        taken = await calls_used(session, account_id=account_id, day=datetime.now(UTC).date())
+    assert taken == org.api_usage()["used"] - before >= 1
 
 
 async def _dead_letters(settings: CommonSettings, count: int) -> list[dict[str, Any]]:

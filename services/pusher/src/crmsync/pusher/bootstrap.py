@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crmsync.common.crm.factory import ConnectorFactory, connector_factory
 from crmsync.common.crm.settings import ConnectorSettings
+from crmsync.common.db.allowance import CallGateRegistry, call_gates_for
 from crmsync.common.db.session import create_engine, create_sessionmaker, ping
 from crmsync.common.domain.redelivery import RedeliveryPolicy
 from crmsync.common.kafka.consumer import DeadLetters
@@ -37,6 +38,8 @@ class App:
     resend_factory: ConnectorFactory
     # Only an engine the app created is disposed by it; one passed in belongs to the caller.
     owns_engine: bool = True
+    # The accounts' API allowances the built factories spend from; closed at the end (leases go back).
+    call_gates: CallGateRegistry | None = None
 
     def checks(self) -> dict[str, Callable[[], Awaitable[object]]]:
         return {"postgres": lambda: ping(self.engine), "kafka": Publisher(self.producer, self.settings).ping}
@@ -87,6 +90,8 @@ class App:
         finally:
             await crm.aclose()
             await resend.aclose()
+            if self.call_gates is not None:
+                await self.call_gates.aclose()
             await self.producer.stop()
             if self.owns_engine:
                 await self.engine.dispose()
@@ -118,23 +123,27 @@ def bootstrap(
 ) -> App:
     settings = settings or Settings()
     secret = settings.secret_key.get_secret_value()
+    owns_engine = engine is None
+    engine = engine or create_engine(
+        settings,
+        json_serializer=_json_text,
+        json_deserializer=orjson.loads,
+        # A ping costs two round trips per checkout, several per batch. A batch that
+        # meets a dropped connection is handled again on fresh ones instead
+        # (apply_contact_changes, and the record step of a push); it has no second effect (R18).
+        pool_pre_ping=False,
+    )
+    # Every CRM request the built connectors send, retries included, spends the account's allowance.
+    gates = call_gates_for(create_sessionmaker(engine)) if crm_factory is None else None
     return App(
         settings=settings,
-        engine=engine
-        or create_engine(
-            settings,
-            json_serializer=_json_text,
-            json_deserializer=orjson.loads,
-            # A ping costs two round trips per checkout, several per batch. A batch that
-            # meets a dropped connection is handled again on fresh ones instead
-            # (apply_contact_changes, and the record step of a push); it has no second effect (R18).
-            pool_pre_ping=False,
-        ),
+        engine=engine,
         producer=producer or create_producer(settings),
-        crm_factory=crm_factory or connector_factory(secret),
+        crm_factory=crm_factory or connector_factory(secret, call_gates=gates),
         # A factory passed in serves re-deliveries too, unless one is passed for them.
         resend_factory=resend_factory
         or crm_factory
-        or connector_factory(secret, settings=ConnectorSettings(max_retries=0)),
-        owns_engine=engine is None,
+        or connector_factory(secret, settings=ConnectorSettings(max_retries=0), call_gates=gates),
+        owns_engine=owns_engine,
+        call_gates=gates,
     )
