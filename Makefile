@@ -10,6 +10,9 @@ UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+# The whole suite runs in two pytest workers, a test file each at a time (module fixtures stay whole):
+# most tests wait on processes and servers, so two share the two cores well. PYTEST_WORKERS=0: one process.
+PYTEST_WORKERS ?= 2
 # The console's npm packages (package-lock.json), installed outside the tree git tracks.
 NPM_DIR := .local/npm
 
@@ -51,7 +54,7 @@ migrate: setup ## Bring the database to the newest schema
 
 test: infra-up migrate chromium ## Everything CI runs: lint, manifests, unit, integration and e2e tests
 	@$(MAKE) --no-print-directory lint
-	@$(BIN)/pytest $(PYTEST_ARGS)
+	@$(BIN)/pytest $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
 
 test-unit: setup ## Fast tests of the pure logic (no servers)
 	@$(BIN)/pytest tests/unit $(PYTEST_ARGS)
