@@ -231,3 +231,23 @@ def test_the_default_mapping_of_a_new_dynamics_account_uses_dataverse_columns_an
     assert any(r.data_type == DataType.SCORE and r.lead_source for r in mapping.rows)  # R3
     company = mapping.row("company")
     assert company is not None and company.contact_source is None  # a contact's company is its account's (R5)
+
+
+class CountingGate:
+    """Records what each request takes from the account's allowance."""
+
+    def __init__(self) -> None:
+        self.spent: list[int] = []
+
+    async def spend(self, calls: int = 1) -> None:
+        self.spent.append(calls)
+
+
+async def test_r26_a_batch_takes_one_call_of_the_allowance_per_operation() -> None:
+    fake, gate = FakeBatch(), CountingGate()
+    async with connector(fake, call_gate=gate) as dynamics:
+        await dynamics.create("Lead", [{"lastname": f"L{i}"} for i in range(5)])
+    # The describe read takes one call, the $batch of five creates five (Dataverse counts each operation).
+    assert len(fake.batches) == 1
+    assert gate.spent[-1] == 5
+    assert sum(gate.spent) == len(gate.spent) - 1 + 5

@@ -131,6 +131,7 @@ class BatchWriter:
                 content=body,
                 operation=operation,
                 idempotent=not creating,
+                calls=len(operations),  # each operation of a $batch is a request of the allowance
                 headers={"Content-Type": content_type, "Prefer": "odata.continue-on-error"},
             )
         except CrmTransientError as exc:
