@@ -1,7 +1,7 @@
 """How values meet in the contact store: per-field origin and time (pure).
 
 Every field value carries where it came from (`crm`, or the event source such
-as `form`) and when (the CRM's SystemModstamp, or the event's occurred_at).
+as `form`) and when (the CRM's modified time, or the event's occurred_at).
 That is what stops echoes (R12), resolves conflicts per field (R13) and keeps
 opt-outs one-way safe (R23).
 

@@ -48,7 +48,7 @@ class StoredForRepair:
 
 @dataclass(frozen=True)
 class CrmVersion:
-    """The CRM's record as read now: its destination values and SystemModstamp."""
+    """The CRM's record as read now: its destination values and modified time."""
 
     values: Mapping[str, Any]
     modstamp: datetime

@@ -46,7 +46,7 @@ def same_version(row: StoredRow, record: MappedRecord) -> bool:
 
 
 def already_holds(row: StoredRow, record: MappedRecord) -> bool:
-    """True when the row is this CRM record as of its SystemModstamp already.
+    """True when the row is this CRM record as of its modified time already.
 
     Then merging it changes nothing, whatever the row's local values: every
     value is the same and so is the stamp they would be stored with.
