@@ -264,7 +264,10 @@ async def test_the_dispatchers_poll_reads_open_runs_through_their_own_index(scra
     await conn.execute("analyze sync_runs")
 
     poll = await conn.fetch("explain " + WAITING_ACCOUNTS.text.replace(":limit", "10"))
-    claim = await conn.fetch("explain " + CLAIM_NEXT_RUN.text.replace(":account_id", "'a'").replace(":lanes", "array['full', 'incremental']"))
+    claim = await conn.fetch(
+        "explain "
+        + CLAIM_NEXT_RUN.text.replace(":account_id", "'a'").replace(":lanes", "array['full', 'incremental']")
+    )
 
     for plan in (poll, claim):
         lines = "\n".join(row[0] for row in plan)
