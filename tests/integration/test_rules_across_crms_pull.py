@@ -1,4 +1,4 @@
-"""The puller's rules against each emulated CRM, one test body for both (R5, R13, R15-R17): the
+"""The puller's rules against each emulated CRM, one test body for both (R5, R13, R15-R18): the
 puller in this process, the real PostgreSQL, the CRM over HTTP(S)."""
 
 from __future__ import annotations
@@ -177,3 +177,23 @@ async def _local_value(sessions, account_id: str, external_id: str, name: str, v
         )
         row.fields = {**row.fields, name: value}
         row.field_meta = {**row.field_meta, name: {"origin": "user_edit", "at": moment.isoformat()}}
+
+
+async def test_r16_r18_a_change_cursor_the_crm_no_longer_follows_becomes_a_full_read_that_finds_the_deletions(
+    sessions, module_settings, account_id, make_crm
+) -> None:
+    crm = make_crm(leads=6, contacts=6, seed=17)
+    config = await _synced(sessions, module_settings, account_id, crm)
+    gone, edited = crm.first(CONTACT, 0), crm.first(CONTACT, 1)
+    crm.delete(CONTACT, gone.id)
+    crm.edit(CONTACT, edited.id, {"job_title": "Edited meanwhile"})
+    await crm.expire_change_cursors(sessions, account_id)
+
+    run = await sync(sessions, config, account_id, "incremental")
+
+    assert run.status == "succeeded", run.error
+    assert run.pulled == len(crm.people(LEAD)) + len(crm.people(CONTACT))  # everyone read again
+    store = await store_of(sessions, account_id)
+    assert gone.id not in store
+    assert store[edited.id]["values"]["job_title"] == "Edited meanwhile"
+    assert store == crm.expected_store()

@@ -34,7 +34,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from sqlalchemy import insert
+from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crmsync.common.crm.providers import provider_named
@@ -137,6 +137,12 @@ class Crm:
 
     def close(self) -> None:
         """Removes what the CRM holds once the test is over."""
+
+    async def expire_change_cursors(
+        self, sessions: async_sessionmaker[AsyncSession], account_id: str
+    ) -> None:
+        """Makes the CRM no longer follow the change cursors the account's syncs keep."""
+        raise NotImplementedError
 
     # ---------------------------------------------------------------- shared
     def set_opted_out(self, kind: str, record_id: str, opted_out: bool) -> None:
@@ -287,6 +293,20 @@ class SalesforceCrm(Crm):
     def close(self) -> None:
         self.server.remove_org(self.org)
 
+    async def expire_change_cursors(
+        self, sessions: async_sessionmaker[AsyncSession], account_id: str
+    ) -> None:
+        # The deleted feed reaches 15 days back: a cursor whose deletions start before that has expired.
+        long_ago = (datetime.now(UTC) - timedelta(days=16)).isoformat()
+        async with sessions.begin() as session:
+            await session.execute(
+                text(
+                    "update sync_state set change_cursor = jsonb_set(change_cursor::jsonb, '{deleted_since}', "
+                    "to_jsonb(cast(:at as text)))::text where account_id = :a and change_cursor is not null"
+                ),
+                {"at": long_ago, "a": account_id},
+            )
+
 
 # ====================================================================== Dynamics 365
 
@@ -433,6 +453,11 @@ class DynamicsCrm(Crm):
 
     def close(self) -> None:
         self.clear_refusals()
+
+    async def expire_change_cursors(
+        self, sessions: async_sessionmaker[AsyncSession], account_id: str
+    ) -> None:
+        self._control("POST", "/expire-change-tokens")  # every delta token given so far
 
 
 # ====================================================================== backends and fixtures
