@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from crmsync.common.clock import utc_now
 from crmsync.common.crm.factory import ConnectorFactory, connector_factory
 from crmsync.common.crm.settings import ConnectorSettings
+from crmsync.common.db.allowance import CallGateRegistry, call_gates_for
 from crmsync.common.db.session import create_engine, create_sessionmaker, ping
 from crmsync.common.db.unit_of_work import UnitOfWork
 from crmsync.common.kafka.consumer import create_consumer
@@ -31,12 +32,15 @@ from crmsync.puller.handlers.run_sync import SyncRunner
 from crmsync.puller.settings import Settings
 
 
-def crm_connectors(settings: Settings) -> ConnectorFactory:
-    """Returns the factory of CRM connectors the puller's settings ask for."""
+def crm_connectors(settings: Settings, *, call_gates: CallGateRegistry | None = None) -> ConnectorFactory:
+    """Returns the factory of CRM connectors the puller's settings ask for, spending each account's
+    API allowance through `call_gates` when given."""
     connectors = ConnectorSettings(
         bulk_threshold=settings.puller_bulk_threshold, change_lookback_s=settings.puller_lookback_s
     )
-    return connector_factory(settings.secret_key.get_secret_value(), settings=connectors)
+    return connector_factory(
+        settings.secret_key.get_secret_value(), settings=connectors, call_gates=call_gates
+    )
 
 
 def sync_runner(
@@ -85,6 +89,7 @@ class App:
     clock: Callable[[], datetime] = utc_now
     # An engine passed in belongs to the caller, who disposes of it.
     owns_engine: bool = True
+    call_gates: CallGateRegistry | None = None
 
     def checks(self) -> dict:
         return {"postgres": lambda: ping(self.engine), "kafka": Publisher(self.producer, self.settings).ping}
@@ -119,6 +124,8 @@ class App:
                 queue=PgRunQueue(UnitOfWork(sessions)),
             )
         finally:
+            if self.call_gates is not None:
+                await self.call_gates.aclose()  # the calls leased and not spent go back
             if self.owns_engine:
                 await self.engine.dispose()
 
@@ -133,11 +140,15 @@ def bootstrap(
 ) -> App:
     """Returns the puller wired from `settings`, with whatever was passed in used as it is."""
     settings = settings or Settings()
+    owns_engine = engine is None
+    engine = engine or create_engine(settings)
+    gates = call_gates_for(create_sessionmaker(engine)) if crm_factory is None else None
     return App(
         settings=settings,
-        engine=engine or create_engine(settings),
+        engine=engine,
         producer=producer or create_producer(settings),
-        crm_factory=crm_factory or crm_connectors(settings),
+        crm_factory=crm_factory or crm_connectors(settings, call_gates=gates),
         clock=clock,
-        owns_engine=engine is None,
+        owns_engine=owns_engine,
+        call_gates=gates,
     )
