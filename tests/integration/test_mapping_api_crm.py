@@ -3,9 +3,12 @@ the connection test and budget, CRM entities (R20), and the checks against the l
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from crmsync.common.crypto import SecretBox
+from crmsync.common.db.allowance import calls_used
 from crmsync.common.db.schema import CrmConnection
 from tests.support.mapping_api import new_tenant, running_api
 
@@ -230,3 +233,17 @@ async def test_credentials_sealed_under_another_key_are_a_409_not_a_crash(
     tested = (await client.post("/v1/connection/test", headers=tenant.admin)).json()
     assert tested["status"] == "failed" and "CRMSYNC_SECRET_KEY" in tested["status_message"]
     assert tested["secrets_set"] == []
+
+
+async def test_r24_the_apis_calls_to_the_crm_are_taken_from_the_accounts_api_allowance(
+    settings, engine, sessions, tenant, crm_org
+) -> None:
+    async with running_api(settings, engine=engine) as api:
+        put = await api.put("/v1/connection", json=connection_for(crm_org), headers=tenant.admin)
+        assert put.status_code == 200, put.text
+        before = crm_org.api_usage()["used"]
+        assert (await api.get("/v1/crm/entities", headers=tenant.reader)).status_code == 200
+    async with sessions() as session:
+        # The API has stopped: its gates gave back what they held, so the count is the calls made.
+        taken = await calls_used(session, account_id=tenant.account_id, day=datetime.now(UTC).date())
+    assert taken == crm_org.api_usage()["used"] - before >= 1

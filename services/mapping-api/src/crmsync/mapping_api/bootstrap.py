@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from crmsync.common.crypto import SecretBox
+from crmsync.common.db.allowance import CallGateRegistry, call_gates_for
 from crmsync.common.db.session import create_engine, create_sessionmaker, ping
 from crmsync.common.db.unit_of_work import UnitOfWork
 from crmsync.common.kafka.outbox import OutboxRelay
@@ -55,6 +56,8 @@ class Services:
     secret_box: SecretBox
     owns_engine: bool = True
     outbox: OutboxWakeUp = field(default_factory=OutboxWakeUp)
+    # The accounts' API allowances the built CRM port spends from; closed at the end (leases go back).
+    call_gates: CallGateRegistry | None = None
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -82,6 +85,8 @@ class Services:
                 log.warning("outbox_left_for_next_start", error=str(exc)[:300])
             self.outbox.relay = self.outbox.publisher = None
             await producer.stop()
+            if self.call_gates is not None:
+                await self.call_gates.aclose()
             if self.owns_engine:
                 await self.engine.dispose()
 
@@ -120,15 +125,17 @@ def build(
     sessions = create_sessionmaker(engine)
     secret_box = SecretBox(settings.secret_key.get_secret_value())
     wake = OutboxWakeUp()
+    gates = call_gates_for(sessions) if crm is None else None
     return Services(
         settings=settings,
         engine=engine,
         sessions=sessions,
         tx=transactions(sessions, wake_outbox=wake),
-        crm=crm or ConnectorPort(secret_box=secret_box),
+        crm=crm or ConnectorPort(secret_box=secret_box, call_gates=gates),
         secret_box=secret_box,
         owns_engine=owns_engine,
         outbox=wake,
+        call_gates=gates,
     )
 
 
