@@ -179,6 +179,12 @@ async def test_r15_r16_housekeeping_deletes_history_past_its_retention_and_keeps
         await _push_log(conn, "a", OLD)
     for _ in range(2):
         await _push_log(conn, "b", NOW - timedelta(days=1))
+    # API calls per day: a month and more back goes, the allowance's days stay.
+    for days_ago in (40, 36, 1, 0):
+        await conn.execute(
+            "insert into crm_api_usage (account_id, day, calls) values ('a', $1, 7)",
+            (NOW - timedelta(days=days_ago)).date(),
+        )
     schedules_before = await _schedules(sessions)
 
     housekeeping = _housekeeping(sessions)
@@ -194,6 +200,7 @@ async def test_r15_r16_housekeeping_deletes_history_past_its_retention_and_keeps
         "sync_run_sightings": 5,
         "scheduled_jobs": 3,
         "push_log": 5,
+        "crm_api_usage": 2,
     }
     assert ticks > 1, "3 batches of 2 rows per tick cannot delete 20 rows in one tick"
     runs = {row[0] for row in await conn.fetch("select id from sync_runs")}
@@ -208,6 +215,8 @@ async def test_r15_r16_housekeeping_deletes_history_past_its_retention_and_keeps
     assert not outbox & set(published_old)
     push_log = await conn.fetch("select account_id, created_at from push_log")
     assert sorted(row[0] for row in push_log) == ["b", "b"]
+    usage_days = sorted(row[0] for row in await conn.fetch("select day from crm_api_usage"))
+    assert usage_days == [(NOW - timedelta(days=1)).date(), NOW.date()]
     # What the scheduler decides from is the same before and after (R15).
     assert await _schedules(sessions) == schedules_before
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from aiokafka.errors import KafkaConnectionError
@@ -82,6 +82,9 @@ class FakeStore:
         return 0
 
     async def delete_push_log(self, *, created_before: datetime, limit: int) -> int:
+        return 0
+
+    async def delete_api_usage(self, *, day_before: date, limit: int) -> int:
         return 0
 
 

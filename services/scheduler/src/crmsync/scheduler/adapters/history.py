@@ -8,7 +8,7 @@ call costs the same whatever the table's size.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -97,6 +97,15 @@ _DELETE_OUTBOX = text(
 )
 
 
+_DELETE_API_USAGE = text(
+    """
+    delete from crm_api_usage where ctid = any(array(
+        select ctid from crm_api_usage where day < :cutoff limit :limit
+    ))
+    """
+)
+
+
 class PostgresHistory:
     """Deletes on one transaction's session; it never commits."""
 
@@ -117,6 +126,9 @@ class PostgresHistory:
 
     async def delete_outbox(self, *, published_before: datetime, limit: int) -> int:
         return await self._delete(_DELETE_OUTBOX, cutoff=published_before, limit=limit)
+
+    async def delete_api_usage(self, *, day_before: date, limit: int) -> int:
+        return await self._delete(_DELETE_API_USAGE, cutoff=day_before, limit=limit)
 
     async def _delete(self, statement: TextClause, **params: object) -> int:
         result = await self._session.execute(statement, params)

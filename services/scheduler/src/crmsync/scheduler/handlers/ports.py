@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
-from datetime import datetime
+from datetime import date, datetime
 from typing import Protocol, TypeVar
 
 from pydantic import BaseModel
@@ -55,6 +55,8 @@ class HistoryStore(Protocol):
     async def delete_scheduled_jobs(self, *, slot_before: datetime, limit: int) -> int: ...
 
     async def delete_push_log(self, *, created_before: datetime, limit: int) -> int: ...
+
+    async def delete_api_usage(self, *, day_before: date, limit: int) -> int: ...
 
 
 class Leader(Protocol):

@@ -1,7 +1,7 @@
 """Use case: delete history past its retention, a few bounded batches per tick.
 
-Sync runs, push log entries, records of emitted jobs and published outbox
-messages are written for every account all the time; kept for ever, they
+Sync runs, push log entries, records of emitted jobs, published outbox
+messages and each account's daily count of API calls are written for every account all the time; kept for ever, they
 would grow every table and every index without end. A pass goes through
 each kind of history in turn, a batch (one short transaction) at a time. A
 tick runs a few batches and leaves the rest of the pass for the next tick,
@@ -30,6 +30,8 @@ class Retention:
     push_log: timedelta
     scheduled_jobs: timedelta
     outbox: timedelta
+    # Days of crmsync's API calls per account: the allowance needs today's only; a month is kept to look at.
+    api_usage: timedelta = timedelta(days=35)
 
 
 # One batch of one kind of history: (store, pass began at, batch rows) -> rows deleted.
@@ -56,6 +58,10 @@ def purges(retention: Retention) -> list[tuple[str, Purge]]:
         (
             "push_log",
             lambda h, now, n: h.delete_push_log(created_before=now - retention.push_log, limit=n),
+        ),
+        (
+            "crm_api_usage",
+            lambda h, now, n: h.delete_api_usage(day_before=(now - retention.api_usage).date(), limit=n),
         ),
     ]
 
