@@ -17,7 +17,7 @@ from crmsync.common.crm.interface import CrmField, CrmTransientError
 from crmsync.common.crm.providers import provider_named
 from crmsync.common.domain.fields import DataType
 from crmsync.common.domain.mapping import DEFAULT_SALESFORCE_ROWS, FieldKind, PushPolicy
-from crmsync.common.domain.schedule import Schedule, job_id_for
+from crmsync.common.domain.schedule import Schedule, automatic_interval_minutes, job_id_for, next_due_times
 from crmsync.common.messages import ContactChanged, RunOutbound, RunSync, SyncKind, SyncReason
 from crmsync.mapping_api.handlers import admin, contacts, history, schedule
 from crmsync.mapping_api.handlers.accounts import Caller, authenticate, hash_key
@@ -330,3 +330,25 @@ async def test_r7_an_account_made_for_dynamics_starts_with_the_dynamics_default_
     with pytest.raises(Invalid) as refused:
         await admin.create_account(tx, name="Initech", account_id="initech", provider="sugarcrm", now=T0)
     assert refused.value.field == "provider" and "initech" not in tx.data.mappings
+
+
+async def test_r26_the_schedule_shown_plans_with_the_accounts_allocation_and_phase_as_the_scheduler_does(
+    tx,
+) -> None:
+    tx.data.connections[ACME] = replace(connection_of(ACME), api_limit=15_000, api_allocation_calls=300)
+    view = await schedule.get_schedule(tx, account_id=ACME, now=NOW)
+    without = automatic_interval_minutes(record_count=0, daily_api_limit=15_000)
+    assert view.automatic_interval_minutes == automatic_interval_minutes(
+        record_count=0, daily_api_limit=15_000, allocated_calls=300
+    )
+    assert view.automatic_interval_minutes > without  # 300 calls a day cannot sync every `without` minutes
+    planned = next_due_times(
+        schedule=view.schedule,
+        last_runs=view.last_runs,
+        now=NOW,
+        account_id=ACME,
+        record_count=0,
+        daily_api_limit=15_000,
+        allocated_calls=300,
+    )
+    assert view.next_due == planned

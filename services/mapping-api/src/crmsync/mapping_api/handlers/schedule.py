@@ -45,8 +45,12 @@ async def _view(stores: Stores, *, account_id: str, now: datetime) -> ScheduleVi
     )
     connection = await stores.connections.get(account_id)
     api_limit = connection.api_limit if connection else None
+    # The same budget and per-account phase the scheduler plans with, so what is shown is what runs.
+    allocated = connection.allocated_calls if connection else None
     chosen = (
-        automatic_interval_minutes(record_count=history.last_full_pulled, daily_api_limit=api_limit)
+        automatic_interval_minutes(
+            record_count=history.last_full_pulled, daily_api_limit=api_limit, allocated_calls=allocated
+        )
         if schedule.mode == ScheduleMode.AUTOMATIC
         else None
     )
@@ -54,8 +58,10 @@ async def _view(stores: Stores, *, account_id: str, now: datetime) -> ScheduleVi
         schedule=schedule,
         last_runs=last_runs,
         now=now,
+        account_id=account_id,
         record_count=history.last_full_pulled,
         daily_api_limit=api_limit,
+        allocated_calls=allocated,
     )
     return ScheduleView(schedule, chosen, last_runs, due)
 
