@@ -37,8 +37,9 @@ import httpx
 import orjson
 from sqlalchemy import func, select
 
+from bench.crms import CLIENT_ID, CLIENT_SECRET, start_crm
 from bench.machine import machine
-from bench.pusher_bench import CLIENT_ID, CLIENT_SECRET, _produce, _seed
+from bench.pusher_bench import _produce, seed_contacts
 from crmsync.common.db.schema import PushDelivery, PushLog
 from crmsync.common.db.session import create_engine, create_sessionmaker
 from crmsync.common.kafka.topics import (
@@ -50,7 +51,7 @@ from crmsync.common.kafka.topics import (
 from crmsync.common.messages import ContactChanged
 from crmsync.common.settings import CommonSettings
 from tests.support.databases import scratch_database
-from tests.support.processes import Process, service_env, start_emulator, start_service, stop_all, wait_for
+from tests.support.processes import Process, service_env, start_service, stop_all, wait_for
 
 API = "/services/data/v60.0"
 # DRAIN_BENCH_LOG=/path keeps the pusher's debug log there.
@@ -243,21 +244,13 @@ async def _bench(args: argparse.Namespace, settings: CommonSettings) -> None:
     await ensure_topics(settings, DESIGN_TOPICS)
     engine = create_engine(settings, pool_size=2)
     sessions = create_sessionmaker(engine)
-    emulator = start_emulator(
-        leads=args.contacts,
-        contacts=0,
-        seed=11,
-        client_id=CLIENT_ID,
-        client_secret=CLIENT_SECRET,
-        extra_args=("--api-limit", "100000000"),
-        timeout=120,
-    )
+    emulator = start_crm("salesforce", leads=args.contacts, contacts=0, seed=11)
     org = Org(emulator.base_url)
     pushers: list[Process] = []
     account_id = f"drain-{uuid.uuid4().hex[:8]}"
     try:
         await org.start()
-        lead_ids = await _seed(settings, sessions, emulator.base_url, account_id, args.contacts)
+        lead_ids = await seed_contacts(settings, sessions, emulator, account_id, args.contacts)
         env = service_env(
             settings,
             CRMSYNC_LOG_LEVEL="DEBUG" if LOG_PATH else "WARNING",
@@ -310,7 +303,7 @@ async def _bench(args: argparse.Namespace, settings: CommonSettings) -> None:
     finally:
         stop_all(pushers, timeout=20)
         await org.http.aclose()
-        emulator.stop(timeout=20)
+        emulator.stop()
         await engine.dispose()
         await delete_topics_with_prefixes(settings.kafka_bootstrap_servers, [settings.topic_prefix])
 

@@ -30,8 +30,11 @@ import asyncpg
 from bench.machine import machine
 from crmsync.common.db.schema import OPEN_SYNC_RUN
 from crmsync.common.db.session import create_engine, create_sessionmaker
+from crmsync.common.db.unit_of_work import UnitOfWork
 from crmsync.common.settings import CommonSettings
-from crmsync.puller.adapters.runs import ACCOUNTS_WITH_WORK
+from crmsync.puller.adapters.runs import WAITING_ACCOUNTS
+from crmsync.scheduler.adapters.history import PostgresHistory
+from crmsync.scheduler.adapters.transactions import InTransaction
 from crmsync.scheduler.handlers.purge_history import Housekeeping, Retention
 from crmsync.scheduler.settings import Settings as SchedulerSettings
 from tests.support.databases import asyncpg_dsn, scratch_database
@@ -52,7 +55,7 @@ _NEW_INDEX = f"create index ix_sync_runs_open on sync_runs (account_id, requeste
 
 async def _poll_ms(conn: asyncpg.Connection, calls: int = 40) -> tuple[float, float]:
     """Returns the median and slowest time (ms) of the dispatcher's poll."""
-    sql = ACCOUNTS_WITH_WORK.text.replace(":limit", "$1")
+    sql = WAITING_ACCOUNTS.text.replace(":limit", "$1")
     statement = await conn.prepare(sql)
     times = []
     for _ in range(calls):
@@ -86,7 +89,7 @@ async def _grow_runs(
 
 
 async def _poll_section(conn: asyncpg.Connection, *, accounts: int, sizes: list[int], now: datetime) -> None:
-    print("\ndispatcher poll (accounts_with_work, limit 8), 40 calls each")
+    print("\ndispatcher poll (waiting_accounts, limit 8 per lane), 40 calls each")
     print(
         f"{'finished runs':>14} {'open runs':>10} {'ix_sync_runs_open ms':>21} {'old partial index ms':>21}"
     )
@@ -144,7 +147,7 @@ async def _pass(url: str, now: datetime) -> tuple[float, int, float, dict[str, i
     """Runs one housekeeping pass to its end, tick after tick; returns seconds, ticks, slowest tick, deletions."""
     engine = create_engine(CommonSettings(database_url=url, log_json=False), pool_size=2)
     housekeeping = Housekeeping(
-        sessions=create_sessionmaker(engine),
+        history=InTransaction(UnitOfWork(create_sessionmaker(engine)), PostgresHistory),
         retention=RETENTION,
         interval_s=3600,
         batch_rows=DEFAULTS["housekeeping_batch_rows"].default,
