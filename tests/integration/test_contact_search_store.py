@@ -70,6 +70,14 @@ async def test_r19_search_finds_contacts_by_name_email_and_company_right_after_a
     assert (contact["Id"], "Contact") in await search(sessions, account_id, company.lower())
     assert (contact["Id"], "Contact") not in await search(sessions, account_id, company, "Lead")
     assert await search(sessions, account_id, "no such contact anywhere") == []
+    # Paged as the list pages: each page the next ids after the last one shown.
+    async with sessions() as session:
+        store, pages, after = PostgresContacts(session), [], None
+        while page := await store.page(account_id, ContactQuery(None, "@", after, 7)):
+            pages += [c.external_id for c in page]
+            after = page[-1].id
+        everyone = await store.page(account_id, ContactQuery(None, None, None, 100))
+    assert pages == [c.external_id for c in everyone if c.email and "@" in c.email]
     async with sessions() as session:
         entries = await session.scalar(
             text(

@@ -34,11 +34,13 @@ class PostgresContacts(SessionStore):
         return [value_of(ContactInfo, row) for row in rows]
 
     async def _matching(self, account_id: str, q: ContactQuery) -> ColumnElement[bool]:
-        """The contacts whose name, e-mail or company holds the search (R19), as a condition.
+        """The contacts of the page whose name, e-mail or company holds the search (R19), as a condition.
 
-        Search entries are lower-cased with a trigram index, so a substring match
-        stays fast: in the shared table, or the account's own after a large first
-        load. While a first load's entries are still owed, the contacts are scanned.
+        Search entries are lower-cased with a trigram index: in the shared table, or
+        the account's own after a large first load. Each contact has one entry, so
+        the page is taken from the entries (their index, then the first ids after
+        `after`), and only its rows are read. While a first load's entries are still
+        owed, the account's contacts are scanned.
         """
         assert q.search
         pattern = _like(q.search)
@@ -56,15 +58,16 @@ class PostgresContacts(SessionStore):
                 state.relname, column("contact_id"), column("crm_object"), column("search_text"), schema=PARTS
             )
             found = select(entries.c.contact_id).where(entries.c.search_text.like(pattern, escape="\\"))
-            crm_object = entries.c.crm_object
         else:
-            found = select(ContactSearch.contact_id).where(
-                ContactSearch.account_id == account_id, ContactSearch.search_text.like(pattern, escape="\\")
+            entries = ContactSearch.__table__
+            found = select(entries.c.contact_id).where(
+                entries.c.account_id == account_id, entries.c.search_text.like(pattern, escape="\\")
             )
-            crm_object = ContactSearch.crm_object
         if q.crm_object is not None:
-            found = found.where(crm_object == q.crm_object)
-        return Contact.id.in_(found)
+            found = found.where(entries.c.crm_object == q.crm_object)
+        if q.after is not None:
+            found = found.where(entries.c.contact_id > q.after)
+        return Contact.id.in_(found.order_by(entries.c.contact_id).limit(q.limit))
 
     async def count_by_object(self, account_id: str) -> dict[str | None, int]:
         result = await self._session.execute(
