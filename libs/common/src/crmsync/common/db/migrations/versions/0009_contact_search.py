@@ -112,7 +112,10 @@ def upgrade() -> None:
         sa.Column("crm_object", sa.Text(), nullable=True),
         sa.Column("search_text", sa.Text(), nullable=False),
         sa.ForeignKeyConstraint(
-            ["account_id"], ["accounts.id"], name=op.f("fk_contact_search_account_id_accounts"), ondelete="CASCADE"
+            ["account_id"],
+            ["accounts.id"],
+            name=op.f("fk_contact_search_account_id_accounts"),
+            ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("account_id", "contact_id", name=op.f("pk_contact_search")),
     )
