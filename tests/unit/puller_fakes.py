@@ -22,7 +22,7 @@ from crmsync.common.crm.interface import (
     DeletedRecord,
     ObjectDescribe,
 )
-from crmsync.common.crm.roles import DealRoles, RecordRoles
+from crmsync.common.crm.salesforce._roles import SALESFORCE_ROLES
 from crmsync.common.domain.account import CrmConnectionInfo
 from crmsync.common.domain.drift import RepairPlan, StoredForRepair
 from crmsync.common.domain.mapping import Mapping, PushPolicy, default_salesforce_mapping
@@ -34,27 +34,7 @@ from crmsync.puller.domain.runs import EntityAdvance, EntityState, RunCounts, Ru
 
 NOW = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
 LOOKBACK = timedelta(seconds=60)
-ROLES = RecordRoles(
-    id="Id",
-    modified_at="SystemModstamp",
-    owner_id="OwnerId",
-    owner_name="Owner.Name",
-    owner_email="Owner.Email",
-    company_id="AccountId",
-    company_name="Account.Name",
-    converted="IsConverted",
-    converted_to="ConvertedContactId",
-    deal=DealRoles(
-        id="Id",
-        modified_at="SystemModstamp",
-        name="Name",
-        stage="StageName",
-        amount="Amount",
-        close_date="CloseDate",
-        company_id="AccountId",
-        contact_id="ContactId",
-    ),
-)
+ROLES = SALESFORCE_ROLES  # the fake CRM names its fields as Salesforce does
 ACCOUNT = "acme"
 CONNECTION = CrmConnectionInfo(
     account_id=ACCOUNT,
